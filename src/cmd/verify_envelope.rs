@@ -1,0 +1,110 @@
+//! `verify envelope <FILE|-> [--payload FILE] [--text]`: the offline kernel check of one
+//! envelope. Exit 0 valid, 1 invalid, 2 when the envelope or payload cannot be read or the
+//! envelope is not JSON.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::cli::VerifyEnvelopeArgs;
+use crate::proof::{verify_envelope_text, Verdict};
+
+/// Exit status for a valid envelope.
+pub const EXIT_VALID: u8 = 0;
+/// Exit status for an envelope that fails verification.
+pub const EXIT_INVALID: u8 = 1;
+/// Exit status when the input cannot be read or is not JSON.
+pub const EXIT_UNREADABLE: u8 = 2;
+
+#[derive(Serialize)]
+struct Report<'a> {
+    file: String,
+    #[serde(flatten)]
+    verdict: &'a Verdict,
+}
+
+/// Runs the command.
+pub fn run(args: &VerifyEnvelopeArgs) -> ExitCode {
+    let name = args.file.display().to_string();
+    let envelope = match read_input(&args.file) {
+        Ok(bytes) => bytes,
+        Err(e) => return unreadable(&format!("cannot read envelope {name}: {e}")),
+    };
+    let payload = match &args.payload {
+        Some(path) => match std::fs::read(path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => return unreadable(&format!("cannot read payload {}: {e}", path.display())),
+        },
+        None => None,
+    };
+    let verdict = match verify_envelope_text(&envelope, payload.as_deref()) {
+        Ok(v) => v,
+        Err(e) => return unreadable(&format!("{name} is not a JSON envelope: {e}")),
+    };
+    if args.text {
+        println!("{}", summary(&name, &verdict));
+    } else {
+        let report = Report {
+            file: name,
+            verdict: &verdict,
+        };
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return unreadable(&format!("cannot print the verdict: {e}")),
+        }
+    }
+    ExitCode::from(if verdict.overall {
+        EXIT_VALID
+    } else {
+        EXIT_INVALID
+    })
+}
+
+/// The one-line human summary printed with `--text`.
+pub fn summary(name: &str, v: &Verdict) -> String {
+    let payload = match v.payload_hash_valid {
+        Some(true) => "bound",
+        Some(false) => "MISMATCH",
+        None => "not checked (no payload given)",
+    };
+    let status = if v.overall { "PASS" } else { "FAIL" };
+    let reason = v
+        .reason
+        .as_deref()
+        .map(|r| format!(" reason={r}"))
+        .unwrap_or_default();
+    let spec = serde_json::to_value(v.spec_version_status)
+        .ok()
+        .and_then(|s| s.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    format!(
+        "{status} {name}: signature={} payload_hash={payload} spec_version={spec}{}{reason}",
+        if v.signature_valid {
+            "valid"
+        } else {
+            "INVALID"
+        },
+        if v.legacy_envelope {
+            " (legacy envelope)"
+        } else {
+            ""
+        },
+    )
+}
+
+fn read_input(path: &Path) -> std::io::Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf)?;
+        Ok(buf)
+    } else {
+        std::fs::read(path)
+    }
+}
+
+fn unreadable(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_UNREADABLE)
+}

@@ -1,0 +1,12 @@
+//! ario-mlflow-worker: every MLflow lifecycle event gets a signed, publicly anchored proof,
+//! without any change to user code (see `docs/architecture.md`).
+//!
+//! Pipeline layout: `proof` (pure kernel) ← `anchor` (builds and drives jobs) ← `feed`
+//! (detects), with `store` (remembers) beside it; `mlflow` and `arweave` are clients at the
+//! edge; `verify` only reads. Modules arrive issue by issue; today: the proof kernel, signing
+//! keys and the CLI.
+
+pub mod cli;
+pub mod cmd;
+pub mod keys;
+pub mod proof;

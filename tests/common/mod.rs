@@ -1,0 +1,84 @@
+//! Shared test harness: locating `../shared`, loading vectors, the corpus key.
+//!
+//! Later issues add the real MLflow server, the broker and devnet here, each started on an
+//! ephemeral port and stopped on drop.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use ed25519_dalek::SigningKey;
+use serde_json::Value;
+
+/// The project's `shared/` directory: `$ARIO_SHARED_DIR`, else `../shared` beside the repo.
+/// Missing vectors are a hard failure, never a silent pass.
+pub fn shared_dir() -> PathBuf {
+    let dir = std::env::var_os("ARIO_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("shared")
+        });
+    assert!(
+        dir.join("vectors").is_dir(),
+        "conformance data not found at {} (set ARIO_SHARED_DIR to the shared/ folder)",
+        dir.display()
+    );
+    dir
+}
+
+/// Parses a JSON file under `shared/`.
+pub fn load_json(relative: &str) -> Value {
+    let path = shared_dir().join(relative);
+    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_slice(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+/// Every `*.json` file directly in `shared/<relative>` whose name starts with `prefix`, sorted.
+pub fn vector_files(relative: &str, prefix: &str) -> Vec<PathBuf> {
+    let dir = shared_dir().join(relative);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The corpus's fixed seed `0123…cdef` as a signing key.
+pub const CORPUS_SEED_HEX: &str =
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+/// The corpus's fixed public key.
+pub const CORPUS_PUBLIC_HEX: &str =
+    "207a067892821e25d770f1fba0c47c11ff4b813e54162ece9eb839e076231ab6";
+
+/// The signing key of a vector's `fixed_keypair`, checked against its stated public key.
+pub fn vector_key(vector: &Value) -> SigningKey {
+    let pair = &vector["fixed_keypair"];
+    let seed: [u8; 32] = hex_bytes(&pair["ed25519_seed_hex"])
+        .try_into()
+        .expect("32-byte seed");
+    let key = SigningKey::from_bytes(&seed);
+    assert_eq!(
+        hex::encode(key.verifying_key().as_bytes()),
+        str_of(&pair["ed25519_public_hex"])
+    );
+    key
+}
+
+/// A JSON string field, or a panic naming it.
+pub fn str_of(v: &Value) -> &str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {v}"))
+}
+
+/// Decodes a hex string field.
+pub fn hex_bytes(v: &Value) -> Vec<u8> {
+    hex::decode(str_of(v)).unwrap_or_else(|e| panic!("bad hex {v}: {e}"))
+}

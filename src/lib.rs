@@ -6,6 +6,7 @@
 //! edge; `verify` only reads. Modules arrive issue by issue; today: the proof kernel, signing
 //! keys and the CLI.
 
+pub mod arweave;
 pub mod cli;
 pub mod cmd;
 pub mod keys;

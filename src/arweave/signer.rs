@@ -88,7 +88,7 @@ pub enum ItemSigner {
     /// Ed25519 (signature type 2).
     Ed25519(ed25519_dalek::SigningKey),
     /// Arweave RSA-4096 (signature type 1).
-    Arweave(Box<RsaPrivateKey>),
+    Arweave(RsaPrivateKey),
 }
 
 impl fmt::Debug for ItemSigner {
@@ -109,7 +109,7 @@ impl ItemSigner {
         if key.size() != 512 || key.e() != &rsa::BigUint::from(65537u32) {
             return Err(SignerError::BadRsaKey { bits });
         }
-        Ok(ItemSigner::Arweave(Box::new(key)))
+        Ok(ItemSigner::Arweave(key))
     }
 
     /// The signature type items get.
@@ -135,7 +135,7 @@ impl ItemSigner {
             ItemSigner::Arweave(k) => {
                 use rsa::signature::{RandomizedSigner, SignatureEncoding};
                 let signer = rsa::pss::BlindedSigningKey::<Sha256>::new_with_salt_len(
-                    (**k).clone(),
+                    k.clone(),
                     RSA_SIGNING_SALT_LEN,
                 );
                 let sig = signer

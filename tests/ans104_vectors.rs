@@ -136,6 +136,16 @@ fn seed_signer(byte_pattern: impl Fn(usize) -> u8) -> ItemSigner {
     ItemSigner::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed))
 }
 
+/// (file, signer, tags, data, target, anchor).
+type RecreateCase<'a> = (
+    &'a str,
+    &'a ItemSigner,
+    Vec<Tag>,
+    Vec<u8>,
+    Option<[u8; 32]>,
+    Option<[u8; 32]>,
+);
+
 #[test]
 fn ed25519_vectors_are_recreated_byte_for_byte() {
     let seq = seed_signer(|i| i as u8);
@@ -159,14 +169,7 @@ fn ed25519_vectors_are_recreated_byte_for_byte() {
             .unwrap()
             .try_into()
             .unwrap();
-    let cases: Vec<(
-        &str,
-        &ItemSigner,
-        Vec<Tag>,
-        Vec<u8>,
-        Option<[u8; 32]>,
-        Option<[u8; 32]>,
-    )> = vec![
+    let cases: Vec<RecreateCase<'_>> = vec![
         (
             "ed25519_basic.bin",
             &seq,

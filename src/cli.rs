@@ -45,6 +45,125 @@ pub enum Command {
     /// Inspect the envelope signing key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Inspect the funding wallet that signs data items.
+    #[command(subcommand)]
+    Wallet(WalletCommand),
+    /// Sign a file as an ANS-104 data item with the wallet and upload it through Turbo.
+    Upload(UploadArgs),
+    /// Read a data item's payload back through the gateway list (`GET /raw/{id}`).
+    Fetch(FetchArgs),
+    /// Run the local Turbo-compatible upload service and gateway.
+    Devnet(DevnetArgs),
+}
+
+/// `wallet …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WalletCommand {
+    /// Print the wallet's type, address, mode and file; creates the default wallet on first use.
+    Show(WalletArgs),
+}
+
+/// Where the funding wallet comes from.
+#[derive(Debug, Clone, Args)]
+pub struct WalletArgs {
+    /// Arweave JWK or Solana id.json to sign data items with [default: ~/.ario-mlflow/wallet.json].
+    #[arg(long, env = "ARIO_MLFLOW_ARWEAVE_WALLET")]
+    pub wallet: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// HTTP settings shared by uploads and reads.
+#[derive(Debug, Clone, Args)]
+pub struct ArweaveHttpArgs {
+    /// Extra trusted CA certificate (PEM), e.g. the one `devnet --tls --cert-out` writes.
+    #[arg(long, env = "ARIO_MLFLOW_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 30, env = "ARIO_MLFLOW_HTTP_TIMEOUT")]
+    pub timeout_secs: u64,
+}
+
+/// Arguments of `upload`.
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// The file whose bytes become the data item's payload.
+    pub file: PathBuf,
+    /// Turbo upload service base URL.
+    #[arg(long, env = "ARIO_MLFLOW_UPLOAD_URL", default_value = "https://upload.ardrive.io")]
+    pub upload_url: url::Url,
+    /// Data item tag `NAME=VALUE` (repeatable).
+    #[arg(long = "tag", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+    /// `Content-Type` tag [default: application/json for .json files, else application/octet-stream].
+    #[arg(long)]
+    pub content_type: Option<String>,
+    /// Attempts in total for transient failures.
+    #[arg(long, default_value_t = 6)]
+    pub attempts: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub wallet: WalletArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub http: ArweaveHttpArgs,
+}
+
+/// Arguments of `fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Data item id.
+    pub id: String,
+    /// Gateway `host[:port]` (https) or full URL; repeatable, tried in order.
+    #[arg(long = "gateway")]
+    pub gateways: Vec<String>,
+    /// Comma-separated gateways, used when no `--gateway` is given.
+    #[arg(long, env = "ARIO_MLFLOW_GATEWAYS", hide = true)]
+    pub gateways_env: Option<String>,
+    /// Host put first in the default gateway list.
+    #[arg(long, env = "ARIO_MLFLOW_GATEWAY_HOST", hide = true)]
+    pub gateway_host: Option<String>,
+    /// Expected SHA-256 (hex) of the payload; gateways serving other bytes are skipped.
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// Write the payload here instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub http: ArweaveHttpArgs,
+}
+
+/// Arguments of `devnet`.
+#[derive(Debug, Args)]
+pub struct DevnetArgs {
+    /// Address to listen on (loopback by default; port 0 picks a free port).
+    #[arg(long, default_value = crate::devnet::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// Directory for stored items, the receipt key and TLS material.
+    #[arg(long, default_value = "devnet-data")]
+    pub data_dir: PathBuf,
+    /// Serve https with a generated CA-signed certificate for 127.0.0.1 / localhost.
+    #[arg(long)]
+    pub tls: bool,
+    /// Write the CA certificate PEM here (for REQUESTS_CA_BUNDLE or --ca-cert).
+    #[arg(long, requires = "tls")]
+    pub cert_out: Option<PathBuf>,
+    /// Largest accepted item in bytes; larger ones get 402 "Insufficient balance".
+    #[arg(long, default_value_t = crate::devnet::DEFAULT_FREE_LIMIT)]
+    pub free_limit: usize,
+    /// RSA-4096 JWK that signs receipts [default: generated once into the data dir].
+    #[arg(long)]
+    pub receipt_key: Option<PathBuf>,
+    /// Fault rule `ROUTE:SPEC[xCOUNT][@PROB]`, e.g. `upload:503x3`, `upload:429/2@0.3`,
+    /// `raw:reset`, `upload:delay=1500`, `raw:notfound-first=2` (repeatable).
+    #[arg(long = "fault", value_parser = crate::devnet::faults::FaultRule::parse)]
+    pub faults: Vec<crate::devnet::faults::FaultRule>,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(n, v)| (n.to_string(), v.to_string())).ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))
 }
 
 /// `verify …` subcommands.
@@ -103,6 +222,20 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Verify(VerifyCommand::Envelope(args)) => cmd::verify_envelope::run(&args),
         Command::Keys(KeysCommand::Show(args)) => cmd::keys_show::run(&args),
+        Command::Wallet(WalletCommand::Show(args)) => cmd::wallet_show::run(&args),
+        Command::Upload(args) => with_runtime(cmd::upload::run(args)),
+        Command::Fetch(args) => with_runtime(cmd::fetch::run(args)),
+        Command::Devnet(args) => with_runtime(cmd::devnet::run(args)),
+    }
+}
+
+fn with_runtime(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(future),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

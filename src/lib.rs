@@ -9,5 +9,6 @@
 pub mod arweave;
 pub mod cli;
 pub mod cmd;
+pub mod devnet;
 pub mod keys;
 pub mod proof;

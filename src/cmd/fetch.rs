@@ -1,0 +1,51 @@
+//! `fetch <ID>`: reads a data item's payload through the ordered gateway list. Exit 0 found
+//! (and matching `--sha256` when given), 1 no gateway served it, 2 bad input.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use crate::arweave::gateway::gateway_list;
+use crate::arweave::GatewayReader;
+use crate::cli::FetchArgs;
+
+/// Runs the command.
+pub async fn run(args: FetchArgs) -> ExitCode {
+    let fail = |code: u8, msg: String| {
+        eprintln!("error: {msg}");
+        ExitCode::from(code)
+    };
+    let expected = match args.sha256.as_deref().map(hex::decode) {
+        None => None,
+        Some(Ok(bytes)) if bytes.len() == 32 => bytes.try_into().ok(),
+        Some(_) => return fail(2, "--sha256 must be 64 hex characters".into()),
+    };
+    let gateways = match gateway_list(&args.gateways, args.gateways_env.as_deref(), args.gateway_host.as_deref()) {
+        Ok(g) => g,
+        Err(e) => return fail(2, e.to_string()),
+    };
+    let http = match super::http_settings(&args.http) {
+        Ok(h) => h,
+        Err(e) => return fail(2, e),
+    };
+    let reader = match GatewayReader::new(gateways, &http) {
+        Ok(r) => r,
+        Err(e) => return fail(2, e.to_string()),
+    };
+    match reader.fetch_raw(&args.id, expected.as_ref()).await {
+        Ok(fetched) => {
+            for f in &fetched.failures {
+                eprintln!("note: {} failed: {}", f.gateway, f.cause);
+            }
+            eprintln!("served by {} ({} bytes)", fetched.gateway, fetched.bytes.len());
+            let written = match &args.output {
+                Some(path) => std::fs::write(path, &fetched.bytes).map_err(|e| e.to_string()),
+                None => std::io::stdout().write_all(&fetched.bytes).map_err(|e| e.to_string()),
+            };
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(2, format!("cannot write the payload: {e}")),
+            }
+        }
+        Err(e) => fail(1, e.to_string()),
+    }
+}

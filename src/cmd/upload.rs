@@ -1,0 +1,55 @@
+//! `upload <FILE>`: signs a file as a data item with the funding wallet and uploads it through
+//! Turbo; prints the id, the receipt (or in-flight status) as JSON. Exit 0 uploaded, 1 rejected
+//! or failed after retries, 2 bad input or configuration.
+
+use std::process::ExitCode;
+
+use crate::arweave::turbo::{RetryPolicy, TurboConfig};
+use crate::arweave::{DataItem, Tag, TurboClient, UploadOutcome, Wallet};
+use crate::cli::UploadArgs;
+
+/// Runs the command.
+pub async fn run(args: UploadArgs) -> ExitCode {
+    let fail = |code: u8, msg: String| {
+        eprintln!("error: {msg}");
+        ExitCode::from(code)
+    };
+    let data = match std::fs::read(&args.file) {
+        Ok(d) => d,
+        Err(e) => return fail(2, format!("cannot read {}: {e}", args.file.display())),
+    };
+    let wallet = match Wallet::load_or_create(args.wallet.wallet.as_deref(), None) {
+        Ok(w) => w,
+        Err(e) => return fail(2, e.to_string()),
+    };
+    let content_type = args.content_type.clone().unwrap_or_else(|| {
+        if args.file.extension().is_some_and(|x| x == "json") { "application/json" } else { "application/octet-stream" }.to_string()
+    });
+    let mut tags = vec![Tag::new("Content-Type", content_type)];
+    tags.extend(args.tags.iter().map(|(n, v)| Tag::new(n.clone(), v.clone())));
+    let item = match DataItem::sign(&wallet.signer, tags, data, None, None) {
+        Ok(i) => i,
+        Err(e) => return fail(2, e.to_string()),
+    };
+    let http = match super::http_settings(&args.http) {
+        Ok(h) => h,
+        Err(e) => return fail(2, e),
+    };
+    let retry = RetryPolicy { max_attempts: args.attempts.max(1), ..RetryPolicy::default() };
+    let client = match TurboClient::new(TurboConfig { upload_url: args.upload_url.clone(), http, retry }) {
+        Ok(c) => c,
+        Err(e) => return fail(2, e.to_string()),
+    };
+    let id = item.id();
+    match client.upload(&item.to_bytes()).await {
+        Ok(outcome) => {
+            let doc = match &outcome {
+                UploadOutcome::Accepted(r) => serde_json::json!({"id": id, "receipt": r}),
+                UploadOutcome::AlreadyInFlight(s) => serde_json::json!({"id": id, "already_in_flight": s}),
+            };
+            println!("{doc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, e.to_string()),
+    }
+}

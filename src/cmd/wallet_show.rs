@@ -1,0 +1,34 @@
+//! `wallet show`: the funding wallet's type, address, mode and file.
+
+use std::process::ExitCode;
+
+use crate::arweave::Wallet;
+use crate::cli::WalletArgs;
+
+/// Runs the command.
+pub fn run(args: &WalletArgs) -> ExitCode {
+    match Wallet::load_or_create(args.wallet.as_deref(), None) {
+        Ok(w) => {
+            if args.json {
+                let doc = serde_json::json!({
+                    "type": w.wallet_type, "address": w.address(), "mode": w.mode,
+                    "path": w.path, "generated": w.generated,
+                    "signature_type": w.signer.signature_type().code(),
+                });
+                println!("{doc}");
+            } else {
+                let ty = serde_json::to_value(w.wallet_type).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                let mode = serde_json::to_value(w.mode).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                println!("type:    {ty} (ANS-104 signature type {})", w.signer.signature_type().code());
+                println!("address: {}", w.address());
+                println!("mode:    {mode}{}", if w.generated { " (generated now)" } else { "" });
+                println!("file:    {}", w.path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -91,7 +91,11 @@ pub struct UploadArgs {
     /// The file whose bytes become the data item's payload.
     pub file: PathBuf,
     /// Turbo upload service base URL.
-    #[arg(long, env = "ARIO_MLFLOW_UPLOAD_URL", default_value = "https://upload.ardrive.io")]
+    #[arg(
+        long,
+        env = "ARIO_MLFLOW_UPLOAD_URL",
+        default_value = "https://upload.ardrive.io"
+    )]
     pub upload_url: url::Url,
     /// Data item tag `NAME=VALUE` (repeatable).
     #[arg(long = "tag", value_parser = parse_tag)]
@@ -163,7 +167,9 @@ pub struct DevnetArgs {
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
-    s.split_once('=').map(|(n, v)| (n.to_string(), v.to_string())).ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))
+    s.split_once('=')
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))
 }
 
 /// `verify …` subcommands.
@@ -230,7 +236,10 @@ pub fn main() -> ExitCode {
 }
 
 fn with_runtime(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime.block_on(future),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

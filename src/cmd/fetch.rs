@@ -19,7 +19,11 @@ pub async fn run(args: FetchArgs) -> ExitCode {
         Some(Ok(bytes)) if bytes.len() == 32 => bytes.try_into().ok(),
         Some(_) => return fail(2, "--sha256 must be 64 hex characters".into()),
     };
-    let gateways = match gateway_list(&args.gateways, args.gateways_env.as_deref(), args.gateway_host.as_deref()) {
+    let gateways = match gateway_list(
+        &args.gateways,
+        args.gateways_env.as_deref(),
+        args.gateway_host.as_deref(),
+    ) {
         Ok(g) => g,
         Err(e) => return fail(2, e.to_string()),
     };
@@ -36,10 +40,16 @@ pub async fn run(args: FetchArgs) -> ExitCode {
             for f in &fetched.failures {
                 eprintln!("note: {} failed: {}", f.gateway, f.cause);
             }
-            eprintln!("served by {} ({} bytes)", fetched.gateway, fetched.bytes.len());
+            eprintln!(
+                "served by {} ({} bytes)",
+                fetched.gateway,
+                fetched.bytes.len()
+            );
             let written = match &args.output {
                 Some(path) => std::fs::write(path, &fetched.bytes).map_err(|e| e.to_string()),
-                None => std::io::stdout().write_all(&fetched.bytes).map_err(|e| e.to_string()),
+                None => std::io::stdout()
+                    .write_all(&fetched.bytes)
+                    .map_err(|e| e.to_string()),
             };
             match written {
                 Ok(()) => ExitCode::SUCCESS,

@@ -18,7 +18,11 @@ pub(crate) fn http_settings(args: &ArweaveHttpArgs) -> Result<HttpSettings, Stri
         Some(path) => Some(read(path)?),
         None => None,
     };
-    Ok(HttpSettings { request_timeout: std::time::Duration::from_secs(args.timeout_secs.max(1)), extra_ca_pem, ..HttpSettings::default() })
+    Ok(HttpSettings {
+        request_timeout: std::time::Duration::from_secs(args.timeout_secs.max(1)),
+        extra_ca_pem,
+        ..HttpSettings::default()
+    })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {

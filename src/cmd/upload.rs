@@ -23,10 +23,19 @@ pub async fn run(args: UploadArgs) -> ExitCode {
         Err(e) => return fail(2, e.to_string()),
     };
     let content_type = args.content_type.clone().unwrap_or_else(|| {
-        if args.file.extension().is_some_and(|x| x == "json") { "application/json" } else { "application/octet-stream" }.to_string()
+        if args.file.extension().is_some_and(|x| x == "json") {
+            "application/json"
+        } else {
+            "application/octet-stream"
+        }
+        .to_string()
     });
     let mut tags = vec![Tag::new("Content-Type", content_type)];
-    tags.extend(args.tags.iter().map(|(n, v)| Tag::new(n.clone(), v.clone())));
+    tags.extend(
+        args.tags
+            .iter()
+            .map(|(n, v)| Tag::new(n.clone(), v.clone())),
+    );
     let item = match DataItem::sign(&wallet.signer, tags, data, None, None) {
         Ok(i) => i,
         Err(e) => return fail(2, e.to_string()),
@@ -35,8 +44,15 @@ pub async fn run(args: UploadArgs) -> ExitCode {
         Ok(h) => h,
         Err(e) => return fail(2, e),
     };
-    let retry = RetryPolicy { max_attempts: args.attempts.max(1), ..RetryPolicy::default() };
-    let client = match TurboClient::new(TurboConfig { upload_url: args.upload_url.clone(), http, retry }) {
+    let retry = RetryPolicy {
+        max_attempts: args.attempts.max(1),
+        ..RetryPolicy::default()
+    };
+    let client = match TurboClient::new(TurboConfig {
+        upload_url: args.upload_url.clone(),
+        http,
+        retry,
+    }) {
         Ok(c) => c,
         Err(e) => return fail(2, e.to_string()),
     };
@@ -45,7 +61,9 @@ pub async fn run(args: UploadArgs) -> ExitCode {
         Ok(outcome) => {
             let doc = match &outcome {
                 UploadOutcome::Accepted(r) => serde_json::json!({"id": id, "receipt": r}),
-                UploadOutcome::AlreadyInFlight(s) => serde_json::json!({"id": id, "already_in_flight": s}),
+                UploadOutcome::AlreadyInFlight(s) => {
+                    serde_json::json!({"id": id, "already_in_flight": s})
+                }
             };
             println!("{doc}");
             ExitCode::SUCCESS

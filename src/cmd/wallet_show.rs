@@ -17,11 +17,23 @@ pub fn run(args: &WalletArgs) -> ExitCode {
                 });
                 println!("{doc}");
             } else {
-                let ty = serde_json::to_value(w.wallet_type).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-                let mode = serde_json::to_value(w.mode).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-                println!("type:    {ty} (ANS-104 signature type {})", w.signer.signature_type().code());
+                let ty = serde_json::to_value(w.wallet_type)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let mode = serde_json::to_value(w.mode)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                println!(
+                    "type:    {ty} (ANS-104 signature type {})",
+                    w.signer.signature_type().code()
+                );
                 println!("address: {}", w.address());
-                println!("mode:    {mode}{}", if w.generated { " (generated now)" } else { "" });
+                println!(
+                    "mode:    {mode}{}",
+                    if w.generated { " (generated now)" } else { "" }
+                );
                 println!("file:    {}", w.path.display());
             }
             ExitCode::SUCCESS

@@ -72,14 +72,20 @@ impl FaultRule {
     /// Parses the `--fault` flag grammar (module docs).
     pub fn parse(text: &str) -> Result<FaultRule, String> {
         let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        let (route, rest) = text.split_once(':').ok_or("expected ROUTE:SPEC, e.g. upload:503x3")?;
+        let (route, rest) = text
+            .split_once(':')
+            .ok_or("expected ROUTE:SPEC, e.g. upload:503x3")?;
         let route = match route {
             "upload" => FaultRoute::Upload,
             "status" => FaultRoute::Status,
             "raw" => FaultRoute::Raw,
             "info" => FaultRoute::Info,
             "any" => FaultRoute::Any,
-            other => return Err(format!("unknown route {other:?} (upload, status, raw, info, any)")),
+            other => {
+                return Err(format!(
+                    "unknown route {other:?} (upload, status, raw, info, any)"
+                ))
+            }
         };
         let (rest, probability) = match rest.rsplit_once('@') {
             Some((r, p)) => {
@@ -92,7 +98,9 @@ impl FaultRule {
             None => (rest, None),
         };
         let (spec, count) = match rest.rsplit_once('x') {
-            Some((s, n)) if !s.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => {
+            Some((s, n))
+                if !s.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() =>
+            {
                 (s, Some(n.parse().map_err(|_| format!("bad count {n:?}"))?))
             }
             _ => (rest, None),
@@ -100,21 +108,35 @@ impl FaultRule {
         let kind = if spec == "reset" {
             FaultKind::Reset
         } else if let Some(ms) = spec.strip_prefix("delay=") {
-            FaultKind::Delay { ms: ms.parse().map_err(|_| format!("bad delay {ms:?}"))? }
+            FaultKind::Delay {
+                ms: ms.parse().map_err(|_| format!("bad delay {ms:?}"))?,
+            }
         } else if let Some(n) = spec.strip_prefix("notfound-first=") {
-            FaultKind::NotFoundFirst { n: n.parse().map_err(|_| format!("bad read count {n:?}"))? }
+            FaultKind::NotFoundFirst {
+                n: n.parse().map_err(|_| format!("bad read count {n:?}"))?,
+            }
         } else {
             let (code, retry_after) = match spec.split_once('/') {
-                Some((c, r)) => (c, Some(r.parse().map_err(|_| format!("bad Retry-After {r:?}"))?)),
+                Some((c, r)) => (
+                    c,
+                    Some(r.parse().map_err(|_| format!("bad Retry-After {r:?}"))?),
+                ),
                 None => (spec, None),
             };
-            let code: u16 = code.parse().map_err(|_| format!("unknown fault {spec:?}"))?;
+            let code: u16 = code
+                .parse()
+                .map_err(|_| format!("unknown fault {spec:?}"))?;
             if !(400..=599).contains(&code) {
                 return Err(format!("status {code} is not an error status"));
             }
             FaultKind::Status { code, retry_after }
         };
-        Ok(FaultRule { route, kind, count, probability })
+        Ok(FaultRule {
+            route,
+            kind,
+            count,
+            probability,
+        })
     }
 }
 
@@ -159,7 +181,11 @@ impl FaultTable {
     /// Decides the faults for one request on `route`, consuming counts of rules that fire.
     pub fn plan(&mut self, route: FaultRoute) -> FaultPlan {
         let mut plan = FaultPlan::default();
-        for rule in self.rules.iter_mut().filter(|r| r.route == route || r.route == FaultRoute::Any) {
+        for rule in self
+            .rules
+            .iter_mut()
+            .filter(|r| r.route == route || r.route == FaultRoute::Any)
+        {
             if let FaultKind::NotFoundFirst { n } = rule.kind {
                 plan.not_found_first = Some(plan.not_found_first.unwrap_or(0).max(n));
                 continue;
@@ -192,22 +218,53 @@ mod tests {
     fn flag_grammar_parses_every_kind() {
         let r = FaultRule::parse("upload:429/2x3@0.5").unwrap();
         assert_eq!(r.route, FaultRoute::Upload);
-        assert_eq!(r.kind, FaultKind::Status { code: 429, retry_after: Some(2) });
+        assert_eq!(
+            r.kind,
+            FaultKind::Status {
+                code: 429,
+                retry_after: Some(2)
+            }
+        );
         assert_eq!((r.count, r.probability), (Some(3), Some(0.5)));
-        assert_eq!(FaultRule::parse("raw:reset").unwrap().kind, FaultKind::Reset);
-        assert_eq!(FaultRule::parse("any:delay=150x1").unwrap().kind, FaultKind::Delay { ms: 150 });
-        assert_eq!(FaultRule::parse("raw:notfound-first=3").unwrap().kind, FaultKind::NotFoundFirst { n: 3 });
-        for bad in ["upload", "nope:503", "upload:200", "upload:503@2", "upload:teapot", "raw:delay=x"] {
+        assert_eq!(
+            FaultRule::parse("raw:reset").unwrap().kind,
+            FaultKind::Reset
+        );
+        assert_eq!(
+            FaultRule::parse("any:delay=150x1").unwrap().kind,
+            FaultKind::Delay { ms: 150 }
+        );
+        assert_eq!(
+            FaultRule::parse("raw:notfound-first=3").unwrap().kind,
+            FaultKind::NotFoundFirst { n: 3 }
+        );
+        for bad in [
+            "upload",
+            "nope:503",
+            "upload:200",
+            "upload:503@2",
+            "upload:teapot",
+            "raw:delay=x",
+        ] {
             assert!(FaultRule::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn counts_are_consumed_and_exhausted_rules_removed() {
-        let mut t = FaultTable::new(vec![FaultRule::parse("upload:503x2").unwrap(), FaultRule::parse("upload:delay=5").unwrap()]);
+        let mut t = FaultTable::new(vec![
+            FaultRule::parse("upload:503x2").unwrap(),
+            FaultRule::parse("upload:delay=5").unwrap(),
+        ]);
         for _ in 0..2 {
             let plan = t.plan(FaultRoute::Upload);
-            assert_eq!(plan.terminal, Some(FaultKind::Status { code: 503, retry_after: None }));
+            assert_eq!(
+                plan.terminal,
+                Some(FaultKind::Status {
+                    code: 503,
+                    retry_after: None
+                })
+            );
             assert_eq!(plan.delay_ms, 5);
         }
         assert_eq!(t.plan(FaultRoute::Upload).terminal, None);

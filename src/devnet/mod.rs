@@ -149,12 +149,21 @@ impl DevnetHandle {
     /// Moves an item to `new`, `pending`, `permanent` or `failed`.
     pub fn set_status(&self, id: &str, info: &str) -> Result<(), String> {
         routes::check_info(info)?;
-        self.state.store.set_info(id, info).map(|_| ()).map_err(|e| e.to_string())
+        self.state
+            .store
+            .set_info(id, info)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Adds a fault rule.
     pub fn add_fault(&self, rule: FaultRule) {
         self.state.faults().add(rule);
+    }
+
+    /// The fault rules still in force (counted rules disappear once used up).
+    pub fn fault_rules(&self) -> Vec<FaultRule> {
+        self.state.faults().rules().to_vec()
     }
 
     /// Removes every fault rule.
@@ -164,7 +173,9 @@ impl DevnetHandle {
 
     /// Marks `id` as in flight (uploads of it answer 202) for `ttl`.
     pub fn force_in_flight(&self, id: &str, ttl: Duration) {
-        self.state.in_flight().insert(id.to_string(), Instant::now() + ttl);
+        self.state
+            .in_flight()
+            .insert(id.to_string(), Instant::now() + ttl);
     }
 
     /// Stops accepting connections, lets in-flight requests finish, and waits.
@@ -187,7 +198,8 @@ impl DevnetHandle {
 /// Starts devnet on the current tokio runtime.
 pub async fn start(config: DevnetConfig) -> Result<DevnetHandle, DevnetError> {
     let setup = |e: String| DevnetError::Setup(e);
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| setup(format!("create {}: {e}", config.data_dir.display())))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| setup(format!("create {}: {e}", config.data_dir.display())))?;
     let data_dir = config.data_dir.clone();
     let receipt_path = config.receipt_key.clone();
     let (store, receipt_key) = tokio::task::spawn_blocking(move || -> Result<_, String> {
@@ -199,9 +211,21 @@ pub async fn start(config: DevnetConfig) -> Result<DevnetHandle, DevnetError> {
     .map_err(|e| setup(e.to_string()))?
     .map_err(setup)?;
 
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| DevnetError::Bind { addr: config.listen, source })?;
-    listener.set_nonblocking(true).map_err(|source| DevnetError::Bind { addr: config.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| DevnetError::Bind { addr: config.listen, source })?;
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| DevnetError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| DevnetError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| DevnetError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let scheme = if config.tls { "https" } else { "http" };
     let url = format!("{scheme}://{addr}");
 
@@ -220,31 +244,56 @@ pub async fn start(config: DevnetConfig) -> Result<DevnetHandle, DevnetError> {
     let (task, ca_pem) = if config.tls {
         let material = tls::load_or_create(&config.data_dir.join("tls")).map_err(setup)?;
         if let Some(out) = &config.cert_out {
-            std::fs::write(out, &material.ca_pem).map_err(|e| setup(format!("write CA to {}: {e}", out.display())))?;
+            std::fs::write(out, &material.ca_pem)
+                .map_err(|e| setup(format!("write CA to {}: {e}", out.display())))?;
         }
-        let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(&material).map_err(setup)?);
+        let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(
+            tls::server_config(&material).map_err(setup)?,
+        );
         let srv = axum_server::from_tcp_rustls(listener, rustls_config).handle(server.clone());
-        (tokio::spawn(async move { srv.serve(app.into_make_service()).await }), Some(material.ca_pem))
+        (
+            tokio::spawn(async move { srv.serve(app.into_make_service()).await }),
+            Some(material.ca_pem),
+        )
     } else {
         let srv = axum_server::from_tcp(listener).handle(server.clone());
-        (tokio::spawn(async move { srv.serve(app.into_make_service()).await }), None)
+        (
+            tokio::spawn(async move { srv.serve(app.into_make_service()).await }),
+            None,
+        )
     };
     tracing::info!(%url, data_dir = %config.data_dir.display(), items = state.store.list().len(), "devnet listening");
-    Ok(DevnetHandle { addr, url, ca_pem, state, server, task })
+    Ok(DevnetHandle {
+        addr,
+        url,
+        ca_pem,
+        state,
+        server,
+        task,
+    })
 }
 
-fn load_or_create_receipt_key(explicit: Option<&Path>, data_dir: &Path) -> Result<rsa::RsaPrivateKey, String> {
+fn load_or_create_receipt_key(
+    explicit: Option<&Path>,
+    data_dir: &Path,
+) -> Result<rsa::RsaPrivateKey, String> {
     use crate::arweave::signer::ItemSigner;
     use crate::arweave::wallet::{jwk_for, load_file};
-    let path = explicit.map(Path::to_path_buf).unwrap_or_else(|| data_dir.join("receipt-jwk.json"));
+    let path = explicit
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| data_dir.join("receipt-jwk.json"));
     if explicit.is_some() || path.exists() {
         return match load_file(&path).map_err(|e| e.to_string())? {
             (ItemSigner::Arweave(key), _) => Ok(key),
-            _ => Err(format!("receipt key {} must be an Arweave RSA-4096 JWK", path.display())),
+            _ => Err(format!(
+                "receipt key {} must be an Arweave RSA-4096 JWK",
+                path.display()
+            )),
         };
     }
     tracing::info!(path = %path.display(), "devnet: generating an RSA-4096 receipt key (once)");
-    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 4096).map_err(|e| e.to_string())?;
+    let key =
+        rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 4096).map_err(|e| e.to_string())?;
     let body = serde_json::to_vec(&jwk_for(&key)).map_err(|e| e.to_string())?;
     std::fs::write(&path, body).map_err(|e| format!("write {}: {e}", path.display()))?;
     Ok(key)

@@ -42,14 +42,24 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/admin/items", get(admin_items))
         .route("/admin/items/{id}", get(admin_item_bytes))
         .route("/admin/items/{id}/status", post(admin_set_status))
-        .route("/admin/faults", get(admin_faults).post(admin_add_fault).delete(admin_clear_faults))
+        .route(
+            "/admin/faults",
+            get(admin_faults)
+                .post(admin_add_fault)
+                .delete(admin_clear_faults),
+        )
         .route("/admin/in-flight/{id}", post(admin_in_flight))
         .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
         .with_state(state)
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.into()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.into(),
+    )
+        .into_response()
 }
 
 /// Applies a fault plan's delay, then returns the terminal fault's response if any.
@@ -62,7 +72,9 @@ async fn apply_faults(plan: &FaultPlan) -> Option<Response> {
             let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut response = text(status, format!("devnet injected fault: HTTP {code}"));
             if let Some(secs) = retry_after {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*secs));
             }
             Some(response)
         }
@@ -74,10 +86,15 @@ async fn apply_faults(plan: &FaultPlan) -> Option<Response> {
 /// A response whose body fails after the headers: the client sees the connection drop.
 fn reset_response() -> Response {
     let stream = futures::stream::once(async {
-        Err::<Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "devnet injected reset"))
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "devnet injected reset",
+        ))
     });
     let mut response = Response::new(Body::from_stream(stream));
-    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(1024u32));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(1024u32));
     response
 }
 
@@ -85,20 +102,45 @@ async fn upload_any(state: Shared, headers: HeaderMap, body: Bytes) -> Response 
     upload(state, None, headers, body).await
 }
 
-async fn upload_token(state: Shared, Path(token): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn upload_token(
+    state: Shared,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     upload(state, Some(token), headers, body).await
 }
 
-async fn upload(AxumState(state): Shared, token: Option<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn upload(
+    AxumState(state): Shared,
+    token: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         if ct.as_bytes() != b"application/octet-stream" {
             return text(StatusCode::BAD_REQUEST, "Invalid Content Type");
         }
     }
-    match headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
-        None => return text(StatusCode::BAD_REQUEST, "Content-Length required (devnet is stricter than Turbo)"),
+    match headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        None => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "Content-Length required (devnet is stricter than Turbo)",
+            )
+        }
         Some(n) if n != body.len() => {
-            return text(StatusCode::BAD_REQUEST, format!("Content-Length {n} does not match the body ({} bytes)", body.len()))
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Content-Length {n} does not match the body ({} bytes)",
+                    body.len()
+                ),
+            )
         }
         Some(_) => {}
     }
@@ -124,7 +166,12 @@ async fn upload(AxumState(state): Shared, token: Option<String>, headers: Header
             "arweave" => item.signature_type == SignatureType::Arweave,
             "solana" | "ed25519" => item.signature_type == SignatureType::Ed25519,
             "ethereum" => false,
-            other => return text(StatusCode::BAD_REQUEST, format!("Unknown token {other:?} (devnet accepts arweave, solana, ed25519)")),
+            other => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("Unknown token {other:?} (devnet accepts arweave, solana, ed25519)"),
+                )
+            }
         };
         if !matches {
             return text(
@@ -146,17 +193,37 @@ async fn upload(AxumState(state): Shared, token: Option<String>, headers: Header
         let now = Instant::now();
         in_flight.retain(|_, until| *until > now);
         if in_flight.contains_key(&id) {
-            return (StatusCode::ACCEPTED, format!("Data item with ID {id} has already been uploaded to this service!")).into_response();
+            return (
+                StatusCode::ACCEPTED,
+                format!("Data item with ID {id} has already been uploaded to this service!"),
+            )
+                .into_response();
         }
         in_flight.insert(id.clone(), now + IN_FLIGHT_TTL);
     }
+    // Cleared however the request ends, including when the client hangs up and hyper drops
+    // this future mid-way (otherwise every retry would see "in flight" until the TTL).
+    let _in_flight = InFlightGuard {
+        state: state.clone(),
+        id,
+    };
     let plan = state.faults().plan(FaultRoute::Upload);
-    let response = match apply_faults(&plan).await {
+    match apply_faults(&plan).await {
         Some(fault) => fault,
         None => store_and_receipt(&state, item, body).await,
-    };
-    state.in_flight().remove(&id);
-    response
+    }
+}
+
+/// Removes an id from the in-flight set when the upload that added it ends.
+struct InFlightGuard {
+    state: Arc<State>,
+    id: String,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.state.in_flight().remove(&self.id);
+    }
 }
 
 async fn store_and_receipt(state: &Arc<State>, item: DataItem, body: Bytes) -> Response {
@@ -166,17 +233,41 @@ async fn store_and_receipt(state: &Arc<State>, item: DataItem, body: Bytes) -> R
     let stored = tokio::task::spawn_blocking(move || st.store.put(&item, &body)).await;
     match stored {
         Ok(Ok(meta)) => tracing::debug!(%id, uploads = meta.uploads, "devnet stored item"),
-        Ok(Err(e)) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("object store unavailable: {e}")),
-        Err(e) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("object store unavailable: {e}")),
+        Ok(Err(e)) => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("object store unavailable: {e}"),
+            )
+        }
+        Err(e) => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("object store unavailable: {e}"),
+            )
+        }
     }
-    let host = state.base_url.split("://").nth(1).unwrap_or_default().to_string();
+    let host = state
+        .base_url
+        .split("://")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
     let key = state.receipt_key.clone();
     let height = state.height() + 200;
-    let receipt = tokio::task::spawn_blocking(move || Receipt::issue(&key, &id, &owner, now_ms(), height, vec![host])).await;
+    let receipt = tokio::task::spawn_blocking(move || {
+        Receipt::issue(&key, &id, &owner, now_ms(), height, vec![host])
+    })
+    .await;
     match receipt {
         Ok(Ok(receipt)) => (StatusCode::OK, Json(receipt)).into_response(),
-        Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot sign receipt: {e}")),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot sign receipt: {e}")),
+        Ok(Err(e)) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot sign receipt: {e}"),
+        ),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot sign receipt: {e}"),
+        ),
     }
 }
 
@@ -206,7 +297,10 @@ async fn status(AxumState(state): Shared, Path(id): Path<String>) -> Response {
 async fn raw(AxumState(state): Shared, Path(id): Path<String>) -> Response {
     let not_found = || {
         let mut r = text(StatusCode::NOT_FOUND, "Not found");
-        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60, immutable"));
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60, immutable"),
+        );
         r
     };
     if !is_arweave_id(&id) {
@@ -231,7 +325,10 @@ async fn raw(AxumState(state): Shared, Path(id): Path<String>) -> Response {
     let lookup = id.clone();
     match tokio::task::spawn_blocking(move || st.store.data(&lookup)).await {
         Ok(Ok((meta, data))) => {
-            let ct = meta.content_type().unwrap_or("application/octet-stream").to_string();
+            let ct = meta
+                .content_type()
+                .unwrap_or("application/octet-stream")
+                .to_string();
             (StatusCode::OK, [(header::CONTENT_TYPE, ct)], data).into_response()
         }
         _ => not_found(),
@@ -242,7 +339,8 @@ async fn sandbox_redirect(Path(id): Path<String>) -> Response {
     if !is_arweave_id(&id) {
         return text(StatusCode::NOT_FOUND, "Not found");
     }
-    let raw = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &id).unwrap_or_default();
+    let raw = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &id)
+        .unwrap_or_default();
     let location = format!("https://{}.sandbox.devnet.invalid/{id}", base32_lower(&raw));
     (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
 }
@@ -271,7 +369,12 @@ async fn admin_items(AxumState(state): Shared) -> Response {
 async fn admin_item_bytes(AxumState(state): Shared, Path(id): Path<String>) -> Response {
     let st = state.clone();
     match tokio::task::spawn_blocking(move || st.store.item_bytes(&id)).await {
-        Ok(Ok(bytes)) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        Ok(Ok(bytes)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response(),
         _ => text(StatusCode::NOT_FOUND, "Not found"),
     }
 }
@@ -285,11 +388,17 @@ struct StatusChange {
 pub(crate) fn check_info(info: &str) -> Result<(), String> {
     match info {
         "new" | "pending" | "permanent" | "failed" => Ok(()),
-        other => Err(format!("unknown status info {other:?} (new, pending, permanent, failed)")),
+        other => Err(format!(
+            "unknown status info {other:?} (new, pending, permanent, failed)"
+        )),
     }
 }
 
-async fn admin_set_status(AxumState(state): Shared, Path(id): Path<String>, Json(change): Json<StatusChange>) -> Response {
+async fn admin_set_status(
+    AxumState(state): Shared,
+    Path(id): Path<String>,
+    Json(change): Json<StatusChange>,
+) -> Response {
     if let Err(e) = check_info(&change.info) {
         return text(StatusCode::BAD_REQUEST, e);
     }
@@ -333,7 +442,11 @@ struct InFlightQuery {
     ttl_ms: Option<u64>,
 }
 
-async fn admin_in_flight(AxumState(state): Shared, Path(id): Path<String>, Query(q): Query<InFlightQuery>) -> Response {
+async fn admin_in_flight(
+    AxumState(state): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<InFlightQuery>,
+) -> Response {
     let ttl = q.ttl_ms.map(Duration::from_millis).unwrap_or(IN_FLIGHT_TTL);
     state.in_flight().insert(id, Instant::now() + ttl);
     StatusCode::NO_CONTENT.into_response()

@@ -42,7 +42,10 @@ pub struct StoredItem {
 impl StoredItem {
     /// The item's `Content-Type` tag.
     pub fn content_type(&self) -> Option<&str> {
-        self.tags.iter().find(|(n, _)| n.eq_ignore_ascii_case("Content-Type")).map(|(_, v)| v.as_str())
+        self.tags
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Turbo's `status` for the `info` value.
@@ -82,19 +85,30 @@ impl ItemStore {
     /// Opens (creating) `data_dir/items` and rebuilds the index.
     pub fn open(data_dir: &Path) -> Result<ItemStore, StoreError> {
         let dir = data_dir.join("items");
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         let mut index = BTreeMap::new();
-        let entries = std::fs::read_dir(&dir).map_err(|source| StoreError::Io { path: dir.clone(), source })?;
+        let entries = std::fs::read_dir(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_none_or(|x| x != "bin") {
                 continue;
             }
             let meta_path = path.with_extension("json");
-            let meta = std::fs::read(&meta_path).ok().and_then(|b| serde_json::from_slice::<StoredItem>(&b).ok());
+            let meta = std::fs::read(&meta_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<StoredItem>(&b).ok());
             let meta = match meta {
                 Some(m) => m,
-                None => match std::fs::read(&path).ok().and_then(|b| DataItem::parse(&b).ok()) {
+                None => match std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| DataItem::parse(&b).ok())
+                {
                     Some(item) => describe(&item, 1, now_ms()),
                     None => {
                         tracing::warn!(path = %path.display(), "devnet: skipping unreadable stored item");
@@ -104,7 +118,10 @@ impl ItemStore {
             };
             index.insert(meta.id.clone(), meta);
         }
-        Ok(ItemStore { dir, index: Mutex::new(index) })
+        Ok(ItemStore {
+            dir,
+            index: Mutex::new(index),
+        })
     }
 
     /// Stores an accepted item (bytes written once) and counts the upload.
@@ -116,7 +133,10 @@ impl ItemStore {
         }
         let mut index = self.lock();
         let meta = match index.get(&id) {
-            Some(existing) => StoredItem { uploads: existing.uploads + 1, ..existing.clone() },
+            Some(existing) => StoredItem {
+                uploads: existing.uploads + 1,
+                ..existing.clone()
+            },
             None => describe(item, 1, now_ms()),
         };
         self.write_meta(&meta)?;
@@ -145,7 +165,9 @@ impl ItemStore {
 
     /// The data section (what `/raw/{id}` serves).
     pub fn data(&self, id: &str) -> Result<(StoredItem, Vec<u8>), StoreError> {
-        let meta = self.get(id).ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let meta = self
+            .get(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
         let bytes = self.item_bytes(id)?;
         let data = bytes.get(meta.data_offset..).unwrap_or_default().to_vec();
         Ok((meta, data))
@@ -154,7 +176,9 @@ impl ItemStore {
     /// Moves an item through the status lifecycle (`new` → `pending` → `permanent`, or `failed`).
     pub fn set_info(&self, id: &str, info: &str) -> Result<StoredItem, StoreError> {
         let mut index = self.lock();
-        let meta = index.get_mut(id).ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let meta = index
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
         meta.info = info.to_string();
         let meta = meta.clone();
         self.write_meta(&meta)?;
@@ -168,12 +192,17 @@ impl ItemStore {
 
     fn write_meta(&self, meta: &StoredItem) -> Result<(), StoreError> {
         let path = self.dir.join(format!("{}.json", meta.id));
-        let body = serde_json::to_vec_pretty(meta).map_err(|e| StoreError::Io { path: path.clone(), source: e.into() })?;
+        let body = serde_json::to_vec_pretty(meta).map_err(|e| StoreError::Io {
+            path: path.clone(),
+            source: e.into(),
+        })?;
         write_atomic(&path, &body)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, StoredItem>> {
-        self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.index
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -185,7 +214,11 @@ fn describe(item: &DataItem, uploads: u32, first_seen_ms: u64) -> StoredItem {
         size: item.header_len() + item.data.len(),
         data_offset: item.header_len(),
         data_len: item.data.len(),
-        tags: item.tags.iter().map(|t| (t.name_str().into_owned(), t.value_str().into_owned())).collect(),
+        tags: item
+            .tags
+            .iter()
+            .map(|t| (t.name_str().into_owned(), t.value_str().into_owned()))
+            .collect(),
         info: "new".into(),
         uploads,
         first_seen_ms,
@@ -194,14 +227,22 @@ fn describe(item: &DataItem, uploads: u32, first_seen_ms: u64) -> StoredItem {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let io = |source| StoreError::Io { path: path.to_path_buf(), source };
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let tmp = path.with_extension(format!("tmp{}", fastrand::u64(..)));
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
     if let Some(dir) = path.parent() {
         if let Ok(d) = std::fs::File::open(dir) {

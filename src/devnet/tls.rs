@@ -7,7 +7,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -31,13 +34,24 @@ impl std::fmt::Debug for TlsMaterial {
 /// Loads `dir/{ca,cert,key}.pem` or creates and saves a fresh set.
 pub fn load_or_create(dir: &Path) -> Result<TlsMaterial, String> {
     let read = |name: &str| std::fs::read_to_string(dir.join(name));
-    if let (Ok(ca_pem), Ok(cert_pem), Ok(key_pem)) = (read("ca.pem"), read("cert.pem"), read("key.pem")) {
-        return Ok(TlsMaterial { ca_pem, cert_pem, key_pem });
+    if let (Ok(ca_pem), Ok(cert_pem), Ok(key_pem)) =
+        (read("ca.pem"), read("cert.pem"), read("key.pem"))
+    {
+        return Ok(TlsMaterial {
+            ca_pem,
+            cert_pem,
+            key_pem,
+        });
     }
     let material = generate()?;
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    for (name, body) in [("ca.pem", &material.ca_pem), ("cert.pem", &material.cert_pem), ("key.pem", &material.key_pem)] {
-        std::fs::write(dir.join(name), body).map_err(|e| format!("write {}: {e}", dir.join(name).display()))?;
+    for (name, body) in [
+        ("ca.pem", &material.ca_pem),
+        ("cert.pem", &material.cert_pem),
+        ("key.pem", &material.key_pem),
+    ] {
+        std::fs::write(dir.join(name), body)
+            .map_err(|e| format!("write {}: {e}", dir.join(name).display()))?;
     }
     Ok(material)
 }
@@ -45,35 +59,57 @@ pub fn load_or_create(dir: &Path) -> Result<TlsMaterial, String> {
 fn generate() -> Result<TlsMaterial, String> {
     let err = |e: rcgen::Error| e.to_string();
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca.distinguished_name.push(DnType::CommonName, "ario-mlflow-worker devnet CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "ario-mlflow-worker devnet CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_key = KeyPair::generate().map_err(err)?;
     let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
 
-    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()]).map_err(err)?;
-    leaf.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    let mut leaf = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])
+    .map_err(err)?;
+    leaf.distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
     leaf.is_ca = IsCa::ExplicitNoCa;
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    leaf.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf.use_authority_key_identifier_extension = true;
     let leaf_key = KeyPair::generate().map_err(err)?;
     let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).map_err(err)?;
-    Ok(TlsMaterial { ca_pem: ca_cert.pem(), cert_pem: leaf_cert.pem(), key_pem: leaf_key.serialize_pem() })
+    Ok(TlsMaterial {
+        ca_pem: ca_cert.pem(),
+        cert_pem: leaf_cert.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    })
 }
 
 /// A rustls server configuration (ring provider, HTTP/1.1) for the material.
 pub fn server_config(material: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(material.cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("server certificate: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(material.key_pem.as_bytes()).map_err(|e| format!("server key: {e}"))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| e.to_string())?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(material.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("server certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(material.key_pem.as_bytes())
+        .map_err(|e| format!("server key: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| e.to_string())?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

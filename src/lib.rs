@@ -6,9 +6,11 @@
 //! edge; `verify` only reads. Modules arrive issue by issue; today: the proof kernel, signing
 //! keys and the CLI.
 
+pub mod anchor;
 pub mod arweave;
 pub mod cli;
 pub mod cmd;
 pub mod devnet;
 pub mod keys;
+pub mod mlflow;
 pub mod proof;

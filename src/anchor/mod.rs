@@ -1,0 +1,6 @@
+//! Anchoring: MLflow facts → canonical payload → signed envelope → data item → Turbo → MLflow
+//! write-back. [`payload`] holds the pure per-event builders; [`event`] the envelope and tag
+//! rules; [`oneshot`] drives one event end to end (the `anchor …` commands, reused by the
+//! durable service).
+
+pub mod payload;

@@ -1,0 +1,550 @@
+//! The REST client proper: one retrying request helper and one method per MLflow call.
+
+use std::fmt;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use url::Url;
+
+use super::types::*;
+
+/// How to reach and authenticate to MLflow.
+#[derive(Clone)]
+pub struct MlflowConfig {
+    /// Tracking server base URL (`MLFLOW_TRACKING_URI`).
+    pub tracking_uri: Url,
+    /// Bearer token (`MLFLOW_TRACKING_TOKEN`).
+    pub token: Option<String>,
+    /// Basic-auth user (`MLFLOW_TRACKING_USERNAME`).
+    pub username: Option<String>,
+    /// Basic-auth password (`MLFLOW_TRACKING_PASSWORD`).
+    pub password: Option<String>,
+    /// Skip TLS verification (`MLFLOW_TRACKING_INSECURE_TLS=true`).
+    pub insecure_tls: bool,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Attempts per call for transient failures (429, 5xx, transport).
+    pub max_attempts: usize,
+    /// First retry delay.
+    pub min_delay: Duration,
+}
+
+impl fmt::Debug for MlflowConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MlflowConfig")
+            .field("tracking_uri", &self.tracking_uri.as_str())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("insecure_tls", &self.insecure_tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MlflowConfig {
+    /// Defaults for a tracking URI: no auth, 30 s timeout, 5 attempts.
+    pub fn new(tracking_uri: Url) -> Self {
+        MlflowConfig {
+            tracking_uri,
+            token: None,
+            username: None,
+            password: None,
+            insecure_tls: false,
+            timeout: Duration::from_secs(30),
+            max_attempts: 5,
+            min_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A failed MLflow call. The `call` names the REST endpoint, so messages say what failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MlflowError {
+    /// The server answered with an error status.
+    #[error("MLflow {call} failed: HTTP {status}{}: {message}", code.as_ref().map(|c| format!(" {c}")).unwrap_or_default())]
+    Http {
+        /// The REST call.
+        call: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// MLflow `error_code` (e.g. `RESOURCE_DOES_NOT_EXIST`).
+        code: Option<String>,
+        /// Server message.
+        message: String,
+    },
+    /// The server could not be reached (after retries).
+    #[error("MLflow {call} failed: cannot reach {uri}: {cause} (is the tracking server running? check MLFLOW_TRACKING_URI)")]
+    Transport {
+        /// The REST call.
+        call: &'static str,
+        /// Tracking URI.
+        uri: String,
+        /// Cause.
+        cause: String,
+    },
+    /// The answer was not what the call returns.
+    #[error("MLflow {call} returned an unexpected body: {cause}")]
+    Decode {
+        /// The REST call.
+        call: &'static str,
+        /// Cause.
+        cause: String,
+    },
+    /// Something this client cannot do (e.g. an artifact store the server does not proxy).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl MlflowError {
+    /// Whether the entity does not exist (404 or `RESOURCE_DOES_NOT_EXIST`).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, MlflowError::Http { status: 404, .. })
+            || matches!(self, MlflowError::Http { code: Some(c), .. } if c == "RESOURCE_DOES_NOT_EXIST")
+    }
+
+    /// Whether retrying later may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MlflowError::Transport { .. })
+            || matches!(self, MlflowError::Http { status, .. } if *status == 429 || *status >= 500)
+    }
+}
+
+/// The MLflow REST client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MlflowClient {
+    pub(crate) http: reqwest::Client,
+    pub(crate) config: MlflowConfig,
+    calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// What one request is: method, path (relative to the tracking URI), query and JSON body.
+pub(crate) struct Request {
+    pub method: reqwest::Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Value>,
+}
+
+impl Request {
+    pub(crate) fn get(path: impl Into<String>, query: &[(&str, &str)]) -> Self {
+        Request {
+            method: reqwest::Method::GET,
+            path: path.into(),
+            query: query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: None,
+        }
+    }
+
+    pub(crate) fn post(path: impl Into<String>, body: Value) -> Self {
+        Request {
+            method: reqwest::Method::POST,
+            path: path.into(),
+            query: Vec::new(),
+            body: Some(body),
+        }
+    }
+
+    pub(crate) fn patch(path: impl Into<String>, body: Value) -> Self {
+        Request {
+            method: reqwest::Method::PATCH,
+            path: path.into(),
+            query: Vec::new(),
+            body: Some(body),
+        }
+    }
+}
+
+impl MlflowClient {
+    /// Builds a client.
+    pub fn new(config: MlflowConfig) -> Result<MlflowClient, MlflowError> {
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(config.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .danger_accept_invalid_certs(config.insecure_tls)
+            .user_agent(concat!("ario-mlflow-worker/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                MlflowError::Unsupported(format!("cannot build the MLflow HTTP client: {e}"))
+            })?;
+        Ok(MlflowClient {
+            http,
+            config,
+            calls: Default::default(),
+        })
+    }
+
+    /// The tracking URI.
+    pub fn tracking_uri(&self) -> &Url {
+        &self.config.tracking_uri
+    }
+
+    /// REST calls made so far (for measurements).
+    pub fn calls_made(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!(
+            "{}/{}",
+            self.config.tracking_uri.as_str().trim_end_matches('/'),
+            path.trim_start_matches('/')
+        )
+    }
+
+    pub(crate) fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(token) = &self.config.token {
+            req.bearer_auth(token)
+        } else if let Some(user) = &self.config.username {
+            req.basic_auth(user, self.config.password.as_deref())
+        } else {
+            req
+        }
+    }
+
+    pub(crate) fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.config.min_delay)
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(self.config.max_attempts.saturating_sub(1))
+            .with_jitter()
+    }
+
+    pub(crate) fn count_call(&self) {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sends `request` (retrying transient failures) and decodes the JSON answer.
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        name: &'static str,
+        request: Request,
+    ) -> Result<T, MlflowError> {
+        let text = (|| async { self.send_once(name, &request).await })
+            .retry(self.backoff())
+            .when(MlflowError::is_transient)
+            .notify(|e, d| tracing::warn!(call = name, error = %e, retry_in_ms = d.as_millis() as u64, "MLflow call failed; retrying"))
+            .await?;
+        let body = if text.trim().is_empty() {
+            "{}"
+        } else {
+            text.as_str()
+        };
+        serde_json::from_str(body).map_err(|e| MlflowError::Decode {
+            call: name,
+            cause: e.to_string(),
+        })
+    }
+
+    async fn send_once(
+        &self,
+        name: &'static str,
+        request: &Request,
+    ) -> Result<String, MlflowError> {
+        self.count_call();
+        let mut req = self
+            .http
+            .request(request.method.clone(), self.url(&request.path))
+            .query(&request.query);
+        if let Some(body) = &request.body {
+            req = req.json(body);
+        }
+        let response = self
+            .authorize(req)
+            .send()
+            .await
+            .map_err(|e| self.transport(name, &e))?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| self.transport(name, &e))?;
+        if (200..300).contains(&status) {
+            return Ok(text);
+        }
+        let parsed: Option<Value> = serde_json::from_str(&text).ok();
+        let code = parsed
+            .as_ref()
+            .and_then(|v| v["error_code"].as_str())
+            .map(str::to_owned);
+        let message = parsed
+            .as_ref()
+            .and_then(|v| v["message"].as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| text.chars().take(300).collect());
+        Err(MlflowError::Http {
+            call: name,
+            status,
+            code,
+            message,
+        })
+    }
+
+    pub(crate) fn transport(&self, name: &'static str, e: &reqwest::Error) -> MlflowError {
+        let mut cause = e.to_string();
+        if let Some(src) = std::error::Error::source(e) {
+            cause.push_str(&format!(": {src}"));
+        }
+        MlflowError::Transport {
+            call: name,
+            uri: self.config.tracking_uri.to_string(),
+            cause,
+        }
+    }
+
+    /// `GET runs/get`.
+    pub async fn get_run(&self, run_id: &str) -> Result<Run, MlflowError> {
+        #[derive(serde::Deserialize)]
+        struct R {
+            run: Run,
+        }
+        let r: R = self
+            .call(
+                "runs/get",
+                Request::get("api/2.0/mlflow/runs/get", &[("run_id", run_id)]),
+            )
+            .await?;
+        Ok(r.run)
+    }
+
+    /// `GET logged-models/{id}` (MLflow 3).
+    pub async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel, MlflowError> {
+        let v: Value = self
+            .call(
+                "logged-models/get",
+                Request::get(format!("api/2.0/mlflow/logged-models/{model_id}"), &[]),
+            )
+            .await?;
+        serde_json::from_value(v["model"]["info"].clone()).map_err(|e| MlflowError::Decode {
+            call: "logged-models/get",
+            cause: e.to_string(),
+        })
+    }
+
+    /// `POST logged-models/search` in one experiment, every page.
+    pub async fn search_logged_models(
+        &self,
+        experiment_id: &str,
+        filter: &str,
+    ) -> Result<Vec<LoggedModel>, MlflowError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body =
+                json!({"experiment_ids": [experiment_id], "filter": filter, "max_results": 1000});
+            if let Some(t) = &token {
+                body["page_token"] = json!(t);
+            }
+            let v: Value = self
+                .call(
+                    "logged-models/search",
+                    Request::post("api/2.0/mlflow/logged-models/search", body),
+                )
+                .await?;
+            for m in v["models"].as_array().into_iter().flatten() {
+                let info: LoggedModel =
+                    serde_json::from_value(m["info"].clone()).map_err(|e| MlflowError::Decode {
+                        call: "logged-models/search",
+                        cause: e.to_string(),
+                    })?;
+                out.push(info);
+            }
+            match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t.to_string()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// `GET model-versions/get` (includes aliases).
+    pub async fn get_model_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<ModelVersion, MlflowError> {
+        #[derive(serde::Deserialize)]
+        struct R {
+            model_version: ModelVersion,
+        }
+        let r: R = self
+            .call(
+                "model-versions/get",
+                Request::get(
+                    "api/2.0/mlflow/model-versions/get",
+                    &[("name", name), ("version", version)],
+                ),
+            )
+            .await?;
+        Ok(r.model_version)
+    }
+
+    /// `GET model-versions/search`, every page.
+    pub async fn search_model_versions(
+        &self,
+        filter: &str,
+    ) -> Result<Vec<ModelVersion>, MlflowError> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let mut query = vec![("filter", filter), ("max_results", "1000")];
+            if !token.is_empty() {
+                query.push(("page_token", token.as_str()));
+            }
+            let v: Value = self
+                .call(
+                    "model-versions/search",
+                    Request::get("api/2.0/mlflow/model-versions/search", &query),
+                )
+                .await?;
+            let page: Vec<ModelVersion> =
+                serde_json::from_value(v["model_versions"].clone()).unwrap_or_default();
+            out.extend(page);
+            match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
+                Some(t) => token = t.to_string(),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// `GET registered-models/get` (includes aliases and tags).
+    pub async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel, MlflowError> {
+        #[derive(serde::Deserialize)]
+        struct R {
+            registered_model: RegisteredModel,
+        }
+        let r: R = self
+            .call(
+                "registered-models/get",
+                Request::get("api/2.0/mlflow/registered-models/get", &[("name", name)]),
+            )
+            .await?;
+        Ok(r.registered_model)
+    }
+
+    /// `GET traces/{id}` (v3): the trace's info and tags.
+    pub async fn get_trace_info(&self, trace_id: &str) -> Result<TraceInfo, MlflowError> {
+        let v: Value = self
+            .call(
+                "traces/get-info",
+                Request::get(format!("api/3.0/mlflow/traces/{trace_id}"), &[]),
+            )
+            .await?;
+        serde_json::from_value(v["trace"]["trace_info"].clone()).map_err(|e| MlflowError::Decode {
+            call: "traces/get-info",
+            cause: e.to_string(),
+        })
+    }
+
+    /// `GET traces/get` (v3): the trace's spans (OTLP-like JSON).
+    pub async fn get_trace_spans(&self, trace_id: &str) -> Result<Vec<Value>, MlflowError> {
+        let v: Value = self
+            .call(
+                "traces/get",
+                Request::get("api/3.0/mlflow/traces/get", &[("trace_id", trace_id)]),
+            )
+            .await?;
+        Ok(v["trace"]["spans"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// `POST runs/log-batch` with tags only (one call for many tags).
+    pub async fn set_run_tags(
+        &self,
+        run_id: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), MlflowError> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let tags: Vec<Value> = tags
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect();
+        let _: Value = self
+            .call(
+                "runs/log-batch",
+                Request::post(
+                    "api/2.0/mlflow/runs/log-batch",
+                    json!({"run_id": run_id, "tags": tags}),
+                ),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `POST model-versions/set-tag`.
+    pub async fn set_model_version_tag(
+        &self,
+        name: &str,
+        version: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), MlflowError> {
+        let body = json!({"name": name, "version": version, "key": key, "value": value});
+        let _: Value = self
+            .call(
+                "model-versions/set-tag",
+                Request::post("api/2.0/mlflow/model-versions/set-tag", body),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `POST registered-models/set-tag`.
+    pub async fn set_registered_model_tag(
+        &self,
+        name: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), MlflowError> {
+        let body = json!({"name": name, "key": key, "value": value});
+        let _: Value = self
+            .call(
+                "registered-models/set-tag",
+                Request::post("api/2.0/mlflow/registered-models/set-tag", body),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `POST experiments/set-experiment-tag`.
+    pub async fn set_experiment_tag(
+        &self,
+        experiment_id: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), MlflowError> {
+        let body = json!({"experiment_id": experiment_id, "key": key, "value": value});
+        let _: Value = self
+            .call(
+                "experiments/set-experiment-tag",
+                Request::post("api/2.0/mlflow/experiments/set-experiment-tag", body),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `PATCH traces/{id}/tags` (v3).
+    pub async fn set_trace_tag(
+        &self,
+        trace_id: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), MlflowError> {
+        let _: Value = self
+            .call(
+                "traces/set-tag",
+                Request::patch(
+                    format!("api/3.0/mlflow/traces/{trace_id}/tags"),
+                    json!({"key": key, "value": value}),
+                ),
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -288,7 +288,7 @@ impl MlflowClient {
             {
                 Ok(models) => models,
                 // MLflow 2 servers have no LoggedModels.
-                Err(e) if matches!(e, MlflowError::Http { status: 404, .. }) => Vec::new(),
+                Err(MlflowError::Http { status: 404, .. }) => Vec::new(),
                 Err(e) => return Err(e),
             };
             if let Some(model) = models

@@ -54,6 +54,128 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Run the local Turbo-compatible upload service and gateway.
     Devnet(DevnetArgs),
+    /// Anchor one MLflow event now (prints the TX id); the durable service reuses these steps.
+    Anchor(AnchorArgs),
+}
+
+/// How to reach MLflow (MLflow's own environment names).
+#[derive(Debug, Clone, Args)]
+pub struct MlflowArgs {
+    /// MLflow tracking server.
+    #[arg(
+        long,
+        env = "MLFLOW_TRACKING_URI",
+        default_value = "http://127.0.0.1:5000"
+    )]
+    pub tracking_uri: url::Url,
+    /// Bearer token.
+    #[arg(
+        long,
+        env = "MLFLOW_TRACKING_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub tracking_token: Option<String>,
+    /// Basic-auth user.
+    #[arg(long, env = "MLFLOW_TRACKING_USERNAME", hide = true)]
+    pub tracking_username: Option<String>,
+    /// Basic-auth password.
+    #[arg(
+        long,
+        env = "MLFLOW_TRACKING_PASSWORD",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub tracking_password: Option<String>,
+    /// Skip TLS verification towards MLflow.
+    #[arg(long, env = "MLFLOW_TRACKING_INSECURE_TLS", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", hide = true)]
+    pub tracking_insecure_tls: bool,
+}
+
+/// `anchor …` arguments.
+#[derive(Debug, Args)]
+pub struct AnchorArgs {
+    /// What to anchor.
+    #[command(subcommand)]
+    pub what: AnchorCommand,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub mlflow: MlflowArgs,
+    /// Turbo upload service base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "ARIO_MLFLOW_UPLOAD_URL",
+        default_value = "https://upload.ardrive.io"
+    )]
+    pub upload_url: url::Url,
+    /// Host used in `ario.arweave_url` tags.
+    #[arg(
+        long,
+        global = true,
+        env = "ARIO_MLFLOW_GATEWAY_HOST",
+        default_value = "turbo-gateway.com"
+    )]
+    pub gateway_host: String,
+    /// Directory of the plugin-format envelope key files [default: ~/.ario-mlflow/keys].
+    #[arg(long, global = true, env = "ARIO_MLFLOW_KEY_DIR")]
+    pub key_dir: Option<PathBuf>,
+    /// Base64 of the 32-byte Ed25519 envelope seed; wins over key files.
+    #[arg(
+        long = "signing-key",
+        env = "ARIO_MLFLOW_SIGNING_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub signing_key: Option<String>,
+    /// Arweave JWK or Solana id.json that signs data items [default: ~/.ario-mlflow/wallet.json].
+    #[arg(long, global = true, env = "ARIO_MLFLOW_ARWEAVE_WALLET")]
+    pub wallet: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub http: ArweaveHttpArgs,
+    /// Print JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `anchor` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AnchorCommand {
+    /// A finished run's training proof.
+    Run {
+        /// Run id.
+        run_id: String,
+        /// Model artifact path to hash (default: the run's only logged model, else `model`).
+        #[arg(long)]
+        artifact_path: Option<String>,
+    },
+    /// A model version's registration proof (anchors the source run first if needed).
+    Model {
+        /// `<name>/<version>` (the last `/` separates the version).
+        model: String,
+    },
+    /// A stage transition of a model version.
+    Promotion {
+        /// `<name>/<version>`.
+        model: String,
+        /// Stage before the transition (MLflow does not record it).
+        #[arg(long = "from", default_value = "None")]
+        from_stage: String,
+        /// Stage after the transition [default: the version's current stage].
+        #[arg(long = "to")]
+        to_stage: Option<String>,
+    },
+    /// A prediction recorded as an MLflow trace.
+    Trace {
+        /// Trace id (`tr-…`).
+        trace_id: String,
+    },
+    /// Each distinct dataset input of a run.
+    Dataset {
+        /// Run id.
+        run_id: String,
+    },
 }
 
 /// `wallet …` subcommands.
@@ -232,6 +354,7 @@ pub fn main() -> ExitCode {
         Command::Upload(args) => with_runtime(cmd::upload::run(args)),
         Command::Fetch(args) => with_runtime(cmd::fetch::run(args)),
         Command::Devnet(args) => with_runtime(cmd::devnet::run(args)),
+        Command::Anchor(args) => with_runtime(cmd::anchor::run(args)),
     }
 }
 

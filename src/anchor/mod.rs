@@ -3,4 +3,6 @@
 //! rules; [`oneshot`] drives one event end to end (the `anchor …` commands, reused by the
 //! durable service).
 
+pub mod event;
+pub mod oneshot;
 pub mod payload;

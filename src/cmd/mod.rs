@@ -1,5 +1,6 @@
 //! One file per command: each takes its parsed arguments and returns the process exit status.
 
+pub mod anchor;
 pub mod devnet;
 pub mod fetch;
 pub mod keys_show;

@@ -120,7 +120,7 @@ pub struct MlflowClient {
 }
 
 /// What one request is: method, path (relative to the tracking URI), query and JSON body.
-pub(crate) struct Request {
+pub struct Request {
     pub method: reqwest::Method,
     pub path: String,
     pub query: Vec<(String, String)>,
@@ -128,7 +128,7 @@ pub(crate) struct Request {
 }
 
 impl Request {
-    pub(crate) fn get(path: impl Into<String>, query: &[(&str, &str)]) -> Self {
+    pub fn get(path: impl Into<String>, query: &[(&str, &str)]) -> Self {
         Request {
             method: reqwest::Method::GET,
             path: path.into(),
@@ -140,7 +140,7 @@ impl Request {
         }
     }
 
-    pub(crate) fn post(path: impl Into<String>, body: Value) -> Self {
+    pub fn post(path: impl Into<String>, body: Value) -> Self {
         Request {
             method: reqwest::Method::POST,
             path: path.into(),
@@ -149,7 +149,7 @@ impl Request {
         }
     }
 
-    pub(crate) fn patch(path: impl Into<String>, body: Value) -> Self {
+    pub fn patch(path: impl Into<String>, body: Value) -> Self {
         Request {
             method: reqwest::Method::PATCH,
             path: path.into(),
@@ -221,7 +221,7 @@ impl MlflowClient {
     }
 
     /// Sends `request` (retrying transient failures) and decodes the JSON answer.
-    pub(crate) async fn call<T: DeserializeOwned>(
+    pub async fn call<T: DeserializeOwned>(
         &self,
         name: &'static str,
         request: Request,

@@ -1,0 +1,145 @@
+//! `anchor run|model|promotion|trace|dataset`: anchors one MLflow event now and prints the TX
+//! id(s). Exit 0 anchored (or already anchored), 1 failed (the cause is printed), 2 bad input or
+//! configuration.
+
+use std::process::ExitCode;
+
+use crate::anchor::oneshot::{AnchorStatus, Anchored, Anchorer};
+use crate::arweave::turbo::{RetryPolicy, TurboConfig};
+use crate::arweave::{TurboClient, Wallet};
+use crate::cli::{AnchorArgs, AnchorCommand, MlflowArgs};
+use crate::keys::EnvelopeKey;
+use crate::mlflow::{MlflowClient, MlflowConfig};
+
+/// MLflow client from the shared flags.
+pub(crate) fn mlflow_client(args: &MlflowArgs) -> Result<MlflowClient, String> {
+    let mut config = MlflowConfig::new(args.tracking_uri.clone());
+    config.token = args.tracking_token.clone().filter(|t| !t.is_empty());
+    config.username = args.tracking_username.clone().filter(|u| !u.is_empty());
+    config.password = args.tracking_password.clone();
+    config.insecure_tls = args.tracking_insecure_tls;
+    MlflowClient::new(config).map_err(|e| e.to_string())
+}
+
+/// Splits `<name>/<version>` at the last `/` (model names may contain `/`).
+pub(crate) fn split_model(text: &str) -> Result<(String, String), String> {
+    match text.rsplit_once('/') {
+        Some((name, version))
+            if !name.is_empty()
+                && !version.is_empty()
+                && version.chars().all(|c| c.is_ascii_digit()) =>
+        {
+            Ok((name.to_string(), version.to_string()))
+        }
+        _ => Err(format!(
+            "expected <name>/<version> with a numeric version, got {text:?}"
+        )),
+    }
+}
+
+fn build(args: &AnchorArgs) -> Result<Anchorer, String> {
+    let mlflow = mlflow_client(&args.mlflow)?;
+    let key = EnvelopeKey::load_or_create(args.signing_key.as_deref(), args.key_dir.as_deref())
+        .map_err(|e| e.to_string())?;
+    let wallet = Wallet::load_or_create(args.wallet.as_deref(), None).map_err(|e| e.to_string())?;
+    let http = super::http_settings(&args.http)?;
+    let turbo = TurboClient::new(TurboConfig {
+        upload_url: args.upload_url.clone(),
+        http,
+        retry: RetryPolicy::default(),
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(Anchorer {
+        mlflow,
+        turbo,
+        key,
+        wallet,
+        gateway_host: args.gateway_host.clone(),
+    })
+}
+
+/// Runs the command.
+pub async fn run(args: AnchorArgs) -> ExitCode {
+    let anchorer = match build(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = std::time::Instant::now();
+    let result = match &args.what {
+        AnchorCommand::Run {
+            run_id,
+            artifact_path,
+        } => anchorer
+            .anchor_run(run_id, artifact_path.as_deref())
+            .await
+            .map(|a| vec![a]),
+        AnchorCommand::Dataset { run_id } => anchorer.anchor_datasets(run_id).await,
+        AnchorCommand::Trace { trace_id } => anchorer.anchor_trace(trace_id).await,
+        AnchorCommand::Model { model } | AnchorCommand::Promotion { model, .. } => {
+            let (name, version) = match split_model(model) {
+                Ok(nv) => nv,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match &args.what {
+                AnchorCommand::Promotion {
+                    from_stage,
+                    to_stage,
+                    ..
+                } => {
+                    anchorer
+                        .anchor_promotion(&name, &version, from_stage, to_stage.as_deref())
+                        .await
+                }
+                _ => anchorer.anchor_model_version(&name, &version).await,
+            }
+        }
+    };
+    match result {
+        Ok(events) => {
+            for a in &events {
+                print_event(a, args.json);
+            }
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                mlflow_calls = anchorer.mlflow.calls_made(),
+                "anchor done"
+            );
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"mlflow_calls": anchorer.mlflow.calls_made(), "elapsed_ms": started.elapsed().as_millis() as u64})
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_event(a: &Anchored, json: bool) {
+    let status = match a.status {
+        AnchorStatus::Anchored => "anchored",
+        AnchorStatus::Resumed => "resumed",
+        AnchorStatus::AlreadyAnchored => "already-anchored",
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"event_type": a.event_type, "subject": a.subject, "tx_id": a.tx_id, "payload_hash": a.payload_hash, "status": status})
+        );
+    } else {
+        println!(
+            "{}  {:<18} {:<16} {}",
+            a.tx_id, a.event_type, status, a.subject
+        );
+    }
+}

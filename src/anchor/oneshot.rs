@@ -183,24 +183,7 @@ impl Anchorer {
             return Ok(done(&tx, &hash, AnchorStatus::Resumed));
         }
 
-        let logged_model_names = self.logged_model_names(&run).await?;
-        let path = match artifact_path {
-            Some(p) => p.to_string(),
-            None => payload::training_artifact_path(&run, &logged_model_names)?,
-        };
-        let checksums = match self.mlflow.model_checksums(&run, &path).await {
-            Ok(Some(c)) => c,
-            Ok(None) => BTreeMap::new(),
-            Err(e) if !e.is_transient() => {
-                tracing::warn!(run_id, error = %e, "artifacts could not be hashed; anchoring with empty artifact_checksums (as the plugin does)");
-                BTreeMap::new()
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let payload = payload::training_payload(&TrainingFacts {
-            run: &run,
-            checksums: &checksums,
-        })?;
+        let (payload, checksums) = self.training_payload(&run, artifact_path).await?;
         let (previous, _) = self.training_chain_head(&run).await?;
         let subject = json!({"type": "mlflow_run", "run_id": run_id});
         let ev = sign_event(
@@ -235,6 +218,34 @@ impl Anchorer {
         self.finish_training(&run, &tx, receipt.as_ref(), &ev.payload_hash)
             .await?;
         Ok(done(&tx, &ev.payload_hash, AnchorStatus::Anchored))
+    }
+
+    /// The training payload of a run and the checksums it commits to, built from live MLflow
+    /// without writing anything (also used to compare with the plugin byte for byte).
+    pub async fn training_payload(
+        &self,
+        run: &Run,
+        artifact_path: Option<&str>,
+    ) -> Result<(Value, BTreeMap<String, String>), AnchorError> {
+        let logged_model_names = self.logged_model_names(run).await?;
+        let path = match artifact_path {
+            Some(p) => p.to_string(),
+            None => payload::training_artifact_path(run, &logged_model_names)?,
+        };
+        let checksums = match self.mlflow.model_checksums(run, &path).await {
+            Ok(Some(c)) => c,
+            Ok(None) => BTreeMap::new(),
+            Err(e) if !e.is_transient() => {
+                tracing::warn!(run_id = %run.info.run_id, error = %e, "artifacts could not be hashed; anchoring with empty artifact_checksums (as the plugin does)");
+                BTreeMap::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let payload = payload::training_payload(&TrainingFacts {
+            run,
+            checksums: &checksums,
+        })?;
+        Ok((payload, checksums))
     }
 
     async fn finish_training(

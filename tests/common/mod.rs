@@ -274,3 +274,191 @@ pub mod oracle {
         files.len()
     }
 }
+
+pub mod mlflow {
+    //! A real MLflow server from PyPI for the tests: a venv (created on first use, reused from
+    //! `$ARIO_TEST_VENV` or `~/.cache/ario-mlflow-worker/venv-mlflow`) with `mlflow`, the
+    //! `ar-io-mlflow` plugin and scikit-learn, and a lean server (`--workers 1`, sqlite, proxied
+    //! artifacts) on an ephemeral loopback port, stopped (whole process group) on drop.
+
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Output, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// Pinned so the parity and cross-verification tests always meet the profile they were written for.
+    pub const PIP_PACKAGES: [&str; 4] = [
+        "mlflow==3.17.2",
+        "ar-io-mlflow==0.3.0",
+        "scikit-learn",
+        "pandas",
+    ];
+
+    /// The venv, created if needed; `None` (with a notice) when python3 is absent outside CI.
+    pub fn venv() -> Option<PathBuf> {
+        if Command::new("python3").arg("--version").output().is_err() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "python3 is required under CI for the MLflow tests"
+            );
+            eprintln!("NOTICE: python3 not found; MLflow integration tests SKIPPED");
+            return None;
+        }
+        let dir = std::env::var_os("ARIO_TEST_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                    .join(".cache/ario-mlflow-worker/venv-mlflow")
+            });
+        let marker = dir.join(".ario-packages");
+        let wanted = PIP_PACKAGES.join(" ");
+        if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
+            let started = Instant::now();
+            let status = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&dir)
+                .status()
+                .expect("python3 -m venv");
+            assert!(status.success(), "python3 -m venv {} failed", dir.display());
+            let out = Command::new(dir.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .args(PIP_PACKAGES)
+                .output()
+                .expect("pip");
+            assert!(
+                out.status.success(),
+                "pip install failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::write(&marker, &wanted).unwrap();
+            eprintln!(
+                "created MLflow venv {} in {:.0} s",
+                dir.display(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Some(dir)
+    }
+
+    /// A running MLflow tracking server.
+    pub struct MlflowServer {
+        child: Child,
+        /// `http://127.0.0.1:PORT`.
+        pub uri: String,
+        /// Holds the sqlite DB and the artifacts.
+        pub dir: tempfile::TempDir,
+    }
+
+    impl MlflowServer {
+        /// Starts a lean server and waits (up to 90 s) until `/health` answers.
+        pub fn start(venv: &Path) -> MlflowServer {
+            let dir = tempfile::tempdir().unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+            let mut cmd = Command::new(venv.join("bin/mlflow"));
+            cmd.args([
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+            ])
+            .arg(format!(
+                "sqlite:///{}",
+                dir.path().join("mlflow.db").display()
+            ))
+            .arg("--artifacts-destination")
+            .arg(dir.path().join("artifacts"))
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .stdout(Stdio::null())
+            .stderr(log);
+            #[cfg(unix)]
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            let child = cmd.spawn().expect("start mlflow server");
+            let server = MlflowServer {
+                child,
+                uri: format!("http://127.0.0.1:{port}"),
+                dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                if health(port) {
+                    return server;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "MLflow did not become ready; log: {}",
+                    std::fs::read_to_string(server.dir.path().join("server.log"))
+                        .unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+
+        /// Runs a Python script from the venv with the tracking URI set.
+        pub fn python(
+            &self,
+            venv: &Path,
+            script: &Path,
+            args: &[&str],
+            env: &[(&str, &str)],
+        ) -> Output {
+            let mut cmd = Command::new(venv.join("bin/python"));
+            cmd.arg(script)
+                .args(args)
+                .env("MLFLOW_TRACKING_URI", &self.uri);
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            cmd.output().expect("python")
+        }
+
+        /// The server's sqlite database (for tampering tests that play a DB-level attacker).
+        pub fn db_path(&self) -> PathBuf {
+            self.dir.path().join("mlflow.db")
+        }
+    }
+
+    fn health(port: u16) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut buf = String::new();
+        let _ = s.read_to_string(&mut buf);
+        buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
+    }
+
+    impl Drop for MlflowServer {
+        fn drop(&mut self) {
+            #[cfg(unix)]
+            {
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(format!("-{}", self.child.id()))
+                    .status();
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

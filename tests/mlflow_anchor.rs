@@ -1,0 +1,267 @@
+//! Anchoring the MLflow lifecycle against a real MLflow server (from PyPI) and devnet over TLS,
+//! judged by the `ar-io-mlflow` plugin itself:
+//! * payload parity — our training payload bytes equal the bytes the plugin's `anchor()` writes
+//!   to `ario/payload.json` for the same run (ours computed first, before either writes);
+//! * runs the plugin anchored are detected and left alone;
+//! * cross-verification — runs, versions and traces anchored by our `anchor …` commands pass the
+//!   plugin's `verify run|model|trace` and `audit`; tampering afterwards makes them fail;
+//! * a NaN metric is a clear error and nothing is anchored.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use ario_mlflow_worker::anchor::oneshot::{AnchorStatus, Anchorer};
+use ario_mlflow_worker::arweave::turbo::TurboConfig;
+use ario_mlflow_worker::arweave::{TurboClient, Wallet};
+use ario_mlflow_worker::keys::{EnvelopeKey, KeySource};
+use ario_mlflow_worker::mlflow::{MlflowClient, MlflowConfig};
+use ario_mlflow_worker::proof::jcs;
+use common::devnet::*;
+use common::mlflow::{venv, MlflowServer};
+use serde_json::Value;
+
+const SEED_B64: &str = "ASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8=";
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/mlflow")
+        .join(name)
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Our binary with the environment an operator would set.
+fn worker(env: &[(&str, String)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// The plugin's CLI from the venv.
+fn plugin(venv: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(venv.join("bin/ar-io-mlflow"));
+    cmd.args(args).env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_lifecycle_anchored_here_verifies_with_the_plugin() {
+    let Some(venv) = venv() else { return };
+    let server = MlflowServer::start(&venv);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dn = rt.block_on(start_devnet(true, &[]));
+    let home = tempfile::tempdir().unwrap();
+    let ca = home.path().join("devnet-ca.pem");
+    std::fs::write(&ca, dn.handle.ca_pem().unwrap()).unwrap();
+    let gateway = dn.handle.url().trim_start_matches("https://").to_string();
+
+    let out = server.python(&venv, &data("scenario.py"), &[&server.uri, "t"], &[]);
+    assert!(out.status.success(), "scenario: {}", show(&out));
+    let ids: Value = serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| l.starts_with(b"{"))
+            .unwrap(),
+    )
+    .unwrap();
+    let s = |k: &str| ids[k].as_str().unwrap().to_string();
+    let (parity_run, run, model, trace, nan_run) = (
+        s("parity_run"),
+        s("run"),
+        s("model_name"),
+        s("trace"),
+        s("nan_run"),
+    );
+
+    // The in-process anchorer: same key and devnet as the CLI below.
+    let mlflow = MlflowClient::new(MlflowConfig::new(server.uri.parse().unwrap())).unwrap();
+    let wallet = Wallet::load_or_create(None, Some(&home.path().join("wallet.json"))).unwrap();
+    let turbo = TurboClient::new(TurboConfig {
+        upload_url: dn.handle.url().parse().unwrap(),
+        http: http_for(&dn.handle, Duration::from_secs(10)),
+        retry: fast_retry(4),
+    })
+    .unwrap();
+    let seed: [u8; 32] = hex::decode(common::CORPUS_SEED_HEX)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let anchorer = Anchorer {
+        mlflow: mlflow.clone(),
+        turbo,
+        key: EnvelopeKey::from_seed(&seed, KeySource::Env),
+        wallet,
+        gateway_host: gateway.clone(),
+    };
+
+    // 1. Payload parity with the plugin, ours computed before either writes.
+    let parity = rt.block_on(mlflow.get_run(&parity_run)).unwrap();
+    let (ours, checksums) = rt
+        .block_on(anchorer.training_payload(&parity, None))
+        .unwrap();
+    let ours = jcs::canonicalize(&ours).unwrap();
+    assert!(
+        checksums.contains_key("MLmodel") && checksums.len() >= 3,
+        "MLflow 3 LoggedModel files were hashed: {checksums:?}"
+    );
+    let plugin_env = [
+        ("REQUESTS_CA_BUNDLE", ca.display().to_string()),
+        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
+        ("HOME", home.path().display().to_string()),
+        ("ARIO_MLFLOW_GATEWAYS", gateway.clone()),
+        ("ARIO_MLFLOW_GATEWAY_HOST", gateway.clone()),
+        ("MLFLOW_TRACKING_URI", server.uri.clone()),
+    ];
+    let plugin_env_ref: Vec<(&str, &str)> =
+        plugin_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = server.python(
+        &venv,
+        &data("plugin_anchor.py"),
+        &[&server.uri, &parity_run, dn.handle.url()],
+        &plugin_env_ref,
+    );
+    assert!(out.status.success(), "plugin anchor(): {}", show(&out));
+    let theirs = rt
+        .block_on(mlflow.download_run_artifact(&parity, "ario/payload.json"))
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ours),
+        String::from_utf8_lossy(&theirs),
+        "training payload bytes differ from the plugin's"
+    );
+    println!(
+        "payload parity: {} bytes identical to the plugin's ario/payload.json",
+        ours.len()
+    );
+
+    // 2. A run the plugin anchored is left alone.
+    let again = rt.block_on(anchorer.anchor_run(&parity_run, None)).unwrap();
+    assert_eq!(again.status, AnchorStatus::AlreadyAnchored);
+    let plugin_tx = rt
+        .block_on(mlflow.get_run(&parity_run))
+        .unwrap()
+        .tag("ario.training_tx")
+        .unwrap()
+        .to_string();
+    assert_eq!(again.tx_id, plugin_tx);
+
+    // 3. Our CLI anchors the registered run, its version, promotion, datasets and the trace.
+    let env = [
+        ("MLFLOW_TRACKING_URI", server.uri.clone()),
+        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
+        ("ARIO_MLFLOW_UPLOAD_URL", dn.handle.url().to_string()),
+        ("ARIO_MLFLOW_CA_CERT", ca.display().to_string()),
+        ("ARIO_MLFLOW_GATEWAY_HOST", gateway.clone()),
+        ("HOME", home.path().display().to_string()),
+    ];
+    let mv = format!("{model}/1");
+    for args in [
+        vec!["anchor", "model", mv.as_str(), "--json"],
+        vec![
+            "anchor",
+            "promotion",
+            mv.as_str(),
+            "--from",
+            "None",
+            "--to",
+            "Staging",
+            "--json",
+        ],
+        vec!["anchor", "dataset", run.as_str(), "--json"],
+        vec!["anchor", "trace", trace.as_str(), "--json"],
+    ] {
+        let out = worker(&env, &args);
+        assert!(out.status.success(), "{args:?}: {}", show(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        println!("{args:?} →\n{}", text.trim());
+        assert!(text.contains("\"status\":\"anchored\""), "{args:?}: {text}");
+    }
+    // Re-running is a no-op.
+    let out = worker(&env, &["anchor", "model", &mv]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already-anchored"),
+        "{}",
+        show(&out)
+    );
+
+    // 4. The plugin's verifier accepts what we made.
+    for args in [
+        vec!["verify", "run", run.as_str()],
+        vec!["verify", "model", mv.as_str()],
+        vec!["verify", "trace", trace.as_str()],
+        vec!["audit", mv.as_str()],
+    ] {
+        let out = plugin(&venv, &plugin_env, &args);
+        assert!(
+            out.status.success(),
+            "plugin {args:?} must pass: {}",
+            show(&out)
+        );
+    }
+    println!("plugin verify run/model/trace and audit: all exit 0");
+
+    // 5. Tampering after anchoring makes the plugin's verify fail.
+    let out = Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"update params set value='9.9' where run_uuid=? and key='C'\", (sys.argv[2],)); c.commit()"])
+        .arg(server.db_path())
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let out = plugin(&venv, &plugin_env, &["verify", "run", &run]);
+    assert!(
+        !out.status.success(),
+        "a changed param must fail verify run: {}",
+        show(&out)
+    );
+
+    let run_info = rt.block_on(mlflow.get_run(&run)).unwrap();
+    let model_dir = format!(
+        "{}/models/{}/artifacts/MLmodel",
+        run_info.info.experiment_id,
+        s("model_id")
+    );
+    rt.block_on(mlflow.upload_artifact(&model_dir, b"tampered".to_vec()))
+        .unwrap();
+    let out = plugin(&venv, &plugin_env, &["verify", "model", &mv]);
+    assert!(
+        !out.status.success(),
+        "a replaced artifact must fail verify model: {}",
+        show(&out)
+    );
+    println!("tampering: changed param → verify run fails; replaced MLmodel → verify model fails");
+
+    // 6. A NaN metric is a clear error; nothing is anchored.
+    let out = worker(&env, &["anchor", "run", &nan_run]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("\"broken\""),
+        "{}",
+        show(&out)
+    );
+    let nan = rt.block_on(mlflow.get_run(&nan_run)).unwrap();
+    assert!(nan.tag("ario.payload_hash").is_none() && nan.tag("ario.training_tx").is_none());
+
+    common::oracle::check_items(dn.handle.items_dir());
+    rt.block_on(dn.handle.shutdown());
+}

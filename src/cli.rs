@@ -55,7 +55,7 @@ pub enum Command {
     /// Run the local Turbo-compatible upload service and gateway.
     Devnet(DevnetArgs),
     /// Anchor one MLflow event now (prints the TX id); the durable service reuses these steps.
-    Anchor(AnchorArgs),
+    Anchor(Box<AnchorArgs>),
 }
 
 /// How to reach MLflow (MLflow's own environment names).
@@ -354,7 +354,7 @@ pub fn main() -> ExitCode {
         Command::Upload(args) => with_runtime(cmd::upload::run(args)),
         Command::Fetch(args) => with_runtime(cmd::fetch::run(args)),
         Command::Devnet(args) => with_runtime(cmd::devnet::run(args)),
-        Command::Anchor(args) => with_runtime(cmd::anchor::run(args)),
+        Command::Anchor(args) => with_runtime(cmd::anchor::run(*args)),
     }
 }
 

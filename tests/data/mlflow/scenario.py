@@ -26,7 +26,7 @@ df = pd.DataFrame(X, columns=["a", "b", "c"])
 df["y"] = y
 
 
-def train(name, register=None, nan=False):
+def train(name, register=None, nan=False, extra_model_files=False):
     with mlflow.start_run(run_name=name) as run:
         mlflow.log_params({"C": "1.0", "max_iter": "200", "ünïcödé-param": "値🚀 ✓"})
         mlflow.log_metric("accuracy", 0.9733333333)
@@ -40,13 +40,19 @@ def train(name, register=None, nan=False):
         mlflow.log_input(train_ds, context="training")
         mlflow.log_input(mlflow.data.from_pandas(df.head(10), name="eval-set"), context="evaluation")
         mlflow.log_dict({"labels": [0, 1]}, "meta/deep/labels.json")
+        if extra_model_files:
+            # Run files under model/ merge with the LoggedModel's files (MLflow 3 runs:/ resolution):
+            # a nested folder, an empty file, and registry bookkeeping that must be excluded.
+            mlflow.log_text("notes", "model/extra/deep/notes.txt")
+            mlflow.log_text("", "model/extra/empty.txt")
+            mlflow.log_text("bookkeeping", "model/registered_model_meta")
         clf = LogisticRegression().fit(X, y)
         info = mlflow.sklearn.log_model(clf, name="model", registered_model_name=register)
     return run.info.run_id, info, clf
 
 
 out = {}
-out["parity_run"], _, _ = train("parity")
+out["parity_run"], _, _ = train("parity", extra_model_files=True)
 model_name = f"scenario-model-{suffix}"
 out["run"], info, clf = train("registered", register=model_name)
 out["model_name"] = model_name

@@ -3,8 +3,10 @@
 //!
 //! Pipeline layout: `proof` (pure kernel) ← `anchor` (builds and drives jobs) ← `feed`
 //! (detects), with `store` (remembers) beside it; `mlflow` and `arweave` are clients at the
-//! edge; `verify` only reads. Modules arrive issue by issue; today: the proof kernel, signing
-//! keys and the CLI.
+//! edge; `verify` only reads. Today: the proof kernel, signing keys, the Arweave layer, devnet, the
+//! MLflow client and one-shot anchoring; the durable service (`feed`, `store`) comes next.
+
+#![warn(missing_docs)]
 
 pub mod anchor;
 pub mod arweave;

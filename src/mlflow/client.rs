@@ -121,13 +121,18 @@ pub struct MlflowClient {
 
 /// What one request is: method, path (relative to the tracking URI), query and JSON body.
 pub struct Request {
+    /// HTTP method.
     pub method: reqwest::Method,
+    /// Path relative to the tracking URI, e.g. `api/2.0/mlflow/runs/get`.
     pub path: String,
+    /// Query parameters.
     pub query: Vec<(String, String)>,
+    /// JSON body.
     pub body: Option<Value>,
 }
 
 impl Request {
+    /// A GET with query parameters.
     pub fn get(path: impl Into<String>, query: &[(&str, &str)]) -> Self {
         Request {
             method: reqwest::Method::GET,
@@ -140,6 +145,7 @@ impl Request {
         }
     }
 
+    /// A POST with a JSON body.
     pub fn post(path: impl Into<String>, body: Value) -> Self {
         Request {
             method: reqwest::Method::POST,
@@ -149,6 +155,7 @@ impl Request {
         }
     }
 
+    /// A PATCH with a JSON body.
     pub fn patch(path: impl Into<String>, body: Value) -> Self {
         Request {
             method: reqwest::Method::PATCH,
@@ -220,7 +227,8 @@ impl MlflowClient {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Sends `request` (retrying transient failures) and decodes the JSON answer.
+    /// Sends `request` (retrying transient failures) and decodes the JSON answer; `name` is the
+    /// REST call named in errors.
     pub async fn call<T: DeserializeOwned>(
         &self,
         name: &'static str,

@@ -446,7 +446,10 @@ pub mod mlflow {
         /// worker and reaps it, so no orphan is left for PID 1 (signalling the whole group would
         /// orphan the worker). SIGKILL only if it has not exited after 15 s.
         fn drop(&mut self) {
-            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {

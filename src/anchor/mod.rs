@@ -6,3 +6,4 @@
 pub mod event;
 pub mod oneshot;
 pub mod payload;
+pub mod plan;

@@ -12,10 +12,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::event::{envelope_item, sign_event, EventError, SignedEvent, GENESIS};
+use super::event::{envelope_item, sign_event, EventError, GENESIS};
 use super::payload::{self, PayloadError, PredictionFacts, TrainingFacts};
+use super::plan::{ArtifactContent, Prepared, Publisher, TagValue, Write};
 use crate::arweave::turbo::TurboError;
-use crate::arweave::{DataItem, Receipt, TurboClient, UploadOutcome, Wallet};
+use crate::arweave::{TurboClient, Wallet};
 use crate::keys::EnvelopeKey;
 use crate::mlflow::{MlflowClient, MlflowError, ModelVersion, Run};
 use crate::proof::{jcs, sha256_hex, verify_envelope};
@@ -98,35 +99,47 @@ fn wallet_tags(wallet: &Wallet) -> Vec<(String, String)> {
     ]
 }
 
-fn pretty(v: &Value) -> Vec<u8> {
-    serde_json::to_vec_pretty(v).unwrap_or_default()
-}
-
 impl Anchorer {
-    fn arweave_url(&self, tx: &str) -> String {
-        format!("https://{}/{tx}", self.gateway_host)
+    fn publisher(&self) -> Publisher<'_> {
+        Publisher {
+            mlflow: &self.mlflow,
+            turbo: &self.turbo,
+            gateway_host: &self.gateway_host,
+        }
     }
 
-    /// Uploads a data item; the TX id is the locally computed id either way.
-    async fn upload(&self, item: &DataItem) -> Result<(String, Option<Receipt>), AnchorError> {
-        let outcome = self.turbo.upload(&item.to_bytes()).await?;
-        let receipt = match outcome {
-            UploadOutcome::Accepted(r) => Some(r),
-            UploadOutcome::AlreadyInFlight(_) => None,
-        };
-        Ok((item.id(), receipt))
+    /// Publishes a prepared event: step 1, upload, step 2. Returns the TX id.
+    pub async fn publish(&self, p: &Prepared) -> Result<String, AnchorError> {
+        let publisher = self.publisher();
+        publisher.write_signed(p).await?;
+        let receipt = publisher.upload(p).await?;
+        publisher.write_anchored(p, receipt.as_ref()).await?;
+        Ok(p.tx_id.clone())
     }
 
-    /// Re-uploads a stored envelope (signed earlier, never uploaded) after checking it against
-    /// its witness bytes.
-    async fn resume(
+    fn anchored(p: &Prepared, status: AnchorStatus) -> Anchored {
+        Anchored {
+            event_type: p.event_type.clone(),
+            subject: p.subject.clone(),
+            tx_id: p.tx_id.clone(),
+            payload_hash: p.payload_hash.clone(),
+            status,
+        }
+    }
+
+    /// A stored envelope (signed earlier, never uploaded), checked against its witness bytes and
+    /// wrapped for publishing with the given writes. Never re-signs.
+    fn restore(
         &self,
         proof: &[u8],
-        payload_bytes: &[u8],
-    ) -> Result<(String, Option<Receipt>, String), AnchorError> {
+        payload_bytes: Vec<u8>,
+        event_type: &str,
+        subject: String,
+        anchored_writes: Vec<Write>,
+    ) -> Result<Prepared, AnchorError> {
         let envelope = jcs::parse(proof)
             .map_err(|e| AnchorError::Inconsistent(format!("stored proof is not JSON: {e}")))?;
-        let verdict = verify_envelope(&envelope, Some(payload_bytes));
+        let verdict = verify_envelope(&envelope, Some(&payload_bytes));
         if !verdict.overall {
             return Err(AnchorError::Inconsistent(format!(
                 "stored proof does not verify against its witness ({}); refusing to upload it",
@@ -134,8 +147,17 @@ impl Anchorer {
             )));
         }
         let item = envelope_item(&envelope, &self.wallet.signer)?;
-        let (tx, receipt) = self.upload(&item).await?;
-        Ok((tx, receipt, verdict.stored_payload_hash.unwrap_or_default()))
+        Ok(Prepared {
+            event_type: event_type.into(),
+            subject,
+            payload_hash: verdict.stored_payload_hash.unwrap_or_default(),
+            payload_bytes,
+            envelope,
+            tx_id: item.id(),
+            item: item.to_bytes(),
+            signed_writes: Vec::new(),
+            anchored_writes,
+        })
     }
 
     // ---------------------------------------------------------------- training
@@ -147,19 +169,15 @@ impl Anchorer {
         artifact_path: Option<&str>,
     ) -> Result<Anchored, AnchorError> {
         let run = self.mlflow.get_run(run_id).await?;
-        let done = |tx: &str, hash: &str, status| Anchored {
-            event_type: "training_complete".into(),
-            subject: run_id.into(),
-            tx_id: tx.into(),
-            payload_hash: hash.into(),
-            status,
-        };
         if let Some(tx) = run.tag("ario.training_tx") {
-            return Ok(done(
-                tx,
-                run.tag("ario.payload_hash").unwrap_or(""),
-                AnchorStatus::AlreadyAnchored,
-            ));
+            let hash = run.tag("ario.payload_hash").unwrap_or("").to_string();
+            return Ok(Anchored {
+                event_type: "training_complete".into(),
+                subject: run_id.into(),
+                tx_id: tx.into(),
+                payload_hash: hash,
+                status: AnchorStatus::AlreadyAnchored,
+            });
         }
         if run.info.status != "FINISHED" {
             return Err(AnchorError::NotReady(format!(
@@ -177,14 +195,32 @@ impl Anchorer {
                 .mlflow
                 .download_run_artifact(&run, "ario/payload.json")
                 .await?;
-            let (tx, receipt, hash) = self.resume(&proof, &payload_bytes).await?;
-            self.finish_training(&run, &tx, receipt.as_ref(), &hash)
-                .await?;
-            return Ok(done(&tx, &hash, AnchorStatus::Resumed));
+            let owner = self.training_chain_head(&run).await?.1;
+            let hash = sha256_hex(&payload_bytes);
+            let p = self.restore(
+                &proof,
+                payload_bytes,
+                "training_complete",
+                run_id.into(),
+                training_anchored_writes(&run, &owner, &hash),
+            )?;
+            self.publish(&p).await?;
+            return Ok(Self::anchored(&p, AnchorStatus::Resumed));
         }
+        let p = self.prepare_training(&run, artifact_path).await?;
+        self.publish(&p).await?;
+        Ok(Self::anchored(&p, AnchorStatus::Anchored))
+    }
 
-        let (payload, checksums) = self.training_payload(&run, artifact_path).await?;
-        let (previous, _) = self.training_chain_head(&run).await?;
+    /// Builds and signs a run's training event (nothing is written).
+    pub async fn prepare_training(
+        &self,
+        run: &Run,
+        artifact_path: Option<&str>,
+    ) -> Result<Prepared, AnchorError> {
+        let (payload, checksums) = self.training_payload(run, artifact_path).await?;
+        let (previous, owner) = self.training_chain_head(run).await?;
+        let run_id = &run.info.run_id;
         let subject = json!({"type": "mlflow_run", "run_id": run_id});
         let ev = sign_event(
             "training_complete",
@@ -194,30 +230,47 @@ impl Anchorer {
             &self.key,
             &self.wallet.signer,
         )?;
-
-        // Step 1: the pending proof is visible in MLflow before anything leaves the machine.
-        self.mlflow
-            .upload_run_artifact(&run, "ario/payload.json", ev.payload_bytes.clone())
-            .await?;
-        self.mlflow
-            .upload_run_artifact(&run, "ario/proof.json", pretty(&ev.envelope))
-            .await?;
+        let artifact = |path: &str, content| Write::Artifact {
+            artifact_uri: run.info.artifact_uri.clone(),
+            path: path.into(),
+            content,
+        };
+        let text = |s: String| TagValue::Text(s);
         let mut tags = vec![
-            ("ario.public_key".to_string(), self.key.public_key_hex()),
-            ("ario.verify_status".to_string(), "signed".to_string()),
-            ("ario.payload_hash".to_string(), ev.payload_hash.clone()),
+            (
+                "ario.public_key".to_string(),
+                text(self.key.public_key_hex()),
+            ),
+            ("ario.verify_status".to_string(), text("signed".into())),
+            (
+                "ario.payload_hash".to_string(),
+                text(ev.payload_hash.clone()),
+            ),
         ];
         if let Some(hash) = payload::artifact_hash(&checksums) {
-            tags.push(("ario.artifact_hash".into(), hash));
+            tags.push(("ario.artifact_hash".into(), text(hash)));
         }
-        tags.extend(wallet_tags(&self.wallet));
-        self.mlflow.set_run_tags(run_id, &tags).await?;
-
-        // Step 2: upload, then record.
-        let (tx, receipt) = self.upload(&ev.item).await?;
-        self.finish_training(&run, &tx, receipt.as_ref(), &ev.payload_hash)
-            .await?;
-        Ok(done(&tx, &ev.payload_hash, AnchorStatus::Anchored))
+        tags.extend(
+            wallet_tags(&self.wallet)
+                .into_iter()
+                .map(|(k, v)| (k, text(v))),
+        );
+        let signed = vec![
+            artifact("ario/payload.json", ArtifactContent::Payload),
+            artifact("ario/proof.json", ArtifactContent::Proof),
+            Write::RunTags {
+                run_id: run_id.clone(),
+                tags,
+            },
+        ];
+        let anchored = training_anchored_writes(run, &owner, &ev.payload_hash);
+        Ok(Prepared::new(
+            ev,
+            "training_complete",
+            run_id.clone(),
+            signed,
+            anchored,
+        ))
     }
 
     /// The training payload of a run and the checksums it commits to, built from live MLflow
@@ -248,44 +301,6 @@ impl Anchorer {
         Ok((payload, checksums))
     }
 
-    async fn finish_training(
-        &self,
-        run: &Run,
-        tx: &str,
-        receipt: Option<&Receipt>,
-        payload_hash: &str,
-    ) -> Result<(), AnchorError> {
-        if let Some(r) = receipt {
-            self.mlflow
-                .upload_run_artifact(
-                    run,
-                    "ario/receipt.json",
-                    pretty(&serde_json::to_value(r).unwrap_or_default()),
-                )
-                .await?;
-        }
-        let tags = vec![
-            ("ario.training_tx".to_string(), tx.to_string()),
-            ("ario.arweave_url".to_string(), self.arweave_url(tx)),
-            ("ario.verify_status".to_string(), "anchored".to_string()),
-        ];
-        self.mlflow.set_run_tags(&run.info.run_id, &tags).await?;
-        // The chain head moves only after a successful upload.
-        match self.training_chain_head(run).await?.1 {
-            ChainOwner::RegisteredModel(name) => {
-                self.mlflow
-                    .set_registered_model_tag(&name, "ario.last_training_hash", payload_hash)
-                    .await?
-            }
-            ChainOwner::Experiment(id) => {
-                self.mlflow
-                    .set_experiment_tag(&id, "ario.last_training_hash", payload_hash)
-                    .await?
-            }
-        }
-        Ok(())
-    }
-
     async fn logged_model_names(&self, run: &Run) -> Result<Vec<String>, AnchorError> {
         let mut names = Vec::new();
         for output in &run.outputs.model_outputs {
@@ -305,7 +320,10 @@ impl Anchorer {
 
     /// The training chain (DESIGN.md §2): the registered model the run is registered to, else
     /// the run's experiment; its head is the `ario.last_training_hash` tag.
-    async fn training_chain_head(&self, run: &Run) -> Result<(String, ChainOwner), AnchorError> {
+    pub async fn training_chain_head(
+        &self,
+        run: &Run,
+    ) -> Result<(String, ChainOwner), AnchorError> {
         let versions = self
             .mlflow
             .search_model_versions(&format!("run_id='{}'", run.info.run_id))
@@ -319,7 +337,6 @@ impl Anchorer {
                 .to_string();
             return Ok((head, ChainOwner::RegisteredModel(mv.name.clone())));
         }
-        // Experiment tags come with runs/get? No: read them through the experiment.
         let head = self
             .experiment_tag(&run.info.experiment_id, "ario.last_training_hash")
             .await?
@@ -354,6 +371,38 @@ impl Anchorer {
 
     // ---------------------------------------------------------------- datasets
 
+    /// Builds and signs one dataset event (GENESIS); step 2 tags the run with its TX.
+    pub fn prepare_dataset(
+        &self,
+        run: &Run,
+        ds: &crate::mlflow::Dataset,
+    ) -> Result<Prepared, AnchorError> {
+        let payload = payload::dataset_payload(ds);
+        let subject = json!({"type": "mlflow_dataset", "name": ds.name, "digest": ds.digest});
+        let ev = sign_event(
+            "dataset",
+            subject,
+            GENESIS,
+            &payload,
+            &self.key,
+            &self.wallet.signer,
+        )?;
+        let anchored = vec![Write::RunTags {
+            run_id: run.info.run_id.clone(),
+            tags: vec![(
+                format!("ario.dataset_anchor_tx.{}", ds.name),
+                TagValue::TxId,
+            )],
+        }];
+        Ok(Prepared::new(
+            ev,
+            "dataset",
+            ds.name.clone(),
+            Vec::new(),
+            anchored,
+        ))
+    }
+
     /// Anchors each distinct (name, digest) dataset input of a run (`anchor dataset <run_id>`).
     pub async fn anchor_datasets(&self, run_id: &str) -> Result<Vec<Anchored>, AnchorError> {
         let run = self.mlflow.get_run(run_id).await?;
@@ -364,10 +413,11 @@ impl Anchorer {
             if !seen.insert((ds.name.clone(), ds.digest.clone())) {
                 continue;
             }
-            let tag = format!("ario.dataset_anchor_tx.{}", ds.name);
-            let payload = payload::dataset_payload(ds);
-            if let Some(tx) = run.tag(&tag) {
-                let hash = sha256_hex(&jcs::canonicalize(&payload).map_err(PayloadError::from)?);
+            if let Some(tx) = run.tag(&format!("ario.dataset_anchor_tx.{}", ds.name)) {
+                let hash = sha256_hex(
+                    &jcs::canonicalize(&payload::dataset_payload(ds))
+                        .map_err(PayloadError::from)?,
+                );
                 out.push(Anchored {
                     event_type: "dataset".into(),
                     subject: ds.name.clone(),
@@ -377,26 +427,9 @@ impl Anchorer {
                 });
                 continue;
             }
-            let subject = json!({"type": "mlflow_dataset", "name": ds.name, "digest": ds.digest});
-            let ev = sign_event(
-                "dataset",
-                subject,
-                GENESIS,
-                &payload,
-                &self.key,
-                &self.wallet.signer,
-            )?;
-            let (tx, _) = self.upload(&ev.item).await?;
-            self.mlflow
-                .set_run_tags(run_id, &[(tag, tx.clone())])
-                .await?;
-            out.push(Anchored {
-                event_type: "dataset".into(),
-                subject: ds.name.clone(),
-                tx_id: tx,
-                payload_hash: ev.payload_hash,
-                status: AnchorStatus::Anchored,
-            });
+            let p = self.prepare_dataset(&run, ds)?;
+            self.publish(&p).await?;
+            out.push(Self::anchored(&p, AnchorStatus::Anchored));
         }
         Ok(out)
     }
@@ -422,17 +455,7 @@ impl Anchorer {
                 status: AnchorStatus::AlreadyAnchored,
             }]);
         }
-        let (src_run, src_path) = payload::parse_runs_uri(&mv.source);
-        let mv_run = Some(mv.run_id.clone()).filter(|r| !r.is_empty());
-        if let (Some(a), Some(b)) = (&mv_run, &src_run) {
-            if a != b {
-                return Err(AnchorError::Inconsistent(format!(
-                    "{subject_text}: run_id {a} disagrees with source {}",
-                    mv.source
-                )));
-            }
-        }
-        let source_run_id = mv_run.or(src_run);
+        let source_run_id = registration_source_run(&mv)?;
         let mut out = Vec::new();
         let mut run = None;
         if let Some(run_id) = &source_run_id {
@@ -442,7 +465,6 @@ impl Anchorer {
             }
             run = Some(self.mlflow.get_run(run_id).await?);
         }
-
         if let (Some(r), Some(proof_hash)) = (&run, mv.tag("ario.payload_hash")) {
             // Signed earlier but never uploaded: resume it.
             let proof = self
@@ -453,26 +475,41 @@ impl Anchorer {
                 .mlflow
                 .download_run_artifact(r, "ario/registration_payload.json")
                 .await?;
-            let (tx, receipt, hash) = self.resume(&proof, &payload_bytes).await?;
-            if hash != proof_hash {
-                return Err(AnchorError::Inconsistent(format!("{subject_text}: stored registration proof is for payload {hash}, tag says {proof_hash}")));
+            let p = self.restore(
+                &proof,
+                payload_bytes,
+                "model_registered",
+                subject_text.clone(),
+                registration_anchored_writes(&mv, run.as_ref()),
+            )?;
+            if p.payload_hash != proof_hash {
+                return Err(AnchorError::Inconsistent(format!("{subject_text}: stored registration proof is for payload {}, tag says {proof_hash}", p.payload_hash)));
             }
-            self.finish_registration(&mv, r, &tx, receipt.as_ref())
-                .await?;
-            out.push(Anchored {
-                event_type: "model_registered".into(),
-                subject: subject_text,
-                tx_id: tx,
-                payload_hash: hash,
-                status: AnchorStatus::Resumed,
-            });
+            self.publish(&p).await?;
+            out.push(Self::anchored(&p, AnchorStatus::Resumed));
             return Ok(out);
         }
+        let p = self
+            .prepare_registration(&mv, run.as_ref(), source_run_id.as_deref())
+            .await?;
+        self.publish(&p).await?;
+        out.push(Self::anchored(&p, AnchorStatus::Anchored));
+        Ok(out)
+    }
 
-        let (artifact_verified, expected_hash, previous) = match &run {
+    /// Builds and signs a registration; `run` is the source run (already anchored or not).
+    pub async fn prepare_registration(
+        &self,
+        mv: &ModelVersion,
+        run: Option<&Run>,
+        source_run_id: Option<&str>,
+    ) -> Result<Prepared, AnchorError> {
+        let (name, version) = (&mv.name, &mv.version);
+        let (_, src_path) = payload::parse_runs_uri(&mv.source);
+        let (artifact_verified, expected_hash, previous) = match run {
             Some(r) => {
                 let expected = r.tag("ario.artifact_hash").map(str::to_owned);
-                let path = src_path.clone().unwrap_or_else(|| "model".into());
+                let path = src_path.unwrap_or_else(|| "model".into());
                 let checksums = match self.mlflow.model_checksums(r, &path).await {
                     Ok(c) => c.unwrap_or_default(),
                     Err(e) if e.is_transient() => return Err(e.into()),
@@ -494,7 +531,7 @@ impl Anchorer {
             name,
             version,
             &mv.source,
-            source_run_id.as_deref(),
+            source_run_id,
             artifact_verified,
             expected_hash.as_deref(),
         );
@@ -507,18 +544,18 @@ impl Anchorer {
             &self.key,
             &self.wallet.signer,
         )?;
-
-        if let Some(r) = &run {
-            self.mlflow
-                .upload_run_artifact(
-                    r,
-                    "ario/registration_payload.json",
-                    ev.payload_bytes.clone(),
-                )
-                .await?;
-            self.mlflow
-                .upload_run_artifact(r, "ario/registration_proof.json", pretty(&ev.envelope))
-                .await?;
+        let mut signed = Vec::new();
+        if let Some(r) = run {
+            for (path, content) in [
+                ("ario/registration_payload.json", ArtifactContent::Payload),
+                ("ario/registration_proof.json", ArtifactContent::Proof),
+            ] {
+                signed.push(Write::Artifact {
+                    artifact_uri: r.info.artifact_uri.clone(),
+                    path: path.into(),
+                    content,
+                });
+            }
         }
         let mut tags = vec![
             ("ario.verify_status", "signed".to_string()),
@@ -529,63 +566,20 @@ impl Anchorer {
         if let Some(v) = artifact_verified {
             tags.push(("ario.artifact_verified", v.to_string()));
         }
-        for (k, v) in &tags {
-            self.mlflow
-                .set_model_version_tag(name, version, k, v)
-                .await?;
-        }
-        let (tx, receipt) = self.upload(&ev.item).await?;
-        match &run {
-            Some(r) => {
-                self.finish_registration(&mv, r, &tx, receipt.as_ref())
-                    .await?
-            }
-            None => self.finish_registration_tags(&mv, &tx).await?,
-        }
-        out.push(Anchored {
-            event_type: "model_registered".into(),
-            subject: subject_text,
-            tx_id: tx,
-            payload_hash: ev.payload_hash,
-            status: AnchorStatus::Anchored,
-        });
-        Ok(out)
-    }
-
-    async fn finish_registration(
-        &self,
-        mv: &ModelVersion,
-        run: &Run,
-        tx: &str,
-        receipt: Option<&Receipt>,
-    ) -> Result<(), AnchorError> {
-        if let Some(r) = receipt {
-            self.mlflow
-                .upload_run_artifact(
-                    run,
-                    "ario/registration_receipt.json",
-                    pretty(&serde_json::to_value(r).unwrap_or_default()),
-                )
-                .await?;
-        }
-        self.finish_registration_tags(mv, tx).await
-    }
-
-    async fn finish_registration_tags(
-        &self,
-        mv: &ModelVersion,
-        tx: &str,
-    ) -> Result<(), AnchorError> {
-        for (k, v) in [
-            ("ario.registration_tx", tx.to_string()),
-            ("ario.arweave_url", self.arweave_url(tx)),
-            ("ario.verify_status", "anchored".to_string()),
-        ] {
-            self.mlflow
-                .set_model_version_tag(&mv.name, &mv.version, k, &v)
-                .await?;
-        }
-        Ok(())
+        signed.extend(tags.into_iter().map(|(k, v)| Write::ModelVersionTag {
+            name: name.clone(),
+            version: version.clone(),
+            key: k.into(),
+            value: TagValue::Text(v),
+        }));
+        let anchored = registration_anchored_writes(mv, run);
+        Ok(Prepared::new(
+            ev,
+            "model_registered",
+            format!("{name}/{version}"),
+            signed,
+            anchored,
+        ))
     }
 
     /// The version's `ario.registration_tx`, anchoring the registration first if needed.
@@ -625,14 +619,15 @@ impl Anchorer {
         let to = to_stage
             .map(str::to_owned)
             .unwrap_or_else(|| mv.current_stage.clone());
-        let payload = payload::promotion_payload(name, version, from_stage, &to);
-        let hash = sha256_hex(&jcs::canonicalize(&payload).map_err(PayloadError::from)?);
-        let subject_text = format!("{name}/{version} {from_stage}→{to}");
+        let hash = sha256_hex(
+            &jcs::canonicalize(&payload::promotion_payload(name, version, from_stage, &to))
+                .map_err(PayloadError::from)?,
+        );
         if mv.tag("ario.promotion_payload_hash") == Some(hash.as_str()) {
             if let Some(tx) = mv.tag("ario.promotion_tx") {
                 out.push(Anchored {
                     event_type: "stage_transition".into(),
-                    subject: subject_text,
+                    subject: format!("{name}/{version} {from_stage}→{to}"),
                     tx_id: tx.into(),
                     payload_hash: hash,
                     status: AnchorStatus::AlreadyAnchored,
@@ -645,44 +640,115 @@ impl Anchorer {
         } else {
             Some(self.mlflow.get_run(&mv.run_id).await?)
         };
+        let p = self.prepare_promotion(&mv, run.as_ref(), &registration_tx, from_stage, &to)?;
+        self.publish(&p).await?;
+        out.push(Self::anchored(&p, AnchorStatus::Anchored));
+        Ok(out)
+    }
+
+    /// Builds and signs a stage transition chained to `registration_tx`.
+    pub fn prepare_promotion(
+        &self,
+        mv: &ModelVersion,
+        run: Option<&Run>,
+        registration_tx: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Prepared, AnchorError> {
+        let (name, version) = (&mv.name, &mv.version);
+        let payload = payload::promotion_payload(name, version, from, to);
         let subject = json!({"type": "mlflow_model_version", "name": name, "version": version});
         let ev = sign_event(
             "stage_transition",
             subject,
-            &registration_tx,
+            registration_tx,
             &payload,
             &self.key,
             &self.wallet.signer,
         )?;
-        if let Some(r) = &run {
-            let dir = format!("ario/promotions/{}", ev.event_id);
-            self.mlflow
-                .upload_run_artifact(r, &format!("{dir}/payload.json"), ev.payload_bytes.clone())
-                .await?;
-            self.mlflow
-                .upload_run_artifact(r, &format!("{dir}/proof.json"), pretty(&ev.envelope))
-                .await?;
+        let mut signed = Vec::new();
+        if let Some(r) = run {
+            for (file, content) in [
+                ("payload.json", ArtifactContent::Payload),
+                ("proof.json", ArtifactContent::Proof),
+            ] {
+                signed.push(Write::Artifact {
+                    artifact_uri: r.info.artifact_uri.clone(),
+                    path: format!("ario/promotions/{}/{file}", ev.event_id),
+                    content,
+                });
+            }
         }
-        self.mlflow
-            .set_model_version_tag(
-                name,
-                version,
-                "ario.promotion_payload_hash",
-                &ev.payload_hash,
-            )
-            .await?;
-        let (tx, _) = self.upload(&ev.item).await?;
-        self.mlflow
-            .set_model_version_tag(name, version, "ario.promotion_tx", &tx)
-            .await?;
-        out.push(Anchored {
-            event_type: "stage_transition".into(),
-            subject: subject_text,
-            tx_id: tx,
-            payload_hash: ev.payload_hash,
-            status: AnchorStatus::Anchored,
+        signed.push(Write::ModelVersionTag {
+            name: name.clone(),
+            version: version.clone(),
+            key: "ario.promotion_payload_hash".into(),
+            value: TagValue::Text(ev.payload_hash.clone()),
         });
-        Ok(out)
+        let anchored = vec![Write::ModelVersionTag {
+            name: name.clone(),
+            version: version.clone(),
+            key: "ario.promotion_tx".into(),
+            value: TagValue::TxId,
+        }];
+        Ok(Prepared::new(
+            ev,
+            "stage_transition",
+            format!("{name}/{version} {from}→{to}"),
+            signed,
+            anchored,
+        ))
+    }
+
+    /// Builds and signs an alias change (our addition): witness under the version's run at
+    /// `ario/aliases/<event_id>/`, TX recorded as `ario.alias_tx.<alias>` on the version.
+    pub fn prepare_alias(
+        &self,
+        mv: &ModelVersion,
+        run: Option<&Run>,
+        registration_tx: &str,
+        alias: &str,
+        action: payload::AliasAction,
+        previous_version: Option<&str>,
+    ) -> Result<Prepared, AnchorError> {
+        let (name, version) = (&mv.name, &mv.version);
+        let payload = payload::alias_payload(name, version, alias, action, previous_version);
+        let subject =
+            json!({"type": "mlflow_model_alias", "name": name, "alias": alias, "version": version});
+        let ev = sign_event(
+            "alias_changed",
+            subject,
+            registration_tx,
+            &payload,
+            &self.key,
+            &self.wallet.signer,
+        )?;
+        let mut signed = Vec::new();
+        if let Some(r) = run {
+            for (file, content) in [
+                ("payload.json", ArtifactContent::Payload),
+                ("proof.json", ArtifactContent::Proof),
+            ] {
+                signed.push(Write::Artifact {
+                    artifact_uri: r.info.artifact_uri.clone(),
+                    path: format!("ario/aliases/{}/{file}", ev.event_id),
+                    content,
+                });
+            }
+        }
+        let anchored = vec![Write::ModelVersionTag {
+            name: name.clone(),
+            version: version.clone(),
+            key: format!("ario.alias_tx.{alias}"),
+            value: TagValue::TxId,
+        }];
+        Ok(Prepared::new(
+            ev,
+            "alias_changed",
+            format!("{name}@{alias}→{version}"),
+            signed,
+            anchored,
+        ))
     }
 
     // ---------------------------------------------------------------- prediction
@@ -708,6 +774,21 @@ impl Anchorer {
                 status: AnchorStatus::AlreadyAnchored,
             }]);
         }
+        let mut out = Vec::new();
+        let p = self.prepare_prediction(&info, &mut out).await?;
+        self.publish(&p).await?;
+        out.push(Self::anchored(&p, AnchorStatus::Anchored));
+        Ok(out)
+    }
+
+    /// Builds and signs a prediction from a trace; anchors the model version's registration
+    /// first when the trace is linked to one that is not anchored yet (recorded in `out`).
+    pub async fn prepare_prediction(
+        &self,
+        info: &crate::mlflow::TraceInfo,
+        out: &mut Vec<Anchored>,
+    ) -> Result<Prepared, AnchorError> {
+        let trace_id = info.trace_id.as_str();
         if info.state == "IN_PROGRESS" {
             return Err(AnchorError::NotReady(format!(
                 "trace {trace_id} is still in progress"
@@ -730,13 +811,9 @@ impl Anchorer {
             .or_else(|| info.execution_ms())
             .unwrap_or(0.0);
 
-        let mut out = Vec::new();
-        let (mut model_name, mut model_version, mut run_id, mut model_uri) = (
-            "unknown".to_string(),
-            "unknown".to_string(),
-            "unknown".to_string(),
-            "unknown".to_string(),
-        );
+        let unknown = || "unknown".to_string();
+        let (mut model_name, mut model_version, mut run_id, mut model_uri) =
+            (unknown(), unknown(), unknown(), unknown());
         let mut previous = GENESIS.to_string();
         if let Some(model_id) = info
             .trace_metadata
@@ -759,7 +836,9 @@ impl Anchorer {
                         model_name = v.name.clone();
                         model_version = v.version.clone();
                         model_uri = format!("models:/{}/{}", v.name, v.version);
-                        previous = self.registration_tx(&v.name, &v.version, &mut out).await?.1;
+                        previous = Box::pin(self.registration_tx(&v.name, &v.version, out))
+                            .await?
+                            .1;
                     }
                 }
             }
@@ -776,7 +855,7 @@ impl Anchorer {
         };
         let payload = payload::prediction_payload(&facts)?;
         let subject = json!({"type": "mlflow_prediction", "decision_id": trace_id, "model_run_id": run_id, "trace_id": trace_id});
-        let ev: SignedEvent = sign_event(
+        let ev = sign_event(
             "prediction",
             subject,
             &previous,
@@ -785,70 +864,152 @@ impl Anchorer {
             &self.wallet.signer,
         )?;
 
+        let mut signed = Vec::new();
         if run_id != "unknown" {
             let run = self.mlflow.get_run(&run_id).await?;
-            let dir = format!("ario/predictions/{trace_id}");
-            self.mlflow
-                .upload_run_artifact(
-                    &run,
-                    &format!("{dir}/payload.json"),
-                    ev.payload_bytes.clone(),
-                )
-                .await?;
-            self.mlflow
-                .upload_run_artifact(&run, &format!("{dir}/proof.json"), pretty(&ev.envelope))
-                .await?;
+            for (file, content) in [
+                ("payload.json", ArtifactContent::Payload),
+                ("proof.json", ArtifactContent::Proof),
+            ] {
+                signed.push(Write::Artifact {
+                    artifact_uri: run.info.artifact_uri.clone(),
+                    path: format!("ario/predictions/{trace_id}/{file}"),
+                    content,
+                });
+            }
         }
-        let payload_text = String::from_utf8_lossy(&ev.payload_bytes).into_owned();
-        let tags = [
-            ("ario.payload_json", payload_text),
-            ("ario.decision_id", trace_id.to_string()),
-            ("ario.model_name", facts.model_name.clone()),
-            ("ario.model_version", facts.model_version.clone()),
-            (
+        let tag = |key: &str, value: TagValue| Write::TraceTag {
+            trace_id: trace_id.into(),
+            key: key.into(),
+            value,
+        };
+        let text = |s: &str| TagValue::Text(s.to_string());
+        signed.extend([
+            tag(
+                "ario.payload_json",
+                TagValue::Text(String::from_utf8_lossy(&ev.payload_bytes).into_owned()),
+            ),
+            tag("ario.decision_id", text(trace_id)),
+            tag("ario.model_name", text(&facts.model_name)),
+            tag("ario.model_version", text(&facts.model_version)),
+            tag(
                 "ario.input_hash",
-                payload["input_hash"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
+                text(payload["input_hash"].as_str().unwrap_or_default()),
             ),
-            (
+            tag(
                 "ario.output_hash",
-                payload["output_hash"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
+                text(payload["output_hash"].as_str().unwrap_or_default()),
             ),
-            ("ario.payload_hash", ev.payload_hash.clone()),
-            ("ario.proof_status", "anchoring".to_string()),
+            tag("ario.payload_hash", text(&ev.payload_hash)),
+            tag("ario.proof_status", text("anchoring")),
+        ]);
+        let anchored = vec![
+            tag("ario.prediction_tx", TagValue::TxId),
+            tag("ario.arweave_url", TagValue::ArweaveUrl),
+            tag("ario.proof_status", text("anchored")),
         ];
-        for (k, v) in &tags {
-            self.mlflow.set_trace_tag(trace_id, k, v).await?;
-        }
-        let (tx, _) = self.upload(&ev.item).await?;
-        for (k, v) in [
-            ("ario.prediction_tx", tx.clone()),
-            ("ario.arweave_url", self.arweave_url(&tx)),
-            ("ario.proof_status", "anchored".to_string()),
-        ] {
-            self.mlflow.set_trace_tag(trace_id, k, &v).await?;
-        }
-        out.push(Anchored {
-            event_type: "prediction".into(),
-            subject: trace_id.into(),
-            tx_id: tx,
-            payload_hash: ev.payload_hash,
-            status: AnchorStatus::Anchored,
-        });
-        Ok(out)
+        Ok(Prepared::new(
+            ev,
+            "prediction",
+            trace_id.into(),
+            signed,
+            anchored,
+        ))
     }
 }
 
-/// Who owns a training chain head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum ChainOwner {
+/// The source run of a registration: the version's `run_id`, else the `runs:/` source; an
+/// error when both are present and disagree (the plugin refuses too).
+pub fn registration_source_run(mv: &ModelVersion) -> Result<Option<String>, AnchorError> {
+    let (src_run, _) = payload::parse_runs_uri(&mv.source);
+    let mv_run = Some(mv.run_id.clone()).filter(|r| !r.is_empty());
+    if let (Some(a), Some(b)) = (&mv_run, &src_run) {
+        if a != b {
+            return Err(AnchorError::Inconsistent(format!(
+                "{}/{}: run_id {a} disagrees with source {}",
+                mv.name, mv.version, mv.source
+            )));
+        }
+    }
+    Ok(mv_run.or(src_run))
+}
+
+fn training_anchored_writes(run: &Run, owner: &ChainOwner, payload_hash: &str) -> Vec<Write> {
+    let head = TagValue::Text(payload_hash.to_string());
+    vec![
+        Write::Artifact {
+            artifact_uri: run.info.artifact_uri.clone(),
+            path: "ario/receipt.json".into(),
+            content: ArtifactContent::Receipt,
+        },
+        Write::RunTags {
+            run_id: run.info.run_id.clone(),
+            tags: vec![
+                ("ario.training_tx".into(), TagValue::TxId),
+                ("ario.arweave_url".into(), TagValue::ArweaveUrl),
+                (
+                    "ario.verify_status".into(),
+                    TagValue::Text("anchored".into()),
+                ),
+            ],
+        },
+        // The chain head moves only after a successful upload.
+        match owner {
+            ChainOwner::RegisteredModel(name) => Write::RegisteredModelTag {
+                name: name.clone(),
+                key: "ario.last_training_hash".into(),
+                value: head,
+            },
+            ChainOwner::Experiment(id) => Write::ExperimentTag {
+                experiment_id: id.clone(),
+                key: "ario.last_training_hash".into(),
+                value: head,
+            },
+        },
+    ]
+}
+
+fn registration_anchored_writes(mv: &ModelVersion, run: Option<&Run>) -> Vec<Write> {
+    let mut out = Vec::new();
+    if let Some(r) = run {
+        out.push(Write::Artifact {
+            artifact_uri: r.info.artifact_uri.clone(),
+            path: "ario/registration_receipt.json".into(),
+            content: ArtifactContent::Receipt,
+        });
+    }
+    for (k, v) in [
+        ("ario.registration_tx", TagValue::TxId),
+        ("ario.arweave_url", TagValue::ArweaveUrl),
+        ("ario.verify_status", TagValue::Text("anchored".into())),
+    ] {
+        out.push(Write::ModelVersionTag {
+            name: mv.name.clone(),
+            version: mv.version.clone(),
+            key: k.into(),
+            value: v,
+        });
+    }
+    out
+}
+
+/// Who owns a training chain head (and its `ario.last_training_hash` tag).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ChainOwner {
+    /// The registered model the run's model is registered to.
     RegisteredModel(String),
+    /// The run's experiment (no registered model).
     Experiment(String),
+}
+
+impl ChainOwner {
+    /// The chain key used by the durable service (`rm/<name>` or `exp/<id>`).
+    pub fn chain_key(&self) -> String {
+        match self {
+            ChainOwner::RegisteredModel(n) => format!("rm/{n}"),
+            ChainOwner::Experiment(e) => format!("exp/{e}"),
+        }
+    }
 }
 
 /// A span attribute as JSON: MLflow's v3 API returns OTLP `AnyValue`s; older servers return

@@ -1,0 +1,291 @@
+//! A prepared event and the MLflow writes that publish it, as data.
+//!
+//! Preparing an event fixes everything that must never change once signed: the payload bytes,
+//! the signed envelope, the data item bytes (hence the TX id), and the exact MLflow writes of
+//! both write-back steps. A [`Prepared`] is serializable, so the durable service keeps it in sled
+//! and, after a crash, publishes *the same bytes* — never re-signing. Publishing has three
+//! idempotent phases: [`Publisher::write_signed`] (witness artifacts, pending tags),
+//! [`Publisher::upload`] (Turbo), [`Publisher::write_anchored`] (TX tags, receipt, chain head).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::event::SignedEvent;
+use crate::arweave::{Receipt, TurboClient, UploadOutcome};
+use crate::mlflow::artifacts::proxy_root;
+use crate::mlflow::{MlflowClient, MlflowError};
+
+/// A tag value, resolved at write time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TagValue {
+    /// A fixed string.
+    Text(String),
+    /// The event's TX id.
+    TxId,
+    /// `https://<gateway host>/<tx id>`.
+    ArweaveUrl,
+}
+
+/// What an artifact write contains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArtifactContent {
+    /// The canonical payload bytes.
+    Payload,
+    /// The envelope, pretty-printed.
+    Proof,
+    /// The Turbo receipt (skipped when Turbo answered 202 and issued none).
+    Receipt,
+}
+
+/// One MLflow write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Write {
+    /// An artifact under a run's (or model's) artifact root.
+    Artifact {
+        /// The root URI (`mlflow-artifacts:/…`).
+        artifact_uri: String,
+        /// Path below the root.
+        path: String,
+        /// Content.
+        content: ArtifactContent,
+    },
+    /// Run tags (one `log-batch`).
+    RunTags {
+        /// Run id.
+        run_id: String,
+        /// Tags.
+        tags: Vec<(String, TagValue)>,
+    },
+    /// A model-version tag.
+    ModelVersionTag {
+        /// Registered model name.
+        name: String,
+        /// Version.
+        version: String,
+        /// Key.
+        key: String,
+        /// Value.
+        value: TagValue,
+    },
+    /// A registered-model tag.
+    RegisteredModelTag {
+        /// Name.
+        name: String,
+        /// Key.
+        key: String,
+        /// Value.
+        value: TagValue,
+    },
+    /// An experiment tag.
+    ExperimentTag {
+        /// Experiment id.
+        experiment_id: String,
+        /// Key.
+        key: String,
+        /// Value.
+        value: TagValue,
+    },
+    /// A trace tag.
+    TraceTag {
+        /// Trace id.
+        trace_id: String,
+        /// Key.
+        key: String,
+        /// Value.
+        value: TagValue,
+    },
+}
+
+/// A signed event ready to publish.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prepared {
+    /// Envelope `event_type`.
+    pub event_type: String,
+    /// Human-readable subject (run id, `name/version`, trace id, …).
+    pub subject: String,
+    /// SHA-256 of the payload.
+    pub payload_hash: String,
+    /// Canonical payload bytes.
+    pub payload_bytes: Vec<u8>,
+    /// Signed envelope.
+    pub envelope: Value,
+    /// ANS-104 data item bytes.
+    pub item: Vec<u8>,
+    /// Data item id (the TX id), known before upload.
+    pub tx_id: String,
+    /// Writes once signed (step 1).
+    pub signed_writes: Vec<Write>,
+    /// Writes once uploaded (step 2).
+    pub anchored_writes: Vec<Write>,
+}
+
+impl Prepared {
+    /// A prepared event from a signed one and its writes.
+    pub fn new(
+        ev: SignedEvent,
+        event_type: &str,
+        subject: String,
+        signed_writes: Vec<Write>,
+        anchored_writes: Vec<Write>,
+    ) -> Self {
+        Prepared {
+            event_type: event_type.to_string(),
+            subject,
+            payload_hash: ev.payload_hash,
+            payload_bytes: ev.payload_bytes,
+            tx_id: ev.item.id(),
+            item: ev.item.to_bytes(),
+            envelope: ev.envelope,
+            signed_writes,
+            anchored_writes,
+        }
+    }
+}
+
+/// Applies a [`Prepared`] event's phases.
+#[derive(Debug, Clone)]
+pub struct Publisher<'a> {
+    /// MLflow client.
+    pub mlflow: &'a MlflowClient,
+    /// Turbo client.
+    pub turbo: &'a TurboClient,
+    /// Host used in `ario.arweave_url`.
+    pub gateway_host: &'a str,
+}
+
+impl Publisher<'_> {
+    fn value(&self, v: &TagValue, tx: &str) -> String {
+        match v {
+            TagValue::Text(s) => s.clone(),
+            TagValue::TxId => tx.to_string(),
+            TagValue::ArweaveUrl => format!("https://{}/{tx}", self.gateway_host),
+        }
+    }
+
+    async fn apply(
+        &self,
+        p: &Prepared,
+        writes: &[Write],
+        receipt: Option<&Receipt>,
+    ) -> Result<(), MlflowError> {
+        for w in writes {
+            match w {
+                Write::Artifact {
+                    artifact_uri,
+                    path,
+                    content,
+                } => {
+                    let bytes = match content {
+                        ArtifactContent::Payload => p.payload_bytes.clone(),
+                        ArtifactContent::Proof => {
+                            serde_json::to_vec_pretty(&p.envelope).unwrap_or_default()
+                        }
+                        ArtifactContent::Receipt => match receipt {
+                            Some(r) => serde_json::to_vec_pretty(r).unwrap_or_default(),
+                            None => continue,
+                        },
+                    };
+                    let root = proxy_root(artifact_uri)?;
+                    self.mlflow
+                        .upload_artifact(&format!("{root}/{path}"), bytes)
+                        .await?;
+                }
+                Write::RunTags { run_id, tags } => {
+                    let tags: Vec<(String, String)> = tags
+                        .iter()
+                        .map(|(k, v)| (k.clone(), self.value(v, &p.tx_id)))
+                        .collect();
+                    self.mlflow.set_run_tags(run_id, &tags).await?;
+                }
+                Write::ModelVersionTag {
+                    name,
+                    version,
+                    key,
+                    value,
+                } => {
+                    self.mlflow
+                        .set_model_version_tag(name, version, key, &self.value(value, &p.tx_id))
+                        .await?
+                }
+                Write::RegisteredModelTag { name, key, value } => {
+                    self.mlflow
+                        .set_registered_model_tag(name, key, &self.value(value, &p.tx_id))
+                        .await?
+                }
+                Write::ExperimentTag {
+                    experiment_id,
+                    key,
+                    value,
+                } => {
+                    self.mlflow
+                        .set_experiment_tag(experiment_id, key, &self.value(value, &p.tx_id))
+                        .await?
+                }
+                Write::TraceTag {
+                    trace_id,
+                    key,
+                    value,
+                } => {
+                    self.mlflow
+                        .set_trace_tag(trace_id, key, &self.value(value, &p.tx_id))
+                        .await?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 1: witness artifacts and pending tags (idempotent).
+    pub async fn write_signed(&self, p: &Prepared) -> Result<(), MlflowError> {
+        self.apply(p, &p.signed_writes, None).await
+    }
+
+    /// Uploads the stored item bytes; `None` receipt when Turbo answered 202.
+    pub async fn upload(
+        &self,
+        p: &Prepared,
+    ) -> Result<Option<Receipt>, crate::arweave::TurboError> {
+        Ok(match self.turbo.upload(&p.item).await? {
+            UploadOutcome::Accepted(r) => Some(r),
+            UploadOutcome::AlreadyInFlight(_) => None,
+        })
+    }
+
+    /// Step 2: TX tags, receipt, chain head (idempotent).
+    pub async fn write_anchored(
+        &self,
+        p: &Prepared,
+        receipt: Option<&Receipt>,
+    ) -> Result<(), MlflowError> {
+        self.apply(p, &p.anchored_writes, receipt).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_events_round_trip_through_json() {
+        let p = Prepared {
+            event_type: "training_complete".into(),
+            subject: "r".into(),
+            payload_hash: "h".into(),
+            payload_bytes: b"{}".to_vec(),
+            envelope: serde_json::json!({"a": 1}),
+            item: vec![1, 2, 3],
+            tx_id: "t".into(),
+            signed_writes: vec![Write::RunTags {
+                run_id: "r".into(),
+                tags: vec![("ario.payload_hash".into(), TagValue::Text("h".into()))],
+            }],
+            anchored_writes: vec![Write::TraceTag {
+                trace_id: "tr".into(),
+                key: "ario.prediction_tx".into(),
+                value: TagValue::TxId,
+            }],
+        };
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Prepared>(&text).unwrap(), p);
+    }
+}

@@ -13,6 +13,8 @@ pub mod arweave;
 pub mod cli;
 pub mod cmd;
 pub mod devnet;
+pub mod feed;
 pub mod keys;
 pub mod mlflow;
 pub mod proof;
+pub mod store;

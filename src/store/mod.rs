@@ -1,0 +1,531 @@
+//! The durable state (sled 0.34): what the service remembers across crashes and restarts.
+//!
+//! Trees: `inbox` (dedupe key → first-seen time), `jobs` (key → [`Job`]), `queue` (sequence →
+//! key, detection order), `chains` (chain key → [`ChainHead`]), `cursors` (source → JSON),
+//! `snapshots` (what the poller last saw: stages, aliases) and `meta` (schema version).
+//!
+//! Invariants:
+//! * detection is idempotent: a dedupe key enters the inbox and becomes a job exactly once, in
+//!   one transaction;
+//! * signing stores the [`Prepared`] event *and* advances the chain head in one transaction, so a
+//!   job is never signed twice and a chain never has two events with the same predecessor;
+//! * every transition is one transaction, and callers [`Store::flush`] before the side effect
+//!   that depends on it.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::anchor::plan::Prepared;
+use crate::arweave::Receipt;
+use crate::feed::ChangeEvent;
+
+/// Version of the on-disk layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the store.
+    #[error("the state store {0} is in use by another process (one worker per store; stop the other or use another --state-dir)")]
+    Locked(String),
+    /// The store was written by an incompatible version.
+    #[error(
+        "the state store {path} has schema version {found}, this build expects {SCHEMA_VERSION}"
+    )]
+    Schema {
+        /// Store path.
+        path: String,
+        /// Version found.
+        found: u32,
+    },
+    /// sled failed.
+    #[error("state store error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value does not decode.
+    #[error("state store holds an unreadable record for {key}: {cause}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// Cause.
+        cause: String,
+    },
+    /// A transition names a job that does not exist.
+    #[error("no job {0}")]
+    NoJob(String),
+}
+
+/// Where a job is in its life (DESIGN.md §3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JobState {
+    /// Detected, nothing decided yet.
+    Detected,
+    /// Waiting for a dependency (e.g. the run's training TX) since a time.
+    Waiting {
+        /// What it waits for.
+        on: String,
+        /// Since when (ms).
+        since_ms: u64,
+    },
+    /// Signed: the payload, envelope and item bytes are fixed.
+    Signed,
+    /// Step-1 write-back done (witness and pending tags in MLflow).
+    SignedWritten,
+    /// Turbo accepted the item.
+    Uploaded {
+        /// Turbo's receipt (none after a 202).
+        receipt: Option<Receipt>,
+    },
+    /// Recorded in MLflow; finished.
+    Done,
+    /// Nothing to do (e.g. the plugin anchored it already).
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// A permanent error; needs `retry` after the cause is fixed.
+    Parked {
+        /// The error.
+        error: String,
+    },
+}
+
+impl JobState {
+    /// Short name for status output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobState::Detected => "detected",
+            JobState::Waiting { .. } => "waiting",
+            JobState::Signed => "signed",
+            JobState::SignedWritten => "signed_written",
+            JobState::Uploaded { .. } => "uploaded",
+            JobState::Done => "done",
+            JobState::Skipped { .. } => "skipped",
+            JobState::Parked { .. } => "parked",
+        }
+    }
+
+    /// Whether the job still has work to do.
+    pub fn is_open(&self) -> bool {
+        !matches!(
+            self,
+            JobState::Done | JobState::Skipped { .. } | JobState::Parked { .. }
+        )
+    }
+}
+
+/// One event's job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// The dedupe key.
+    pub key: String,
+    /// Detection order.
+    pub seq: u64,
+    /// What was detected.
+    pub event: ChangeEvent,
+    /// Where it is.
+    pub state: JobState,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Not before this time (ms).
+    pub next_attempt_ms: u64,
+    /// The last error, kept for `status`.
+    pub last_error: Option<String>,
+    /// The signed event, once signed (never rebuilt).
+    pub prepared: Option<Prepared>,
+    /// The chain it belongs to, once known.
+    pub chain_key: Option<String>,
+    /// When it was detected (ms).
+    pub detected_ms: u64,
+}
+
+/// A chain's head: the value the next event on it must carry as `previous_hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    /// Payload hash (training chains) or TX id.
+    pub head: String,
+    /// The job that set it.
+    pub job: String,
+}
+
+/// The store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+    inbox: sled::Tree,
+    jobs: sled::Tree,
+    queue: sled::Tree,
+    chains: sled::Tree,
+    cursors: sled::Tree,
+    snapshots: sled::Tree,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        cause: e.to_string(),
+    })
+}
+
+fn tx_err(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+impl Store {
+    /// Opens (creating) the store at `path`; a store held by another process is a clear error.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(path).open().map_err(|e| match e {
+            sled::Error::Io(io)
+                if io.to_string().contains("lock")
+                    || io.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                StoreError::Locked(path.display().to_string())
+            }
+            other => StoreError::Sled(other),
+        })?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("schema_version")? {
+            Some(v) => {
+                let found: u32 = decode("schema_version", &v)?;
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema {
+                        path: path.display().to_string(),
+                        found,
+                    });
+                }
+            }
+            None => {
+                meta.insert("schema_version", encode(&SCHEMA_VERSION))?;
+            }
+        }
+        Ok(Store {
+            inbox: db.open_tree("inbox")?,
+            jobs: db.open_tree("jobs")?,
+            queue: db.open_tree("queue")?,
+            chains: db.open_tree("chains")?,
+            cursors: db.open_tree("cursors")?,
+            snapshots: db.open_tree("snapshots")?,
+            db,
+        })
+    }
+
+    /// Waits until everything written so far is on disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Records a detected event; `true` when it is new (a job was created), `false` when its
+    /// dedupe key was seen before. Inbox entry, job and queue slot are one transaction.
+    pub fn detect(&self, event: &ChangeEvent) -> Result<bool, StoreError> {
+        let key = event.dedupe_key();
+        let seq = self.db.generate_id()?;
+        let now = now_ms();
+        let job = Job {
+            key: key.clone(),
+            seq,
+            event: event.clone(),
+            state: JobState::Detected,
+            attempts: 0,
+            next_attempt_ms: 0,
+            last_error: None,
+            prepared: None,
+            chain_key: None,
+            detected_ms: now,
+        };
+        (&self.inbox, &self.jobs, &self.queue)
+            .transaction(|(inbox, jobs, queue)| {
+                if inbox.get(key.as_bytes())?.is_some() {
+                    return Ok(false);
+                }
+                inbox.insert(key.as_bytes(), encode(&now))?;
+                jobs.insert(key.as_bytes(), encode(&job))?;
+                queue.insert(&seq.to_be_bytes(), key.as_bytes())?;
+                Ok(true)
+            })
+            .map_err(|e: TransactionError<StoreError>| tx_err(e))
+    }
+
+    /// One job.
+    pub fn job(&self, key: &str) -> Result<Option<Job>, StoreError> {
+        self.jobs
+            .get(key.as_bytes())?
+            .map(|v| decode(key, &v))
+            .transpose()
+    }
+
+    /// Every job, in detection order.
+    pub fn jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.queue.iter() {
+            let (_, key) = entry?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            if let Some(job) = self.job(&key)? {
+                out.push(job);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Open jobs due at `now_ms`, in detection order.
+    pub fn due(&self, now: u64) -> Result<Vec<Job>, StoreError> {
+        Ok(self
+            .jobs()?
+            .into_iter()
+            .filter(|j| j.state.is_open() && j.next_attempt_ms <= now)
+            .collect())
+    }
+
+    /// Applies `change` to a job in one transaction and returns the new job.
+    pub fn update(&self, key: &str, change: impl Fn(&mut Job)) -> Result<Job, StoreError> {
+        self.jobs
+            .transaction(|jobs| {
+                let bytes =
+                    jobs.get(key.as_bytes())?
+                        .ok_or(ConflictableTransactionError::Abort(StoreError::NoJob(
+                            key.to_string(),
+                        )))?;
+                let mut job: Job =
+                    decode(key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                change(&mut job);
+                jobs.insert(key.as_bytes(), encode(&job))?;
+                Ok(job)
+            })
+            .map_err(tx_err)
+    }
+
+    /// Signs a job: stores its [`Prepared`] event and, for chained events, moves the chain head
+    /// — in one transaction. Refuses a job that is already signed (it must never be re-signed).
+    pub fn sign(
+        &self,
+        key: &str,
+        prepared: &Prepared,
+        chain: Option<(&str, &str)>,
+    ) -> Result<Job, StoreError> {
+        (&self.jobs, &self.chains)
+            .transaction(|(jobs, chains)| {
+                let bytes =
+                    jobs.get(key.as_bytes())?
+                        .ok_or(ConflictableTransactionError::Abort(StoreError::NoJob(
+                            key.to_string(),
+                        )))?;
+                let mut job: Job =
+                    decode(key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                if job.prepared.is_some() {
+                    return Err(ConflictableTransactionError::Abort(StoreError::Corrupt {
+                        key: key.to_string(),
+                        cause: "job is already signed; refusing to sign it again".into(),
+                    }));
+                }
+                job.prepared = Some(prepared.clone());
+                job.state = JobState::Signed;
+                job.last_error = None;
+                if let Some((chain_key, head)) = chain {
+                    job.chain_key = Some(chain_key.to_string());
+                    chains.insert(
+                        chain_key.as_bytes(),
+                        encode(&ChainHead {
+                            head: head.to_string(),
+                            job: key.to_string(),
+                        }),
+                    )?;
+                }
+                jobs.insert(key.as_bytes(), encode(&job))?;
+                Ok(job)
+            })
+            .map_err(tx_err)
+    }
+
+    /// A chain's head.
+    pub fn chain_head(&self, chain_key: &str) -> Result<Option<ChainHead>, StoreError> {
+        self.chains
+            .get(chain_key.as_bytes())?
+            .map(|v| decode(chain_key, &v))
+            .transpose()
+    }
+
+    /// Every chain head.
+    pub fn chain_heads(&self) -> Result<Vec<(String, ChainHead)>, StoreError> {
+        self.chains
+            .iter()
+            .map(|e| {
+                let (k, v) = e?;
+                let k = String::from_utf8_lossy(&k).into_owned();
+                let head = decode(&k, &v)?;
+                Ok((k, head))
+            })
+            .collect()
+    }
+
+    /// A source cursor (JSON).
+    pub fn cursor(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        self.cursors
+            .get(name.as_bytes())?
+            .map(|v| decode(name, &v))
+            .transpose()
+    }
+
+    /// Saves a source cursor.
+    pub fn set_cursor(&self, name: &str, value: &serde_json::Value) -> Result<(), StoreError> {
+        self.cursors.insert(name.as_bytes(), encode(value))?;
+        Ok(())
+    }
+
+    /// Every cursor.
+    pub fn cursors(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.cursors
+            .iter()
+            .map(|e| {
+                let (k, v) = e?;
+                let k = String::from_utf8_lossy(&k).into_owned();
+                let value = decode(&k, &v)?;
+                Ok((k, value))
+            })
+            .collect()
+    }
+
+    /// What the poller last saw under `key` (a version's stage, a model's aliases).
+    pub fn snapshot(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        self.snapshots
+            .get(key.as_bytes())?
+            .map(|v| decode(key, &v))
+            .transpose()
+    }
+
+    /// Saves a snapshot.
+    pub fn set_snapshot(&self, key: &str, value: &serde_json::Value) -> Result<(), StoreError> {
+        self.snapshots.insert(key.as_bytes(), encode(value))?;
+        Ok(())
+    }
+
+    /// Size of the store on disk, in bytes.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared(tx: &str) -> Prepared {
+        Prepared {
+            event_type: "training_complete".into(),
+            subject: "r".into(),
+            payload_hash: "h".into(),
+            payload_bytes: b"{}".to_vec(),
+            envelope: serde_json::json!({}),
+            item: vec![1],
+            tx_id: tx.into(),
+            signed_writes: vec![],
+            anchored_writes: vec![],
+        }
+    }
+
+    #[test]
+    fn detection_is_idempotent_and_ordered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = ChangeEvent::RunFinished { run_id: "a".into() };
+        let b = ChangeEvent::TraceLogged {
+            trace_id: "t".into(),
+        };
+        assert!(store.detect(&a).unwrap());
+        assert!(store.detect(&b).unwrap());
+        assert!(!store.detect(&a).unwrap(), "the same dedupe key is one job");
+        let keys: Vec<String> = store.jobs().unwrap().into_iter().map(|j| j.key).collect();
+        assert_eq!(keys, ["run/a", "trace/t"]);
+    }
+
+    #[test]
+    fn a_job_is_signed_once_and_its_chain_head_moves_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .detect(&ChangeEvent::RunFinished { run_id: "a".into() })
+            .unwrap();
+        let job = store
+            .sign("run/a", &prepared("tx1"), Some(("rm/m", "hash-a")))
+            .unwrap();
+        assert_eq!(job.state, JobState::Signed);
+        assert_eq!(
+            store.chain_head("rm/m").unwrap().unwrap(),
+            ChainHead {
+                head: "hash-a".into(),
+                job: "run/a".into()
+            }
+        );
+        let again = store.sign("run/a", &prepared("tx2"), Some(("rm/m", "hash-b")));
+        assert!(again.is_err(), "never signed twice");
+        assert_eq!(
+            store.chain_head("rm/m").unwrap().unwrap().head,
+            "hash-a",
+            "a refused signing leaves the head alone"
+        );
+        assert_eq!(
+            store.job("run/a").unwrap().unwrap().prepared.unwrap().tx_id,
+            "tx1"
+        );
+    }
+
+    #[test]
+    fn everything_survives_a_reopen_and_a_second_opener_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .detect(&ChangeEvent::ModelVersionCreated {
+                    name: "m".into(),
+                    version: "1".into(),
+                })
+                .unwrap();
+            store
+                .update("mv/m/1", |j| {
+                    j.state = JobState::Parked {
+                        error: "HTTP 402".into(),
+                    }
+                })
+                .unwrap();
+            store
+                .set_cursor("poller", &serde_json::json!({"wm": 5}))
+                .unwrap();
+            assert!(matches!(
+                Store::open(dir.path()),
+                Err(StoreError::Locked(_)) | Err(StoreError::Sled(_))
+            ));
+            futures::executor::block_on(store.flush()).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.job("mv/m/1").unwrap().unwrap().state,
+            JobState::Parked {
+                error: "HTTP 402".into()
+            }
+        );
+        assert_eq!(
+            store.cursor("poller").unwrap(),
+            Some(serde_json::json!({"wm": 5}))
+        );
+        assert!(
+            store.due(u64::MAX).unwrap().is_empty(),
+            "parked jobs are not due"
+        );
+    }
+}

@@ -56,6 +56,96 @@ pub enum Command {
     Devnet(DevnetArgs),
     /// Anchor one MLflow event now (prints the TX id); the durable service reuses these steps.
     Anchor(Box<AnchorArgs>),
+    /// The service: poll MLflow and anchor every lifecycle event, durably, until stopped.
+    Run(Box<ServiceArgs>),
+    /// Anchor everything MLflow already holds, then exit when caught up.
+    Backfill(Box<ServiceArgs>),
+    /// Jobs per state and event type, parked jobs with their errors, chain heads, cursors.
+    Status(StatusArgs),
+    /// Re-queue a parked job (or all of them) after fixing its cause.
+    Retry(RetryArgs),
+}
+
+/// Arguments of `run` and `backfill`.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub anchor: AnchorSettings,
+    /// The sled state store.
+    #[arg(long, env = "ARIO_MLFLOW_STATE_DIR", default_value = "ario-state")]
+    pub state_dir: PathBuf,
+    /// Seconds between polls (`run`).
+    #[arg(long, default_value_t = 5.0)]
+    pub poll_interval: f64,
+    /// Seconds a dependency (e.g. a registration's training run) is waited for before the
+    /// event is anchored on GENESIS.
+    #[arg(long, default_value_t = 3600)]
+    pub max_dependency_wait: u64,
+}
+
+/// Everything needed to sign and upload (shared by `anchor`, `run`, `backfill`).
+#[derive(Debug, Args)]
+pub struct AnchorSettings {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub mlflow: MlflowArgs,
+    /// Turbo upload service base URL.
+    #[arg(
+        long,
+        env = "ARIO_MLFLOW_UPLOAD_URL",
+        default_value = "https://upload.ardrive.io"
+    )]
+    pub upload_url: url::Url,
+    /// Host used in `ario.arweave_url` tags.
+    #[arg(
+        long,
+        env = "ARIO_MLFLOW_GATEWAY_HOST",
+        default_value = "turbo-gateway.com"
+    )]
+    pub gateway_host: String,
+    /// Directory of the plugin-format envelope key files [default: ~/.ario-mlflow/keys].
+    #[arg(long, env = "ARIO_MLFLOW_KEY_DIR")]
+    pub key_dir: Option<PathBuf>,
+    /// Base64 of the 32-byte Ed25519 envelope seed; wins over key files.
+    #[arg(
+        long = "signing-key",
+        env = "ARIO_MLFLOW_SIGNING_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub signing_key: Option<String>,
+    /// Arweave JWK or Solana id.json that signs data items [default: ~/.ario-mlflow/wallet.json].
+    #[arg(long, env = "ARIO_MLFLOW_ARWEAVE_WALLET")]
+    pub wallet: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub http: ArweaveHttpArgs,
+}
+
+/// Arguments of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The sled state store.
+    #[arg(long, env = "ARIO_MLFLOW_STATE_DIR", default_value = "ario-state")]
+    pub state_dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `retry`.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The job key (dedupe key) to retry, e.g. `mv/model/3`.
+    #[arg(required_unless_present = "all_parked")]
+    pub job_key: Option<String>,
+    /// Retry every parked job.
+    #[arg(long)]
+    pub all_parked: bool,
+    /// The sled state store.
+    #[arg(long, env = "ARIO_MLFLOW_STATE_DIR", default_value = "ario-state")]
+    pub state_dir: PathBuf,
 }
 
 /// How to reach MLflow (MLflow's own environment names).
@@ -355,6 +445,10 @@ pub fn main() -> ExitCode {
         Command::Fetch(args) => with_runtime(cmd::fetch::run(args)),
         Command::Devnet(args) => with_runtime(cmd::devnet::run(args)),
         Command::Anchor(args) => with_runtime(cmd::anchor::run(*args)),
+        Command::Run(args) => with_runtime(cmd::service::run(*args, false)),
+        Command::Backfill(args) => with_runtime(cmd::service::run(*args, true)),
+        Command::Status(args) => cmd::service::status(&args),
+        Command::Retry(args) => cmd::service::retry(&args),
     }
 }
 

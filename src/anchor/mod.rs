@@ -6,4 +6,5 @@
 pub mod event;
 pub mod oneshot;
 pub mod payload;
+pub mod pipeline;
 pub mod plan;

@@ -127,9 +127,9 @@ impl Anchorer {
         }
     }
 
-    /// A stored envelope (signed earlier, never uploaded), checked against its witness bytes and
+    /// Wraps a stored envelope (signed earlier, never uploaded), checked against its witness bytes and
     /// wrapped for publishing with the given writes. Never re-signs.
-    fn restore(
+    pub fn restore(
         &self,
         proof: &[u8],
         payload_bytes: Vec<u8>,
@@ -218,14 +218,27 @@ impl Anchorer {
         run: &Run,
         artifact_path: Option<&str>,
     ) -> Result<Prepared, AnchorError> {
-        let (payload, checksums) = self.training_payload(run, artifact_path).await?;
         let (previous, owner) = self.training_chain_head(run).await?;
+        self.prepare_training_on(run, artifact_path, &previous, &owner)
+            .await
+    }
+
+    /// Builds and signs a run's training event on a given chain head (the durable service
+    /// passes the head it keeps in sled, which moves as soon as an event is signed).
+    pub async fn prepare_training_on(
+        &self,
+        run: &Run,
+        artifact_path: Option<&str>,
+        previous: &str,
+        owner: &ChainOwner,
+    ) -> Result<Prepared, AnchorError> {
+        let (payload, checksums) = self.training_payload(run, artifact_path).await?;
         let run_id = &run.info.run_id;
         let subject = json!({"type": "mlflow_run", "run_id": run_id});
         let ev = sign_event(
             "training_complete",
             subject,
-            &previous,
+            previous,
             &payload,
             &self.key,
             &self.wallet.signer,
@@ -263,7 +276,7 @@ impl Anchorer {
                 tags,
             },
         ];
-        let anchored = training_anchored_writes(run, &owner, &ev.payload_hash);
+        let anchored = training_anchored_writes(run, owner, &ev.payload_hash);
         Ok(Prepared::new(
             ev,
             "training_complete",
@@ -775,7 +788,7 @@ impl Anchorer {
             }]);
         }
         let mut out = Vec::new();
-        let p = self.prepare_prediction(&info, &mut out).await?;
+        let p = self.prepare_prediction(&info, &mut out, true).await?;
         self.publish(&p).await?;
         out.push(Self::anchored(&p, AnchorStatus::Anchored));
         Ok(out)
@@ -783,10 +796,13 @@ impl Anchorer {
 
     /// Builds and signs a prediction from a trace; anchors the model version's registration
     /// first when the trace is linked to one that is not anchored yet (recorded in `out`).
+    /// With `anchor_dependencies` false, a linked version whose registration is not anchored yet
+    /// is [`AnchorError::NotReady`] (the durable service waits for its own registration job).
     pub async fn prepare_prediction(
         &self,
         info: &crate::mlflow::TraceInfo,
         out: &mut Vec<Anchored>,
+        anchor_dependencies: bool,
     ) -> Result<Prepared, AnchorError> {
         let trace_id = info.trace_id.as_str();
         if info.state == "IN_PROGRESS" {
@@ -836,9 +852,20 @@ impl Anchorer {
                         model_name = v.name.clone();
                         model_version = v.version.clone();
                         model_uri = format!("models:/{}/{}", v.name, v.version);
-                        previous = Box::pin(self.registration_tx(&v.name, &v.version, out))
-                            .await?
-                            .1;
+                        previous = match (v.tag("ario.registration_tx"), anchor_dependencies) {
+                            (Some(tx), _) => tx.to_string(),
+                            (None, true) => {
+                                Box::pin(self.registration_tx(&v.name, &v.version, out))
+                                    .await?
+                                    .1
+                            }
+                            (None, false) => {
+                                return Err(AnchorError::NotReady(format!(
+                                    "waiting for the registration of {}/{}",
+                                    v.name, v.version
+                                )))
+                            }
+                        };
                     }
                 }
             }
@@ -934,7 +961,8 @@ pub fn registration_source_run(mv: &ModelVersion) -> Result<Option<String>, Anch
     Ok(mv_run.or(src_run))
 }
 
-fn training_anchored_writes(run: &Run, owner: &ChainOwner, payload_hash: &str) -> Vec<Write> {
+/// Step-2 writes of a training event.
+pub fn training_anchored_writes(run: &Run, owner: &ChainOwner, payload_hash: &str) -> Vec<Write> {
     let head = TagValue::Text(payload_hash.to_string());
     vec![
         Write::Artifact {
@@ -969,7 +997,8 @@ fn training_anchored_writes(run: &Run, owner: &ChainOwner, payload_hash: &str) -
     ]
 }
 
-fn registration_anchored_writes(mv: &ModelVersion, run: Option<&Run>) -> Vec<Write> {
+/// Step-2 writes of a registration.
+pub fn registration_anchored_writes(mv: &ModelVersion, run: Option<&Run>) -> Vec<Write> {
     let mut out = Vec::new();
     if let Some(r) = run {
         out.push(Write::Artifact {

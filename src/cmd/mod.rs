@@ -4,6 +4,7 @@ pub mod anchor;
 pub mod devnet;
 pub mod fetch;
 pub mod keys_show;
+pub mod service;
 pub mod upload;
 pub mod verify_envelope;
 pub mod wallet_show;

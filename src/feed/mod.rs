@@ -153,3 +153,4 @@ mod tests {
         );
     }
 }
+pub mod poller;

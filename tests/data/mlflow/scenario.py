@@ -58,6 +58,7 @@ out["run"], info, clf = train("registered", register=model_name)
 out["model_name"] = model_name
 out["model_id"] = info.model_id
 client.transition_model_version_stage(model_name, "1", "Staging")
+client.set_registered_model_alias(model_name, "champion", "1")
 out["nan_run"], _, _ = train("nan-metric", nan=True)
 
 mlflow.set_active_model(model_id=info.model_id)

@@ -1,0 +1,575 @@
+//! The job state machine of DESIGN.md §3, driving jobs kept in the [`Store`].
+//!
+//! ```text
+//! Detected ─► Waiting(dep)? ─► Signed ─► SignedWritten ─► Uploaded ─► Done
+//!     │            │             │             │              │
+//!     └────────────┴─────────────┴─────────────┴──────────────┴─► Parked(error) ─► (retry)
+//! ```
+//!
+//! Each step is one store transaction, flushed before the side effect that depends on it:
+//! * **sign** fixes the payload, envelope and data item (and moves the chain head) in one
+//!   transaction — a signed job is never signed again; after a crash the same bytes are uploaded;
+//! * step-1 writes, upload and step-2 writes are idempotent and resumable from the stored
+//!   [`Prepared`] event.
+//!
+//! Jobs run one at a time in detection order, so each chain is signed in detection order.
+//! Transient failures back off exponentially with jitter; permanent ones park the job with the
+//! error, to be retried with `retry` once fixed. A dependency that never resolves (a source run
+//! that never finishes) is waited for a bounded time, then the event is anchored on GENESIS with
+//! the reason logged.
+
+use std::time::Duration;
+
+use super::oneshot::{
+    registration_anchored_writes, registration_source_run, training_anchored_writes, AnchorError,
+    Anchorer,
+};
+use super::payload::AliasAction;
+use super::plan::{Prepared, Publisher};
+use crate::feed::ChangeEvent;
+use crate::mlflow::MlflowError;
+use crate::proof::sha256_hex;
+use crate::store::{Job, JobState, Store, StoreError};
+
+/// Pipeline tuning.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// First retry delay after a transient failure.
+    pub min_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// How often a waiting job re-checks its dependency.
+    pub wait_recheck: Duration,
+    /// How long a dependency is waited for before anchoring on GENESIS.
+    pub max_dependency_wait: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            wait_recheck: Duration::from_secs(2),
+            max_dependency_wait: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Counts of one drain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainStats {
+    /// Steps taken.
+    pub steps: u64,
+    /// Jobs that reached Done.
+    pub done: u64,
+    /// Jobs skipped (anchored elsewhere, deleted).
+    pub skipped: u64,
+    /// Jobs parked.
+    pub parked: u64,
+}
+
+/// What resolving a job decided.
+enum Resolution {
+    /// Sign: the prepared event, the chain (key, new head) it moves, datasets to enqueue.
+    Sign(
+        Box<Prepared>,
+        Option<(String, String)>,
+        Vec<(String, String)>,
+    ),
+    Skip(String),
+    Wait(String),
+}
+
+/// What one step decided.
+enum Transition {
+    Resolved(Resolution),
+    To(JobState),
+}
+
+/// The state machine over a store.
+pub struct Pipeline {
+    /// Anchoring parts (MLflow, Turbo, keys).
+    pub anchorer: Anchorer,
+    /// Durable state.
+    pub store: Store,
+    /// Tuning.
+    pub config: PipelineConfig,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Pipeline {
+    fn publisher(&self) -> Publisher<'_> {
+        Publisher {
+            mlflow: &self.anchorer.mlflow,
+            turbo: &self.anchorer.turbo,
+            gateway_host: &self.anchorer.gateway_host,
+        }
+    }
+
+    /// Advances due jobs until none is due or `stop` says so; every job is advanced as far as it
+    /// goes in one call (one step per loop, in detection order).
+    pub async fn drain(
+        &self,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<DrainStats, StoreError> {
+        let mut stats = DrainStats::default();
+        loop {
+            let due = self.store.due(now_ms())?;
+            if due.is_empty() || stop.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(stats);
+            }
+            for job in due {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Ok(stats);
+                }
+                let after = self.step(job).await?;
+                stats.steps += 1;
+                match after.state {
+                    JobState::Done => stats.done += 1,
+                    JobState::Skipped { .. } => stats.skipped += 1,
+                    JobState::Parked { .. } => stats.parked += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Takes one step of one job and returns it as stored afterwards.
+    pub async fn step(&self, job: Job) -> Result<Job, StoreError> {
+        let key = job.key.clone();
+        let publisher = self.publisher();
+        let missing =
+            || AnchorError::Inconsistent(format!("{key}: signed job without its prepared event"));
+        let result: Result<Transition, AnchorError> = match (&job.state, &job.prepared) {
+            (JobState::Detected | JobState::Waiting { .. }, _) => {
+                self.resolve(&job).await.map(Transition::Resolved)
+            }
+            (JobState::Signed, Some(p)) => publisher
+                .write_signed(p)
+                .await
+                .map(|()| Transition::To(JobState::SignedWritten))
+                .map_err(AnchorError::from),
+            (JobState::SignedWritten, Some(p)) => publisher
+                .upload(p)
+                .await
+                .map(|receipt| Transition::To(JobState::Uploaded { receipt }))
+                .map_err(AnchorError::from),
+            (JobState::Uploaded { receipt }, Some(p)) => publisher
+                .write_anchored(p, receipt.as_ref())
+                .await
+                .map(|()| Transition::To(JobState::Done))
+                .map_err(AnchorError::from),
+            (JobState::Signed | JobState::SignedWritten | JobState::Uploaded { .. }, None) => {
+                Err(missing())
+            }
+            (JobState::Done | JobState::Skipped { .. } | JobState::Parked { .. }, _) => {
+                return Ok(job)
+            }
+        };
+        let after = match result {
+            Ok(Transition::To(state)) => self.store.update(&key, |j| {
+                j.state = state.clone();
+                j.last_error = None;
+                j.next_attempt_ms = 0;
+            })?,
+            Ok(Transition::Resolved(r)) => self.apply_resolution(&job, r)?,
+            Err(e) => self.failed(&job, e)?,
+        };
+        self.store.flush().await?;
+        if after.state == JobState::Done {
+            tracing::info!(job = %key, tx = %after.prepared.as_ref().map(|p| p.tx_id.as_str()).unwrap_or(""), "anchored");
+        }
+        Ok(after)
+    }
+
+    /// Records a resolution. Signing is the one transaction that stores the prepared event and
+    /// moves the chain head; a signed training run's datasets become jobs of their own.
+    fn apply_resolution(&self, job: &Job, r: Resolution) -> Result<Job, StoreError> {
+        match r {
+            Resolution::Sign(prepared, chain, datasets) => {
+                let signed = self.store.sign(
+                    &job.key,
+                    &prepared,
+                    chain.as_ref().map(|(k, h)| (k.as_str(), h.as_str())),
+                )?;
+                if let ChangeEvent::RunFinished { run_id } = &job.event {
+                    for (name, digest) in datasets {
+                        self.store.detect(&ChangeEvent::DatasetInput {
+                            run_id: run_id.clone(),
+                            name,
+                            digest,
+                        })?;
+                    }
+                }
+                Ok(signed)
+            }
+            Resolution::Skip(reason) => {
+                tracing::info!(job = %job.key, %reason, "skipped");
+                self.store.update(&job.key, |j| {
+                    j.state = JobState::Skipped {
+                        reason: reason.clone(),
+                    }
+                })
+            }
+            Resolution::Wait(on) => {
+                let since = match &job.state {
+                    JobState::Waiting { since_ms, .. } => *since_ms,
+                    _ => now_ms(),
+                };
+                let next = now_ms() + self.config.wait_recheck.as_millis() as u64;
+                self.store.update(&job.key, |j| {
+                    j.state = JobState::Waiting {
+                        on: on.clone(),
+                        since_ms: since,
+                    };
+                    j.next_attempt_ms = next;
+                })
+            }
+        }
+    }
+
+    fn failed(&self, job: &Job, e: AnchorError) -> Result<Job, StoreError> {
+        let permanent = match &e {
+            AnchorError::Upload(t) => t.is_permanent(),
+            AnchorError::Mlflow(m) => !m.is_transient(),
+            AnchorError::Payload(_) | AnchorError::Event(_) | AnchorError::Inconsistent(_) => true,
+            AnchorError::NotReady(_) => false,
+        };
+        let message = e.to_string();
+        let attempts = job.attempts + 1;
+        let backoff = self
+            .config
+            .min_backoff
+            .saturating_mul(1u32 << attempts.min(16))
+            .min(self.config.max_backoff);
+        let jitter = fastrand::u64(0..=backoff.as_millis() as u64 / 4 + 1);
+        let next = now_ms() + backoff.as_millis() as u64 + jitter;
+        if permanent {
+            tracing::warn!(job = %job.key, error = %message, "parked");
+        } else {
+            tracing::warn!(job = %job.key, error = %message, retry_in_ms = next - now_ms(), "transient failure; will retry");
+        }
+        self.store.update(&job.key, |j| {
+            j.attempts = attempts;
+            j.last_error = Some(message.clone());
+            if permanent {
+                j.state = JobState::Parked {
+                    error: message.clone(),
+                };
+            } else {
+                j.next_attempt_ms = next;
+            }
+        })
+    }
+
+    fn waited_too_long(&self, job: &Job) -> bool {
+        matches!(&job.state, JobState::Waiting { since_ms, .. } if now_ms().saturating_sub(*since_ms) > self.config.max_dependency_wait.as_millis() as u64)
+    }
+
+    /// Decides what a detected (or waiting) job becomes, signing it when it can.
+    async fn resolve(&self, job: &Job) -> Result<Resolution, AnchorError> {
+        let a = &self.anchorer;
+        match &job.event {
+            ChangeEvent::RunFinished { run_id } => {
+                let run = match a.mlflow.get_run(run_id).await {
+                    Ok(r) => r,
+                    Err(e) if e.is_not_found() => {
+                        return Ok(Resolution::Skip(format!("run {run_id} no longer exists")))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if run.tag("ario.training_tx").is_some() {
+                    return Ok(Resolution::Skip(
+                        "already anchored (ario.training_tx present)".into(),
+                    ));
+                }
+                if run.info.lifecycle_stage == "deleted" {
+                    return Ok(Resolution::Skip("run deleted".into()));
+                }
+                let (mlflow_head, owner) = a.training_chain_head(&run).await?;
+                let chain_key = owner.chain_key();
+                let prepared = if run.tag("ario.payload_hash").is_some() {
+                    // Signed elsewhere (the plugin offline) and never uploaded: publish that proof.
+                    let proof = a
+                        .mlflow
+                        .download_run_artifact(&run, "ario/proof.json")
+                        .await?;
+                    let payload = a
+                        .mlflow
+                        .download_run_artifact(&run, "ario/payload.json")
+                        .await?;
+                    let hash = sha256_hex(&payload);
+                    a.restore(
+                        &proof,
+                        payload,
+                        "training_complete",
+                        run_id.clone(),
+                        training_anchored_writes(&run, &owner, &hash),
+                    )?
+                } else {
+                    let previous = self
+                        .store
+                        .chain_head(&chain_key)?
+                        .map(|h| h.head)
+                        .unwrap_or(mlflow_head);
+                    a.prepare_training_on(&run, None, &previous, &owner).await?
+                };
+                let mut seen = std::collections::BTreeSet::new();
+                let datasets: Vec<(String, String)> = run
+                    .inputs
+                    .dataset_inputs
+                    .iter()
+                    .map(|i| (i.dataset.name.clone(), i.dataset.digest.clone()))
+                    .filter(|d| seen.insert(d.clone()))
+                    .collect();
+                let head = prepared.payload_hash.clone();
+                Ok(Resolution::Sign(
+                    Box::new(prepared),
+                    Some((chain_key, head)),
+                    datasets,
+                ))
+            }
+            ChangeEvent::DatasetInput {
+                run_id,
+                name,
+                digest,
+            } => {
+                let run = a.mlflow.get_run(run_id).await?;
+                if run.tag(&format!("ario.dataset_anchor_tx.{name}")).is_some() {
+                    return Ok(Resolution::Skip("already anchored".into()));
+                }
+                let Some(input) = run
+                    .inputs
+                    .dataset_inputs
+                    .iter()
+                    .find(|i| &i.dataset.name == name && &i.dataset.digest == digest)
+                else {
+                    return Ok(Resolution::Skip(format!(
+                        "dataset {name}/{digest} no longer on run {run_id}"
+                    )));
+                };
+                Ok(Resolution::Sign(
+                    Box::new(a.prepare_dataset(&run, &input.dataset)?),
+                    None,
+                    Vec::new(),
+                ))
+            }
+            ChangeEvent::ModelVersionCreated { name, version } => {
+                let mv = match a.mlflow.get_model_version(name, version).await {
+                    Ok(mv) => mv,
+                    Err(e) if e.is_not_found() => {
+                        return Ok(Resolution::Skip(format!(
+                            "{name}/{version} no longer exists"
+                        )))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if mv.tag("ario.registration_tx").is_some() {
+                    return Ok(Resolution::Skip(
+                        "already anchored (ario.registration_tx present)".into(),
+                    ));
+                }
+                let source_run_id = registration_source_run(&mv)?;
+                let mut run = None;
+                if let Some(run_id) = &source_run_id {
+                    let r = a.mlflow.get_run(run_id).await?;
+                    if r.tag("ario.training_tx").is_none() && !self.waited_too_long(job) {
+                        if r.info.status == "FINISHED" {
+                            self.store.detect(&ChangeEvent::RunFinished {
+                                run_id: run_id.clone(),
+                            })?;
+                        }
+                        return Ok(Resolution::Wait(format!("run/{run_id}")));
+                    }
+                    if r.tag("ario.training_tx").is_none() {
+                        tracing::warn!(job = %job.key, run_id, "source run never got a training proof; registration chains to GENESIS");
+                    }
+                    run = Some(r);
+                }
+                if let (Some(r), Some(_)) = (&run, mv.tag("ario.payload_hash")) {
+                    let proof = a
+                        .mlflow
+                        .download_run_artifact(r, "ario/registration_proof.json")
+                        .await?;
+                    let payload = a
+                        .mlflow
+                        .download_run_artifact(r, "ario/registration_payload.json")
+                        .await?;
+                    let p = a.restore(
+                        &proof,
+                        payload,
+                        "model_registered",
+                        format!("{name}/{version}"),
+                        registration_anchored_writes(&mv, run.as_ref()),
+                    )?;
+                    return Ok(Resolution::Sign(Box::new(p), None, Vec::new()));
+                }
+                Ok(Resolution::Sign(
+                    Box::new(
+                        a.prepare_registration(&mv, run.as_ref(), source_run_id.as_deref())
+                            .await?,
+                    ),
+                    None,
+                    Vec::new(),
+                ))
+            }
+            ChangeEvent::StageChanged {
+                name,
+                version,
+                from,
+                to,
+                ..
+            } => {
+                let (mv, run, reg) = match self.registered(job, name, version).await? {
+                    Ok(parts) => parts,
+                    Err(r) => return Ok(r),
+                };
+                Ok(Resolution::Sign(
+                    Box::new(a.prepare_promotion(&mv, run.as_ref(), &reg, from, to)?),
+                    None,
+                    Vec::new(),
+                ))
+            }
+            ChangeEvent::AliasChanged {
+                name,
+                alias,
+                version,
+                previous,
+                ..
+            } => {
+                let (target, action) = match (version, previous) {
+                    (Some(v), _) => (v.clone(), AliasAction::Set),
+                    (None, Some(p)) => (p.clone(), AliasAction::Removed),
+                    (None, None) => {
+                        return Ok(Resolution::Skip("alias change without a version".into()))
+                    }
+                };
+                let (mv, run, reg) = match self.registered(job, name, &target).await? {
+                    Ok(parts) => parts,
+                    Err(r) => return Ok(r),
+                };
+                let prev = if action == AliasAction::Set {
+                    previous.as_deref()
+                } else {
+                    None
+                };
+                Ok(Resolution::Sign(
+                    Box::new(a.prepare_alias(&mv, run.as_ref(), &reg, alias, action, prev)?),
+                    None,
+                    Vec::new(),
+                ))
+            }
+            ChangeEvent::TraceLogged { trace_id } => {
+                let info = match a.mlflow.get_trace_info(trace_id).await {
+                    Ok(i) => i,
+                    Err(e) if e.is_not_found() => {
+                        return Ok(Resolution::Skip(format!(
+                            "trace {trace_id} no longer exists"
+                        )))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if info.tags.contains_key("ario.prediction_tx") {
+                    return Ok(Resolution::Skip(
+                        "already anchored (ario.prediction_tx present)".into(),
+                    ));
+                }
+                let mut out = Vec::new();
+                let wait_for_registration = !self.waited_too_long(job);
+                match a
+                    .prepare_prediction(&info, &mut out, !wait_for_registration)
+                    .await
+                {
+                    Ok(p) => Ok(Resolution::Sign(Box::new(p), None, Vec::new())),
+                    Err(AnchorError::NotReady(on)) => Ok(Resolution::Wait(on)),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// The version, its run, and its registration TX — or the resolution to take while the
+    /// registration is not anchored yet (its job is enqueued if missing).
+    async fn registered(
+        &self,
+        job: &Job,
+        name: &str,
+        version: &str,
+    ) -> Result<
+        Result<
+            (
+                crate::mlflow::ModelVersion,
+                Option<crate::mlflow::Run>,
+                String,
+            ),
+            Resolution,
+        >,
+        AnchorError,
+    > {
+        let a = &self.anchorer;
+        let mv = match a.mlflow.get_model_version(name, version).await {
+            Ok(mv) => mv,
+            Err(e) if e.is_not_found() => {
+                return Ok(Err(Resolution::Skip(format!(
+                    "{name}/{version} no longer exists"
+                ))))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let reg = match mv.tag("ario.registration_tx") {
+            Some(tx) => tx.to_string(),
+            None if !self.waited_too_long(job) => {
+                self.store.detect(&ChangeEvent::ModelVersionCreated {
+                    name: name.into(),
+                    version: version.into(),
+                })?;
+                return Ok(Err(Resolution::Wait(format!("mv/{name}/{version}"))));
+            }
+            None => super::event::GENESIS.to_string(),
+        };
+        let run = if mv.run_id.is_empty() {
+            None
+        } else {
+            match a.mlflow.get_run(&mv.run_id).await {
+                Ok(r) => Some(r),
+                Err(MlflowError::Http { status: 404, .. }) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        Ok(Ok((mv, run, reg)))
+    }
+}
+
+impl From<StoreError> for AnchorError {
+    fn from(e: StoreError) -> Self {
+        AnchorError::Inconsistent(e.to_string())
+    }
+}
+
+/// Re-queues parked jobs: a job parked after signing resumes publishing its stored bytes; one
+/// parked before signing is resolved again. Returns how many were re-queued.
+pub fn retry(store: &Store, key: Option<&str>) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for job in store.jobs()? {
+        if key.is_some_and(|k| k != job.key) || !matches!(job.state, JobState::Parked { .. }) {
+            continue;
+        }
+        store.update(&job.key, |j| {
+            j.state = if j.prepared.is_some() {
+                JobState::Signed
+            } else {
+                JobState::Detected
+            };
+            j.attempts = 0;
+            j.next_attempt_ms = 0;
+        })?;
+        n += 1;
+    }
+    Ok(n)
+}

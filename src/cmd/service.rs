@@ -1,0 +1,224 @@
+//! `run`, `backfill`, `status`, `retry`: the durable service over the sled store.
+//!
+//! `run` polls MLflow every `--poll-interval` seconds and drives the job pipeline. The first
+//! SIGINT/SIGTERM stops detection, lets the in-flight step finish, flushes and exits 0; a second
+//! one exits at once (the store is consistent by construction). `backfill` does the same until
+//! nothing is left to do, printing progress lines.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::anchor::oneshot::Anchorer;
+use crate::anchor::pipeline::{retry as retry_jobs, Pipeline, PipelineConfig};
+use crate::arweave::turbo::{RetryPolicy, TurboConfig};
+use crate::arweave::{TurboClient, Wallet};
+use crate::cli::{AnchorSettings, RetryArgs, ServiceArgs, StatusArgs};
+use crate::feed::poller::poll_once;
+use crate::keys::EnvelopeKey;
+use crate::store::{JobState, Store};
+
+/// Builds the anchoring parts from flags; every startup error says what to fix.
+pub(crate) fn anchorer(s: &AnchorSettings) -> Result<Anchorer, String> {
+    let mlflow = super::anchor::mlflow_client(&s.mlflow)?;
+    let key = EnvelopeKey::load_or_create(s.signing_key.as_deref(), s.key_dir.as_deref())
+        .map_err(|e| e.to_string())?;
+    let wallet = Wallet::load_or_create(s.wallet.as_deref(), None).map_err(|e| e.to_string())?;
+    let http = super::http_settings(&s.http)?;
+    let turbo = TurboClient::new(TurboConfig {
+        upload_url: s.upload_url.clone(),
+        http,
+        retry: RetryPolicy::default(),
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(Anchorer {
+        mlflow,
+        turbo,
+        key,
+        wallet,
+        gateway_host: s.gateway_host.clone(),
+    })
+}
+
+fn signals(stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        super::devnet::shutdown_signal().await;
+        tracing::info!("stopping: finishing the step in flight (signal again to exit at once)");
+        stop.store(true, Ordering::SeqCst);
+        super::devnet::shutdown_signal().await;
+        std::process::exit(130);
+    });
+}
+
+/// Runs the service (`backfill`: until caught up).
+pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
+    let fail = |m: String| {
+        eprintln!("error: {m}");
+        ExitCode::from(2)
+    };
+    let anchorer = match anchorer(&args.anchor) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = anchorer
+        .mlflow
+        .search_model_versions("name='__ario_probe__'")
+        .await
+    {
+        return fail(format!(
+            "MLflow is not usable at {}: {e}",
+            anchorer.mlflow.tracking_uri()
+        ));
+    }
+    let store = match Store::open(&args.state_dir) {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
+    };
+    let config = PipelineConfig {
+        max_dependency_wait: Duration::from_secs(args.max_dependency_wait),
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline {
+        anchorer,
+        store,
+        config,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    signals(stop.clone());
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    loop {
+        match poll_once(&pipeline.anchorer.mlflow, &pipeline.store).await {
+            Ok(p) if p.new_jobs > 0 => {
+                tracing::info!(new_jobs = p.new_jobs, seen = p.seen, "detected")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "poll failed; retrying next cycle"),
+        }
+        if let Err(e) = pipeline.drain(&stop).await {
+            return fail(e.to_string());
+        }
+        let jobs = pipeline.store.jobs().unwrap_or_default();
+        let open = jobs.iter().filter(|j| j.state.is_open()).count();
+        if until_caught_up && (last_report.elapsed() > Duration::from_secs(5) || open == 0) {
+            let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
+            for j in &jobs {
+                *by_state.entry(j.state.name()).or_default() += 1;
+            }
+            println!(
+                "backfill: {} jobs {:?} after {:.0} s",
+                jobs.len(),
+                by_state,
+                started.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
+        if stop.load(Ordering::SeqCst) || (until_caught_up && open == 0) {
+            break;
+        }
+        let pause = if until_caught_up {
+            0.5
+        } else {
+            args.poll_interval.max(0.1)
+        };
+        tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+    }
+    match pipeline.store.flush().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// `status`.
+pub fn status(args: &StatusArgs) -> ExitCode {
+    let store = match Store::open(&args.state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let jobs = store.jobs().unwrap_or_default();
+    let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for j in &jobs {
+        *counts
+            .entry(j.event.event_type().to_string())
+            .or_default()
+            .entry(j.state.name().to_string())
+            .or_default() += 1;
+    }
+    let parked: Vec<serde_json::Value> = jobs
+        .iter()
+        .filter_map(|j| match &j.state {
+            JobState::Parked { error } => {
+                Some(serde_json::json!({"job": j.key, "error": error, "attempts": j.attempts}))
+            }
+            _ => None,
+        })
+        .collect();
+    let chains: BTreeMap<String, String> = store
+        .chain_heads()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, h)| (k, h.head))
+        .collect();
+    let cursors: BTreeMap<String, serde_json::Value> =
+        store.cursors().unwrap_or_default().into_iter().collect();
+    let doc = serde_json::json!({
+        "jobs": jobs.len(), "counts": counts, "parked": parked, "chain_heads": chains,
+        "cursors": cursors, "store_bytes": store.size_on_disk(),
+    });
+    if args.json {
+        println!("{doc}");
+    } else {
+        println!("{} jobs, store {} bytes", jobs.len(), store.size_on_disk());
+        for (event, states) in &counts {
+            println!("  {event:<18} {states:?}");
+        }
+        for p in &parked {
+            println!(
+                "  PARKED {} — {}",
+                p["job"].as_str().unwrap_or(""),
+                p["error"].as_str().unwrap_or("")
+            );
+        }
+        for (chain, head) in &chains {
+            println!("  chain {chain} → {head}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `retry`.
+pub fn retry(args: &RetryArgs) -> ExitCode {
+    let store = match Store::open(&args.state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let key = if args.all_parked {
+        None
+    } else {
+        args.job_key.as_deref()
+    };
+    match retry_jobs(&store, key)
+        .and_then(|n| futures::executor::block_on(store.flush()).map(|()| n))
+    {
+        Ok(0) => {
+            eprintln!("no parked job matched");
+            ExitCode::from(1)
+        }
+        Ok(n) => {
+            println!("re-queued {n} job(s); the running service (or the next run/backfill) picks them up");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

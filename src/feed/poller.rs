@@ -1,0 +1,330 @@
+//! The MLflow poller: detects lifecycle events with the queries of spec/mlflow-rest.md §7 and
+//! records them in the store (which de-duplicates). It only detects; the pipeline acts.
+//!
+//! * finished runs: `status = 'FINISHED' and tags.ario.training_tx IS NULL` over every
+//!   experiment (the marker-tag queue: stateless, self-healing), paged;
+//! * model versions without `ario.registration_tx`, paged;
+//! * stage changes: each version's stage compared with the snapshot kept in sled (MLflow keeps no
+//!   stage history; a version first seen in a stage is recorded as reaching it from `None`);
+//! * aliases: registered-model snapshots diffed (alias changes bump no timestamp);
+//! * traces: v3 search, `status = 'OK'` and `tags.ario.prediction_tx IS NULL`, paged.
+//!
+//! One failing query is logged and the others still run; deleted entities simply stop matching.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::ChangeEvent;
+use crate::mlflow::client::Request;
+use crate::mlflow::{MlflowClient, MlflowError};
+use crate::store::{Store, StoreError};
+
+/// Counts of one poll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PollStats {
+    /// Candidates seen.
+    pub seen: u64,
+    /// New jobs created.
+    pub new_jobs: u64,
+    /// Queries that failed (logged).
+    pub failed_queries: u64,
+}
+
+/// Why polling failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Experiments could not be listed (nothing else can be searched without them).
+    #[error(transparent)]
+    Mlflow(#[from] MlflowError),
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Detects everything not yet anchored, once. Safe to call repeatedly.
+pub async fn poll_once(mlflow: &MlflowClient, store: &Store) -> Result<PollStats, PollError> {
+    let mut stats = PollStats::default();
+    let experiments = experiment_ids(mlflow).await?;
+    let record =
+        |store: &Store, ev: ChangeEvent, stats: &mut PollStats| -> Result<(), StoreError> {
+            stats.seen += 1;
+            if store.detect(&ev)? {
+                stats.new_jobs += 1;
+            }
+            Ok(())
+        };
+    match finished_runs(mlflow, &experiments).await {
+        Ok(runs) => {
+            for run_id in runs {
+                record(store, ChangeEvent::RunFinished { run_id }, &mut stats)?;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "poll: runs query failed");
+            stats.failed_queries += 1;
+        }
+    }
+    match model_versions(mlflow).await {
+        Ok(versions) => {
+            for mv in versions {
+                if mv.tag("ario.registration_tx").is_none() {
+                    record(
+                        store,
+                        ChangeEvent::ModelVersionCreated {
+                            name: mv.name.clone(),
+                            version: mv.version.clone(),
+                        },
+                        &mut stats,
+                    )?;
+                }
+                let key = format!("stage/{}/{}", mv.name, mv.version);
+                let before = store
+                    .snapshot(&key)?
+                    .and_then(|v| v.as_str().map(str::to_owned));
+                let from = before.clone().unwrap_or_else(|| "None".to_string());
+                if from != mv.current_stage {
+                    let ev = ChangeEvent::StageChanged {
+                        name: mv.name.clone(),
+                        version: mv.version.clone(),
+                        from,
+                        to: mv.current_stage.clone(),
+                        last_updated_ms: mv.last_updated_timestamp.unwrap_or(0),
+                    };
+                    record(store, ev, &mut stats)?;
+                }
+                if before.as_deref() != Some(mv.current_stage.as_str()) {
+                    store.set_snapshot(&key, &json!(mv.current_stage))?;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "poll: model versions query failed");
+            stats.failed_queries += 1;
+        }
+    }
+    match registered_models(mlflow).await {
+        Ok(models) => {
+            for (name, aliases) in models {
+                let key = format!("aliases/{name}");
+                let before: BTreeMap<String, String> = store
+                    .snapshot(&key)?
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default();
+                let seen_ms = now_ms();
+                for (alias, version) in &aliases {
+                    if before.get(alias) != Some(version) {
+                        let ev = ChangeEvent::AliasChanged {
+                            name: name.clone(),
+                            alias: alias.clone(),
+                            version: Some(version.clone()),
+                            previous: before.get(alias).cloned(),
+                            seen_ms,
+                        };
+                        record(store, ev, &mut stats)?;
+                    }
+                }
+                for (alias, version) in &before {
+                    if !aliases.contains_key(alias) {
+                        let ev = ChangeEvent::AliasChanged {
+                            name: name.clone(),
+                            alias: alias.clone(),
+                            version: None,
+                            previous: Some(version.clone()),
+                            seen_ms,
+                        };
+                        record(store, ev, &mut stats)?;
+                    }
+                }
+                if before != aliases {
+                    store.set_snapshot(&key, &json!(aliases))?;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "poll: registered models query failed");
+            stats.failed_queries += 1;
+        }
+    }
+    match traces(mlflow, &experiments).await {
+        Ok(ids) => {
+            for trace_id in ids {
+                record(store, ChangeEvent::TraceLogged { trace_id }, &mut stats)?;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "poll: traces query failed");
+            stats.failed_queries += 1;
+        }
+    }
+    store.set_cursor(
+        "poller",
+        &json!({"last_poll_ms": now_ms(), "seen": stats.seen, "new_jobs": stats.new_jobs}),
+    )?;
+    store.flush().await?;
+    Ok(stats)
+}
+
+async fn experiment_ids(mlflow: &MlflowClient) -> Result<Vec<String>, MlflowError> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut body = json!({"max_results": 1000, "view_type": "ACTIVE_ONLY"});
+        if let Some(t) = &token {
+            body["page_token"] = json!(t);
+        }
+        let v: Value = mlflow
+            .call(
+                "experiments/search",
+                Request::post("api/2.0/mlflow/experiments/search", body),
+            )
+            .await?;
+        out.extend(
+            v["experiments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["experiment_id"].as_str().map(str::to_owned)),
+        );
+        match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
+            Some(t) => token = Some(t.to_string()),
+            None => return Ok(out),
+        }
+    }
+}
+
+async fn finished_runs(
+    mlflow: &MlflowClient,
+    experiments: &[String],
+) -> Result<Vec<String>, MlflowError> {
+    let mut out = Vec::new();
+    for chunk in experiments.chunks(500) {
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = json!({
+                "experiment_ids": chunk,
+                "filter": "attributes.status = 'FINISHED' and tags.`ario.training_tx` IS NULL",
+                "order_by": ["attributes.start_time ASC"],
+                "max_results": 1000,
+            });
+            if let Some(t) = &token {
+                body["page_token"] = json!(t);
+            }
+            let v: Value = mlflow
+                .call(
+                    "runs/search",
+                    Request::post("api/2.0/mlflow/runs/search", body),
+                )
+                .await?;
+            out.extend(
+                v["runs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r["info"]["run_id"].as_str().map(str::to_owned)),
+            );
+            match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn model_versions(
+    mlflow: &MlflowClient,
+) -> Result<Vec<crate::mlflow::ModelVersion>, MlflowError> {
+    let mut all = mlflow.search_model_versions("").await?;
+    // Oldest first, so registrations are detected in creation order.
+    all.sort_by_key(|mv| {
+        (
+            mv.creation_timestamp.unwrap_or(0),
+            mv.name.clone(),
+            mv.version.parse::<u64>().unwrap_or(0),
+        )
+    });
+    Ok(all)
+}
+
+async fn registered_models(
+    mlflow: &MlflowClient,
+) -> Result<Vec<(String, BTreeMap<String, String>)>, MlflowError> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let mut query = vec![("max_results", "1000")];
+        if !token.is_empty() {
+            query.push(("page_token", token.as_str()));
+        }
+        let v: Value = mlflow
+            .call(
+                "registered-models/search",
+                Request::get("api/2.0/mlflow/registered-models/search", &query),
+            )
+            .await?;
+        for rm in v["registered_models"].as_array().into_iter().flatten() {
+            let name = rm["name"].as_str().unwrap_or_default().to_string();
+            let aliases = rm["aliases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| {
+                    Some((
+                        a["alias"].as_str()?.to_string(),
+                        a["version"].as_str()?.to_string(),
+                    ))
+                })
+                .collect();
+            out.push((name, aliases));
+        }
+        match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
+            Some(t) => token = t.to_string(),
+            None => return Ok(out),
+        }
+    }
+}
+
+async fn traces(mlflow: &MlflowClient, experiments: &[String]) -> Result<Vec<String>, MlflowError> {
+    let mut out = Vec::new();
+    for chunk in experiments.chunks(100) {
+        let locations: Vec<Value> = chunk.iter().map(|id| json!({"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": id}})).collect();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = json!({
+                "locations": locations,
+                "filter": "trace.status = 'OK' and tags.`ario.prediction_tx` IS NULL",
+                "order_by": ["timestamp_ms ASC"],
+                "max_results": 500,
+            });
+            if let Some(t) = &token {
+                body["page_token"] = json!(t);
+            }
+            let v: Value = mlflow
+                .call(
+                    "traces/search",
+                    Request::post("api/3.0/mlflow/traces/search", body),
+                )
+                .await?;
+            out.extend(
+                v["traces"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t["trace_id"].as_str().map(str::to_owned)),
+            );
+            match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,167 @@
+//! The durable service against a real MLflow and devnet: `backfill` anchors every lifecycle event
+//! of a seeded registry exactly once (training, datasets, registration, promotion, alias,
+//! prediction), parks the run with a NaN metric with its cause, the plugin verifies what it
+//! anchored, and a second backfill anchors nothing new.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::devnet::*;
+use common::mlflow::{venv, MlflowServer};
+use serde_json::Value;
+
+const SEED_B64: &str = "ASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8=";
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn worker(env: &[(&str, String)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn backfill_anchors_every_event_once_and_the_plugin_verifies_them() {
+    let Some(venv) = venv() else { return };
+    let server = MlflowServer::start(&venv);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dn = rt.block_on(start_devnet(true, &[]));
+    let home = tempfile::tempdir().unwrap();
+    let ca = home.path().join("ca.pem");
+    std::fs::write(&ca, dn.handle.ca_pem().unwrap()).unwrap();
+    let gateway = dn.handle.url().trim_start_matches("https://").to_string();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mlflow/scenario.py");
+    let out = server.python(&venv, &script, &[&server.uri, "svc"], &[]);
+    assert!(out.status.success(), "scenario: {}", show(&out));
+    let ids: Value = serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| l.starts_with(b"{"))
+            .unwrap(),
+    )
+    .unwrap();
+    let s = |k: &str| ids[k].as_str().unwrap().to_string();
+
+    let state = home.path().join("state");
+    let env = [
+        ("MLFLOW_TRACKING_URI", server.uri.clone()),
+        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
+        ("ARIO_MLFLOW_UPLOAD_URL", dn.handle.url().to_string()),
+        ("ARIO_MLFLOW_CA_CERT", ca.display().to_string()),
+        ("ARIO_MLFLOW_GATEWAY_HOST", gateway.clone()),
+        ("ARIO_MLFLOW_STATE_DIR", state.display().to_string()),
+        ("HOME", home.path().display().to_string()),
+    ];
+    let out = worker(&env, &["backfill"]);
+    assert!(out.status.success(), "backfill: {}", show(&out));
+    println!(
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or("")
+    );
+
+    let status = worker(&env, &["status", "--json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    println!("status: {}", status["counts"]);
+    let counts = &status["counts"];
+    for (event, n) in [
+        ("training_complete", 2),
+        ("dataset", 2),
+        ("model_registered", 1),
+        ("stage_transition", 1),
+        ("alias_changed", 1),
+        ("prediction", 1),
+    ] {
+        assert_eq!(
+            counts[event]["done"].as_u64().unwrap_or(0),
+            n,
+            "{event} done: {counts}"
+        );
+    }
+    let parked = status["parked"].as_array().unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(
+        parked[0]["job"].as_str().unwrap().ends_with(&s("nan_run"))
+            && parked[0]["error"].as_str().unwrap().contains("broken")
+    );
+
+    // Exactly one envelope per event on devnet, and no two training events share a predecessor.
+    let items = dn.handle.items();
+    let mut per_event: BTreeMap<String, usize> = BTreeMap::new();
+    let mut training_prev: BTreeMap<String, usize> = BTreeMap::new();
+    for item in &items {
+        let bytes = std::fs::read(dn.handle.items_dir().join(format!("{}.bin", item.id))).unwrap();
+        let parsed = ario_mlflow_worker::arweave::DataItem::parse(&bytes).unwrap();
+        let env: Value = serde_json::from_slice(&parsed.data).unwrap();
+        let key = format!(
+            "{} {} {}",
+            env["event_type"], env["subject"], env["payload_hash"]
+        );
+        *per_event.entry(key).or_default() += 1;
+        if env["event_type"] == "training_complete" && env["previous_hash"] != "GENESIS" {
+            *training_prev
+                .entry(env["previous_hash"].to_string())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(items.len(), 8, "2 training + 2 distinct datasets (shared by both runs) + registration + promotion + alias + prediction");
+    assert!(
+        per_event.values().all(|n| *n == 1),
+        "duplicates: {per_event:?}"
+    );
+    assert!(
+        training_prev.values().all(|n| *n == 1),
+        "fork: {training_prev:?}"
+    );
+
+    // The plugin verifies what the service anchored.
+    let plugin_env = [
+        ("REQUESTS_CA_BUNDLE", ca.display().to_string()),
+        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
+        ("HOME", home.path().display().to_string()),
+        ("ARIO_MLFLOW_GATEWAYS", gateway.clone()),
+        ("MLFLOW_TRACKING_URI", server.uri.clone()),
+        ("NO_COLOR", "1".to_string()),
+    ];
+    let mv = format!("{}/1", s("model_name"));
+    for args in [
+        vec!["verify", "run", s("run").leak() as &str],
+        vec!["verify", "model", mv.as_str()],
+        vec!["verify", "trace", s("trace").leak()],
+        vec!["audit", mv.as_str()],
+    ] {
+        let mut cmd = Command::new(venv.join("bin/ar-io-mlflow"));
+        cmd.args(&args);
+        for (k, v) in &plugin_env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "plugin {args:?}: {}", show(&out));
+    }
+
+    // A second backfill finds nothing new to anchor.
+    let out = worker(&env, &["backfill"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(dn.handle.items().len(), 8, "nothing anchored twice");
+    common::oracle::check_items(dn.handle.items_dir());
+    rt.block_on(dn.handle.shutdown());
+}

@@ -177,6 +177,8 @@ impl Pipeline {
                 j.state = state.clone();
                 j.last_error = None;
                 j.next_attempt_ms = 0;
+                // Backoff grows over consecutive failures of one step, not over a job's life.
+                j.attempts = 0;
             })?,
             Ok(Transition::Resolved(r)) => self.apply_resolution(&job, r)?,
             Err(e) => self.failed(&job, e)?,

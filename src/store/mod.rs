@@ -337,6 +337,8 @@ impl Store {
                 job.prepared = Some(prepared.clone());
                 job.state = JobState::Signed;
                 job.last_error = None;
+                job.attempts = 0;
+                job.next_attempt_ms = 0;
                 if let Some((chain_key, head)) = chain {
                     job.chain_key = Some(chain_key.to_string());
                     chains.insert(

@@ -342,6 +342,8 @@ pub mod mlflow {
     /// A running MLflow tracking server.
     pub struct MlflowServer {
         child: Child,
+        venv: PathBuf,
+        port: u16,
         /// `http://127.0.0.1:PORT`.
         pub uri: String,
         /// Holds the sqlite DB and the artifacts.
@@ -357,48 +359,39 @@ pub mod mlflow {
                 .local_addr()
                 .unwrap()
                 .port();
-            let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-            let mut cmd = Command::new(venv.join("bin/mlflow"));
-            cmd.args([
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--workers",
-                "1",
-                "--backend-store-uri",
-            ])
-            .arg(format!(
-                "sqlite:///{}",
-                dir.path().join("mlflow.db").display()
-            ))
-            .arg("--artifacts-destination")
-            .arg(dir.path().join("artifacts"))
-            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-            .stdout(Stdio::null())
-            .stderr(log);
-            #[cfg(unix)]
-            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-            let child = cmd.spawn().expect("start mlflow server");
+            let child = spawn(venv, port, dir.path());
             let server = MlflowServer {
                 child,
+                venv: venv.to_path_buf(),
+                port,
                 uri: format!("http://127.0.0.1:{port}"),
                 dir,
             };
+            server.wait_ready();
+            server
+        }
+
+        fn wait_ready(&self) {
             let deadline = Instant::now() + Duration::from_secs(90);
-            loop {
-                if health(port) {
-                    return server;
-                }
+            while !health(self.port) {
                 assert!(
                     Instant::now() < deadline,
                     "MLflow did not become ready; log: {}",
-                    std::fs::read_to_string(server.dir.path().join("server.log"))
-                        .unwrap_or_default()
+                    std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
                 );
                 std::thread::sleep(Duration::from_millis(250));
             }
+        }
+
+        /// Stops the server (same database and port kept for [`Self::restart`]).
+        pub fn stop(&mut self) {
+            stop_child(&mut self.child);
+        }
+
+        /// Starts it again on the same port and database.
+        pub fn restart(&mut self) {
+            self.child = spawn(&self.venv, self.port, self.dir.path());
+            self.wait_ready();
         }
 
         /// Runs a Python script from the venv with the tracking URI set.
@@ -425,6 +418,34 @@ pub mod mlflow {
         }
     }
 
+    fn spawn(venv: &Path, port: u16, dir: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .unwrap();
+        let mut cmd = Command::new(venv.join("bin/mlflow"));
+        cmd.args([
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+        ])
+        .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+        .arg("--artifacts-destination")
+        .arg(dir.join("artifacts"))
+        .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        .stdout(Stdio::null())
+        .stderr(log);
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd.spawn().expect("start mlflow server")
+    }
+
     fn health(port: u16) -> bool {
         use std::io::{Read, Write};
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
@@ -441,24 +462,31 @@ pub mod mlflow {
         buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
     }
 
-    impl Drop for MlflowServer {
-        /// SIGTERM to the `mlflow server` process only: it forwards the signal to its uvicorn
-        /// worker and reaps it, so no orphan is left for PID 1 (signalling the whole group would
-        /// orphan the worker). SIGKILL only if it has not exited after 15 s.
-        fn drop(&mut self) {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
+    /// SIGTERM to the `mlflow server` process only: it forwards the signal to its uvicorn worker
+    /// and reaps it, so no orphan is left for PID 1 (signalling the whole group would orphan the
+    /// worker). SIGKILL only if it has not exited after 15 s.
+    fn stop_child(child: &mut Child) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
             }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    impl Drop for MlflowServer {
+        fn drop(&mut self) {
+            stop_child(&mut self.child);
         }
     }
 }

@@ -108,10 +108,11 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
                 *by_state.entry(j.state.name()).or_default() += 1;
             }
             println!(
-                "backfill: {} jobs {:?} after {:.0} s",
+                "backfill: {} jobs {:?} after {:.1} s, {} MLflow calls",
                 jobs.len(),
                 by_state,
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                pipeline.anchorer.mlflow.calls_made()
             );
             last_report = Instant::now();
         }

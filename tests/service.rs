@@ -123,7 +123,7 @@ fn backfill_anchors_every_event_once_and_the_plugin_verifies_them() {
                 .or_default() += 1;
         }
     }
-    assert_eq!(items.len(), 8, "2 training + 2 distinct datasets (shared by both runs) + registration + promotion + alias + prediction");
+    assert_eq!(items.len(), 10, "2 training + 2 distinct datasets (shared by both runs) + registration + promotion + alias + 3 predictions");
     assert!(
         per_event.values().all(|n| *n == 1),
         "duplicates: {per_event:?}"
@@ -161,7 +161,7 @@ fn backfill_anchors_every_event_once_and_the_plugin_verifies_them() {
     // A second backfill finds nothing new to anchor.
     let out = worker(&env, &["backfill"]);
     assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(dn.handle.items().len(), 8, "nothing anchored twice");
+    assert_eq!(dn.handle.items().len(), 10, "nothing anchored twice");
     common::oracle::check_items(dn.handle.items_dir());
     rt.block_on(dn.handle.shutdown());
 }

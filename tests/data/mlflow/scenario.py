@@ -69,7 +69,8 @@ def predict(features):
     return clf.predict(np.array([features])).tolist()
 
 
-predict([0.1, 0.2, 0.3])
+for features in ([0.9, 0.2, 0.3], [0.4, 0.8, 0.1], [0.1, 0.2, 0.3]):
+    predict(features)
 out["trace"] = mlflow.get_last_active_trace_id()
 mlflow.flush_trace_async_logging()
 print(json.dumps(out))

@@ -82,6 +82,39 @@ pub struct ServiceArgs {
     /// event is anchored on GENESIS.
     #[arg(long, default_value_t = 3600)]
     pub max_dependency_wait: u64,
+    /// Only runs, versions and traces created at or after this time (`2026-11-01`, an RFC 3339
+    /// time, or epoch milliseconds).
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<i64>,
+    /// Only runs and traces of this experiment id (repeatable).
+    #[arg(long = "experiment")]
+    pub experiments: Vec<String>,
+    /// Only versions, stages and aliases of this registered model (repeatable).
+    #[arg(long = "model")]
+    pub models: Vec<String>,
+    /// Detect and report what would be anchored, without anchoring or writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// At most this many MLflow REST calls per second.
+    #[arg(long)]
+    pub rate: Option<f64>,
+}
+
+/// `--since`: `YYYY-MM-DD` (UTC midnight), RFC 3339, or epoch milliseconds.
+pub fn parse_since(text: &str) -> Result<i64, String> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let date_format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(text, &date_format)
+        .map(|d| (d.midnight().assume_utc().unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|_| {
+            format!("{text:?} is not a date (YYYY-MM-DD), an RFC 3339 time or epoch milliseconds")
+        })
 }
 
 /// Everything needed to sign and upload (shared by `anchor`, `run`, `backfill`).
@@ -475,4 +508,17 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_dates_rfc3339_and_epoch_ms() {
+        assert_eq!(parse_since("1795475170000"), Ok(1795475170000));
+        assert_eq!(parse_since("2026-11-01"), Ok(1793491200000));
+        assert_eq!(parse_since("2026-11-01T00:00:01Z"), Ok(1793491201000));
+        assert!(parse_since("yesterday").is_err());
+    }
 }

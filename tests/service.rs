@@ -69,7 +69,31 @@ fn backfill_anchors_every_event_once_and_the_plugin_verifies_them() {
         ("ARIO_MLFLOW_STATE_DIR", state.display().to_string()),
         ("HOME", home.path().display().to_string()),
     ];
-    let out = worker(&env, &["backfill"]);
+    // A dry run reports and writes nothing; filters that select nothing anchor nothing.
+    let out = worker(&env, &["backfill", "--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && text.contains("would anchor 9 events"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        text.contains("\"training_complete\": 3") && text.contains("\"prediction\": 3"),
+        "{text}"
+    );
+    assert!(!state.exists(), "--dry-run touches no state");
+    for filter in [vec!["--experiment", "0"], vec!["--since", "2099-01-01"]] {
+        let mut args = vec!["backfill"];
+        args.extend(filter.iter().copied());
+        let out = worker(&env, &args);
+        assert!(out.status.success(), "{args:?}: {}", show(&out));
+    }
+    assert!(
+        dn.handle.items().is_empty(),
+        "filtered backfills selected nothing"
+    );
+
+    let out = worker(&env, &["backfill", "--rate", "200"]);
     assert!(out.status.success(), "backfill: {}", show(&out));
     println!(
         "{}",
@@ -89,7 +113,7 @@ fn backfill_anchors_every_event_once_and_the_plugin_verifies_them() {
         ("model_registered", 1),
         ("stage_transition", 1),
         ("alias_changed", 1),
-        ("prediction", 1),
+        ("prediction", 3),
     ] {
         assert_eq!(
             counts[event]["done"].as_u64().unwrap_or(0),

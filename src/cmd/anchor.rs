@@ -11,14 +11,19 @@ use crate::cli::{AnchorArgs, AnchorCommand, MlflowArgs};
 use crate::keys::EnvelopeKey;
 use crate::mlflow::{MlflowClient, MlflowConfig};
 
-/// MLflow client from the shared flags.
-pub(crate) fn mlflow_client(args: &MlflowArgs) -> Result<MlflowClient, String> {
+/// MLflow configuration from the shared flags.
+pub(crate) fn mlflow_config(args: &MlflowArgs) -> MlflowConfig {
     let mut config = MlflowConfig::new(args.tracking_uri.clone());
     config.token = args.tracking_token.clone().filter(|t| !t.is_empty());
     config.username = args.tracking_username.clone().filter(|u| !u.is_empty());
     config.password = args.tracking_password.clone();
     config.insecure_tls = args.tracking_insecure_tls;
-    MlflowClient::new(config).map_err(|e| e.to_string())
+    config
+}
+
+/// MLflow client from the shared flags.
+pub(crate) fn mlflow_client(args: &MlflowArgs) -> Result<MlflowClient, String> {
+    MlflowClient::new(mlflow_config(args)).map_err(|e| e.to_string())
 }
 
 /// Splits `<name>/<version>` at the last `/` (model names may contain `/`).

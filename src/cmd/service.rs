@@ -16,7 +16,7 @@ use crate::anchor::pipeline::{retry as retry_jobs, Pipeline, PipelineConfig};
 use crate::arweave::turbo::{RetryPolicy, TurboConfig};
 use crate::arweave::{TurboClient, Wallet};
 use crate::cli::{AnchorSettings, RetryArgs, ServiceArgs, StatusArgs};
-use crate::feed::poller::poll_once;
+use crate::feed::poller::{poll_filtered, PollFilter};
 use crate::keys::EnvelopeKey;
 use crate::store::{JobState, Store};
 
@@ -58,10 +58,26 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
         eprintln!("error: {m}");
         ExitCode::from(2)
     };
-    let anchorer = match anchorer(&args.anchor) {
+    let filter = PollFilter {
+        experiments: args.experiments.clone(),
+        models: args.models.clone(),
+        since_ms: args.since,
+    };
+    if args.dry_run {
+        return dry_run(&args, &filter).await;
+    }
+    let mut anchorer = match anchorer(&args.anchor) {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
+    if let Some(rate) = args.rate {
+        let mut config = super::anchor::mlflow_config(&args.anchor.mlflow);
+        config.max_calls_per_sec = Some(rate);
+        anchorer.mlflow = match crate::mlflow::MlflowClient::new(config) {
+            Ok(m) => m,
+            Err(e) => return fail(e.to_string()),
+        };
+    }
     if let Err(e) = anchorer
         .mlflow
         .search_model_versions("name='__ario_probe__'")
@@ -90,7 +106,7 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
     let started = Instant::now();
     let mut last_report = Instant::now();
     loop {
-        match poll_once(&pipeline.anchorer.mlflow, &pipeline.store).await {
+        match poll_filtered(&pipeline.anchorer.mlflow, &pipeline.store, &filter).await {
             Ok(p) if p.new_jobs > 0 => {
                 tracing::info!(new_jobs = p.new_jobs, seen = p.seen, "detected")
             }
@@ -129,6 +145,38 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
     match pipeline.store.flush().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e.to_string()),
+    }
+}
+
+/// `--dry-run`: detect into a throwaway store and report what would be anchored.
+async fn dry_run(args: &ServiceArgs, filter: &PollFilter) -> ExitCode {
+    let mlflow = match super::anchor::mlflow_client(&args.anchor.mlflow) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let store = match Store::temporary() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match poll_filtered(&mlflow, &store, filter).await {
+        Ok(stats) => {
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for job in store.jobs().unwrap_or_default() {
+                *counts.entry(job.event.event_type()).or_default() += 1;
+            }
+            println!("dry run: would anchor {} events {counts:?} (plus the dataset inputs of each run); nothing was written", stats.new_jobs);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

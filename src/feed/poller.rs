@@ -20,6 +20,35 @@ use crate::mlflow::client::Request;
 use crate::mlflow::{MlflowClient, MlflowError};
 use crate::store::{Store, StoreError};
 
+/// What to poll (`backfill --experiment/--model/--since`). The default polls everything.
+///
+/// `experiments` restricts runs and traces; `models` restricts versions, stages and aliases. When
+/// only one of the two is given, the other kind of entity is not polled, so a filtered backfill
+/// touches exactly the slice asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollFilter {
+    /// Experiment ids (empty: all, unless `models` is set).
+    pub experiments: Vec<String>,
+    /// Registered model names (empty: all, unless `experiments` is set).
+    pub models: Vec<String>,
+    /// Only entities created at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+}
+
+impl PollFilter {
+    fn runs_and_traces(&self) -> bool {
+        !self.experiments.is_empty() || self.models.is_empty()
+    }
+
+    fn registry(&self) -> bool {
+        !self.models.is_empty() || self.experiments.is_empty()
+    }
+
+    fn model_selected(&self, name: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|m| m == name)
+    }
+}
+
 /// Counts of one poll.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PollStats {
@@ -51,8 +80,22 @@ fn now_ms() -> i64 {
 
 /// Detects everything not yet anchored, once. Safe to call repeatedly.
 pub async fn poll_once(mlflow: &MlflowClient, store: &Store) -> Result<PollStats, PollError> {
+    poll_filtered(mlflow, store, &PollFilter::default()).await
+}
+
+/// Detects what `filter` selects and is not yet anchored, once.
+pub async fn poll_filtered(
+    mlflow: &MlflowClient,
+    store: &Store,
+    filter: &PollFilter,
+) -> Result<PollStats, PollError> {
     let mut stats = PollStats::default();
-    let experiments = experiment_ids(mlflow).await?;
+    let experiments = if filter.experiments.is_empty() {
+        experiment_ids(mlflow).await?
+    } else {
+        filter.experiments.clone()
+    };
+    let since = filter.since_ms;
     let record =
         |store: &Store, ev: ChangeEvent, stats: &mut PollStats| -> Result<(), StoreError> {
             stats.seen += 1;
@@ -61,7 +104,12 @@ pub async fn poll_once(mlflow: &MlflowClient, store: &Store) -> Result<PollStats
             }
             Ok(())
         };
-    match finished_runs(mlflow, &experiments).await {
+    let runs = if filter.runs_and_traces() {
+        finished_runs(mlflow, &experiments, since).await
+    } else {
+        Ok(Vec::new())
+    };
+    match runs {
         Ok(runs) => {
             for run_id in runs {
                 record(store, ChangeEvent::RunFinished { run_id }, &mut stats)?;
@@ -72,9 +120,25 @@ pub async fn poll_once(mlflow: &MlflowClient, store: &Store) -> Result<PollStats
             stats.failed_queries += 1;
         }
     }
-    match model_versions(mlflow).await {
+    let versions = if filter.registry() {
+        model_versions(mlflow).await
+    } else {
+        Ok(Vec::new())
+    };
+    // Creation times, so `--since` can judge alias changes by the version they point at.
+    let mut created: BTreeMap<(String, String), i64> = BTreeMap::new();
+    match versions {
         Ok(versions) => {
             for mv in versions {
+                created.insert(
+                    (mv.name.clone(), mv.version.clone()),
+                    mv.creation_timestamp.unwrap_or(0),
+                );
+                if !filter.model_selected(&mv.name)
+                    || since.is_some_and(|s| mv.creation_timestamp.unwrap_or(0) < s)
+                {
+                    continue;
+                }
                 if mv.tag("ario.registration_tx").is_none() {
                     record(
                         store,
@@ -110,15 +174,36 @@ pub async fn poll_once(mlflow: &MlflowClient, store: &Store) -> Result<PollStats
             stats.failed_queries += 1;
         }
     }
-    match registered_models(mlflow).await {
+    let models = if filter.registry() {
+        registered_models(mlflow).await
+    } else {
+        Ok(Vec::new())
+    };
+    match models {
         Ok(models) => {
             for (name, aliases) in models {
+                if !filter.model_selected(&name) {
+                    continue;
+                }
                 let key = format!("aliases/{name}");
                 let before: BTreeMap<String, String> = store
                     .snapshot(&key)?
                     .and_then(|v| serde_json::from_value(v).ok())
                     .unwrap_or_default();
                 let seen_ms = now_ms();
+                let too_old = |version: &String| {
+                    since.is_some_and(|s| {
+                        created
+                            .get(&(name.clone(), version.clone()))
+                            .copied()
+                            .unwrap_or(0)
+                            < s
+                    })
+                };
+                if aliases.values().chain(before.values()).any(too_old) {
+                    // Outside `--since`: neither detected nor remembered, so a later run sees it.
+                    continue;
+                }
                 for (alias, version) in &aliases {
                     if before.get(alias) != Some(version) {
                         let ev = ChangeEvent::AliasChanged {
@@ -153,7 +238,12 @@ pub async fn poll_once(mlflow: &MlflowClient, store: &Store) -> Result<PollStats
             stats.failed_queries += 1;
         }
     }
-    match traces(mlflow, &experiments).await {
+    let found = if filter.runs_and_traces() {
+        traces(mlflow, &experiments, since).await
+    } else {
+        Ok(Vec::new())
+    };
+    match found {
         Ok(ids) => {
             for trace_id in ids {
                 record(store, ChangeEvent::TraceLogged { trace_id }, &mut stats)?;
@@ -203,14 +293,20 @@ async fn experiment_ids(mlflow: &MlflowClient) -> Result<Vec<String>, MlflowErro
 async fn finished_runs(
     mlflow: &MlflowClient,
     experiments: &[String],
+    since: Option<i64>,
 ) -> Result<Vec<String>, MlflowError> {
+    let mut filter =
+        "attributes.status = 'FINISHED' and tags.`ario.training_tx` IS NULL".to_string();
+    if let Some(s) = since {
+        filter.push_str(&format!(" and attributes.start_time >= {s}"));
+    }
     let mut out = Vec::new();
     for chunk in experiments.chunks(500) {
         let mut token: Option<String> = None;
         loop {
             let mut body = json!({
                 "experiment_ids": chunk,
-                "filter": "attributes.status = 'FINISHED' and tags.`ario.training_tx` IS NULL",
+                "filter": filter,
                 "order_by": ["attributes.start_time ASC"],
                 "max_results": 1000,
             });
@@ -292,7 +388,15 @@ async fn registered_models(
     }
 }
 
-async fn traces(mlflow: &MlflowClient, experiments: &[String]) -> Result<Vec<String>, MlflowError> {
+async fn traces(
+    mlflow: &MlflowClient,
+    experiments: &[String],
+    since: Option<i64>,
+) -> Result<Vec<String>, MlflowError> {
+    let mut filter = "trace.status = 'OK' and tags.`ario.prediction_tx` IS NULL".to_string();
+    if let Some(s) = since {
+        filter.push_str(&format!(" and trace.timestamp_ms >= {s}"));
+    }
     let mut out = Vec::new();
     for chunk in experiments.chunks(100) {
         let locations: Vec<Value> = chunk.iter().map(|id| json!({"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": id}})).collect();
@@ -300,7 +404,7 @@ async fn traces(mlflow: &MlflowClient, experiments: &[String]) -> Result<Vec<Str
         loop {
             let mut body = json!({
                 "locations": locations,
-                "filter": "trace.status = 'OK' and tags.`ario.prediction_tx` IS NULL",
+                "filter": filter,
                 "order_by": ["timestamp_ms ASC"],
                 "max_results": 500,
             });
@@ -327,4 +431,36 @@ async fn traces(mlflow: &MlflowClient, experiments: &[String]) -> Result<Vec<Str
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_select_the_slice_asked_for() {
+        let all = PollFilter::default();
+        assert!(all.runs_and_traces() && all.registry() && all.model_selected("any"));
+        let exp = PollFilter {
+            experiments: vec!["3".into()],
+            ..Default::default()
+        };
+        assert!(exp.runs_and_traces() && !exp.registry());
+        let model = PollFilter {
+            models: vec!["m".into()],
+            ..Default::default()
+        };
+        assert!(
+            !model.runs_and_traces()
+                && model.registry()
+                && model.model_selected("m")
+                && !model.model_selected("n")
+        );
+        let both = PollFilter {
+            experiments: vec!["3".into()],
+            models: vec!["m".into()],
+            since_ms: Some(1),
+        };
+        assert!(both.runs_and_traces() && both.registry());
+    }
 }

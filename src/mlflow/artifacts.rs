@@ -124,6 +124,7 @@ impl MlflowClient {
     pub async fn hash_artifact(&self, proxy_path: &str) -> Result<([u8; 32], u64), MlflowError> {
         let url = self.artifact_url(proxy_path)?;
         (|| async {
+            self.throttle().await;
             self.count_call();
             let response = self
                 .authorize(self.http.get(url.clone()))
@@ -165,6 +166,7 @@ impl MlflowClient {
     pub async fn download_artifact(&self, proxy_path: &str) -> Result<Vec<u8>, MlflowError> {
         let url = self.artifact_url(proxy_path)?;
         (|| async {
+            self.throttle().await;
             self.count_call();
             let response = self
                 .authorize(self.http.get(url.clone()))
@@ -201,6 +203,7 @@ impl MlflowClient {
         let url = self.artifact_url(proxy_path)?;
         let body = bytes::Bytes::from(bytes);
         (|| async {
+            self.throttle().await;
             self.count_call();
             let response = self
                 .authorize(

@@ -29,6 +29,8 @@ pub struct MlflowConfig {
     pub max_attempts: usize,
     /// First retry delay.
     pub min_delay: Duration,
+    /// At most this many REST calls per second (`None`: unlimited).
+    pub max_calls_per_sec: Option<f64>,
 }
 
 impl fmt::Debug for MlflowConfig {
@@ -55,6 +57,7 @@ impl MlflowConfig {
             timeout: Duration::from_secs(30),
             max_attempts: 5,
             min_delay: Duration::from_millis(200),
+            max_calls_per_sec: None,
         }
     }
 }
@@ -117,6 +120,7 @@ pub struct MlflowClient {
     pub(crate) http: reqwest::Client,
     pub(crate) config: MlflowConfig,
     calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    next_slot: std::sync::Arc<tokio::sync::Mutex<tokio::time::Instant>>,
 }
 
 /// What one request is: method, path (relative to the tracking URI), query and JSON body.
@@ -183,6 +187,7 @@ impl MlflowClient {
             http,
             config,
             calls: Default::default(),
+            next_slot: std::sync::Arc::new(tokio::sync::Mutex::new(tokio::time::Instant::now())),
         })
     }
 
@@ -227,6 +232,22 @@ impl MlflowClient {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Waits for the next call slot when a rate limit is set (`--rate`).
+    pub(crate) async fn throttle(&self) {
+        let Some(rate) = self.config.max_calls_per_sec.filter(|r| *r > 0.0) else {
+            return;
+        };
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let wait_until = {
+            let mut next = self.next_slot.lock().await;
+            let now = tokio::time::Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + interval;
+            slot
+        };
+        tokio::time::sleep_until(wait_until).await;
+    }
+
     /// Sends `request` (retrying transient failures) and decodes the JSON answer; `name` is the
     /// REST call named in errors.
     pub async fn call<T: DeserializeOwned>(
@@ -255,6 +276,7 @@ impl MlflowClient {
         name: &'static str,
         request: &Request,
     ) -> Result<String, MlflowError> {
+        self.throttle().await;
         self.count_call();
         let mut req = self
             .http

@@ -226,6 +226,20 @@ impl Store {
         })
     }
 
+    /// A throwaway store in a temporary location (for `--dry-run`), removed when dropped.
+    pub fn temporary() -> Result<Store, StoreError> {
+        let db = sled::Config::new().temporary(true).open()?;
+        Ok(Store {
+            inbox: db.open_tree("inbox")?,
+            jobs: db.open_tree("jobs")?,
+            queue: db.open_tree("queue")?,
+            chains: db.open_tree("chains")?,
+            cursors: db.open_tree("cursors")?,
+            snapshots: db.open_tree("snapshots")?,
+            db,
+        })
+    }
+
     /// Waits until everything written so far is on disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;

@@ -362,7 +362,8 @@ pub struct UploadArgs {
 /// Arguments of `fetch`.
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// Data item id.
+    /// Data item id (base64url; may start with `-`).
+    #[arg(allow_hyphen_values = true)]
     pub id: String,
     /// Gateway `host[:port]` (https) or full URL; repeatable, tried in order.
     #[arg(long = "gateway")]
@@ -513,6 +514,28 @@ fn init_logging(format: LogFormat) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_starting_with_a_hyphen_are_ids_not_flags() {
+        let cli = Cli::try_parse_from([
+            "ario-mlflow-worker",
+            "fetch",
+            "-2tK6oSnUfmCuYnbpHZ6xvzhJ1lb8MQ7YUSMlQl0NIo",
+            "-o",
+            "out.json",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Fetch(args) => {
+                assert_eq!(args.id, "-2tK6oSnUfmCuYnbpHZ6xvzhJ1lb8MQ7YUSMlQl0NIo");
+                assert_eq!(
+                    args.output.as_deref(),
+                    Some(std::path::Path::new("out.json"))
+                );
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
 
     #[test]
     fn since_accepts_dates_rfc3339_and_epoch_ms() {

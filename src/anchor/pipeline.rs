@@ -118,6 +118,15 @@ impl Pipeline {
         &self,
         stop: &std::sync::atomic::AtomicBool,
     ) -> Result<DrainStats, StoreError> {
+        self.drain_with(stop, |_| {}).await
+    }
+
+    /// [`Self::drain`], calling `on_step` with each job after each step (progress reporting).
+    pub async fn drain_with(
+        &self,
+        stop: &std::sync::atomic::AtomicBool,
+        mut on_step: impl FnMut(&Job),
+    ) -> Result<DrainStats, StoreError> {
         let mut stats = DrainStats::default();
         loop {
             let due = self.store.due(now_ms())?;
@@ -136,6 +145,7 @@ impl Pipeline {
                     JobState::Parked { .. } => stats.parked += 1,
                     _ => {}
                 }
+                on_step(&after);
             }
         }
     }

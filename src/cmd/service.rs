@@ -105,6 +105,17 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
     signals(stop.clone());
     let started = Instant::now();
     let mut last_report = Instant::now();
+    // A progress bar on a terminal, plain periodic lines otherwise (logs, CI).
+    use std::io::IsTerminal;
+    let bar = (until_caught_up && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        let style = indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} events  {msg}  ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar
+    });
     loop {
         match poll_filtered(&pipeline.anchorer.mlflow, &pipeline.store, &filter).await {
             Ok(p) if p.new_jobs > 0 => {
@@ -113,12 +124,29 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "poll failed; retrying next cycle"),
         }
-        if let Err(e) = pipeline.drain(&stop).await {
+        let drained = match &bar {
+            // Drain in small slices so the bar moves.
+            Some(bar) => {
+                let mut last = Instant::now();
+                pipeline
+                    .drain_with(&stop, |_| {
+                        if last.elapsed() > Duration::from_millis(200) {
+                            report_bar(bar, &pipeline.store.jobs().unwrap_or_default());
+                            last = Instant::now();
+                        }
+                    })
+                    .await
+            }
+            None => pipeline.drain(&stop).await,
+        };
+        if let Err(e) = drained {
             return fail(e.to_string());
         }
         let jobs = pipeline.store.jobs().unwrap_or_default();
         let open = jobs.iter().filter(|j| j.state.is_open()).count();
-        if until_caught_up && (last_report.elapsed() > Duration::from_secs(5) || open == 0) {
+        if let Some(bar) = &bar {
+            report_bar(bar, &jobs);
+        } else if until_caught_up && (last_report.elapsed() > Duration::from_secs(5) || open == 0) {
             let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
             for j in &jobs {
                 *by_state.entry(j.state.name()).or_default() += 1;
@@ -142,10 +170,38 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
         };
         tokio::time::sleep(Duration::from_secs_f64(pause)).await;
     }
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
     match pipeline.store.flush().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e.to_string()),
     }
+}
+
+/// Progress: closed jobs over all jobs, and what is done per event type.
+fn report_bar(bar: &indicatif::ProgressBar, jobs: &[crate::store::Job]) {
+    let mut done: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut parked = 0;
+    for j in jobs {
+        match j.state {
+            JobState::Done => *done.entry(j.event.event_type()).or_default() += 1,
+            JobState::Parked { .. } => parked += 1,
+            _ => {}
+        }
+    }
+    bar.set_length(jobs.len() as u64);
+    bar.set_position(jobs.iter().filter(|j| !j.state.is_open()).count() as u64);
+    let summary: Vec<String> = done.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    bar.set_message(format!(
+        "{}{}",
+        summary.join(", "),
+        if parked > 0 {
+            format!(", {parked} parked")
+        } else {
+            String::new()
+        }
+    ));
 }
 
 /// `--dry-run`: detect into a throwaway store and report what would be anchored.

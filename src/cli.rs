@@ -138,7 +138,7 @@ pub struct AnchorSettings {
     )]
     pub gateway_host: String,
     /// Directory of the plugin-format envelope key files [default: ~/.ario-mlflow/keys].
-    #[arg(long, env = "ARIO_MLFLOW_KEY_DIR")]
+    #[arg(long, global = true, env = "ARIO_MLFLOW_KEY_DIR")]
     pub key_dir: Option<PathBuf>,
     /// Base64 of the 32-byte Ed25519 envelope seed; wins over key files.
     #[arg(
@@ -149,7 +149,7 @@ pub struct AnchorSettings {
     )]
     pub signing_key: Option<String>,
     /// Arweave JWK or Solana id.json that signs data items [default: ~/.ario-mlflow/wallet.json].
-    #[arg(long, env = "ARIO_MLFLOW_ARWEAVE_WALLET")]
+    #[arg(long, global = true, env = "ARIO_MLFLOW_ARWEAVE_WALLET")]
     pub wallet: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -223,40 +223,7 @@ pub struct AnchorArgs {
     pub what: AnchorCommand,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub mlflow: MlflowArgs,
-    /// Turbo upload service base URL.
-    #[arg(
-        long,
-        global = true,
-        env = "ARIO_MLFLOW_UPLOAD_URL",
-        default_value = "https://upload.ardrive.io"
-    )]
-    pub upload_url: url::Url,
-    /// Host used in `ario.arweave_url` tags.
-    #[arg(
-        long,
-        global = true,
-        env = "ARIO_MLFLOW_GATEWAY_HOST",
-        default_value = "turbo-gateway.com"
-    )]
-    pub gateway_host: String,
-    /// Directory of the plugin-format envelope key files [default: ~/.ario-mlflow/keys].
-    #[arg(long, global = true, env = "ARIO_MLFLOW_KEY_DIR")]
-    pub key_dir: Option<PathBuf>,
-    /// Base64 of the 32-byte Ed25519 envelope seed; wins over key files.
-    #[arg(
-        long = "signing-key",
-        env = "ARIO_MLFLOW_SIGNING_KEY",
-        hide_env_values = true,
-        hide = true
-    )]
-    pub signing_key: Option<String>,
-    /// Arweave JWK or Solana id.json that signs data items [default: ~/.ario-mlflow/wallet.json].
-    #[arg(long, global = true, env = "ARIO_MLFLOW_ARWEAVE_WALLET")]
-    pub wallet: Option<PathBuf>,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub http: ArweaveHttpArgs,
+    pub settings: AnchorSettings,
     /// Print JSON lines instead of text.
     #[arg(long, global = true)]
     pub json: bool,

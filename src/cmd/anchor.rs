@@ -4,11 +4,8 @@
 
 use std::process::ExitCode;
 
-use crate::anchor::oneshot::{AnchorStatus, Anchored, Anchorer};
-use crate::arweave::turbo::{RetryPolicy, TurboConfig};
-use crate::arweave::{TurboClient, Wallet};
+use crate::anchor::oneshot::{AnchorStatus, Anchored};
 use crate::cli::{AnchorArgs, AnchorCommand, MlflowArgs};
-use crate::keys::EnvelopeKey;
 use crate::mlflow::{MlflowClient, MlflowConfig};
 
 /// MLflow configuration from the shared flags.
@@ -42,30 +39,9 @@ pub(crate) fn split_model(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn build(args: &AnchorArgs) -> Result<Anchorer, String> {
-    let mlflow = mlflow_client(&args.mlflow)?;
-    let key = EnvelopeKey::load_or_create(args.signing_key.as_deref(), args.key_dir.as_deref())
-        .map_err(|e| e.to_string())?;
-    let wallet = Wallet::load_or_create(args.wallet.as_deref(), None).map_err(|e| e.to_string())?;
-    let http = super::http_settings(&args.http)?;
-    let turbo = TurboClient::new(TurboConfig {
-        upload_url: args.upload_url.clone(),
-        http,
-        retry: RetryPolicy::default(),
-    })
-    .map_err(|e| e.to_string())?;
-    Ok(Anchorer {
-        mlflow,
-        turbo,
-        key,
-        wallet,
-        gateway_host: args.gateway_host.clone(),
-    })
-}
-
 /// Runs the command.
 pub async fn run(args: AnchorArgs) -> ExitCode {
-    let anchorer = match build(&args) {
+    let anchorer = match super::service::anchorer(&args.settings) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");

@@ -98,6 +98,13 @@ pub struct ServiceArgs {
     /// At most this many MLflow REST calls per second.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Events resolved at once (MLflow reads and payload building); each chain is still
+    /// signed in detection order.
+    #[arg(long, env = "ARIO_MLFLOW_RESOLVE_CONCURRENCY", default_value_t = 4, value_parser = concurrency)]
+    pub resolve_concurrency: usize,
+    /// Signed events published at once (MLflow writes and uploads).
+    #[arg(long, env = "ARIO_MLFLOW_PUBLISH_CONCURRENCY", default_value_t = 8, value_parser = concurrency)]
+    pub publish_concurrency: usize,
 }
 
 /// `--since`: `YYYY-MM-DD` (UTC midnight), RFC 3339, or epoch milliseconds.
@@ -510,5 +517,13 @@ mod tests {
         assert_eq!(parse_since("2026-11-01"), Ok(1793491200000));
         assert_eq!(parse_since("2026-11-01T00:00:01Z"), Ok(1793491201000));
         assert!(parse_since("yesterday").is_err());
+    }
+}
+
+/// A concurrency bound: 1 to 256.
+fn concurrency(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(n),
+        _ => Err(format!("{text:?} is not a number from 1 to 256")),
     }
 }

@@ -103,6 +103,8 @@ fn sigkill_at_random_moments_never_loses_duplicates_or_forks() {
     let ids: BTreeSet<String> = items.iter().map(|i| i.id.clone()).collect();
     let mut per_event: BTreeMap<String, usize> = BTreeMap::new();
     let mut prev: BTreeMap<String, usize> = BTreeMap::new();
+    let mut training_hashes: BTreeSet<String> = BTreeSet::new();
+    let mut starts = 0;
     for item in &items {
         let bytes = std::fs::read(dn.handle.items_dir().join(format!("{}.bin", item.id))).unwrap();
         let env: Value = serde_json::from_slice(&DataItem::parse(&bytes).unwrap().data).unwrap();
@@ -112,12 +114,26 @@ fn sigkill_at_random_moments_never_loses_duplicates_or_forks() {
                 env["event_type"], env["subject"], env["payload_hash"]
             ))
             .or_default() += 1;
-        if env["event_type"] == "training_complete" && env["previous_hash"] != "GENESIS" {
-            *prev.entry(env["previous_hash"].to_string()).or_default() += 1;
+        if env["event_type"] == "training_complete" {
+            training_hashes.insert(env["payload_hash"].as_str().unwrap().to_string());
+            match env["previous_hash"].as_str().unwrap() {
+                "GENESIS" => starts += 1,
+                p => *prev.entry(p.to_string()).or_default() += 1,
+            }
         }
     }
     let duplicates: usize = per_event.values().map(|n| n - 1).sum();
     let forks: usize = prev.values().map(|n| n - 1).sum();
+    // Linear chains: every link points at an anchored training payload, and each chain has
+    // one start and one tip.
+    let breaks: Vec<&String> = prev
+        .keys()
+        .filter(|p| !training_hashes.contains(*p))
+        .collect();
+    let tips: BTreeSet<&String> = training_hashes
+        .iter()
+        .filter(|h| !prev.contains_key(*h))
+        .collect();
 
     // Every tag points at an item devnet holds.
     let mlflow = MlflowClient::new(MlflowConfig::new(server.uri.parse().unwrap())).unwrap();
@@ -155,6 +171,41 @@ fn sigkill_at_random_moments_never_loses_duplicates_or_forks() {
                 other => dangling.push(format!("{}/{} {key}={other:?}", mv.name, mv.version)),
             }
         }
+    }
+    // The MLflow chain-head tags name the tips (never moved backwards by concurrent publishing).
+    let experiment: Value = rt
+        .block_on(mlflow.call(
+            "experiments/get",
+            ario_mlflow_worker::mlflow::client::Request::get(
+                "api/2.0/mlflow/experiments/get",
+                &[("experiment_id", seeded["experiment_id"].as_str().unwrap())],
+            ),
+        ))
+        .unwrap();
+    let mut head_tags: Vec<String> = experiment["experiment"]["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["key"] == "ario.last_training_hash")
+        .map(|t| t["value"].as_str().unwrap().to_string())
+        .collect();
+    let rm = rt
+        .block_on(mlflow.get_registered_model(seeded["model"].as_str().unwrap()))
+        .unwrap();
+    head_tags.extend(rm.tag("ario.last_training_hash").map(str::to_owned));
+    println!(
+        "crash test: chains: {starts} starts, {} tips, {} broken links, head tags {head_tags:?}",
+        tips.len(),
+        breaks.len()
+    );
+    assert!(breaks.is_empty(), "links to unknown payloads: {breaks:?}");
+    assert_eq!(starts, tips.len(), "each chain has one start and one tip");
+    assert_eq!(head_tags.len(), tips.len(), "one head tag per chain");
+    for tag in &head_tags {
+        assert!(
+            tips.contains(tag),
+            "head tag {tag} is not a chain tip {tips:?}"
+        );
     }
     println!(
         "crash test: {events} events seeded, {kills} SIGKILLs over {:.0} s ({anchored_before_catch_up} items before the final catch-up), \

@@ -233,13 +233,27 @@ impl Anchorer {
         owner: &ChainOwner,
     ) -> Result<Prepared, AnchorError> {
         let (payload, checksums) = self.training_payload(run, artifact_path).await?;
+        self.seal_training(run, &payload, &checksums, previous, owner)
+    }
+
+    /// Signs a training payload already built by [`Self::training_payload`] onto `previous`:
+    /// the cheap, synchronous half of [`Self::prepare_training_on`], so the service can gather
+    /// payloads concurrently and still sign each chain in order.
+    pub fn seal_training(
+        &self,
+        run: &Run,
+        payload: &Value,
+        checksums: &BTreeMap<String, String>,
+        previous: &str,
+        owner: &ChainOwner,
+    ) -> Result<Prepared, AnchorError> {
         let run_id = &run.info.run_id;
         let subject = json!({"type": "mlflow_run", "run_id": run_id});
         let ev = sign_event(
             "training_complete",
             subject,
             previous,
-            &payload,
+            payload,
             &self.key,
             &self.wallet.signer,
         )?;
@@ -260,7 +274,7 @@ impl Anchorer {
                 text(ev.payload_hash.clone()),
             ),
         ];
-        if let Some(hash) = payload::artifact_hash(&checksums) {
+        if let Some(hash) = payload::artifact_hash(checksums) {
             tags.push(("ario.artifact_hash".into(), text(hash)));
         }
         tags.extend(

@@ -12,22 +12,37 @@
 //! * step-1 writes, upload and step-2 writes are idempotent and resumable from the stored
 //!   [`Prepared`] event.
 //!
-//! Jobs run one at a time in detection order, so each chain is signed in detection order.
-//! Transient failures back off exponentially with jitter; permanent ones park the job with the
+//! Two stages run concurrently, each with its own bound:
+//! * **resolve** reads MLflow and builds payloads for up to `resolve_concurrency` jobs at once,
+//!   but commits (signs) them strictly in detection order — a training run is signed onto its
+//!   chain's head only at commit time, so one chain is signed in detection order and never
+//!   forks;
+//! * **publish** (step-1 writes, upload, step-2 writes) runs up to `publish_concurrency` signed
+//!   jobs at once; jobs of one chain move the MLflow chain-head tag under a per-chain lock and
+//!   only to the newest signed head.
+//!
+//! A job that fails before signing backs off without blocking its chain: later events of that
+//! chain are signed meanwhile and the failed one is signed onto the head it finds when it
+//! succeeds (the chain stays linear). Transient failures back off exponentially with jitter; permanent ones park the job with the
 //! error, to be retried with `retry` once fixed. A dependency that never resolves (a source run
 //! that never finishes) is waited for a bounded time, then the event is anchored on GENESIS with
 //! the reason logged.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use futures::{SinkExt, StreamExt, TryStreamExt};
 
 use super::oneshot::{
     registration_anchored_writes, registration_source_run, training_anchored_writes, AnchorError,
-    Anchorer,
+    Anchorer, ChainOwner,
 };
 use super::payload::AliasAction;
 use super::plan::{Prepared, Publisher};
 use crate::feed::ChangeEvent;
-use crate::mlflow::MlflowError;
+use crate::mlflow::{MlflowError, Run};
 use crate::proof::sha256_hex;
 use crate::store::{Job, JobState, Store, StoreError};
 
@@ -42,6 +57,10 @@ pub struct PipelineConfig {
     pub wait_recheck: Duration,
     /// How long a dependency is waited for before anchoring on GENESIS.
     pub max_dependency_wait: Duration,
+    /// Jobs resolved (MLflow reads, payload building) at once.
+    pub resolve_concurrency: usize,
+    /// Signed jobs published (writes, upload) at once.
+    pub publish_concurrency: usize,
 }
 
 impl Default for PipelineConfig {
@@ -51,6 +70,8 @@ impl Default for PipelineConfig {
             max_backoff: Duration::from_secs(300),
             wait_recheck: Duration::from_secs(2),
             max_dependency_wait: Duration::from_secs(3600),
+            resolve_concurrency: 4,
+            publish_concurrency: 8,
         }
     }
 }
@@ -76,14 +97,21 @@ enum Resolution {
         Option<(String, String)>,
         Vec<(String, String)>,
     ),
+    /// A training payload to sign onto its chain's head at commit time.
+    Seal(Box<TrainingDraft>),
     Skip(String),
     Wait(String),
 }
 
-/// What one step decided.
-enum Transition {
-    Resolved(Resolution),
-    To(JobState),
+/// A training run's payload, built concurrently, waiting for its chain head.
+struct TrainingDraft {
+    run: Run,
+    payload: serde_json::Value,
+    checksums: BTreeMap<String, String>,
+    owner: ChainOwner,
+    /// The head MLflow's tag gave, used when the store knows no head for the chain.
+    mlflow_head: String,
+    datasets: Vec<(String, String)>,
 }
 
 /// The state machine over a store.
@@ -94,6 +122,19 @@ pub struct Pipeline {
     pub store: Store,
     /// Tuning.
     pub config: PipelineConfig,
+    /// One lock per training chain, held while a job moves the chain's MLflow head tag.
+    pub chain_locks: ChainLocks,
+}
+
+/// Per-chain locks for the publish stage.
+#[derive(Default)]
+pub struct ChainLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl ChainLocks {
+    fn get(&self, chain_key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(chain_key.to_string()).or_default().clone()
+    }
 }
 
 fn now_ms() -> u64 {
@@ -104,6 +145,16 @@ fn now_ms() -> u64 {
 }
 
 impl Pipeline {
+    /// A pipeline over `store`.
+    pub fn new(anchorer: Anchorer, store: Store, config: PipelineConfig) -> Self {
+        Pipeline {
+            anchorer,
+            store,
+            config,
+            chain_locks: ChainLocks::default(),
+        }
+    }
+
     fn publisher(&self) -> Publisher<'_> {
         Publisher {
             mlflow: &self.anchorer.mlflow,
@@ -113,41 +164,96 @@ impl Pipeline {
     }
 
     /// Advances due jobs until none is due or `stop` says so; every job is advanced as far as it
-    /// goes in one call (one step per loop, in detection order).
-    pub async fn drain(
-        &self,
-        stop: &std::sync::atomic::AtomicBool,
-    ) -> Result<DrainStats, StoreError> {
+    /// goes in one call.
+    pub async fn drain(&self, stop: &AtomicBool) -> Result<DrainStats, StoreError> {
         self.drain_with(stop, |_| {}).await
     }
 
     /// [`Self::drain`], calling `on_step` with each job after each step (progress reporting).
     pub async fn drain_with(
         &self,
-        stop: &std::sync::atomic::AtomicBool,
-        mut on_step: impl FnMut(&Job),
+        stop: &AtomicBool,
+        on_step: impl FnMut(&Job),
     ) -> Result<DrainStats, StoreError> {
-        let mut stats = DrainStats::default();
-        loop {
-            let due = self.store.due(now_ms())?;
-            if due.is_empty() || stop.load(std::sync::atomic::Ordering::SeqCst) {
-                return Ok(stats);
-            }
-            for job in due {
-                if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    return Ok(stats);
-                }
-                let after = self.step(job).await?;
-                stats.steps += 1;
-                match after.state {
-                    JobState::Done => stats.done += 1,
-                    JobState::Skipped { .. } => stats.skipped += 1,
-                    JobState::Parked { .. } => stats.parked += 1,
+        let stats = Mutex::new(DrainStats::default());
+        let on_step = Mutex::new(on_step);
+        let record = |job: &Job| {
+            {
+                let mut st = stats.lock().unwrap_or_else(|p| p.into_inner());
+                st.steps += 1;
+                match job.state {
+                    JobState::Done => st.done += 1,
+                    JobState::Skipped { .. } => st.skipped += 1,
+                    JobState::Parked { .. } => st.parked += 1,
                     _ => {}
                 }
-                on_step(&after);
             }
+            (on_step.lock().unwrap_or_else(|p| p.into_inner()))(job);
+        };
+        loop {
+            let due = self.store.due(now_ms())?;
+            if due.is_empty() || stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let (resolving, publishing): (Vec<Job>, Vec<Job>) = due
+                .into_iter()
+                .partition(|j| matches!(j.state, JobState::Detected | JobState::Waiting { .. }));
+            // Signed jobs flow from the resolve stage straight into the publish stage.
+            let (mut signed_tx, signed_rx) = futures::channel::mpsc::unbounded::<Job>();
+            for job in publishing {
+                let _ = signed_tx.unbounded_send(job);
+            }
+            let resolve = async move {
+                let mut resolved = futures::stream::iter(resolving)
+                    .map(|job| async move {
+                        if stop.load(Ordering::SeqCst) {
+                            return (job, None);
+                        }
+                        let r = self.resolve(&job).await;
+                        (job, Some(r))
+                    })
+                    .buffered(self.config.resolve_concurrency.max(1));
+                // `buffered` yields in detection order: commits (signing) are sequential.
+                while let Some((job, r)) = resolved.next().await {
+                    let Some(r) = r else { continue };
+                    let after = self.settle(&job, r)?;
+                    self.store.flush().await?;
+                    record(&after);
+                    if after.state == JobState::Signed {
+                        let _ = signed_tx.send(after).await;
+                    }
+                }
+                drop(signed_tx);
+                Ok::<(), StoreError>(())
+            };
+            let publish = signed_rx
+                .map(Ok::<Job, StoreError>)
+                .try_for_each_concurrent(self.config.publish_concurrency.max(1), |job| {
+                    self.publish(job, stop, &record)
+                });
+            tokio::try_join!(resolve, publish)?;
         }
+        Ok(stats.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Publishes one signed job as far as it goes (until done, parked, backing off or stopped).
+    async fn publish(
+        &self,
+        mut job: Job,
+        stop: &AtomicBool,
+        record: &impl Fn(&Job),
+    ) -> Result<(), StoreError> {
+        while !stop.load(Ordering::SeqCst)
+            && matches!(
+                job.state,
+                JobState::Signed | JobState::SignedWritten | JobState::Uploaded { .. }
+            )
+            && job.next_attempt_ms <= now_ms()
+        {
+            job = self.step(job).await?;
+            record(&job);
+        }
+        Ok(())
     }
 
     /// Takes one step of one job and returns it as stored afterwards.
@@ -156,25 +262,27 @@ impl Pipeline {
         let publisher = self.publisher();
         let missing =
             || AnchorError::Inconsistent(format!("{key}: signed job without its prepared event"));
-        let result: Result<Transition, AnchorError> = match (&job.state, &job.prepared) {
+        let result: Result<JobState, AnchorError> = match (&job.state, &job.prepared) {
             (JobState::Detected | JobState::Waiting { .. }, _) => {
-                self.resolve(&job).await.map(Transition::Resolved)
+                let r = self.resolve(&job).await;
+                let after = self.settle(&job, r)?;
+                self.store.flush().await?;
+                return Ok(after);
             }
             (JobState::Signed, Some(p)) => publisher
                 .write_signed(p)
                 .await
-                .map(|()| Transition::To(JobState::SignedWritten))
+                .map(|()| JobState::SignedWritten)
                 .map_err(AnchorError::from),
             (JobState::SignedWritten, Some(p)) => publisher
                 .upload(p)
                 .await
-                .map(|receipt| Transition::To(JobState::Uploaded { receipt }))
+                .map(|receipt| JobState::Uploaded { receipt })
                 .map_err(AnchorError::from),
-            (JobState::Uploaded { receipt }, Some(p)) => publisher
-                .write_anchored(p, receipt.as_ref())
+            (JobState::Uploaded { receipt }, Some(p)) => self
+                .write_anchored(&job, p, receipt.as_ref())
                 .await
-                .map(|()| Transition::To(JobState::Done))
-                .map_err(AnchorError::from),
+                .map(|()| JobState::Done),
             (JobState::Signed | JobState::SignedWritten | JobState::Uploaded { .. }, None) => {
                 Err(missing())
             }
@@ -183,14 +291,13 @@ impl Pipeline {
             }
         };
         let after = match result {
-            Ok(Transition::To(state)) => self.store.update(&key, |j| {
+            Ok(state) => self.store.update(&key, |j| {
                 j.state = state.clone();
                 j.last_error = None;
                 j.next_attempt_ms = 0;
                 // Backoff grows over consecutive failures of one step, not over a job's life.
                 j.attempts = 0;
             })?,
-            Ok(Transition::Resolved(r)) => self.apply_resolution(&job, r)?,
             Err(e) => self.failed(&job, e)?,
         };
         self.store.flush().await?;
@@ -198,6 +305,65 @@ impl Pipeline {
             tracing::info!(job = %key, tx = %after.prepared.as_ref().map(|p| p.tx_id.as_str()).unwrap_or(""), "anchored");
         }
         Ok(after)
+    }
+
+    /// Records what resolving decided (or the failure), signing a training draft onto its
+    /// chain's current head. Called in detection order, never concurrently.
+    fn settle(&self, job: &Job, r: Result<Resolution, AnchorError>) -> Result<Job, StoreError> {
+        let r = match r {
+            Ok(Resolution::Seal(draft)) => self.seal(*draft),
+            other => other,
+        };
+        match r {
+            Ok(r) => self.apply_resolution(job, r),
+            Err(e) => self.failed(job, e),
+        }
+    }
+
+    /// Signs a training draft onto the head the store knows for its chain (or MLflow's).
+    fn seal(&self, d: TrainingDraft) -> Result<Resolution, AnchorError> {
+        let chain_key = d.owner.chain_key();
+        let previous = self
+            .store
+            .chain_head(&chain_key)?
+            .map(|h| h.head)
+            .unwrap_or(d.mlflow_head);
+        let prepared =
+            self.anchorer
+                .seal_training(&d.run, &d.payload, &d.checksums, &previous, &d.owner)?;
+        let head = prepared.payload_hash.clone();
+        Ok(Resolution::Sign(
+            Box::new(prepared),
+            Some((chain_key, head)),
+            d.datasets,
+        ))
+    }
+
+    /// Step-2 writes. A training job moves its chain's MLflow head tag only while it is the
+    /// newest signed job of the chain (under the chain's lock), so concurrent publishing never
+    /// moves the tag backwards.
+    async fn write_anchored(
+        &self,
+        job: &Job,
+        p: &Prepared,
+        receipt: Option<&crate::arweave::Receipt>,
+    ) -> Result<(), AnchorError> {
+        let publisher = self.publisher();
+        let Some(chain_key) = &job.chain_key else {
+            return Ok(publisher.write_anchored(p, receipt).await?);
+        };
+        let lock = self.chain_locks.get(chain_key);
+        let _held = lock.lock().await;
+        let newest = self
+            .store
+            .chain_head(chain_key)?
+            .is_none_or(|h| h.job == job.key);
+        if newest {
+            return Ok(publisher.write_anchored(p, receipt).await?);
+        }
+        let mut older = p.clone();
+        older.anchored_writes.retain(|w| !w.moves_chain_head());
+        Ok(publisher.write_anchored(&older, receipt).await?)
     }
 
     /// Records a resolution. Signing is the one transaction that stores the prepared event and
@@ -221,6 +387,10 @@ impl Pipeline {
                 }
                 Ok(signed)
             }
+            Resolution::Seal(_) => Err(StoreError::Corrupt {
+                key: job.key.clone(),
+                cause: "training draft reached the store unsealed".into(),
+            }),
             Resolution::Skip(reason) => {
                 tracing::info!(job = %job.key, %reason, "skipped");
                 self.store.update(&job.key, |j| {
@@ -325,21 +495,17 @@ impl Pipeline {
                         training_anchored_writes(&run, &owner, &hash),
                     )?
                 } else {
-                    let previous = self
-                        .store
-                        .chain_head(&chain_key)?
-                        .map(|h| h.head)
-                        .unwrap_or(mlflow_head);
-                    a.prepare_training_on(&run, None, &previous, &owner).await?
+                    let (payload, checksums) = a.training_payload(&run, None).await?;
+                    return Ok(Resolution::Seal(Box::new(TrainingDraft {
+                        datasets: run_datasets(&run),
+                        run,
+                        payload,
+                        checksums,
+                        owner,
+                        mlflow_head,
+                    })));
                 };
-                let mut seen = std::collections::BTreeSet::new();
-                let datasets: Vec<(String, String)> = run
-                    .inputs
-                    .dataset_inputs
-                    .iter()
-                    .map(|i| (i.dataset.name.clone(), i.dataset.digest.clone()))
-                    .filter(|d| seen.insert(d.clone()))
-                    .collect();
+                let datasets = run_datasets(&run);
                 let head = prepared.payload_hash.clone();
                 Ok(Resolution::Sign(
                     Box::new(prepared),
@@ -556,6 +722,17 @@ impl Pipeline {
         };
         Ok(Ok((mv, run, reg)))
     }
+}
+
+/// A run's dataset inputs (name, digest), first occurrence of each.
+fn run_datasets(run: &Run) -> Vec<(String, String)> {
+    let mut seen = std::collections::BTreeSet::new();
+    run.inputs
+        .dataset_inputs
+        .iter()
+        .map(|i| (i.dataset.name.clone(), i.dataset.digest.clone()))
+        .filter(|d| seen.insert(d.clone()))
+        .collect()
 }
 
 impl From<StoreError> for AnchorError {

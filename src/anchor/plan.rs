@@ -96,6 +96,17 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// Whether this write moves a training chain's head tag (`ario.last_training_hash`).
+    pub fn moves_chain_head(&self) -> bool {
+        matches!(
+            self,
+            Write::RegisteredModelTag { key, .. } | Write::ExperimentTag { key, .. }
+                if key == "ario.last_training_hash"
+        )
+    }
+}
+
 /// A signed event ready to publish.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prepared {

@@ -94,13 +94,11 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
     };
     let config = PipelineConfig {
         max_dependency_wait: Duration::from_secs(args.max_dependency_wait),
+        resolve_concurrency: args.resolve_concurrency,
+        publish_concurrency: args.publish_concurrency,
         ..PipelineConfig::default()
     };
-    let pipeline = Pipeline {
-        anchorer,
-        store,
-        config,
-    };
+    let pipeline = Pipeline::new(anchorer, store, config);
     let stop = Arc::new(AtomicBool::new(false));
     signals(stop.clone());
     let started = Instant::now();

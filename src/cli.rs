@@ -39,9 +39,16 @@ pub enum LogFormat {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Verify proofs (offline checks of envelopes).
+    /// Verify proofs: an envelope file offline, or a run, model version, trace or TX against
+    /// MLflow and the gateways.
     #[command(subcommand)]
     Verify(VerifyCommand),
+    /// Verify every stage of a model version (datasets, training, registration, promotions,
+    /// aliases, predictions) and print or write a text, JSON or HTML report.
+    ///
+    /// Exit status: 0 every anchored stage passes, 1 a stage fails, 2 bad input or setup.
+    #[command(disable_version_flag = true)]
+    Audit(Box<AuditArgs>),
     /// Inspect the envelope signing key.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -399,6 +406,176 @@ pub enum VerifyCommand {
     ///
     /// Exit status: 0 valid, 1 invalid, 2 unreadable or not JSON.
     Envelope(VerifyEnvelopeArgs),
+    /// Verify a run's training proof (`ario.training_tx`).
+    ///
+    /// Exit status: 0 the verdict passes, 1 it fails or the run is not anchored, 2 bad input.
+    Run(Box<VerifyRunArgs>),
+    /// Verify a model version's registration proof (`ario.registration_tx`): `NAME/VERSION`
+    /// (split at the last `/`) or `--name N --version V`.
+    #[command(disable_version_flag = true)]
+    Model(Box<VerifyModelArgs>),
+    /// Verify a trace's prediction proof (`ario.prediction_tx`).
+    Trace(Box<VerifyTraceArgs>),
+    /// Verify the proof anchored as a TX, whatever it is about.
+    Tx(Box<VerifyTxArgs>),
+}
+
+/// What every MLflow-backed verification needs.
+#[derive(Debug, Args)]
+pub struct VerifierArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub mlflow: MlflowArgs,
+    /// Read gateway `host[:port]` (https) or full URL; repeatable, tried in order.
+    #[arg(long = "gateway")]
+    pub gateways: Vec<String>,
+    /// Comma-separated gateways, used when no `--gateway` is given.
+    #[arg(long, env = "ARIO_MLFLOW_GATEWAYS", hide = true)]
+    pub gateways_env: Option<String>,
+    /// Host put first in the default gateway list (and used in TX links).
+    #[arg(
+        long,
+        env = "ARIO_MLFLOW_GATEWAY_HOST",
+        default_value = "turbo-gateway.com"
+    )]
+    pub gateway_host: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub http: ArweaveHttpArgs,
+    /// Pinned signer key (64 hex); repeatable or comma-separated in the env. An envelope
+    /// signed by any other key fails.
+    #[arg(
+        long = "trusted-key",
+        env = "ARIO_MLFLOW_TRUSTED_KEYS",
+        value_delimiter = ','
+    )]
+    pub trusted_keys: Vec<String>,
+    /// ar.io Verify base URL (check 4); unset = not run.
+    #[arg(long, env = "ARIO_MLFLOW_ARIO_VERIFY_URL")]
+    pub ario_verify_url: Option<String>,
+    /// Attestation level check 4 needs.
+    #[arg(long, default_value_t = 2)]
+    pub min_attestation_level: u64,
+}
+
+/// Output and side-effect flags of `verify run|model|trace|tx`.
+#[derive(Debug, Args)]
+pub struct VerifyOutputArgs {
+    /// Follow `previous_hash` back to GENESIS and report every link and break.
+    #[arg(long)]
+    pub chain: bool,
+    /// On a passing verdict with a passing attestation, tag the entity
+    /// `ario.verify_status=verified` plus the attestation fields.
+    #[arg(long)]
+    pub write_back: bool,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `verify run`.
+#[derive(Debug, Args)]
+pub struct VerifyRunArgs {
+    /// Run id.
+    pub run_id: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub verifier: VerifierArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: VerifyOutputArgs,
+}
+
+/// Arguments of `verify model`.
+#[derive(Debug, Args)]
+pub struct VerifyModelArgs {
+    /// `NAME/VERSION` (the name may contain `/`).
+    pub model: Option<String>,
+    /// Registered model name (instead of `NAME/VERSION`).
+    #[arg(long, requires = "version")]
+    pub name: Option<String>,
+    /// Version (with `--name`).
+    #[arg(long, requires = "name")]
+    pub version: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub verifier: VerifierArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: VerifyOutputArgs,
+}
+
+/// Arguments of `verify trace`.
+#[derive(Debug, Args)]
+pub struct VerifyTraceArgs {
+    /// Trace id (`tr-…`).
+    pub trace_id: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub verifier: VerifierArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: VerifyOutputArgs,
+}
+
+/// Arguments of `verify tx`.
+#[derive(Debug, Args)]
+pub struct VerifyTxArgs {
+    /// Data item id (base64url; may start with `-`).
+    #[arg(allow_hyphen_values = true)]
+    pub tx_id: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub verifier: VerifierArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: VerifyOutputArgs,
+}
+
+/// Report formats of `audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    /// Aligned rows for people.
+    Text,
+    /// `ario.mlflow.audit/v1` plus our additions.
+    Json,
+    /// One self-contained HTML page.
+    Html,
+}
+
+/// Arguments of `audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// `NAME/VERSION` (the name may contain `/`).
+    pub model: Option<String>,
+    /// Registered model name (instead of `NAME/VERSION`).
+    #[arg(long, requires = "version")]
+    pub name: Option<String>,
+    /// Version (with `--name`).
+    #[arg(long, requires = "name")]
+    pub version: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
+    pub format: AuditFormat,
+    /// Write the report here instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Predictions to verify: a number (the first N found) or `all`.
+    #[arg(long, default_value = "5", value_parser = parse_predictions)]
+    pub predictions: crate::verify::audit::PredictionSample,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub verifier: VerifierArgs,
+}
+
+fn parse_predictions(text: &str) -> Result<crate::verify::audit::PredictionSample, String> {
+    use crate::verify::audit::PredictionSample;
+    if text == "all" {
+        return Ok(PredictionSample::All);
+    }
+    text.parse()
+        .map(PredictionSample::Count)
+        .map_err(|_| format!("{text:?} is neither a number nor `all`"))
 }
 
 /// Arguments of `verify envelope`.
@@ -447,6 +624,11 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Verify(VerifyCommand::Envelope(args)) => cmd::verify_envelope::run(&args),
+        Command::Verify(VerifyCommand::Run(args)) => with_runtime(cmd::verify::run(*args)),
+        Command::Verify(VerifyCommand::Model(args)) => with_runtime(cmd::verify::model(*args)),
+        Command::Verify(VerifyCommand::Trace(args)) => with_runtime(cmd::verify::trace(*args)),
+        Command::Verify(VerifyCommand::Tx(args)) => with_runtime(cmd::verify::tx(*args)),
+        Command::Audit(args) => with_runtime(cmd::verify::audit(*args)),
         Command::Keys(KeysCommand::Show(args)) => cmd::keys_show::run(&args),
         Command::Wallet(WalletCommand::Show(args)) => cmd::wallet_show::run(&args),
         Command::Upload(args) => with_runtime(cmd::upload::run(args)),
@@ -485,9 +667,42 @@ fn init_logging(format: LogFormat) {
     };
 }
 
+/// A concurrency bound: 1 to 256.
+fn concurrency(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(n),
+        _ => Err(format!("{text:?} is not a number from 1 to 256")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_command_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "ario-mlflow-worker",
+            "verify",
+            "model",
+            "--name",
+            "team/model",
+            "--version",
+            "3",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Verify(VerifyCommand::Model(a)) => {
+                assert_eq!(
+                    (a.name.as_deref(), a.version.as_deref()),
+                    (Some("team/model"), Some("3"))
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn ids_starting_with_a_hyphen_are_ids_not_flags() {
@@ -517,13 +732,5 @@ mod tests {
         assert_eq!(parse_since("2026-11-01"), Ok(1793491200000));
         assert_eq!(parse_since("2026-11-01T00:00:01Z"), Ok(1793491201000));
         assert!(parse_since("yesterday").is_err());
-    }
-}
-
-/// A concurrency bound: 1 to 256.
-fn concurrency(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(n) if (1..=256).contains(&n) => Ok(n),
-        _ => Err(format!("{text:?} is not a number from 1 to 256")),
     }
 }

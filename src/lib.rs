@@ -18,3 +18,4 @@ pub mod keys;
 pub mod mlflow;
 pub mod proof;
 pub mod store;
+pub mod verify;

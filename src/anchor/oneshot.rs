@@ -712,12 +712,21 @@ impl Anchorer {
             key: "ario.promotion_payload_hash".into(),
             value: TagValue::Text(ev.payload_hash.clone()),
         });
-        let anchored = vec![Write::ModelVersionTag {
+        // Every promotion keeps its TX next to its witness (the tag holds only the latest).
+        let mut anchored: Vec<Write> = run
+            .map(|r| Write::Artifact {
+                artifact_uri: r.info.artifact_uri.clone(),
+                path: format!("ario/promotions/{}/receipt.json", ev.event_id),
+                content: ArtifactContent::Receipt,
+            })
+            .into_iter()
+            .collect();
+        anchored.push(Write::ModelVersionTag {
             name: name.clone(),
             version: version.clone(),
             key: "ario.promotion_tx".into(),
             value: TagValue::TxId,
-        }];
+        });
         Ok(Prepared::new(
             ev,
             "stage_transition",
@@ -763,12 +772,20 @@ impl Anchorer {
                 });
             }
         }
-        let anchored = vec![Write::ModelVersionTag {
+        let mut anchored: Vec<Write> = run
+            .map(|r| Write::Artifact {
+                artifact_uri: r.info.artifact_uri.clone(),
+                path: format!("ario/aliases/{}/receipt.json", ev.event_id),
+                content: ArtifactContent::Receipt,
+            })
+            .into_iter()
+            .collect();
+        anchored.push(Write::ModelVersionTag {
             name: name.clone(),
             version: version.clone(),
             key: format!("ario.alias_tx.{alias}"),
             value: TagValue::TxId,
-        }];
+        });
         Ok(Prepared::new(
             ev,
             "alias_changed",

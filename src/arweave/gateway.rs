@@ -54,6 +54,11 @@ impl Gateway {
         format!("{}/raw/{id}", self.base.as_str().trim_end_matches('/'))
     }
 
+    /// `{base}/dataitem/{id}` (the signed item; devnet serves it).
+    pub fn data_item_url(&self, id: &str) -> String {
+        format!("{}/dataitem/{id}", self.base.as_str().trim_end_matches('/'))
+    }
+
     /// The host (and port), for `ario.arweave_url`-style links and messages.
     pub fn host(&self) -> String {
         match self.base.port() {
@@ -232,6 +237,35 @@ impl GatewayReader {
             id: id.to_string(),
             failures,
         })
+    }
+
+    /// The payload of `id` from one gateway, or why it could not be read.
+    pub async fn fetch_from(
+        &self,
+        gateway: &Gateway,
+        id: &str,
+    ) -> Result<(Vec<u8>, Option<String>), String> {
+        self.fetch_one(gateway, id).await
+    }
+
+    /// The signed data item `id` from one gateway's `/dataitem/{id}` endpoint: `Ok(None)` when
+    /// the gateway has no such endpoint or item (any 4xx), `Err` when it could not be asked.
+    pub async fn fetch_data_item(
+        &self,
+        gateway: &Gateway,
+        id: &str,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let url = gateway.data_item_url(id);
+        let response = self.http.get(url).send().await.map_err(|e| describe(&e))?;
+        let status = response.status();
+        if status.is_client_error() || status.is_redirection() {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(format!("HTTP {}", status.as_u16()));
+        }
+        let bytes = response.bytes().await.map_err(|e| describe(&e))?;
+        Ok(Some(bytes.to_vec()))
     }
 
     async fn fetch_one(

@@ -6,6 +6,7 @@ pub mod fetch;
 pub mod keys_show;
 pub mod service;
 pub mod upload;
+pub mod verify;
 pub mod verify_envelope;
 pub mod wallet_show;
 

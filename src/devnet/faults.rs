@@ -5,7 +5,8 @@
 //!
 //! Flag grammar: `ROUTE:SPEC[xCOUNT][@PROBABILITY]` where ROUTE is `upload`, `status`, `raw`,
 //! `info` or `any`, and SPEC is `CODE` or `CODE/RETRY_AFTER_SECS` (e.g. `503`, `429/2`),
-//! `reset`, `delay=MS`, or `notfound-first=N`. Examples: `upload:503x3`, `upload:429/1@0.3`,
+//! `reset`, `delay=MS`, `notfound-first=N`, or `alter` (`raw` only: serve the payload with one
+//! hex digit changed, as a dishonest gateway would). Examples: `upload:503x3`, `upload:429/1@0.3`,
 //! `raw:reset x2`, `raw:notfound-first=2`, `upload:delay=1500`.
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,8 @@ pub enum FaultKind {
         /// Reads that fail per id.
         n: u32,
     },
+    /// `/raw/{id}` serves altered bytes (one hex digit in the second half changed).
+    Alter,
 }
 
 /// One fault rule.
@@ -107,6 +110,8 @@ impl FaultRule {
         };
         let kind = if spec == "reset" {
             FaultKind::Reset
+        } else if spec == "alter" {
+            FaultKind::Alter
         } else if let Some(ms) = spec.strip_prefix("delay=") {
             FaultKind::Delay {
                 ms: ms.parse().map_err(|_| format!("bad delay {ms:?}"))?,
@@ -149,6 +154,8 @@ pub struct FaultPlan {
     pub terminal: Option<FaultKind>,
     /// Largest "404 for the first N reads" in force (raw route).
     pub not_found_first: Option<u32>,
+    /// Serve altered payload bytes.
+    pub alter: bool,
 }
 
 /// The active rules.
@@ -188,6 +195,15 @@ impl FaultTable {
         {
             if let FaultKind::NotFoundFirst { n } = rule.kind {
                 plan.not_found_first = Some(plan.not_found_first.unwrap_or(0).max(n));
+                continue;
+            }
+            if rule.kind == FaultKind::Alter {
+                if rule.count != Some(0) && rule.probability.is_none_or(|p| fastrand::f64() < p) {
+                    if let Some(c) = rule.count.as_mut() {
+                        *c -= 1;
+                    }
+                    plan.alter = true;
+                }
                 continue;
             }
             let terminal = matches!(rule.kind, FaultKind::Status { .. } | FaultKind::Reset);

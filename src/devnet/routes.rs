@@ -38,6 +38,9 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/tx/{id}/status", get(status))
         .route("/v1/tx/{id}/status", get(status))
         .route("/raw/{id}", get(raw))
+        .route("/dataitem/{id}", get(data_item))
+        .route("/health", get(health))
+        .route("/api/v1/verify", post(ario_verify))
         .route("/{id}", get(sandbox_redirect))
         .route("/admin/items", get(admin_items))
         .route("/admin/items/{id}", get(admin_item_bytes))
@@ -329,10 +332,67 @@ async fn raw(AxumState(state): Shared, Path(id): Path<String>) -> Response {
                 .content_type()
                 .unwrap_or("application/octet-stream")
                 .to_string();
+            let data = if plan.alter { alter(data) } else { data };
             (StatusCode::OK, [(header::CONTENT_TYPE, ct)], data).into_response()
         }
         _ => not_found(),
     }
+}
+
+/// The bytes a dishonest gateway would serve: one hex digit in the second half changed.
+fn alter(mut data: Vec<u8>) -> Vec<u8> {
+    let half = data.len() / 2;
+    if let Some(b) = data[half..].iter_mut().find(|b| b.is_ascii_hexdigit()) {
+        *b = if *b == b'0' { b'1' } else { b'0' };
+    } else if let Some(b) = data.last_mut() {
+        *b ^= 1;
+    }
+    data
+}
+
+/// `GET /dataitem/{id}`: the signed ANS-104 item as uploaded, so a verifier can check that the
+/// payload served at `/raw/{id}` is the data of the item whose id is `id` (a devnet convention;
+/// ar.io gateways document no such endpoint for bundled items).
+async fn data_item(AxumState(state): Shared, Path(id): Path<String>) -> Response {
+    if !is_arweave_id(&id) {
+        return text(StatusCode::NOT_FOUND, "Not found");
+    }
+    let st = state.clone();
+    match tokio::task::spawn_blocking(move || st.store.item_bytes(&id)).await {
+        Ok(Ok(bytes)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response(),
+        _ => text(StatusCode::NOT_FOUND, "Not found"),
+    }
+}
+
+async fn health() -> Response {
+    text(StatusCode::OK, "ok")
+}
+
+#[derive(Deserialize)]
+struct VerifyRequest {
+    #[serde(rename = "txId")]
+    tx_id: String,
+}
+
+/// `POST /api/v1/verify`: an ar.io Verify-shaped answer (spec §5.6). An item devnet holds was
+/// checked in full at upload (signature, id, tags), so it is attested at level 2; an unknown id
+/// gets level 0 and status `not_found`.
+async fn ario_verify(AxumState(state): Shared, Json(req): Json<VerifyRequest>) -> Response {
+    let held = is_arweave_id(&req.tx_id) && state.store.get(&req.tx_id).is_some();
+    let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+    Json(serde_json::json!({
+        "verificationId": format!("devnet-{}", req.tx_id),
+        "existence": {"status": if held { "found" } else { "not_found" }},
+        "level": if held { 2 } else { 0 },
+        "links": {"dashboard": format!("/report/{}", req.tx_id), "pdf": null},
+        "attestation": {"gateway": "devnet", "attestedAt": now},
+    }))
+    .into_response()
 }
 
 async fn sandbox_redirect(Path(id): Path<String>) -> Response {

@@ -262,7 +262,8 @@ pub async fn poll_filtered(
     Ok(stats)
 }
 
-async fn experiment_ids(mlflow: &MlflowClient) -> Result<Vec<String>, MlflowError> {
+/// Every active experiment id, paged.
+pub async fn experiment_ids(mlflow: &MlflowClient) -> Result<Vec<String>, MlflowError> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {

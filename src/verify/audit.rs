@@ -1,0 +1,361 @@
+//! `audit <name>/<version>`: every stage of a model version's life, each verified — datasets,
+//! training, registration, every promotion and alias change (found through their witnesses,
+//! not only the latest tag), and a sample or all of its predictions.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Map, Value};
+
+use super::{Entity, ProofVerdict, Verifier};
+use crate::mlflow::{ModelVersion, Run};
+
+/// Which predictions to verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PredictionSample {
+    /// At most this many (the most recent first).
+    Count(usize),
+    /// Every one.
+    All,
+}
+
+/// One stage of the audit.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// `dataset`, `training`, `registration`, `promotion`, `alias` or `prediction`.
+    pub stage: String,
+    /// What it is (dataset name, `None → Staging`, `@champion`, trace id…).
+    pub label: String,
+    /// Its TX, when anchored.
+    pub tx_id: Option<String>,
+    /// The verdict, when anchored.
+    pub verdict: Option<ProofVerdict>,
+}
+
+impl Stage {
+    /// `Some(true)` passed, `Some(false)` failed, `None` not anchored.
+    pub fn ok(&self) -> Option<bool> {
+        self.verdict.as_ref().map(|v| v.overall_ok)
+    }
+}
+
+/// The whole audit.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    /// Registered model name.
+    pub model: String,
+    /// Version.
+    pub version: String,
+    /// RFC 3339 UTC with microseconds and `Z` (the plugin's shape).
+    pub generated_at: String,
+    /// The MLflow server audited.
+    pub tracking_uri: String,
+    /// The version's source run.
+    pub run_id: Option<String>,
+    /// The version's stage now.
+    pub current_stage: String,
+    /// Aliases pointing at the version now.
+    pub aliases: Vec<String>,
+    /// The run's `ario.artifact_hash`.
+    pub artifact_hash: Option<String>,
+    /// Gateway host for TX links.
+    pub gateway_host: String,
+    /// Stages in life order.
+    pub stages: Vec<Stage>,
+    /// Predictions found (verified ones are in `stages`).
+    pub predictions_found: usize,
+    /// Every anchored stage passed.
+    pub overall_ok: bool,
+}
+
+impl Verifier {
+    /// Audits `name`/`version`.
+    pub async fn audit(
+        &self,
+        name: &str,
+        version: &str,
+        predictions: PredictionSample,
+        gateway_host: &str,
+    ) -> Result<Audit, String> {
+        let mv = self
+            .mlflow
+            .get_model_version(name, version)
+            .await
+            .map_err(|e| format!("model version {name}/{version}: {e}"))?;
+        let run = if mv.run_id.is_empty() {
+            None
+        } else {
+            Some(
+                self.mlflow
+                    .get_run(&mv.run_id)
+                    .await
+                    .map_err(|e| format!("source run {}: {e}", mv.run_id))?,
+            )
+        };
+        let entity = Entity::ModelVersion(name.to_string(), version.to_string());
+        let mut stages: Vec<Stage> = Vec::new();
+        if let Some(run) = &run {
+            let run_entity = Entity::Run(run.info.run_id.clone());
+            for t in &run.data.tags {
+                if let Some(ds) = t.key.strip_prefix("ario.dataset_anchor_tx.") {
+                    // Dataset proofs are about the dataset, not the run.
+                    stages.push(
+                        self.stage("dataset", ds, Some(&t.value), &Entity::Any)
+                            .await,
+                    );
+                }
+            }
+            stages.push(
+                self.stage(
+                    "training",
+                    &run.info.run_id,
+                    run.tag("ario.training_tx"),
+                    &run_entity,
+                )
+                .await,
+            );
+        }
+        stages.push(
+            self.stage(
+                "registration",
+                &format!("{name}/{version}"),
+                mv.tag("ario.registration_tx"),
+                &entity,
+            )
+            .await,
+        );
+        for (stage, dir, tag_prefix) in [
+            ("promotion", "ario/promotions", "ario.promotion_tx"),
+            ("alias", "ario/aliases", "ario.alias_tx."),
+        ] {
+            for (label, tx) in self.history(run.as_ref(), &mv, dir, tag_prefix).await {
+                stages.push(self.stage(stage, &label, tx.as_deref(), &entity).await);
+            }
+        }
+        let mut predictions_found = 0;
+        if let Some(run) = &run {
+            let found = self.predictions(run, &mv).await;
+            predictions_found = found.len();
+            let take = match predictions {
+                PredictionSample::All => found.len(),
+                PredictionSample::Count(n) => n.min(found.len()),
+            };
+            for (trace_id, tx) in found.into_iter().take(take) {
+                let e = Entity::Trace(trace_id.clone());
+                stages.push(self.stage("prediction", &trace_id, tx.as_deref(), &e).await);
+            }
+        }
+        let overall_ok = stages.iter().all(|s| s.ok() != Some(false))
+            && stages.iter().any(|s| s.ok() == Some(true));
+        Ok(Audit {
+            model: name.to_string(),
+            version: version.to_string(),
+            generated_at: now_rfc3339_micros(),
+            tracking_uri: self.mlflow.tracking_uri().to_string(),
+            run_id: run.as_ref().map(|r| r.info.run_id.clone()),
+            current_stage: mv.current_stage.clone(),
+            aliases: mv.aliases.clone(),
+            artifact_hash: run
+                .as_ref()
+                .and_then(|r| r.tag("ario.artifact_hash"))
+                .map(str::to_owned),
+            gateway_host: gateway_host.to_string(),
+            stages,
+            predictions_found,
+            overall_ok,
+        })
+    }
+
+    async fn stage(&self, stage: &str, label: &str, tx: Option<&str>, entity: &Entity) -> Stage {
+        let verdict = match tx {
+            Some(tx) => Some(self.verify_tx(tx, entity).await),
+            None => None,
+        };
+        Stage {
+            stage: stage.to_string(),
+            label: label.to_string(),
+            tx_id: tx.map(str::to_owned),
+            verdict,
+        }
+    }
+
+    /// Promotions or alias changes of this version: every witness directory under `dir` on the
+    /// run whose proof is about this version (TX from its receipt), plus the TX tags (the
+    /// plugin keeps only the latest promotion, in a tag).
+    async fn history(
+        &self,
+        run: Option<&Run>,
+        mv: &ModelVersion,
+        dir: &str,
+        tag_prefix: &str,
+    ) -> Vec<(String, Option<String>)> {
+        let mut out: Vec<(String, Option<String>)> = Vec::new();
+        let mut txs: BTreeSet<String> = BTreeSet::new();
+        if let Some(run) = run {
+            for event_dir in self.subdirs(run, dir).await {
+                let read = |f: &str| format!("{dir}/{event_dir}/{f}");
+                let Some(proof) = self.json_artifact(run, &read("proof.json")).await else {
+                    continue;
+                };
+                let subject = &proof["subject"];
+                let version = subject["version"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| subject["version"].to_string());
+                if subject["name"].as_str() != Some(mv.name.as_str()) || version != mv.version {
+                    continue;
+                }
+                let payload = self
+                    .json_artifact(run, &read("payload.json"))
+                    .await
+                    .unwrap_or(Value::Null);
+                let label = match (payload["from_stage"].as_str(), payload["to_stage"].as_str()) {
+                    (Some(f), Some(t)) => format!("{f} → {t}"),
+                    _ => match (payload["alias"].as_str(), payload["action"].as_str()) {
+                        (Some(a), Some(act)) => format!("@{a} {act}"),
+                        _ => event_dir.clone(),
+                    },
+                };
+                let tx = self
+                    .json_artifact(run, &read("receipt.json"))
+                    .await
+                    .and_then(|r| r["id"].as_str().map(str::to_owned));
+                if let Some(t) = &tx {
+                    txs.insert(t.clone());
+                }
+                out.push((label, tx));
+            }
+        }
+        for t in &mv.tags {
+            let matches = if tag_prefix.ends_with('.') {
+                t.key.starts_with(tag_prefix)
+            } else {
+                t.key == tag_prefix
+            };
+            if matches && !txs.contains(&t.value) {
+                let label = t
+                    .key
+                    .strip_prefix(tag_prefix)
+                    .map(|a| format!("@{a}"))
+                    .filter(|l| l != "@")
+                    .unwrap_or_else(|| format!("latest ({})", mv.current_stage));
+                out.push((label, Some(t.value.clone())));
+            }
+        }
+        out
+    }
+
+    async fn subdirs(&self, run: &Run, dir: &str) -> Vec<String> {
+        let Ok(root) = crate::mlflow::artifacts::proxy_root(&run.info.artifact_uri) else {
+            return Vec::new();
+        };
+        self.mlflow
+            .list_artifact_dir(&format!("{root}/{dir}"))
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.is_dir)
+            .map(|e| e.path.rsplit('/').next().unwrap_or(&e.path).to_string())
+            .collect()
+    }
+
+    async fn json_artifact(&self, run: &Run, path: &str) -> Option<Value> {
+        let bytes = self.mlflow.download_run_artifact(run, path).await.ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Predictions of this version: witnesses under `ario/predictions/` whose payload names
+    /// this version; TX from the trace's `ario.prediction_tx` tag.
+    async fn predictions(&self, run: &Run, mv: &ModelVersion) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        for decision in self.subdirs(run, "ario/predictions").await {
+            let base = format!("ario/predictions/{decision}");
+            let Some(payload) = self
+                .json_artifact(run, &format!("{base}/payload.json"))
+                .await
+            else {
+                continue;
+            };
+            if payload["model_name"].as_str() != Some(mv.name.as_str())
+                || payload["model_version"].as_str() != Some(mv.version.as_str())
+            {
+                continue;
+            }
+            let trace_id = payload["mlflow_trace_id"]
+                .as_str()
+                .unwrap_or(&decision)
+                .to_string();
+            let tx = match self.mlflow.get_trace_info(&trace_id).await {
+                Ok(info) => info
+                    .tags
+                    .get("ario.prediction_tx")
+                    .or_else(|| info.tags.get("ario.arweave_tx"))
+                    .cloned(),
+                Err(_) => None,
+            };
+            out.push((trace_id, tx));
+        }
+        out
+    }
+}
+
+/// `%Y-%m-%dT%H:%M:%S.%fZ` (the plugin's `generated_at`).
+fn now_rfc3339_micros() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    now.format(&f).unwrap_or_default()
+}
+
+impl Audit {
+    /// JSON in the shape of the plugin's `ario.mlflow.audit/v1`, plus our additions (every
+    /// stage's label and stricter checks, aliases, predictions found).
+    pub fn to_json(&self) -> Value {
+        let stages: Vec<Value> = self
+            .stages
+            .iter()
+            .map(|s| {
+                let checks = s.verdict.as_ref().map(|v| {
+                    let c = &v.checks;
+                    let mut m = Map::new();
+                    for (k, check) in [
+                        ("signature", &c.signature),
+                        ("anchored_bytes", &c.anchored_bytes),
+                        ("source_of_truth", &c.source_of_truth),
+                        ("ario_attestation", &c.ario_attestation),
+                    ] {
+                        m.insert(k.into(), json!({"ok": check.ok, "reason": check.reason}));
+                    }
+                    Value::Object(m)
+                });
+                let mut stage = json!({
+                    "stage": s.stage,
+                    "tx_id": s.tx_id,
+                    "anchored": s.tx_id.is_some(),
+                    "checks": checks,
+                    "ok": s.ok(),
+                    "label": s.label,
+                });
+                if let Some(v) = &s.verdict {
+                    stage["verdict"] = serde_json::to_value(v).unwrap_or(Value::Null);
+                }
+                stage
+            })
+            .collect();
+        json!({
+            "schema": "ario.mlflow.audit/v1",
+            "model": self.model,
+            "version": self.version,
+            "generated_at": self.generated_at,
+            "tracking_uri": self.tracking_uri,
+            "run_id": self.run_id,
+            "current_stage": self.current_stage,
+            "artifact_hash": self.artifact_hash,
+            "stages": stages,
+            "overall_ok": self.overall_ok,
+            "aliases": self.aliases,
+            "predictions_found": self.predictions_found,
+            "generator": format!("ario-mlflow-worker/{}", env!("CARGO_PKG_VERSION")),
+        })
+    }
+}

@@ -1,0 +1,814 @@
+//! Verification of anchored proofs against MLflow and any gateway (spec/mlflow-profile.md §5),
+//! stricter than the plugin where §7 says it is lenient:
+//!
+//! * **proof found** — the envelope is read through the gateway list; a gateway whose bytes do
+//!   not verify (bad signature, not JSON, not the data of the item whose id is the TX) is
+//!   skipped and reported, the next one is tried;
+//! * **data item** — where a gateway serves the signed item (`/dataitem/{id}`), its id must be
+//!   the TX, its signature valid and its data the bytes served at `/raw/{id}`; elsewhere "not
+//!   checked";
+//! * **key binding** — with pinned keys (`--trusted-key`) any other signer fails; without, a key
+//!   that differs from the entity's `ario.public_key` tag is reported;
+//! * checks 1–4 of §5.1 (signature, anchored bytes, live MLflow refetch, ar.io Verify) with the
+//!   verdict rules of §5.2.
+//!
+//! `signed_at` and `event_id` are never re-formatted or rejected for their format (§1.2).
+
+pub mod attestation;
+pub mod audit;
+pub mod chain;
+pub mod report;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::anchor::payload::{self, TrainingFacts};
+use crate::arweave::{DataItem, GatewayReader};
+use crate::mlflow::{MlflowClient, MlflowError, Run};
+use crate::proof::{jcs, sha256_hex, verify_envelope, SpecVersionStatus};
+
+pub use attestation::ArioVerifyClient;
+
+/// One check: `ok` is `Some(true)` passed, `Some(false)` failed, `None` not run / not applicable.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Check {
+    /// Tri-state outcome.
+    pub ok: Option<bool>,
+    /// Why (always filled, for people).
+    pub reason: String,
+    /// Machine-readable extras (hashes, gateway, levels…).
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub detail: Map<String, Value>,
+}
+
+impl Check {
+    /// A passed check.
+    pub fn pass(reason: impl Into<String>) -> Check {
+        Check {
+            ok: Some(true),
+            reason: reason.into(),
+            detail: Map::new(),
+        }
+    }
+
+    /// A failed check.
+    pub fn fail(reason: impl Into<String>) -> Check {
+        Check {
+            ok: Some(false),
+            reason: reason.into(),
+            detail: Map::new(),
+        }
+    }
+
+    /// A check that did not run or does not apply.
+    pub fn skipped(reason: impl Into<String>) -> Check {
+        Check {
+            ok: None,
+            reason: reason.into(),
+            detail: Map::new(),
+        }
+    }
+
+    /// Adds a detail field.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Check {
+        self.detail.insert(key.to_string(), value.into());
+        self
+    }
+}
+
+/// The four checks of spec §5.1, named as in the plugin's audit JSON.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Checks {
+    /// Check 1: kernel signature and spec version.
+    pub signature: Check,
+    /// Check 2: the witness artifact in MLflow hashes to `payload_hash`.
+    pub anchored_bytes: Check,
+    /// Check 3: live MLflow rebuilt byte for byte.
+    pub source_of_truth: Check,
+    /// Check 4: ar.io Verify attestation.
+    pub ario_attestation: Check,
+}
+
+/// The entity a proof is expected to be about (what `verify run|model|trace` asked for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entity {
+    /// A training run.
+    Run(String),
+    /// A model version (name, version).
+    ModelVersion(String, String),
+    /// A trace (prediction).
+    Trace(String),
+    /// Whatever the TX is about.
+    Any,
+}
+
+/// The verdict on one proof.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProofVerdict {
+    /// The TX (data item id).
+    pub tx_id: String,
+    /// `event_type` of the envelope.
+    pub event_type: Option<String>,
+    /// `subject` of the envelope.
+    pub subject: Option<Value>,
+    /// Signer key (hex).
+    pub public_key: Option<String>,
+    /// `previous_hash` (payload hash for training, TX id for the rest, or GENESIS).
+    pub previous_hash: Option<String>,
+    /// `payload_hash`.
+    pub payload_hash: Option<String>,
+    /// `signed_at` as signed (advisory, never re-formatted).
+    pub signed_at: Option<String>,
+    /// The envelope was read from Arweave through a gateway.
+    pub proof_found: Check,
+    /// The served bytes are the data of the item whose id is the TX.
+    pub data_item: Check,
+    /// The signer is a pinned key (or the entity's `ario.public_key`).
+    pub key_binding: Check,
+    /// Checks 1–4.
+    pub checks: Checks,
+    /// The §5.2 verdict plus our stricter checks.
+    pub overall_ok: bool,
+    /// The envelope as fetched.
+    #[serde(skip)]
+    pub envelope: Option<Value>,
+}
+
+impl ProofVerdict {
+    /// A verdict for a TX whose envelope could not be read.
+    fn not_found(tx_id: &str, proof_found: Check) -> ProofVerdict {
+        let none = || Check::skipped("no_envelope");
+        ProofVerdict {
+            tx_id: tx_id.to_string(),
+            event_type: None,
+            subject: None,
+            public_key: None,
+            previous_hash: None,
+            payload_hash: None,
+            signed_at: None,
+            proof_found,
+            data_item: none(),
+            key_binding: none(),
+            checks: Checks {
+                signature: none(),
+                anchored_bytes: none(),
+                source_of_truth: none(),
+                ario_attestation: none(),
+            },
+            overall_ok: false,
+            envelope: None,
+        }
+    }
+
+    /// The "record matches" row of the plugin's panel: checks 2 and 3 consolidated.
+    pub fn record_matches(&self) -> Check {
+        let (a, s) = (&self.checks.anchored_bytes, &self.checks.source_of_truth);
+        match (a.ok, s.ok) {
+            (Some(false), _) => Check::fail(or(&a.reason, "anchored_bytes_mismatch")),
+            (_, Some(false)) => Check::fail(or(&s.reason, "live_mlflow_mismatch")),
+            (None, _) => Check::skipped(a.reason.clone()),
+            (_, None) => Check::skipped(s.reason.clone()),
+            _ => Check::pass("live MLflow matches anchored bytes"),
+        }
+    }
+}
+
+fn or(reason: &str, default: &str) -> String {
+    if reason.is_empty() {
+        default.to_string()
+    } else {
+        reason.to_string()
+    }
+}
+
+/// The verifier: MLflow, the gateway list, pinned keys, and the optional ar.io Verify client.
+pub struct Verifier {
+    /// MLflow (witnesses, live refetch, tags).
+    pub mlflow: MlflowClient,
+    /// Read gateways, in order.
+    pub gateways: GatewayReader,
+    /// Pinned signer keys (lowercase hex); empty = not pinned.
+    pub trusted_keys: Vec<String>,
+    /// ar.io Verify, when configured and healthy.
+    pub attestation: Option<ArioVerifyClient>,
+    /// Attestation level needed to pass check 4.
+    pub min_attestation_level: u64,
+}
+
+/// The envelope read from a gateway, with what was learnt on the way.
+struct Fetched {
+    envelope: Value,
+    proof_found: Check,
+    data_item: Check,
+}
+
+impl Verifier {
+    /// Verifies the proof anchored as `tx_id`, expected to be about `entity`.
+    pub async fn verify_tx(&self, tx_id: &str, entity: &Entity) -> ProofVerdict {
+        let fetched = match self.fetch(tx_id).await {
+            Ok(f) => f,
+            Err(check) => return ProofVerdict::not_found(tx_id, check),
+        };
+        self.verify_fetched(tx_id, fetched, entity).await
+    }
+
+    async fn verify_fetched(&self, tx_id: &str, f: Fetched, entity: &Entity) -> ProofVerdict {
+        let env = &f.envelope;
+        let text = |k: &str| env.get(k).and_then(Value::as_str).map(str::to_owned);
+        let event_type = text("event_type");
+        let mut proof_found = f.proof_found;
+        if let Some(why) = subject_mismatch(env, entity) {
+            proof_found = Check::fail(format!("proof is about another entity: {why}")).with(
+                "served_by",
+                proof_found
+                    .detail
+                    .get("served_by")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+        }
+        let signature = signature_check(env);
+        let anchored = self.anchored_bytes(env).await;
+        let (anchored_bytes, payload_bytes) = anchored;
+        let source_of_truth = match &payload_bytes {
+            Some(bytes) => self.source_of_truth(event_type.as_deref(), bytes).await,
+            None => Check::skipped("no_payload_to_compare"),
+        };
+        let ario_attestation = match &self.attestation {
+            None => Check::skipped("ario_verify_not_enabled"),
+            Some(client) => client.attest(tx_id, self.min_attestation_level).await,
+        };
+        let key_binding = self.key_binding(env, entity).await;
+        let mut verdict = ProofVerdict {
+            tx_id: tx_id.to_string(),
+            event_type,
+            subject: env.get("subject").cloned(),
+            public_key: text("public_key"),
+            previous_hash: text("previous_hash"),
+            payload_hash: text("payload_hash"),
+            signed_at: env.get("signed_at").map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+            proof_found,
+            data_item: f.data_item,
+            key_binding,
+            checks: Checks {
+                signature,
+                anchored_bytes,
+                source_of_truth,
+                ario_attestation,
+            },
+            overall_ok: false,
+            envelope: Some(f.envelope.clone()),
+        };
+        verdict.overall_ok = overall(&verdict);
+        verdict
+    }
+
+    /// Reads the envelope of `tx_id`, trying gateways in order and skipping any whose bytes do
+    /// not verify (reported in `proof_found.detail.skipped`).
+    async fn fetch(&self, tx_id: &str) -> Result<Fetched, Check> {
+        if !crate::arweave::gateway::is_arweave_id(tx_id) {
+            return Err(Check::fail(format!(
+                "{tx_id:?} is not an Arweave id (43 base64url characters)"
+            )));
+        }
+        let mut skipped: Vec<Value> = Vec::new();
+        let mut first_bad: Option<Fetched> = None;
+        for gateway in self.gateways.gateways() {
+            let (bytes, _) = match self.gateways.fetch_from(gateway, tx_id).await {
+                Ok(b) => b,
+                Err(cause) => {
+                    skipped
+                        .push(serde_json::json!({"gateway": gateway.to_string(), "cause": cause}));
+                    continue;
+                }
+            };
+            let data_item = match self.gateways.fetch_data_item(gateway, tx_id).await {
+                Ok(Some(item)) => data_item_check(tx_id, &item, &bytes),
+                Ok(None) => Check::skipped("not checked: the gateway serves no signed data item"),
+                Err(e) => Check::skipped(format!("not checked: data item unreadable ({e})")),
+            };
+            let envelope = jcs::parse(&bytes).ok().filter(Value::is_object);
+            let problem = match (&envelope, data_item.ok) {
+                (None, _) => Some("served bytes that are not a JSON envelope".to_string()),
+                (_, Some(false)) => Some(format!("served altered bytes ({})", data_item.reason)),
+                (Some(env), _) if !verify_envelope(env, None).signature_valid => {
+                    Some("served an envelope whose signature does not verify".to_string())
+                }
+                _ => None,
+            };
+            match (problem, envelope) {
+                (None, Some(envelope)) => {
+                    let mut found = Check::pass(format!("envelope retrieved from {gateway}"))
+                        .with("served_by", gateway.to_string());
+                    if !skipped.is_empty() {
+                        found = found.with("skipped", Value::Array(skipped));
+                    }
+                    return Ok(Fetched {
+                        envelope,
+                        proof_found: found,
+                        data_item,
+                    });
+                }
+                (Some(problem), envelope) => {
+                    skipped.push(
+                        serde_json::json!({"gateway": gateway.to_string(), "cause": problem}),
+                    );
+                    if first_bad.is_none() {
+                        if let Some(envelope) = envelope {
+                            first_bad = Some(Fetched {
+                                envelope,
+                                proof_found: Check::skipped(""),
+                                data_item,
+                            });
+                        }
+                    }
+                }
+                (None, None) => unreachable!("no problem implies an envelope"),
+            }
+        }
+        // No gateway served a good copy: verify the first bad one so the failure has a reason.
+        match first_bad {
+            Some(mut f) => {
+                f.proof_found =
+                    Check::pass("envelope retrieved, but no gateway served a copy that verifies")
+                        .with("skipped", Value::Array(skipped));
+                Ok(f)
+            }
+            None => Err(Check::fail(format!("no gateway served {tx_id}"))
+                .with("skipped", Value::Array(skipped))),
+        }
+    }
+
+    /// Pinned keys, else the entity's `ario.public_key` tag.
+    async fn key_binding(&self, env: &Value, entity: &Entity) -> Check {
+        let Some(key) = env.get("public_key").and_then(Value::as_str) else {
+            return Check::fail("envelope has no public_key");
+        };
+        let key = key.to_ascii_lowercase();
+        if !self.trusted_keys.is_empty() {
+            return if self.trusted_keys.contains(&key) {
+                Check::pass("signed by a pinned key").with("public_key", key)
+            } else {
+                Check::fail(format!("signed by {key}, which is not a pinned key"))
+                    .with("public_key", key)
+            };
+        }
+        match self.entity_key_tag(entity).await {
+            Some(tag) if tag.eq_ignore_ascii_case(&key) => {
+                Check::skipped("matches the entity's ario.public_key tag (no key pinned)")
+                    .with("public_key", key)
+            }
+            Some(tag) => Check::skipped(format!(
+                "WARNING: signer {key} differs from the entity's ario.public_key tag {tag}; pin keys with --trusted-key"
+            ))
+            .with("public_key", key)
+            .with("tag", tag),
+            None => Check::skipped("no key pinned (--trusted-key) and no ario.public_key tag to compare")
+                .with("public_key", key),
+        }
+    }
+
+    async fn entity_key_tag(&self, entity: &Entity) -> Option<String> {
+        let tag = "ario.public_key";
+        match entity {
+            Entity::Run(id) => self
+                .mlflow
+                .get_run(id)
+                .await
+                .ok()?
+                .tag(tag)
+                .map(str::to_owned),
+            Entity::ModelVersion(n, v) => {
+                let mv = self.mlflow.get_model_version(n, v).await.ok()?;
+                if let Some(t) = mv.tag(tag) {
+                    return Some(t.to_string());
+                }
+                let run = self.mlflow.get_run(&mv.run_id).await.ok()?;
+                run.tag(tag).map(str::to_owned)
+            }
+            Entity::Trace(id) => self
+                .mlflow
+                .get_trace_info(id)
+                .await
+                .ok()?
+                .tags
+                .get(tag)
+                .cloned(),
+            Entity::Any => None,
+        }
+    }
+
+    /// Check 2: the witness artifact named by the subject hashes to `payload_hash`.
+    async fn anchored_bytes(&self, env: &Value) -> (Check, Option<Vec<u8>>) {
+        let subject = env.get("subject").cloned().unwrap_or(Value::Null);
+        let s = |k: &str| subject.get(k).and_then(value_text);
+        let event_type = env.get("event_type").and_then(Value::as_str).unwrap_or("");
+        let event_id = s("event_id").or_else(|| env.get("event_id").and_then(value_text));
+        let located: Result<(String, String), Check> =
+            match subject.get("type").and_then(Value::as_str) {
+                Some("mlflow_run") => match s("run_id") {
+                    Some(run) => Ok((run, "ario/payload.json".into())),
+                    None => Err(Check::fail("subject_missing_run_id")),
+                },
+                Some(t @ ("mlflow_model_version" | "mlflow_model_alias")) => {
+                    match (s("name"), s("version")) {
+                        (Some(name), Some(version)) => {
+                            match self.mlflow.get_model_version(&name, &version).await {
+                                Ok(mv) => {
+                                    let path = match (t, event_type) {
+                                        ("mlflow_model_alias", _) => event_id
+                                            .map(|id| format!("ario/aliases/{id}/payload.json")),
+                                        (_, "model_registered") => {
+                                            Some("ario/registration_payload.json".into())
+                                        }
+                                        (_, "stage_transition") => event_id
+                                            .map(|id| format!("ario/promotions/{id}/payload.json")),
+                                        _ => Some("ario/payload.json".into()),
+                                    };
+                                    match path {
+                                        Some(p) => Ok((mv.run_id, p)),
+                                        None => Err(Check::fail("subject_missing_event_id")),
+                                    }
+                                }
+                                Err(e) => Err(Check::fail(format!(
+                                    "could_not_resolve_model_version: {e}"
+                                ))),
+                            }
+                        }
+                        _ => Err(Check::fail("subject_missing_name_or_version")),
+                    }
+                }
+                Some("mlflow_prediction") => match (s("decision_id"), s("model_run_id")) {
+                    (Some(d), Some(r)) => Ok((r, format!("ario/predictions/{d}/payload.json"))),
+                    _ => Err(Check::fail("subject_missing_decision_id_or_run_id")),
+                },
+                Some("mlflow_trace" | "mlflow_decision") => {
+                    Err(Check::skipped("legacy_subject_type_no_artifact"))
+                }
+                Some("mlflow_dataset") => Err(Check::skipped("mlflow_check_deferred_for_subject")),
+                other => Err(Check::skipped(format!(
+                    "unknown_subject_type: '{}'",
+                    other.unwrap_or("")
+                ))),
+            };
+        let (run_id, path) = match located {
+            Ok(l) => l,
+            Err(c) => return (c, None),
+        };
+        let bytes = match self.download(&run_id, &path).await {
+            Ok(b) => b,
+            Err(e) => {
+                return (
+                    Check::fail(format!("download_failed: {e}")).with("artifact_expected", path),
+                    None,
+                )
+            }
+        };
+        let computed = sha256_hex(&bytes);
+        let stored = env
+            .get("payload_hash")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let check = if computed == stored {
+            Check::pass(format!("{path} hashes to payload_hash"))
+        } else {
+            Check::fail(format!(
+                "anchored_bytes_mismatch: {path} hashes to {computed}, the proof commits to {stored}"
+            ))
+        }
+        .with("computed_hash", computed)
+        .with("stored_hash", stored)
+        .with("artifact_expected", path);
+        (check, Some(bytes))
+    }
+
+    async fn download(&self, run_id: &str, path: &str) -> Result<Vec<u8>, MlflowError> {
+        let run = self.mlflow.get_run(run_id).await?;
+        self.mlflow.download_run_artifact(&run, path).await
+    }
+
+    /// Check 3: the anchored payload overlaid with what live MLflow says now must canonicalize
+    /// to the anchored bytes.
+    async fn source_of_truth(&self, event_type: Option<&str>, bytes: &[u8]) -> Check {
+        let original = match jcs::parse(bytes) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return Check::fail("payload_parse_failed: not a JSON object"),
+            Err(e) => return Check::fail(format!("payload_parse_failed: {e}")),
+        };
+        let live = match event_type {
+            Some("training_complete") => self.live_training(&original).await,
+            Some("model_registered") => self.live_registration(&original).await,
+            Some("prediction") => self.live_prediction(&original).await,
+            _ => {
+                return Check::skipped("no_live_fields_for_event_type").with(
+                    "note",
+                    "MLflow keeps no live state this event can be re-derived from",
+                )
+            }
+        };
+        let overlay = match live {
+            Ok(o) => o,
+            Err(detail) => return Check::fail("live_refetch_incomplete").with("detail", detail),
+        };
+        let mut rebuilt = original.clone();
+        let mut changed: Vec<String> = Vec::new();
+        for (k, v) in &overlay {
+            let canonical = |x: &Value| jcs::canonicalize(x).ok();
+            if original.get(k).and_then(canonical) != canonical(v) {
+                changed.push(k.clone());
+            }
+            rebuilt.insert(k.clone(), v.clone());
+        }
+        let fields: Vec<Value> = overlay.keys().map(|k| Value::String(k.clone())).collect();
+        match jcs::canonicalize(&Value::Object(rebuilt)) {
+            Ok(b) if b == bytes => Check::pass("live MLflow matches anchored bytes")
+                .with("live_fields_refetched", fields),
+            Ok(_) => {
+                changed.sort();
+                Check::fail(format!(
+                    "live_mlflow_mismatch: {} changed since anchoring",
+                    if changed.is_empty() {
+                        "formatting".into()
+                    } else {
+                        changed.join(", ")
+                    }
+                ))
+                .with(
+                    "changed_fields",
+                    changed.into_iter().map(Value::String).collect::<Vec<_>>(),
+                )
+            }
+            Err(e) => Check::fail(format!("live_refetch_failed: {e}")),
+        }
+    }
+
+    async fn live_training(
+        &self,
+        original: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, String> {
+        let run_id = original
+            .get("run_id")
+            .and_then(Value::as_str)
+            .ok_or("payload has no run_id")?;
+        let run = self
+            .mlflow
+            .get_run(run_id)
+            .await
+            .map_err(|e| format!("run {run_id}: {e}"))?;
+        let path = self.logged_model_path(&run).await;
+        let checksums = match self.mlflow.model_checksums(&run, &path).await {
+            Ok(Some(c)) => c,
+            Ok(None) => BTreeMap::new(),
+            Err(e) => return Err(format!("artifacts under {path}: {e}")),
+        };
+        let live = payload::training_payload(&TrainingFacts {
+            run: &run,
+            checksums: &checksums,
+        })
+        .map_err(|e| e.to_string())?;
+        let mut keys = vec![
+            "params",
+            "metrics",
+            "source_name",
+            "git_commit",
+            "artifact_checksums",
+        ];
+        if original.contains_key("dataset_inputs") {
+            keys.push("dataset_inputs");
+        }
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| live.get(k).map(|v| (k.to_string(), v.clone())))
+            .collect())
+    }
+
+    /// §5.1 check 3: exactly one logged-model path → it, otherwise `model`.
+    async fn logged_model_path(&self, run: &Run) -> String {
+        let mut names = Vec::new();
+        for output in &run.outputs.model_outputs {
+            if let Ok(m) = self.mlflow.get_logged_model(&output.model_id).await {
+                names.push(m.name);
+            }
+        }
+        payload::training_artifact_path(run, &names).unwrap_or_else(|_| "model".into())
+    }
+
+    async fn live_registration(
+        &self,
+        original: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, String> {
+        let run_id = original
+            .get("source_run_id")
+            .and_then(Value::as_str)
+            .ok_or("payload has no source_run_id")?;
+        let run = self
+            .mlflow
+            .get_run(run_id)
+            .await
+            .map_err(|e| format!("run {run_id}: {e}"))?;
+        let tag = run
+            .tag("ario.artifact_hash")
+            .ok_or("source run has no ario.artifact_hash tag")?
+            .to_string();
+        let source = original.get("source").and_then(Value::as_str).unwrap_or("");
+        let path = payload::parse_runs_uri(source)
+            .1
+            .unwrap_or_else(|| "model".into());
+        let checksums = self
+            .mlflow
+            .model_checksums(&run, &path)
+            .await
+            .map_err(|e| format!("artifacts under {path}: {e}"))?
+            .unwrap_or_default();
+        let verified = payload::artifact_hash(&checksums).as_deref() == Some(tag.as_str());
+        let mut m = Map::new();
+        m.insert("artifact_hash".into(), Value::String(tag));
+        m.insert("artifact_verified".into(), Value::Bool(verified));
+        Ok(m)
+    }
+
+    async fn live_prediction(
+        &self,
+        original: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, String> {
+        let trace_id = original
+            .get("mlflow_trace_id")
+            .and_then(Value::as_str)
+            .ok_or("payload has no mlflow_trace_id")?;
+        let info = self
+            .mlflow
+            .get_trace_info(trace_id)
+            .await
+            .map_err(|e| format!("trace {trace_id}: {e}"))?;
+        let text = info
+            .tags
+            .get("ario.payload_json")
+            .ok_or("trace has no ario.payload_json tag (pruned?)")?;
+        match jcs::parse(text.as_bytes()) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => Err("ario.payload_json is not a JSON object".into()),
+            Err(e) => Err(format!("ario.payload_json: {e}")),
+        }
+    }
+
+    /// `--write-back`: tags an entity as verified, only for a passing verdict with a passing
+    /// attestation (the plugin writes "verified" for any answer, even level 0; we do not).
+    pub async fn write_back(
+        &self,
+        entity: &Entity,
+        v: &ProofVerdict,
+    ) -> Result<Vec<String>, String> {
+        let att = &v.checks.ario_attestation;
+        if !v.overall_ok || att.ok != Some(true) {
+            return Ok(Vec::new());
+        }
+        let mut tags: Vec<(String, String)> =
+            vec![("ario.verify_status".into(), "verified".into())];
+        for (key, field) in [
+            ("ario.attestation_level", "attestation_level"),
+            ("ario.report_url", "report_url"),
+            ("ario.attested_by", "attested_by"),
+            ("ario.attested_at", "attested_at"),
+        ] {
+            if let Some(value) = att.detail.get(field).and_then(value_text) {
+                tags.push((key.into(), value));
+            }
+        }
+        let written: Vec<String> = tags.iter().map(|(k, _)| k.clone()).collect();
+        let result = match entity {
+            Entity::Run(id) => self.mlflow.set_run_tags(id, &tags).await,
+            Entity::ModelVersion(n, ver) => {
+                for (k, value) in &tags {
+                    self.mlflow
+                        .set_model_version_tag(n, ver, k, value)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+            Entity::Trace(id) => {
+                for (k, value) in &tags {
+                    self.mlflow
+                        .set_trace_tag(id, k, value)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+            Entity::Any => return Ok(Vec::new()),
+        };
+        result.map_err(|e| e.to_string())?;
+        Ok(written)
+    }
+}
+
+/// A JSON scalar as text (versions may be numbers in old subjects).
+fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Check 1 (§5.1): kernel verification without payload bytes; legacy accepted and flagged.
+pub fn signature_check(env: &Value) -> Check {
+    let v = verify_envelope(env, None);
+    let status = match v.spec_version_status {
+        SpecVersionStatus::Supported => "supported",
+        SpecVersionStatus::Legacy => "legacy",
+        SpecVersionStatus::Unsupported => "unsupported",
+    };
+    let check = if v.overall {
+        Check::pass(if v.legacy_envelope {
+            "signature valid (legacy envelope without spec_version)"
+        } else {
+            "signature valid"
+        })
+    } else if v.spec_version_status == SpecVersionStatus::Unsupported {
+        Check::fail("unsupported_spec_version")
+    } else {
+        Check::fail(
+            v.reason
+                .clone()
+                .unwrap_or_else(|| "signature_invalid".into()),
+        )
+    };
+    check
+        .with("signature_valid", v.signature_valid)
+        .with("spec_version_status", status)
+        .with("legacy_envelope", v.legacy_envelope)
+}
+
+/// The served payload must be the data of a valid item whose id is the TX.
+fn data_item_check(tx_id: &str, item: &[u8], served: &[u8]) -> Check {
+    let item = match DataItem::parse(item) {
+        Ok(i) => i,
+        Err(e) => return Check::fail(format!("the gateway's data item does not parse: {e}")),
+    };
+    if let Err(e) = item.verify() {
+        return Check::fail(format!("the data item's signature does not verify: {e}"));
+    }
+    if item.id() != tx_id {
+        return Check::fail(format!("the data item's id is {}, not the TX", item.id()));
+    }
+    if item.data != served {
+        return Check::fail("the bytes served at /raw differ from the data item's data");
+    }
+    Check::pass("the served bytes are the data of the signed item whose id is the TX")
+        .with("owner", item.owner_address())
+}
+
+/// Why an envelope is not about `entity` (None when it is, or when nothing was expected).
+fn subject_mismatch(env: &Value, entity: &Entity) -> Option<String> {
+    let subject = env.get("subject")?;
+    let s = |k: &str| subject.get(k).and_then(value_text);
+    match entity {
+        Entity::Any => None,
+        Entity::Run(id) => (s("run_id").as_deref() != Some(id.as_str()))
+            .then(|| format!("subject {subject} is not run {id}")),
+        Entity::ModelVersion(n, v) => (s("name").as_deref() != Some(n.as_str())
+            || s("version").as_deref() != Some(v.as_str()))
+        .then(|| format!("subject {subject} is not {n}/{v}")),
+        Entity::Trace(id) => {
+            let trace = s("trace_id").or_else(|| s("decision_id"));
+            (trace.as_deref() != Some(id.as_str()))
+                .then(|| format!("subject {subject} is not trace {id}"))
+        }
+    }
+}
+
+/// §5.2, plus our checks: any failure fails; for training, registration and prediction a check
+/// 1–3 that could not run fails too; otherwise at least one check must pass.
+pub fn overall(v: &ProofVerdict) -> bool {
+    let c = &v.checks;
+    let all = [
+        &v.proof_found,
+        &v.data_item,
+        &v.key_binding,
+        &c.signature,
+        &c.anchored_bytes,
+        &c.source_of_truth,
+        &c.ario_attestation,
+    ];
+    if v.proof_found.ok != Some(true) || all.iter().any(|k| k.ok == Some(false)) {
+        return false;
+    }
+    let required = matches!(
+        v.event_type.as_deref(),
+        Some("training_complete" | "model_registered" | "prediction")
+    );
+    if required
+        && [&c.signature, &c.anchored_bytes, &c.source_of_truth]
+            .iter()
+            .any(|k| k.ok.is_none())
+    {
+        return false;
+    }
+    c.signature.ok == Some(true)
+}

@@ -402,9 +402,9 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
 /// `verify …` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum VerifyCommand {
-    /// Verify one signed envelope file: spec version, payload hash and Ed25519 signature.
+    /// Verify signed envelope files offline: spec version, payload hash and Ed25519 signature.
     ///
-    /// Exit status: 0 valid, 1 invalid, 2 unreadable or not JSON.
+    /// Exit status: 0 all valid, 1 one is invalid, 2 one is unreadable or not JSON.
     Envelope(VerifyEnvelopeArgs),
     /// Verify a run's training proof (`ario.training_tx`).
     ///
@@ -581,9 +581,12 @@ fn parse_predictions(text: &str) -> Result<crate::verify::audit::PredictionSampl
 /// Arguments of `verify envelope`.
 #[derive(Debug, Args)]
 pub struct VerifyEnvelopeArgs {
-    /// Envelope JSON file, or `-` for standard input.
-    pub file: PathBuf,
-    /// The external payload's stored bytes (e.g. `ario/payload.json`), hashed as they are.
+    /// Envelope JSON file(s), or `-` for standard input. With several files each gets a
+    /// verdict (one JSON object per line, or one text line each).
+    #[arg(required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// The external payload's stored bytes (e.g. `ario/payload.json`), hashed as they are
+    /// (one envelope file only).
     #[arg(long)]
     pub payload: Option<PathBuf>,
     /// Print a one-line human summary instead of the JSON verdict.

@@ -186,6 +186,52 @@ fn backfill_anchors_every_event_once_and_the_plugin_verifies_them() {
     let out = worker(&env, &["backfill"]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(dn.handle.items().len(), 10, "nothing anchored twice");
+
+    // Versions are polled incrementally below the watermark: a new version and its stage change
+    // made now are still detected, and the cursor says the scan was incremental.
+    let model = s("model_name");
+    let run_id = s("run");
+    let http = |path: &str, body: Value| {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+            ])
+            .arg(body.to_string())
+            .arg(format!("{}/api/2.0/mlflow/{path}", server.uri))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{path}: {}", show(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let created = http(
+        "model-versions/create",
+        serde_json::json!({"name": model, "source": format!("runs:/{run_id}/model"), "run_id": run_id}),
+    );
+    let version = created["model_version"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    http(
+        "model-versions/transition-stage",
+        serde_json::json!({"name": model, "version": version, "stage": "Production", "archive_existing_versions": false}),
+    );
+    let out = worker(&env, &["backfill"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let status: Value =
+        serde_json::from_slice(&worker(&env, &["status", "--json"]).stdout).unwrap();
+    let cursor = status["cursors"]["model_versions"].clone();
+    assert_eq!(cursor["last_scan"], "incremental", "{cursor}");
+    assert_eq!(
+        dn.handle.items().len(),
+        12,
+        "the new version's registration and promotion anchored ({cursor})"
+    );
+    println!("incremental version poll: {cursor}");
     common::oracle::check_items(dn.handle.items_dir());
     rt.block_on(dn.handle.shutdown());
 }

@@ -596,3 +596,117 @@ fn render_html(html: &Path, dir: &Path) {
         bytes.len()
     );
 }
+
+#[test]
+fn a_lifecycle_anchored_by_the_plugin_verifies_with_our_commands() {
+    let Some(venv) = venv() else { return };
+    let server = MlflowServer::start(&venv);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dn = rt.block_on(start_devnet(true, &[]));
+    let home = tempfile::tempdir().unwrap();
+    let ca = home.path().join("devnet-ca.pem");
+    std::fs::write(&ca, dn.handle.ca_pem().unwrap()).unwrap();
+    let gateway = dn.handle.url().trim_start_matches("https://").to_string();
+    let plugin_env = [
+        ("REQUESTS_CA_BUNDLE", ca.display().to_string()),
+        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
+        ("HOME", home.path().display().to_string()),
+        ("ARIO_MLFLOW_GATEWAYS", gateway.clone()),
+        ("ARIO_MLFLOW_GATEWAY_HOST", gateway.clone()),
+        ("MLFLOW_TRACKING_URI", server.uri.clone()),
+    ];
+    let plugin_env_ref: Vec<(&str, &str)> =
+        plugin_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = server.python(
+        &venv,
+        &data("plugin_lifecycle.py"),
+        &[&server.uri, dn.handle.url(), "p"],
+        &plugin_env_ref,
+    );
+    assert!(out.status.success(), "plugin lifecycle: {}", show(&out));
+    let ids: Value = serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| l.starts_with(b"{"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ids["proof_status"], "anchored", "{ids:#}");
+    assert_eq!(ids["registration"]["status"], "anchored", "{ids:#}");
+    assert_eq!(ids["promotion"]["status"], "anchored", "{ids:#}");
+    let s = |k: &str| ids[k].as_str().unwrap().to_string();
+    let mv = format!("{}/{}", s("model_name"), s("version"));
+    let env = vec![
+        ("MLFLOW_TRACKING_URI", server.uri.clone()),
+        ("ARIO_MLFLOW_CA_CERT", ca.display().to_string()),
+        ("ARIO_MLFLOW_GATEWAY_HOST", gateway.clone()),
+        ("ARIO_MLFLOW_GATEWAYS", gateway.clone()),
+        ("HOME", home.path().display().to_string()),
+    ];
+    let seed: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(SEED_B64)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let pubkey = EnvelopeKey::from_seed(&seed, KeySource::Env).public_key_hex();
+    for (args, what) in [
+        (
+            vec!["verify", "run", ids["run"].as_str().unwrap(), "--chain"],
+            "training",
+        ),
+        (
+            vec!["verify", "model", mv.as_str(), "--chain"],
+            "registration",
+        ),
+        (
+            vec!["verify", "trace", ids["trace"].as_str().unwrap(), "--chain"],
+            "prediction",
+        ),
+        (
+            vec!["verify", "tx", ids["promotion"]["tx_id"].as_str().unwrap()],
+            "promotion",
+        ),
+    ] {
+        let (code, v) = pinned_with(&env, &pubkey, &args);
+        assert_eq!(code, 0, "the plugin's {what} proof must pass ours: {v:#}");
+        assert_eq!(check(&v, "data_item")["ok"], true, "{v:#}");
+        println!(
+            "plugin-made {what}: PASS — record: {}, signature: {}",
+            v["checks"]["source_of_truth"]["reason"], v["checks"]["signature"]["reason"]
+        );
+    }
+    let out = worker(
+        &env,
+        &["audit", &mv, "--format", "json", "--trusted-key", &pubkey],
+    );
+    assert!(out.status.success(), "audit: {}", show(&out));
+    let audit: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stages: Vec<(String, Value)> = audit["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stage"].as_str().unwrap().to_string(), s["ok"].clone()))
+        .collect();
+    for want in [
+        "dataset",
+        "training",
+        "registration",
+        "promotion",
+        "prediction",
+    ] {
+        assert!(
+            stages.iter().any(|(s, ok)| s == want && ok == &json!(true)),
+            "audit of the plugin's lifecycle lacks a passing {want}: {stages:?}"
+        );
+    }
+    assert!(
+        stages.iter().all(|(_, ok)| ok == &json!(true)),
+        "{stages:?}"
+    );
+    println!("audit of the plugin's lifecycle: {stages:?}");
+    rt.block_on(dn.handle.shutdown());
+}

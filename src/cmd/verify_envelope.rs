@@ -2,7 +2,7 @@
 //! envelope. Exit 0 valid, 1 invalid, 2 when the envelope or payload cannot be read or the
 //! envelope is not JSON.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -27,11 +27,9 @@ struct Report<'a> {
 
 /// Runs the command.
 pub fn run(args: &VerifyEnvelopeArgs) -> ExitCode {
-    let name = args.file.display().to_string();
-    let envelope = match read_input(&args.file) {
-        Ok(bytes) => bytes,
-        Err(e) => return unreadable(&format!("cannot read envelope {name}: {e}")),
-    };
+    if args.payload.is_some() && args.files.len() != 1 {
+        return unreadable("--payload goes with exactly one envelope file");
+    }
     let payload = match &args.payload {
         Some(path) => match std::fs::read(path) {
             Ok(bytes) => Some(bytes),
@@ -39,27 +37,53 @@ pub fn run(args: &VerifyEnvelopeArgs) -> ExitCode {
         },
         None => None,
     };
-    let verdict = match verify_envelope_text(&envelope, payload.as_deref()) {
-        Ok(v) => v,
-        Err(e) => return unreadable(&format!("{name} is not a JSON envelope: {e}")),
+    let single = args.files.len() == 1;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut worst = EXIT_VALID;
+    for file in &args.files {
+        let code = one(file, payload.as_deref(), args.text, single, &mut out);
+        worst = worst.max(code);
+    }
+    let _ = out.flush();
+    ExitCode::from(worst)
+}
+
+/// Verifies one file and prints its verdict; returns its exit status.
+fn one(file: &Path, payload: Option<&[u8]>, text: bool, pretty: bool, out: &mut impl Write) -> u8 {
+    let name = file.display().to_string();
+    let envelope = match read_input(file) {
+        Ok(bytes) => bytes,
+        Err(e) => return unreadable_code(&format!("cannot read envelope {name}: {e}")),
     };
-    if args.text {
-        println!("{}", summary(&name, &verdict));
+    let verdict = match verify_envelope_text(&envelope, payload) {
+        Ok(v) => v,
+        Err(e) => return unreadable_code(&format!("{name} is not a JSON envelope: {e}")),
+    };
+    let printed = if text {
+        writeln!(out, "{}", summary(&name, &verdict))
     } else {
         let report = Report {
             file: name,
             verdict: &verdict,
         };
-        match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => return unreadable(&format!("cannot print the verdict: {e}")),
+        let json = if pretty {
+            serde_json::to_string_pretty(&report)
+        } else {
+            serde_json::to_string(&report)
+        };
+        match json {
+            Ok(t) => writeln!(out, "{t}"),
+            Err(e) => return unreadable_code(&format!("cannot print the verdict: {e}")),
         }
+    };
+    if let Err(e) = printed {
+        return unreadable_code(&format!("cannot write the verdict: {e}"));
     }
-    ExitCode::from(if verdict.overall {
+    if verdict.overall {
         EXIT_VALID
     } else {
         EXIT_INVALID
-    })
+    }
 }
 
 /// The one-line human summary printed with `--text`.
@@ -105,6 +129,10 @@ fn read_input(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 fn unreadable(message: &str) -> ExitCode {
+    ExitCode::from(unreadable_code(message))
+}
+
+fn unreadable_code(message: &str) -> u8 {
     eprintln!("error: {message}");
-    ExitCode::from(EXIT_UNREADABLE)
+    EXIT_UNREADABLE
 }

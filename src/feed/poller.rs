@@ -3,7 +3,10 @@
 //!
 //! * finished runs: `status = 'FINISHED' and tags.ario.training_tx IS NULL` over every
 //!   experiment (the marker-tag queue: stateless, self-healing), paged;
-//! * model versions without `ario.registration_tx`, paged;
+//! * model versions: ordered by `last_updated_timestamp` DESC and paged only down to the
+//!   watermark minus an overlap (creation and stage transitions bump the timestamp), with a full
+//!   scan on the first poll and every [`FULL_SCAN_EVERY`] (self-healing); versions without
+//!   `ario.registration_tx` become registrations;
 //! * stage changes: each version's stage compared with the snapshot kept in sled (MLflow keeps no
 //!   stage history; a version first seen in a stage is recorded as reaching it from `None`);
 //! * aliases: registered-model snapshots diffed (alias changes bump no timestamp);
@@ -71,6 +74,12 @@ pub enum PollError {
     Mlflow(#[from] MlflowError),
 }
 
+/// Overlap below the version watermark: clock skew between MLflow replicas and commit delays.
+pub const VERSION_WATERMARK_OVERLAP_MS: i64 = 10 * 60 * 1000;
+
+/// A full version scan at least this often, even with a watermark (self-healing).
+pub const FULL_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -120,11 +129,44 @@ pub async fn poll_filtered(
             stats.failed_queries += 1;
         }
     }
-    let versions = if filter.registry() {
-        model_versions(mlflow).await
-    } else {
+    // The version watermark: the newest `last_updated_timestamp` seen, and when the last full
+    // scan ran. A filtered backfill (`--since`/`--model`) always scans fully and keeps no cursor.
+    let cursor = store.cursor("model_versions")?.unwrap_or(Value::Null);
+    let watermark = cursor["watermark_ms"].as_i64();
+    let last_full = cursor["full_scan_ms"].as_i64().unwrap_or(0);
+    let unfiltered = filter == &PollFilter::default();
+    let incremental = unfiltered
+        && watermark.is_some()
+        && now_ms() - last_full < FULL_SCAN_EVERY.as_millis() as i64;
+    let versions = if !filter.registry() {
         Ok(Vec::new())
+    } else if incremental {
+        let since = watermark.unwrap_or(0) - VERSION_WATERMARK_OVERLAP_MS;
+        mlflow
+            .search_model_versions_updated_since(since)
+            .await
+            .map(oldest_first)
+    } else {
+        model_versions(mlflow).await
     };
+    if let (true, Ok(vs)) = (unfiltered, &versions) {
+        let newest = vs
+            .iter()
+            .filter_map(|mv| mv.last_updated_timestamp)
+            .max()
+            .into_iter()
+            .chain(watermark)
+            .max();
+        store.set_cursor(
+            "model_versions",
+            &json!({
+                "watermark_ms": newest.unwrap_or(0),
+                "full_scan_ms": if incremental { last_full } else { now_ms() },
+                "last_scan": if incremental { "incremental" } else { "full" },
+                "versions_read": vs.len(),
+            }),
+        )?;
+    }
     // Creation times, so `--since` can judge alias changes by the version they point at.
     let mut created: BTreeMap<(String, String), i64> = BTreeMap::new();
     match versions {
@@ -339,8 +381,11 @@ async fn finished_runs(
 async fn model_versions(
     mlflow: &MlflowClient,
 ) -> Result<Vec<crate::mlflow::ModelVersion>, MlflowError> {
-    let mut all = mlflow.search_model_versions("").await?;
-    // Oldest first, so registrations are detected in creation order.
+    Ok(oldest_first(mlflow.search_model_versions("").await?))
+}
+
+/// Oldest first, so registrations are detected in creation order.
+fn oldest_first(mut all: Vec<crate::mlflow::ModelVersion>) -> Vec<crate::mlflow::ModelVersion> {
     all.sort_by_key(|mv| {
         (
             mv.creation_timestamp.unwrap_or(0),
@@ -348,7 +393,7 @@ async fn model_versions(
             mv.version.parse::<u64>().unwrap_or(0),
         )
     });
-    Ok(all)
+    all
 }
 
 async fn registered_models(

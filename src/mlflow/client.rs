@@ -442,6 +442,43 @@ impl MlflowClient {
         }
     }
 
+    /// `GET model-versions/search` ordered by `last_updated_timestamp` DESC, paging only until a
+    /// page reaches versions last updated before `since_ms` (spec/mlflow-rest.md §7: the search
+    /// cannot filter on the timestamp, only order by it). Returns the versions updated at or
+    /// after `since_ms` (and possibly a few older ones from the last page).
+    pub async fn search_model_versions_updated_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<ModelVersion>, MlflowError> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let mut query = vec![
+                ("order_by", "last_updated_timestamp DESC"),
+                ("max_results", "200"),
+            ];
+            if !token.is_empty() {
+                query.push(("page_token", token.as_str()));
+            }
+            let v: Value = self
+                .call(
+                    "model-versions/search",
+                    Request::get("api/2.0/mlflow/model-versions/search", &query),
+                )
+                .await?;
+            let page: Vec<ModelVersion> =
+                serde_json::from_value(v["model_versions"].clone()).unwrap_or_default();
+            let reached_old = page
+                .iter()
+                .any(|mv| mv.last_updated_timestamp.unwrap_or(0) < since_ms);
+            out.extend(page);
+            match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
+                Some(t) if !reached_old => token = t.to_string(),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// `GET registered-models/get` (includes aliases and tags).
     pub async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel, MlflowError> {
         #[derive(serde::Deserialize)]

@@ -2,8 +2,6 @@
 //! training, registration, every promotion and alias change (found through their witnesses,
 //! not only the latest tag), and a sample or all of its predictions.
 
-use std::collections::BTreeSet;
-
 use serde_json::{json, Map, Value};
 
 use super::{Entity, ProofVerdict, Verifier};
@@ -179,8 +177,9 @@ impl Verifier {
     }
 
     /// Promotions or alias changes of this version: every witness directory under `dir` on the
-    /// run whose proof is about this version (TX from its receipt), plus the TX tags (the
-    /// plugin keeps only the latest promotion, in a tag).
+    /// run whose proof is about this version (TX from its receipt, or from a TX tag whose
+    /// envelope has the directory's event id — the plugin writes no receipt there), plus TX
+    /// tags with no witness (the plugin keeps only the latest promotion, in a tag).
     async fn history(
         &self,
         run: Option<&Run>,
@@ -188,8 +187,8 @@ impl Verifier {
         dir: &str,
         tag_prefix: &str,
     ) -> Vec<(String, Option<String>)> {
-        let mut out: Vec<(String, Option<String>)> = Vec::new();
-        let mut txs: BTreeSet<String> = BTreeSet::new();
+        // (event id, label, tx)
+        let mut found: Vec<(String, String, Option<String>)> = Vec::new();
         if let Some(run) = run {
             for event_dir in self.subdirs(run, dir).await {
                 let read = |f: &str| format!("{dir}/{event_dir}/{f}");
@@ -219,10 +218,7 @@ impl Verifier {
                     .json_artifact(run, &read("receipt.json"))
                     .await
                     .and_then(|r| r["id"].as_str().map(str::to_owned));
-                if let Some(t) = &tx {
-                    txs.insert(t.clone());
-                }
-                out.push((label, tx));
+                found.push((event_dir, label, tx));
             }
         }
         for t in &mv.tags {
@@ -231,17 +227,34 @@ impl Verifier {
             } else {
                 t.key == tag_prefix
             };
-            if matches && !txs.contains(&t.value) {
-                let label = t
-                    .key
-                    .strip_prefix(tag_prefix)
-                    .map(|a| format!("@{a}"))
-                    .filter(|l| l != "@")
-                    .unwrap_or_else(|| format!("latest ({})", mv.current_stage));
-                out.push((label, Some(t.value.clone())));
+            if !matches
+                || found
+                    .iter()
+                    .any(|f| f.2.as_deref() == Some(t.value.as_str()))
+            {
+                continue;
             }
+            let event_id = match self.fetch(&t.value).await {
+                Ok(f) => f.envelope["event_id"].as_str().map(str::to_owned),
+                Err(_) => None,
+            };
+            if let Some(slot) = found
+                .iter_mut()
+                .find(|f| f.2.is_none() && Some(&f.0) == event_id.as_ref())
+            {
+                slot.2 = Some(t.value.clone());
+                continue;
+            }
+            let label = match t.key.strip_prefix(tag_prefix).filter(|a| !a.is_empty()) {
+                Some(alias) => format!("@{alias}"),
+                None => format!("latest ({})", mv.current_stage),
+            };
+            found.push((String::new(), label, Some(t.value.clone())));
         }
-        out
+        found
+            .into_iter()
+            .map(|(_, label, tx)| (label, tx))
+            .collect()
     }
 
     async fn subdirs(&self, run: &Run, dir: &str) -> Vec<String> {

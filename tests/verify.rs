@@ -438,6 +438,28 @@ fn verify_and_audit_pass_for_honest_proofs_and_fail_each_tampering_for_its_reaso
     );
     set_tag(&training_tx);
 
+    // A chain whose predecessor cannot be found: the walk reports the break and fails.
+    let orphan = sign_event(
+        "stage_transition",
+        json!({"type": "mlflow_model_version", "name": model, "version": "1"}),
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        &json!({"event_type": "stage_transition", "model_name": model, "model_version": "1",
+                "from_stage": "Staging", "to_stage": "Production"}),
+        &legit,
+        &wallet.signer,
+    )
+    .unwrap();
+    rt.block_on(turbo.upload(&orphan.item.to_bytes())).unwrap();
+    let (code, v) = verify_json(&env, &["verify", "tx", &orphan.item.id(), "--chain"]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["chain"]["reached_genesis"], false, "{v:#}");
+    let breaks = v["chain"]["breaks"].to_string();
+    assert!(
+        breaks.contains("AAAAAAAA") && breaks.contains("no gateway served"),
+        "{breaks}"
+    );
+    println!("chain break reported: {breaks}");
+
     // g. A gateway serving altered bytes: with an honest second gateway the proof still passes
     //    (reported), alone it fails.
     let liar = rt.block_on(start_devnet(false, &["raw:alter"]));

@@ -93,14 +93,10 @@ impl Verifier {
         let mut stages: Vec<Stage> = Vec::new();
         if let Some(run) = &run {
             let run_entity = Entity::Run(run.info.run_id.clone());
-            for t in &run.data.tags {
-                if let Some(ds) = t.key.strip_prefix("ario.dataset_anchor_tx.") {
-                    // Dataset proofs are about the dataset, not the run.
-                    stages.push(
-                        self.stage("dataset", ds, Some(&t.value), &Entity::Any)
-                            .await,
-                    );
-                }
+            for (name, digest, tx) in self.dataset_proofs(run).await {
+                let e = Entity::Dataset(name.clone(), digest.clone());
+                let label = format!("{name} ({})", &digest[..digest.len().min(8)]);
+                stages.push(self.stage("dataset", &label, tx.as_deref(), &e).await);
             }
             stages.push(
                 self.stage(
@@ -255,6 +251,73 @@ impl Verifier {
             .into_iter()
             .map(|(_, label, tx)| (label, tx))
             .collect()
+    }
+
+    /// The run's dataset inputs and their proofs. One proof exists per (name, digest) (DESIGN
+    /// dedupe key), tagged `ario.dataset_anchor_tx.<name>` on the first run that used it, so a
+    /// dataset shared by several runs is looked up on the other runs too.
+    async fn dataset_proofs(&self, run: &Run) -> Vec<(String, String, Option<String>)> {
+        let mut out: Vec<(String, String, Option<String>)> = Vec::new();
+        for input in &run.inputs.dataset_inputs {
+            let (name, digest) = (&input.dataset.name, &input.dataset.digest);
+            if out.iter().any(|(n, d, _)| n == name && d == digest) {
+                continue;
+            }
+            let key = format!("ario.dataset_anchor_tx.{name}");
+            let mut candidates: Vec<String> =
+                run.tag(&key).map(str::to_owned).into_iter().collect();
+            candidates.extend(self.runs_tagged(&key).await);
+            let mut found = None;
+            for tx in candidates {
+                let about = match self.fetch(&tx).await {
+                    Ok(f) => f.envelope["subject"]["digest"].as_str() == Some(digest.as_str()),
+                    Err(_) => false,
+                };
+                if about {
+                    found = Some(tx);
+                    break;
+                }
+            }
+            out.push((name.clone(), digest.clone(), found));
+        }
+        out
+    }
+
+    /// Values of `key` on runs that carry it (any experiment, at most 100).
+    async fn runs_tagged(&self, key: &str) -> Vec<String> {
+        let Ok(experiments) = crate::feed::poller::experiment_ids(&self.mlflow).await else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for chunk in experiments.chunks(500) {
+            let body = serde_json::json!({
+                "experiment_ids": chunk,
+                "filter": format!("tags.`{key}` IS NOT NULL"),
+                "max_results": 100,
+            });
+            let Ok(v) = self
+                .mlflow
+                .call::<Value>(
+                    "runs/search",
+                    crate::mlflow::client::Request::post("api/2.0/mlflow/runs/search", body),
+                )
+                .await
+            else {
+                continue;
+            };
+            for r in v["runs"].as_array().into_iter().flatten() {
+                for t in r["data"]["tags"].as_array().into_iter().flatten() {
+                    if t["key"] == key {
+                        if let Some(v) = t["value"].as_str() {
+                            if !out.iter().any(|o| o == v) {
+                                out.push(v.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 
     async fn subdirs(&self, run: &Run, dir: &str) -> Vec<String> {

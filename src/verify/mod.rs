@@ -100,6 +100,8 @@ pub enum Entity {
     ModelVersion(String, String),
     /// A trace (prediction).
     Trace(String),
+    /// A dataset (name, digest).
+    Dataset(String, String),
     /// Whatever the TX is about.
     Any,
 }
@@ -399,7 +401,7 @@ impl Verifier {
                 .tags
                 .get(tag)
                 .cloned(),
-            Entity::Any => None,
+            Entity::Dataset(..) | Entity::Any => None,
         }
     }
 
@@ -700,7 +702,7 @@ impl Verifier {
                 }
                 Ok(())
             }
-            Entity::Any => return Ok(Vec::new()),
+            Entity::Dataset(..) | Entity::Any => return Ok(Vec::new()),
         };
         result.map_err(|e| e.to_string())?;
         Ok(written)
@@ -775,6 +777,9 @@ fn subject_mismatch(env: &Value, entity: &Entity) -> Option<String> {
         Entity::ModelVersion(n, v) => (s("name").as_deref() != Some(n.as_str())
             || s("version").as_deref() != Some(v.as_str()))
         .then(|| format!("subject {subject} is not {n}/{v}")),
+        Entity::Dataset(name, digest) => (s("name").as_deref() != Some(name.as_str())
+            || s("digest").as_deref() != Some(digest.as_str()))
+        .then(|| format!("subject {subject} is not dataset {name}@{digest}")),
         Entity::Trace(id) => {
             let trace = s("trace_id").or_else(|| s("decision_id"));
             (trace.as_deref() != Some(id.as_str()))

@@ -123,14 +123,19 @@ pub fn verdict_text(title: &str, v: &ProofVerdict, colour: bool) -> String {
         colour,
     );
     let verdict = if v.overall_ok { Mark::Pass } else { Mark::Fail };
-    let _ = writeln!(out, "  {} {:<28}", verdict.paint(colour), "VERDICT");
+    let _ = writeln!(out, "  {} VERDICT", verdict.paint(colour));
     out
 }
 
 /// The chain walk as rows.
 pub fn chain_text(c: &ChainReport, colour: bool) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "  chain ({} predecessors):", c.links.len());
+    let n = c.links.len();
+    let _ = writeln!(
+        out,
+        "  chain ({n} predecessor{}):",
+        if n == 1 { "" } else { "s" }
+    );
     for l in &c.links {
         let mark = if l.ok { Mark::Pass } else { Mark::Fail };
         let _ = writeln!(
@@ -279,7 +284,7 @@ code{font:12px ui-monospace,monospace;word-break:break-all}.meta td:first-child{
 .timeline{list-style:none;padding:0;border-left:3px solid #d0d7de;margin-left:.5em}\
 .timeline li{margin:0 0 .8em;padding-left:1em;position:relative}\
 .timeline li:before{content:'';position:absolute;left:-.55em;top:.35em;width:.8em;height:.8em;border-radius:50%;background:#8c959f}\
-.timeline li.PASS:before{background:#1a7f37}.timeline li.FAIL:before{background:#cf222e}\
+.timeline li.t-PASS:before{background:#1a7f37}.timeline li.t-FAIL:before{background:#cf222e}\
 .timeline li{background:none}footer{margin-top:2em;color:#57606a;font-size:12px}";
 
 /// The audit as one self-contained HTML page.
@@ -316,7 +321,7 @@ pub fn audit_html(a: &Audit) -> String {
             .unwrap_or_default();
         let _ = write!(
             h,
-            "<li class=\"{class}\"><b>{stage}</b> {label} — <span class=\"{class}\">{word}</span><br><small>{when}</small></li>",
+            "<li class=\"t-{class}\"><b>{stage}</b> {label} — <span class=\"{class}\">{word}</span><br><small>{when}</small></li>",
             stage = esc(&s.stage),
             label = esc(&s.label),
             when = esc(&when)
@@ -375,4 +380,36 @@ the model owner published through a trusted channel (or re-run with <code>--trus
         env!("CARGO_PKG_VERSION")
     );
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_aligned_and_coloured_only_when_asked() {
+        let pass = Check::pass("signature valid");
+        let pending = Check::fail("attestation_level_below_threshold: level 1 < 2");
+        let mut plain = String::new();
+        row(&mut plain, "Signature Confirmed", &pass, false);
+        row(&mut plain, "ar.io attestation", &pending, false);
+        assert_eq!(
+            plain,
+            "  PASS    Signature Confirmed          signature valid\n  PENDING ar.io attestation            attestation_level_below_threshold: level 1 < 2\n"
+        );
+        let mut coloured = String::new();
+        row(&mut coloured, "Signature Confirmed", &pass, true);
+        assert!(coloured.contains("\x1b[32mPASS   \x1b[0m"), "{coloured:?}");
+        assert!(!colour_wanted(false), "never colour off a terminal");
+        assert_eq!(Mark::of(&Check::fail("x")), Mark::Fail);
+        assert_eq!(Mark::of(&Check::skipped("n/a")), Mark::Pending);
+    }
+
+    #[test]
+    fn html_escapes_everything_it_prints() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
 }

@@ -486,10 +486,10 @@ pub struct VerifyRunArgs {
     pub output: VerifyOutputArgs,
 }
 
-/// Arguments of `verify model`.
+/// A model version: `NAME/VERSION` or `--name N --version V`.
 #[derive(Debug, Args)]
-pub struct VerifyModelArgs {
-    /// `NAME/VERSION` (the name may contain `/`).
+pub struct ModelTargetArgs {
+    /// `NAME/VERSION` (the name may contain `/`: split at the last one).
     pub model: Option<String>,
     /// Registered model name (instead of `NAME/VERSION`).
     #[arg(long, requires = "version")]
@@ -497,6 +497,14 @@ pub struct VerifyModelArgs {
     /// Version (with `--name`).
     #[arg(long, requires = "name")]
     pub version: Option<String>,
+}
+
+/// Arguments of `verify model`.
+#[derive(Debug, Args)]
+pub struct VerifyModelArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: ModelTargetArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub verifier: VerifierArgs,
@@ -546,14 +554,9 @@ pub enum AuditFormat {
 /// Arguments of `audit`.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// `NAME/VERSION` (the name may contain `/`).
-    pub model: Option<String>,
-    /// Registered model name (instead of `NAME/VERSION`).
-    #[arg(long, requires = "version")]
-    pub name: Option<String>,
-    /// Version (with `--name`).
-    #[arg(long, requires = "name")]
-    pub version: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: ModelTargetArgs,
     /// Report format.
     #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
     pub format: AuditFormat,
@@ -699,7 +702,7 @@ mod tests {
         match cli.command {
             Command::Verify(VerifyCommand::Model(a)) => {
                 assert_eq!(
-                    (a.name.as_deref(), a.version.as_deref()),
+                    (a.target.name.as_deref(), a.target.version.as_deref()),
                     (Some("team/model"), Some("3"))
                 )
             }

@@ -76,20 +76,68 @@ fn sqlite(db: &Path, sql: &str, arg: &str) {
     assert!(out.status.success(), "{}", show(&out));
 }
 
+/// A real MLflow, devnet over TLS, a home directory and the devnet CA.
+struct Lab {
+    server: MlflowServer,
+    rt: tokio::runtime::Runtime,
+    dn: TestDevnet,
+    home: tempfile::TempDir,
+    ca: PathBuf,
+    gateway: String,
+}
+
+impl Lab {
+    fn start(venv: &Path) -> Lab {
+        let server = MlflowServer::start(venv);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dn = rt.block_on(start_devnet(true, &[]));
+        let home = tempfile::tempdir().unwrap();
+        let ca = home.path().join("devnet-ca.pem");
+        std::fs::write(&ca, dn.handle.ca_pem().unwrap()).unwrap();
+        let gateway = dn.handle.url().trim_start_matches("https://").to_string();
+        Lab {
+            server,
+            rt,
+            dn,
+            home,
+            ca,
+            gateway,
+        }
+    }
+}
+
+/// The plugin's environment: devnet's CA, the test key (so its key files are not rotated).
+fn plugin_env(
+    server: &MlflowServer,
+    ca: &Path,
+    home: &Path,
+    gateway: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("REQUESTS_CA_BUNDLE", ca.display().to_string()),
+        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
+        ("HOME", home.display().to_string()),
+        ("ARIO_MLFLOW_GATEWAYS", gateway.to_string()),
+        ("ARIO_MLFLOW_GATEWAY_HOST", gateway.to_string()),
+        ("MLFLOW_TRACKING_URI", server.uri.clone()),
+    ]
+}
+
 #[test]
 fn verify_and_audit_pass_for_honest_proofs_and_fail_each_tampering_for_its_reason() {
     let Some(venv) = venv() else { return };
-    let server = MlflowServer::start(&venv);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dn = rt.block_on(start_devnet(true, &[]));
-    let home = tempfile::tempdir().unwrap();
-    let ca = home.path().join("devnet-ca.pem");
-    std::fs::write(&ca, dn.handle.ca_pem().unwrap()).unwrap();
-    let gateway = dn.handle.url().trim_start_matches("https://").to_string();
+    let Lab {
+        server,
+        rt,
+        dn,
+        home,
+        ca,
+        gateway,
+    } = Lab::start(&venv);
 
     let out = server.python(&venv, &data("scenario.py"), &[&server.uri, "vfy"], &[]);
     assert!(out.status.success(), "scenario: {}", show(&out));
@@ -105,14 +153,7 @@ fn verify_and_audit_pass_for_honest_proofs_and_fail_each_tampering_for_its_reaso
     let mv = format!("{model}/1");
 
     // The plugin anchors one run itself (its proof, its bytes); our worker anchors the rest.
-    let plugin_env = [
-        ("REQUESTS_CA_BUNDLE", ca.display().to_string()),
-        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
-        ("HOME", home.path().display().to_string()),
-        ("ARIO_MLFLOW_GATEWAYS", gateway.clone()),
-        ("ARIO_MLFLOW_GATEWAY_HOST", gateway.clone()),
-        ("MLFLOW_TRACKING_URI", server.uri.clone()),
-    ];
+    let plugin_env = plugin_env(&server, &ca, home.path(), &gateway);
     let plugin_env_ref: Vec<(&str, &str)> =
         plugin_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = server.python(
@@ -622,25 +663,15 @@ fn render_html(html: &Path, dir: &Path) {
 #[test]
 fn a_lifecycle_anchored_by_the_plugin_verifies_with_our_commands() {
     let Some(venv) = venv() else { return };
-    let server = MlflowServer::start(&venv);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dn = rt.block_on(start_devnet(true, &[]));
-    let home = tempfile::tempdir().unwrap();
-    let ca = home.path().join("devnet-ca.pem");
-    std::fs::write(&ca, dn.handle.ca_pem().unwrap()).unwrap();
-    let gateway = dn.handle.url().trim_start_matches("https://").to_string();
-    let plugin_env = [
-        ("REQUESTS_CA_BUNDLE", ca.display().to_string()),
-        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
-        ("HOME", home.path().display().to_string()),
-        ("ARIO_MLFLOW_GATEWAYS", gateway.clone()),
-        ("ARIO_MLFLOW_GATEWAY_HOST", gateway.clone()),
-        ("MLFLOW_TRACKING_URI", server.uri.clone()),
-    ];
+    let Lab {
+        server,
+        rt,
+        dn,
+        home,
+        ca,
+        gateway,
+    } = Lab::start(&venv);
+    let plugin_env = plugin_env(&server, &ca, home.path(), &gateway);
     let plugin_env_ref: Vec<(&str, &str)> =
         plugin_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = server.python(

@@ -10,8 +10,8 @@ use serde_json::json;
 use crate::arweave::gateway::gateway_list;
 use crate::arweave::GatewayReader;
 use crate::cli::{
-    AuditArgs, AuditFormat, VerifierArgs, VerifyModelArgs, VerifyOutputArgs, VerifyRunArgs,
-    VerifyTraceArgs, VerifyTxArgs,
+    AuditArgs, AuditFormat, ModelTargetArgs, VerifierArgs, VerifyModelArgs, VerifyOutputArgs,
+    VerifyRunArgs, VerifyTraceArgs, VerifyTxArgs,
 };
 use crate::verify::report::{audit_html, audit_text, chain_text, colour_wanted, verdict_text};
 use crate::verify::{ArioVerifyClient, Entity, Verifier};
@@ -76,6 +76,19 @@ fn model_target(
         },
         _ => Err("give NAME/VERSION or --name and --version (not both)".into()),
     }
+}
+
+/// The model version asked for and the verifier.
+async fn model_and_verifier(
+    target: &ModelTargetArgs,
+    args: &VerifierArgs,
+) -> Result<(Verifier, String, String), String> {
+    let (name, version) = model_target(
+        target.model.as_deref(),
+        target.name.as_deref(),
+        target.version.as_deref(),
+    )?;
+    Ok((verifier(args).await?, name, version))
 }
 
 /// Verifies the TX found in `tag` of the entity and prints the verdict.
@@ -155,16 +168,8 @@ pub async fn run(args: VerifyRunArgs) -> ExitCode {
 
 /// `verify model <name>/<version>`.
 pub async fn model(args: VerifyModelArgs) -> ExitCode {
-    let (name, version) = match model_target(
-        args.model.as_deref(),
-        args.name.as_deref(),
-        args.version.as_deref(),
-    ) {
+    let (v, name, version) = match model_and_verifier(&args.target, &args.verifier).await {
         Ok(t) => t,
-        Err(e) => return fail(2, &e),
-    };
-    let v = match verifier(&args.verifier).await {
-        Ok(v) => v,
         Err(e) => return fail(2, &e),
     };
     let mv = match v.mlflow.get_model_version(&name, &version).await {
@@ -228,16 +233,8 @@ pub async fn tx(args: VerifyTxArgs) -> ExitCode {
 
 /// `audit <name>/<version>`.
 pub async fn audit(args: AuditArgs) -> ExitCode {
-    let (name, version) = match model_target(
-        args.model.as_deref(),
-        args.name.as_deref(),
-        args.version.as_deref(),
-    ) {
+    let (v, name, version) = match model_and_verifier(&args.target, &args.verifier).await {
         Ok(t) => t,
-        Err(e) => return fail(2, &e),
-    };
-    let v = match verifier(&args.verifier).await {
-        Ok(v) => v,
         Err(e) => return fail(2, &e),
     };
     let audit = match v

@@ -43,7 +43,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/api/v1/verify", post(ario_verify))
         .route("/{id}", get(sandbox_redirect))
         .route("/admin/items", get(admin_items))
-        .route("/admin/items/{id}", get(admin_item_bytes))
+        .route("/admin/items/{id}", get(data_item))
         .route("/admin/items/{id}/status", post(admin_set_status))
         .route(
             "/admin/faults",
@@ -424,19 +424,6 @@ async fn info(AxumState(state): Shared) -> Response {
 
 async fn admin_items(AxumState(state): Shared) -> Response {
     Json(state.store.list()).into_response()
-}
-
-async fn admin_item_bytes(AxumState(state): Shared, Path(id): Path<String>) -> Response {
-    let st = state.clone();
-    match tokio::task::spawn_blocking(move || st.store.item_bytes(&id)).await {
-        Ok(Ok(bytes)) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            bytes,
-        )
-            .into_response(),
-        _ => text(StatusCode::NOT_FOUND, "Not found"),
-    }
 }
 
 #[derive(Deserialize)]

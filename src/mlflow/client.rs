@@ -414,32 +414,13 @@ impl MlflowClient {
         Ok(r.model_version)
     }
 
-    /// `GET model-versions/search`, every page.
+    /// `GET model-versions/search` with `filter`, every page.
     pub async fn search_model_versions(
         &self,
         filter: &str,
     ) -> Result<Vec<ModelVersion>, MlflowError> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let mut query = vec![("filter", filter), ("max_results", "1000")];
-            if !token.is_empty() {
-                query.push(("page_token", token.as_str()));
-            }
-            let v: Value = self
-                .call(
-                    "model-versions/search",
-                    Request::get("api/2.0/mlflow/model-versions/search", &query),
-                )
-                .await?;
-            let page: Vec<ModelVersion> =
-                serde_json::from_value(v["model_versions"].clone()).unwrap_or_default();
-            out.extend(page);
-            match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
-                Some(t) => token = t.to_string(),
-                None => return Ok(out),
-            }
-        }
+        self.model_version_pages(&[("filter", filter), ("max_results", "1000")], |_| false)
+            .await
     }
 
     /// `GET model-versions/search` ordered by `last_updated_timestamp` DESC, paging only until a
@@ -450,30 +431,42 @@ impl MlflowClient {
         &self,
         since_ms: i64,
     ) -> Result<Vec<ModelVersion>, MlflowError> {
+        let query = [
+            ("order_by", "last_updated_timestamp DESC"),
+            ("max_results", "200"),
+        ];
+        self.model_version_pages(&query, |page| {
+            page.iter()
+                .any(|mv| mv.last_updated_timestamp.unwrap_or(0) < since_ms)
+        })
+        .await
+    }
+
+    /// Pages through `model-versions/search` until the last page or until `done(page)`.
+    async fn model_version_pages(
+        &self,
+        query: &[(&str, &str)],
+        done: impl Fn(&[ModelVersion]) -> bool,
+    ) -> Result<Vec<ModelVersion>, MlflowError> {
         let mut out = Vec::new();
         let mut token = String::new();
         loop {
-            let mut query = vec![
-                ("order_by", "last_updated_timestamp DESC"),
-                ("max_results", "200"),
-            ];
+            let mut q = query.to_vec();
             if !token.is_empty() {
-                query.push(("page_token", token.as_str()));
+                q.push(("page_token", token.as_str()));
             }
             let v: Value = self
                 .call(
                     "model-versions/search",
-                    Request::get("api/2.0/mlflow/model-versions/search", &query),
+                    Request::get("api/2.0/mlflow/model-versions/search", &q),
                 )
                 .await?;
             let page: Vec<ModelVersion> =
                 serde_json::from_value(v["model_versions"].clone()).unwrap_or_default();
-            let reached_old = page
-                .iter()
-                .any(|mv| mv.last_updated_timestamp.unwrap_or(0) < since_ms);
+            let stop = done(&page);
             out.extend(page);
             match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
-                Some(t) if !reached_old => token = t.to_string(),
+                Some(t) if !stop => token = t.to_string(),
                 _ => return Ok(out),
             }
         }

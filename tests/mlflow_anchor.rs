@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -21,34 +21,10 @@ use ario_mlflow_worker::mlflow::{MlflowClient, MlflowConfig};
 use ario_mlflow_worker::proof::jcs;
 use common::devnet::*;
 use common::mlflow::{venv, MlflowServer};
+use common::run::{mlflow_data as data, show, worker};
 use serde_json::Value;
 
 const SEED_B64: &str = "ASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8=";
-
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/mlflow")
-        .join(name)
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Our binary with the environment an operator would set.
-fn worker(env: &[(&str, String)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
 
 /// The plugin's CLI from the venv.
 fn plugin(venv: &Path, env: &[(&str, String)], args: &[&str]) -> Output {

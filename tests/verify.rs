@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use ario_mlflow_worker::anchor::event::{envelope_item, sign_event};
@@ -17,33 +17,10 @@ use ario_mlflow_worker::proof::envelope::sign_envelope;
 use base64::Engine;
 use common::devnet::*;
 use common::mlflow::{venv, MlflowServer};
+use common::run::{mlflow_data as data, show, worker};
 use serde_json::{json, Value};
 
 const SEED_B64: &str = "ASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8=";
-
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/mlflow")
-        .join(name)
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn worker(env: &[(&str, String)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
-    cmd.args(args).env_remove("NO_COLOR");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
 
 /// Runs a `--json` verify and returns (exit code, verdict).
 fn verify_json(env: &[(&str, String)], args: &[&str]) -> (i32, Value) {

@@ -490,3 +490,38 @@ pub mod mlflow {
         }
     }
 }
+
+pub mod run {
+    //! Running the worker binary and reporting what a command printed.
+
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output};
+
+    /// Exit status and both streams, for assertion messages.
+    pub fn show(out: &Output) -> String {
+        format!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// Runs `ario-mlflow-worker ARGS` with `env` added (and `NO_COLOR` removed, so colour
+    /// decisions are the binary's own).
+    pub fn worker(env: &[(&str, String)], args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+        cmd.args(args).env_remove("NO_COLOR");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    /// A file under `tests/data/mlflow/`.
+    pub fn mlflow_data(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/mlflow")
+            .join(name)
+    }
+}

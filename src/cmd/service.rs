@@ -140,11 +140,12 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
         if let Err(e) = drained {
             return fail(e.to_string());
         }
-        let jobs = pipeline.store.jobs().unwrap_or_default();
-        let open = jobs.iter().filter(|j| j.state.is_open()).count();
+        // The open-jobs index: cheap however long the store's history is.
+        let open = pipeline.store.open_count();
         if let Some(bar) = &bar {
-            report_bar(bar, &jobs);
+            report_bar(bar, &pipeline.store.jobs().unwrap_or_default());
         } else if until_caught_up && (last_report.elapsed() > Duration::from_secs(5) || open == 0) {
+            let jobs = pipeline.store.jobs().unwrap_or_default();
             let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
             for j in &jobs {
                 *by_state.entry(j.state.name()).or_default() += 1;

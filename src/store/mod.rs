@@ -1,8 +1,10 @@
 //! The durable state (sled 0.34): what the service remembers across crashes and restarts.
 //!
 //! Trees: `inbox` (dedupe key → first-seen time), `jobs` (key → [`Job`]), `queue` (sequence →
-//! key, detection order), `chains` (chain key → [`ChainHead`]), `cursors` (source → JSON),
-//! `snapshots` (what the poller last saw: stages, aliases) and `meta` (schema version).
+//! key, detection order), `open` (sequence → key of the jobs not yet closed, so finding due work
+//! costs the open jobs, not the store's whole history), `chains` (chain key → [`ChainHead`]),
+//! `cursors` (source → JSON), `snapshots` (what the poller last saw: stages, aliases) and `meta`
+//! (schema version).
 //!
 //! Invariants:
 //! * detection is idempotent: a dedupe key enters the inbox and becomes a job exactly once, in
@@ -158,6 +160,7 @@ pub struct Store {
     inbox: sled::Tree,
     jobs: sled::Tree,
     queue: sled::Tree,
+    open: sled::Tree,
     chains: sled::Tree,
     cursors: sled::Tree,
     snapshots: sled::Tree,
@@ -215,15 +218,29 @@ impl Store {
                 meta.insert("schema_version", encode(&SCHEMA_VERSION))?;
             }
         }
-        Ok(Store {
+        let store = Store {
             inbox: db.open_tree("inbox")?,
             jobs: db.open_tree("jobs")?,
             queue: db.open_tree("queue")?,
+            open: db.open_tree("open")?,
             chains: db.open_tree("chains")?,
             cursors: db.open_tree("cursors")?,
             snapshots: db.open_tree("snapshots")?,
             db,
-        })
+        };
+        if meta.get("open_index")?.is_none() {
+            // A store written before the open-jobs index: build it once from the queue.
+            for job in store.jobs()? {
+                if job.state.is_open() {
+                    store
+                        .open
+                        .insert(job.seq.to_be_bytes(), job.key.as_bytes())?;
+                }
+            }
+            meta.insert("open_index", encode(&true))?;
+            store.db.flush()?;
+        }
+        Ok(store)
     }
 
     /// A throwaway store in a temporary location (for `--dry-run`), removed when dropped.
@@ -233,6 +250,7 @@ impl Store {
             inbox: db.open_tree("inbox")?,
             jobs: db.open_tree("jobs")?,
             queue: db.open_tree("queue")?,
+            open: db.open_tree("open")?,
             chains: db.open_tree("chains")?,
             cursors: db.open_tree("cursors")?,
             snapshots: db.open_tree("snapshots")?,
@@ -264,14 +282,15 @@ impl Store {
             chain_key: None,
             detected_ms: now,
         };
-        (&self.inbox, &self.jobs, &self.queue)
-            .transaction(|(inbox, jobs, queue)| {
+        (&self.inbox, &self.jobs, &self.queue, &self.open)
+            .transaction(|(inbox, jobs, queue, open)| {
                 if inbox.get(key.as_bytes())?.is_some() {
                     return Ok(false);
                 }
                 inbox.insert(key.as_bytes(), encode(&now))?;
                 jobs.insert(key.as_bytes(), encode(&job))?;
                 queue.insert(&seq.to_be_bytes(), key.as_bytes())?;
+                open.insert(&seq.to_be_bytes(), key.as_bytes())?;
                 Ok(true)
             })
             .map_err(|e: TransactionError<StoreError>| tx_err(e))
@@ -298,19 +317,38 @@ impl Store {
         Ok(out)
     }
 
+    /// Jobs not yet closed (not Done, Skipped or Parked), in detection order.
+    pub fn open_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.open.iter() {
+            let (_, key) = entry?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            if let Some(job) = self.job(&key)? {
+                out.push(job);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many jobs are not yet closed.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
     /// Open jobs due at `now_ms`, in detection order.
     pub fn due(&self, now: u64) -> Result<Vec<Job>, StoreError> {
         Ok(self
-            .jobs()?
+            .open_jobs()?
             .into_iter()
             .filter(|j| j.state.is_open() && j.next_attempt_ms <= now)
             .collect())
     }
 
-    /// Applies `change` to a job in one transaction and returns the new job.
+    /// Applies `change` to a job in one transaction (its open-index entry included) and returns
+    /// the new job.
     pub fn update(&self, key: &str, change: impl Fn(&mut Job)) -> Result<Job, StoreError> {
-        self.jobs
-            .transaction(|jobs| {
+        (&self.jobs, &self.open)
+            .transaction(|(jobs, open)| {
                 let bytes =
                     jobs.get(key.as_bytes())?
                         .ok_or(ConflictableTransactionError::Abort(StoreError::NoJob(
@@ -320,6 +358,11 @@ impl Store {
                     decode(key, &bytes).map_err(ConflictableTransactionError::Abort)?;
                 change(&mut job);
                 jobs.insert(key.as_bytes(), encode(&job))?;
+                if job.state.is_open() {
+                    open.insert(&job.seq.to_be_bytes(), key.as_bytes())?;
+                } else {
+                    open.remove(&job.seq.to_be_bytes())?;
+                }
                 Ok(job)
             })
             .map_err(tx_err)
@@ -468,6 +511,67 @@ mod tests {
         assert!(!store.detect(&a).unwrap(), "the same dedupe key is one job");
         let keys: Vec<String> = store.jobs().unwrap().into_iter().map(|j| j.key).collect();
         assert_eq!(keys, ["run/a", "trace/t"]);
+    }
+
+    #[test]
+    fn only_open_jobs_are_indexed_for_due_work() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for id in ["a", "b", "c"] {
+                store
+                    .detect(&ChangeEvent::RunFinished { run_id: id.into() })
+                    .unwrap();
+            }
+            assert_eq!(store.open_count(), 3);
+            store.update("run/a", |j| j.state = JobState::Done).unwrap();
+            store
+                .update("run/b", |j| {
+                    j.state = JobState::Parked { error: "x".into() }
+                })
+                .unwrap();
+            let due: Vec<String> = store
+                .due(u64::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|j| j.key)
+                .collect();
+            assert_eq!(due, ["run/c"]);
+            assert_eq!(
+                store.jobs().unwrap().len(),
+                3,
+                "closed jobs stay for status"
+            );
+            // Re-opening (retry) puts the job back in the index, in detection order.
+            store
+                .update("run/b", |j| j.state = JobState::Detected)
+                .unwrap();
+            let due: Vec<String> = store
+                .due(u64::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|j| j.key)
+                .collect();
+            assert_eq!(due, ["run/b", "run/c"]);
+            // A store written before the index existed: drop it and its marker.
+            store.open.clear().unwrap();
+            store
+                .db
+                .open_tree("meta")
+                .unwrap()
+                .remove("open_index")
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.open_count(), 2, "rebuilt from the jobs on open");
+        let due: Vec<String> = store
+            .due(u64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.key)
+            .collect();
+        assert_eq!(due, ["run/b", "run/c"]);
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub enum Command {
     /// Verify every stage of a model version (datasets, training, registration, promotions,
     /// aliases, predictions) and print or write a text, JSON or HTML report.
     ///
-    /// Exit status: 0 every anchored stage passes, 1 a stage fails, 2 bad input or setup.
+    /// Exit status: 0 every anchored stage passes (at least one anchored), 1 a stage fails or
+    /// nothing is anchored, 2 bad input or setup.
     #[command(disable_version_flag = true)]
     Audit(Box<AuditArgs>),
     /// Inspect the envelope signing key.

@@ -97,6 +97,29 @@ fn sigkill_at_random_moments_never_loses_duplicates_or_forks() {
         "final backfill: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // What the store says, for the record (and for diagnosing a failure below).
+    let mut status = Command::new(bin);
+    status.args(["status", "--json"]);
+    for (k, v) in &env {
+        status.env(k, v);
+    }
+    let status: Value =
+        serde_json::from_slice(&status.output().unwrap().stdout).unwrap_or_default();
+    println!(
+        "crash test: store counts {} parked {}",
+        status["counts"], status["parked"]
+    );
+    {
+        let store = ario_mlflow_worker::store::Store::open(&state).unwrap();
+        for job in store.jobs().unwrap() {
+            if job.state != ario_mlflow_worker::store::JobState::Done {
+                println!(
+                    "crash test: not done: {} {:?} {:?}",
+                    job.key, job.state, job.last_error
+                );
+            }
+        }
+    }
 
     // Duplicates: one envelope per (event type, subject, payload).
     let items = dn.handle.items();

@@ -20,11 +20,9 @@ use ario_mlflow_worker::keys::{EnvelopeKey, KeySource};
 use ario_mlflow_worker::mlflow::{MlflowClient, MlflowConfig};
 use ario_mlflow_worker::proof::jcs;
 use common::devnet::*;
-use common::mlflow::{venv, MlflowServer};
+use common::lab::{scenario, Lab, SEED_B64};
+use common::mlflow::venv;
 use common::run::{mlflow_data as data, show, worker};
-use serde_json::Value;
-
-const SEED_B64: &str = "ASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8=";
 
 /// The plugin's CLI from the venv.
 fn plugin(venv: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
@@ -39,27 +37,16 @@ fn plugin(venv: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
 #[test]
 fn the_lifecycle_anchored_here_verifies_with_the_plugin() {
     let Some(venv) = venv() else { return };
-    let server = MlflowServer::start(&venv);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dn = rt.block_on(start_devnet(true, &[]));
-    let home = tempfile::tempdir().unwrap();
-    let ca = home.path().join("devnet-ca.pem");
-    std::fs::write(&ca, dn.handle.ca_pem().unwrap()).unwrap();
-    let gateway = dn.handle.url().trim_start_matches("https://").to_string();
+    let Lab {
+        server,
+        rt,
+        dn,
+        home,
+        ca,
+        gateway,
+    } = Lab::start(&venv);
 
-    let out = server.python(&venv, &data("scenario.py"), &[&server.uri, "t"], &[]);
-    assert!(out.status.success(), "scenario: {}", show(&out));
-    let ids: Value = serde_json::from_slice(
-        out.stdout
-            .split(|b| *b == b'\n')
-            .rfind(|l| l.starts_with(b"{"))
-            .unwrap(),
-    )
-    .unwrap();
+    let ids = scenario(&server, &venv, "t");
     let s = |k: &str| ids[k].as_str().unwrap().to_string();
     let (parity_run, run, model, trace, nan_run) = (
         s("parity_run"),

@@ -6,40 +6,25 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 
-use common::devnet::*;
-use common::mlflow::{venv, MlflowServer};
+use common::lab::{scenario, Lab, SEED_B64};
+use common::mlflow::venv;
 use common::run::{show, worker};
 use serde_json::Value;
-
-const SEED_B64: &str = "ASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8=";
 
 #[test]
 fn backfill_anchors_every_event_once_and_the_plugin_verifies_them() {
     let Some(venv) = venv() else { return };
-    let server = MlflowServer::start(&venv);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dn = rt.block_on(start_devnet(true, &[]));
-    let home = tempfile::tempdir().unwrap();
-    let ca = home.path().join("ca.pem");
-    std::fs::write(&ca, dn.handle.ca_pem().unwrap()).unwrap();
-    let gateway = dn.handle.url().trim_start_matches("https://").to_string();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mlflow/scenario.py");
-    let out = server.python(&venv, &script, &[&server.uri, "svc"], &[]);
-    assert!(out.status.success(), "scenario: {}", show(&out));
-    let ids: Value = serde_json::from_slice(
-        out.stdout
-            .split(|b| *b == b'\n')
-            .rfind(|l| l.starts_with(b"{"))
-            .unwrap(),
-    )
-    .unwrap();
+    let Lab {
+        server,
+        rt,
+        dn,
+        home,
+        ca,
+        gateway,
+    } = Lab::start(&venv);
+    let ids = scenario(&server, &venv, "svc");
     let s = |k: &str| ids[k].as_str().unwrap().to_string();
 
     let state = home.path().join("state");

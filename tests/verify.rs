@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,11 +16,10 @@ use ario_mlflow_worker::mlflow::{MlflowClient, MlflowConfig};
 use ario_mlflow_worker::proof::envelope::sign_envelope;
 use base64::Engine;
 use common::devnet::*;
+use common::lab::{last_json_line, scenario, Lab, SEED_B64};
 use common::mlflow::{venv, MlflowServer};
 use common::run::{mlflow_data as data, show, worker};
 use serde_json::{json, Value};
-
-const SEED_B64: &str = "ASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8=";
 
 /// Runs a `--json` verify and returns (exit code, verdict).
 fn verify_json(env: &[(&str, String)], args: &[&str]) -> (i32, Value) {
@@ -53,40 +52,6 @@ fn sqlite(db: &Path, sql: &str, arg: &str) {
     assert!(out.status.success(), "{}", show(&out));
 }
 
-/// A real MLflow, devnet over TLS, a home directory and the devnet CA.
-struct Lab {
-    server: MlflowServer,
-    rt: tokio::runtime::Runtime,
-    dn: TestDevnet,
-    home: tempfile::TempDir,
-    ca: PathBuf,
-    gateway: String,
-}
-
-impl Lab {
-    fn start(venv: &Path) -> Lab {
-        let server = MlflowServer::start(venv);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let dn = rt.block_on(start_devnet(true, &[]));
-        let home = tempfile::tempdir().unwrap();
-        let ca = home.path().join("devnet-ca.pem");
-        std::fs::write(&ca, dn.handle.ca_pem().unwrap()).unwrap();
-        let gateway = dn.handle.url().trim_start_matches("https://").to_string();
-        Lab {
-            server,
-            rt,
-            dn,
-            home,
-            ca,
-            gateway,
-        }
-    }
-}
-
 /// The plugin's environment: devnet's CA, the test key (so its key files are not rotated).
 fn plugin_env(
     server: &MlflowServer,
@@ -116,15 +81,7 @@ fn verify_and_audit_pass_for_honest_proofs_and_fail_each_tampering_for_its_reaso
         gateway,
     } = Lab::start(&venv);
 
-    let out = server.python(&venv, &data("scenario.py"), &[&server.uri, "vfy"], &[]);
-    assert!(out.status.success(), "scenario: {}", show(&out));
-    let ids: Value = serde_json::from_slice(
-        out.stdout
-            .split(|b| *b == b'\n')
-            .rfind(|l| l.starts_with(b"{"))
-            .unwrap(),
-    )
-    .unwrap();
+    let ids = scenario(&server, &venv, "vfy");
     let s = |k: &str| ids[k].as_str().unwrap().to_string();
     let (parity_run, run, model, trace) = (s("parity_run"), s("run"), s("model_name"), s("trace"));
     let mv = format!("{model}/1");
@@ -658,13 +615,7 @@ fn a_lifecycle_anchored_by_the_plugin_verifies_with_our_commands() {
         &plugin_env_ref,
     );
     assert!(out.status.success(), "plugin lifecycle: {}", show(&out));
-    let ids: Value = serde_json::from_slice(
-        out.stdout
-            .split(|b| *b == b'\n')
-            .rfind(|l| l.starts_with(b"{"))
-            .unwrap(),
-    )
-    .unwrap();
+    let ids = last_json_line(&out.stdout);
     assert_eq!(ids["proof_status"], "anchored", "{ids:#}");
     assert_eq!(ids["registration"]["status"], "anchored", "{ids:#}");
     assert_eq!(ids["promotion"]["status"], "anchored", "{ids:#}");

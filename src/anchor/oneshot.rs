@@ -693,19 +693,15 @@ impl Anchorer {
             &self.key,
             &self.wallet.signer,
         )?;
-        let mut signed = Vec::new();
-        if let Some(r) = run {
-            for (file, content) in [
+        let mut signed = event_witness(
+            run,
+            "promotions",
+            &ev.event_id,
+            &[
                 ("payload.json", ArtifactContent::Payload),
                 ("proof.json", ArtifactContent::Proof),
-            ] {
-                signed.push(Write::Artifact {
-                    artifact_uri: r.info.artifact_uri.clone(),
-                    path: format!("ario/promotions/{}/{file}", ev.event_id),
-                    content,
-                });
-            }
-        }
+            ],
+        );
         signed.push(Write::ModelVersionTag {
             name: name.clone(),
             version: version.clone(),
@@ -713,14 +709,12 @@ impl Anchorer {
             value: TagValue::Text(ev.payload_hash.clone()),
         });
         // Every promotion keeps its TX next to its witness (the tag holds only the latest).
-        let mut anchored: Vec<Write> = run
-            .map(|r| Write::Artifact {
-                artifact_uri: r.info.artifact_uri.clone(),
-                path: format!("ario/promotions/{}/receipt.json", ev.event_id),
-                content: ArtifactContent::Receipt,
-            })
-            .into_iter()
-            .collect();
+        let mut anchored = event_witness(
+            run,
+            "promotions",
+            &ev.event_id,
+            &[("receipt.json", ArtifactContent::Receipt)],
+        );
         anchored.push(Write::ModelVersionTag {
             name: name.clone(),
             version: version.clone(),
@@ -759,27 +753,21 @@ impl Anchorer {
             &self.key,
             &self.wallet.signer,
         )?;
-        let mut signed = Vec::new();
-        if let Some(r) = run {
-            for (file, content) in [
+        let signed = event_witness(
+            run,
+            "aliases",
+            &ev.event_id,
+            &[
                 ("payload.json", ArtifactContent::Payload),
                 ("proof.json", ArtifactContent::Proof),
-            ] {
-                signed.push(Write::Artifact {
-                    artifact_uri: r.info.artifact_uri.clone(),
-                    path: format!("ario/aliases/{}/{file}", ev.event_id),
-                    content,
-                });
-            }
-        }
-        let mut anchored: Vec<Write> = run
-            .map(|r| Write::Artifact {
-                artifact_uri: r.info.artifact_uri.clone(),
-                path: format!("ario/aliases/{}/receipt.json", ev.event_id),
-                content: ArtifactContent::Receipt,
-            })
-            .into_iter()
-            .collect();
+            ],
+        );
+        let mut anchored = event_witness(
+            run,
+            "aliases",
+            &ev.event_id,
+            &[("receipt.json", ArtifactContent::Receipt)],
+        );
         anchored.push(Write::ModelVersionTag {
             name: name.clone(),
             version: version.clone(),
@@ -1026,6 +1014,27 @@ pub fn training_anchored_writes(run: &Run, owner: &ChainOwner, payload_hash: &st
             },
         },
     ]
+}
+
+/// Artifacts of a promotion or alias change, kept per event under `ario/<dir>/<event_id>/` on
+/// the version's run (none when the version has no run).
+fn event_witness(
+    run: Option<&Run>,
+    dir: &str,
+    event_id: &str,
+    files: &[(&str, ArtifactContent)],
+) -> Vec<Write> {
+    let Some(r) = run else {
+        return Vec::new();
+    };
+    files
+        .iter()
+        .map(|(file, content)| Write::Artifact {
+            artifact_uri: r.info.artifact_uri.clone(),
+            path: format!("ario/{dir}/{event_id}/{file}"),
+            content: *content,
+        })
+        .collect()
 }
 
 /// Step-2 writes of a registration.

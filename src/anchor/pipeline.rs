@@ -371,11 +371,9 @@ impl Pipeline {
     fn apply_resolution(&self, job: &Job, r: Resolution) -> Result<Job, StoreError> {
         match r {
             Resolution::Sign(prepared, chain, datasets) => {
-                let signed = self.store.sign(
-                    &job.key,
-                    &prepared,
-                    chain.as_ref().map(|(k, h)| (k.as_str(), h.as_str())),
-                )?;
+                // The datasets are detected *before* the run is signed: sled recovers a prefix
+                // of its log, so a crash can never keep the signature and lose them (a signed
+                // run is never resolved again, and nothing else detects its datasets).
                 if let ChangeEvent::RunFinished { run_id } = &job.event {
                     for (name, digest) in datasets {
                         self.store.detect(&ChangeEvent::DatasetInput {
@@ -385,7 +383,11 @@ impl Pipeline {
                         })?;
                     }
                 }
-                Ok(signed)
+                self.store.sign(
+                    &job.key,
+                    &prepared,
+                    chain.as_ref().map(|(k, h)| (k.as_str(), h.as_str())),
+                )
             }
             Resolution::Seal(_) => Err(StoreError::Corrupt {
                 key: job.key.clone(),

@@ -149,24 +149,26 @@ pub async fn poll_filtered(
     } else {
         model_versions(mlflow).await
     };
-    if let (true, Ok(vs)) = (unfiltered, &versions) {
-        let newest = vs
-            .iter()
-            .filter_map(|mv| mv.last_updated_timestamp)
-            .max()
-            .into_iter()
-            .chain(watermark)
-            .max();
-        store.set_cursor(
-            "model_versions",
-            &json!({
+    // The cursor moves only after the versions it covers were detected (a crash in between
+    // re-reads them).
+    let version_cursor = match (unfiltered, &versions) {
+        (true, Ok(vs)) => {
+            let newest = vs
+                .iter()
+                .filter_map(|mv| mv.last_updated_timestamp)
+                .max()
+                .into_iter()
+                .chain(watermark)
+                .max();
+            Some(json!({
                 "watermark_ms": newest.unwrap_or(0),
                 "full_scan_ms": if incremental { last_full } else { now_ms() },
                 "last_scan": if incremental { "incremental" } else { "full" },
                 "versions_read": vs.len(),
-            }),
-        )?;
-    }
+            }))
+        }
+        _ => None,
+    };
     // Creation times, so `--since` can judge alias changes by the version they point at.
     let mut created: BTreeMap<(String, String), i64> = BTreeMap::new();
     match versions {
@@ -215,6 +217,9 @@ pub async fn poll_filtered(
             tracing::warn!(error = %e, "poll: model versions query failed");
             stats.failed_queries += 1;
         }
+    }
+    if let Some(cursor) = version_cursor {
+        store.set_cursor("model_versions", &cursor)?;
     }
     let models = if filter.registry() {
         registered_models(mlflow).await

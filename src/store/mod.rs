@@ -184,6 +184,20 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, St
     })
 }
 
+/// Every (key, decoded value) of a tree, in key order.
+fn entries<T: for<'de> Deserialize<'de>>(
+    tree: &sled::Tree,
+) -> Result<Vec<(String, T)>, StoreError> {
+    tree.iter()
+        .map(|e| {
+            let (k, v) = e?;
+            let k = String::from_utf8_lossy(&k).into_owned();
+            let value = decode(&k, &v)?;
+            Ok((k, value))
+        })
+        .collect()
+}
+
 fn tx_err(e: TransactionError<StoreError>) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
@@ -422,15 +436,7 @@ impl Store {
 
     /// Every chain head.
     pub fn chain_heads(&self) -> Result<Vec<(String, ChainHead)>, StoreError> {
-        self.chains
-            .iter()
-            .map(|e| {
-                let (k, v) = e?;
-                let k = String::from_utf8_lossy(&k).into_owned();
-                let head = decode(&k, &v)?;
-                Ok((k, head))
-            })
-            .collect()
+        entries(&self.chains)
     }
 
     /// A source cursor (JSON).
@@ -449,15 +455,7 @@ impl Store {
 
     /// Every cursor.
     pub fn cursors(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-        self.cursors
-            .iter()
-            .map(|e| {
-                let (k, v) = e?;
-                let k = String::from_utf8_lossy(&k).into_owned();
-                let value = decode(&k, &v)?;
-                Ok((k, value))
-            })
-            .collect()
+        entries(&self.cursors)
     }
 
     /// What the poller last saw under `key` (a version's stage, a model's aliases).

@@ -525,3 +525,78 @@ pub mod run {
             .join(name)
     }
 }
+
+pub mod lab {
+    //! A real MLflow, devnet over TLS, a home directory and devnet's CA: the set-up of every
+    //! test that anchors or verifies against the real server.
+
+    use std::path::{Path, PathBuf};
+
+    use serde_json::Value;
+
+    use super::devnet::{start_devnet, TestDevnet};
+    use super::mlflow::MlflowServer;
+    use super::run::{mlflow_data, show};
+
+    /// The envelope key the real-MLflow tests sign with (base64 seed, also given to the plugin
+    /// so it never rotates its key files).
+    pub const SEED_B64: &str = "ASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8=";
+
+    /// The running parts.
+    pub struct Lab {
+        pub server: MlflowServer,
+        pub rt: tokio::runtime::Runtime,
+        pub dn: TestDevnet,
+        pub home: tempfile::TempDir,
+        pub ca: PathBuf,
+        pub gateway: String,
+    }
+
+    impl Lab {
+        /// Starts MLflow from `venv` and devnet with TLS.
+        pub fn start(venv: &Path) -> Lab {
+            let server = MlflowServer::start(venv);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let dn = rt.block_on(start_devnet(true, &[]));
+            let home = tempfile::tempdir().unwrap();
+            let ca = home.path().join("devnet-ca.pem");
+            std::fs::write(&ca, dn.handle.ca_pem().unwrap()).unwrap();
+            let gateway = dn.handle.url().trim_start_matches("https://").to_string();
+            Lab {
+                server,
+                rt,
+                dn,
+                home,
+                ca,
+                gateway,
+            }
+        }
+    }
+
+    /// Runs `tests/data/mlflow/scenario.py` with `suffix` and returns the ids it printed.
+    pub fn scenario(server: &MlflowServer, venv: &Path, suffix: &str) -> Value {
+        let out = server.python(
+            venv,
+            &mlflow_data("scenario.py"),
+            &[&server.uri, suffix],
+            &[],
+        );
+        assert!(out.status.success(), "scenario: {}", show(&out));
+        last_json_line(&out.stdout)
+    }
+
+    /// The last line of `stdout` that is a JSON object (MLflow's client prints other lines).
+    pub fn last_json_line(stdout: &[u8]) -> Value {
+        serde_json::from_slice(
+            stdout
+                .split(|b| *b == b'\n')
+                .rfind(|l| l.starts_with(b"{"))
+                .expect("a JSON line"),
+        )
+        .unwrap()
+    }
+}

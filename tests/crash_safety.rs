@@ -7,13 +7,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ario_mlflow_worker::arweave::DataItem;
 use ario_mlflow_worker::mlflow::{MlflowClient, MlflowConfig};
 use common::devnet::*;
+use common::lab::seed_many;
 use common::mlflow::{venv, MlflowServer};
 use serde_json::Value;
 
@@ -31,20 +31,7 @@ fn sigkill_at_random_moments_never_loses_duplicates_or_forks() {
     let dn = rt.block_on(start_devnet(false, &[]));
     let home = tempfile::tempdir().unwrap();
     let state = home.path().join("state");
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mlflow/seed_many.py");
-    let out = server.python(&venv, &seed, &[&server.uri, "140", "20", "crash"], &[]);
-    assert!(
-        out.status.success(),
-        "seed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seeded: Value = serde_json::from_slice(
-        out.stdout
-            .split(|b| *b == b'\n')
-            .rfind(|l| l.starts_with(b"{"))
-            .unwrap(),
-    )
-    .unwrap();
+    let seeded = seed_many(&server, &venv, 140, 20, "crash");
     let events = seeded["events"].as_u64().unwrap();
     assert!(events >= 300, "{seeded}");
 

@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::devnet::*;
+use common::lab::seed_many;
 use common::mlflow::{venv, MlflowServer};
 use serde_json::Value;
 
@@ -31,20 +31,7 @@ fn transient_devnet_faults_and_an_mlflow_outage_end_fully_anchored() {
     ];
     let dn = rt.block_on(start_devnet(false, &faults));
     let home = tempfile::tempdir().unwrap();
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mlflow/seed_many.py");
-    let out = server.python(&venv, &seed, &[&server.uri, "50", "10", "faults"], &[]);
-    assert!(
-        out.status.success(),
-        "seed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seeded: Value = serde_json::from_slice(
-        out.stdout
-            .split(|b| *b == b'\n')
-            .rfind(|l| l.starts_with(b"{"))
-            .unwrap(),
-    )
-    .unwrap();
+    let seeded = seed_many(&server, &venv, 50, 10, "faults");
     let events = seeded["events"].as_u64().unwrap() as usize;
 
     let state = home.path().join("state");

@@ -589,6 +589,26 @@ pub mod lab {
         last_json_line(&out.stdout)
     }
 
+    /// Runs `tests/data/mlflow/seed_many.py` (RUNS finished runs with a dataset each, VERSIONS of
+    /// them registered and promoted) and returns the counts it printed.
+    pub fn seed_many(
+        server: &MlflowServer,
+        venv: &Path,
+        runs: u32,
+        versions: u32,
+        suffix: &str,
+    ) -> Value {
+        let (runs, versions) = (runs.to_string(), versions.to_string());
+        let out = server.python(
+            venv,
+            &mlflow_data("seed_many.py"),
+            &[&server.uri, &runs, &versions, suffix],
+            &[],
+        );
+        assert!(out.status.success(), "seed: {}", show(&out));
+        last_json_line(&out.stdout)
+    }
+
     /// The last line of `stdout` that is a JSON object (MLflow's client prints other lines).
     pub fn last_json_line(stdout: &[u8]) -> Value {
         serde_json::from_slice(

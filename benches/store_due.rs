@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use ario_mlflow_worker::feed::ChangeEvent;
+use ario_mlflow_worker::event::ChangeEvent;
 use ario_mlflow_worker::store::{JobState, Store};
 
 fn main() {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use ario_mlflow_worker::anchor::oneshot::{AnchorStatus, Anchorer};
+use ario_mlflow_worker::anchor::{AnchorStatus, Anchorer};
 use ario_mlflow_worker::arweave::turbo::TurboConfig;
 use ario_mlflow_worker::arweave::{TurboClient, Wallet};
 use ario_mlflow_worker::keys::{EnvelopeKey, KeySource};

@@ -4,11 +4,13 @@
 
 use std::path::Path;
 
-use ario_mlflow_worker::anchor::oneshot::{any_value, span_attribute};
-use ario_mlflow_worker::anchor::payload::{
-    self, AliasAction, PayloadError, PredictionFacts, TrainingFacts,
-};
+use ario_mlflow_worker::mlflow::spans::{any_value, span_attribute};
 use ario_mlflow_worker::mlflow::{DatasetInput, ModelVersion, Run};
+use ario_mlflow_worker::profile::alias::{self, AliasAction};
+use ario_mlflow_worker::profile::prediction::{self, PredictionFacts};
+use ario_mlflow_worker::profile::registration::{self, RegistrationFacts};
+use ario_mlflow_worker::profile::training::{self, TrainingFacts};
+use ario_mlflow_worker::profile::{promotion, PayloadError};
 use ario_mlflow_worker::proof::{jcs, sha256_hex};
 use serde_json::{json, Value};
 
@@ -33,8 +35,8 @@ fn training_payload_from_a_recorded_run_equals_the_plugins_bytes() {
     let plugin: Value = serde_json::from_slice(&plugin_bytes).unwrap();
     // The checksums are what artifact hashing produced (tested live in tests/mlflow_anchor.rs).
     let checksums = serde_json::from_value(plugin["artifact_checksums"].clone()).unwrap();
-    let ours = payload::training_payload(&TrainingFacts {
-        run: &run,
+    let ours = training::payload(&TrainingFacts {
+        run: &run.facts(),
         checksums: &checksums,
     })
     .unwrap();
@@ -57,8 +59,8 @@ fn nan_metrics_in_a_recorded_run_are_a_clear_error() {
         .unwrap()
         .push(json!({"key": "broken", "value": "NaN", "timestamp": 1, "step": 0}));
     let run: Run = serde_json::from_value(v["run"].clone()).unwrap();
-    let err = payload::training_payload(&TrainingFacts {
-        run: &run,
+    let err = training::payload(&TrainingFacts {
+        run: &run.facts(),
         checksums: &Default::default(),
     })
     .unwrap_err();
@@ -82,8 +84,8 @@ fn many_dataset_inputs_and_empty_artifact_folders() {
         })
         .collect();
     let empty = Default::default();
-    let p = payload::training_payload(&TrainingFacts {
-        run: &run,
+    let p = training::payload(&TrainingFacts {
+        run: &run.facts(),
         checksums: &empty,
     })
     .unwrap();
@@ -104,7 +106,7 @@ fn many_dataset_inputs_and_empty_artifact_folders() {
     assert_eq!(names, sorted, "sorted by (name, source, context, digest)");
     assert_eq!(p["artifact_checksums"], json!({}));
     assert_eq!(
-        payload::artifact_hash(&empty),
+        training::artifact_hash(&empty),
         None,
         "no ario.artifact_hash for an empty tree"
     );
@@ -118,16 +120,16 @@ fn registration_payload_from_a_recorded_model_version() {
         mv.source.starts_with("models:/m-"),
         "MLflow 3 records the LoggedModel as the source"
     );
-    let (run_from_source, path) = payload::parse_runs_uri(&mv.source);
+    let (run_from_source, path) = registration::parse_runs_uri(&mv.source);
     assert_eq!((run_from_source, path), (None, None));
-    let p = payload::registration_payload(
-        &mv.name,
-        &mv.version,
-        &mv.source,
-        Some(&mv.run_id),
-        Some(true),
-        Some("ab"),
-    );
+    let p = registration::payload(&RegistrationFacts {
+        model_name: &mv.name,
+        model_version: &mv.version,
+        source: &mv.source,
+        source_run_id: Some(&mv.run_id),
+        artifact_verified: Some(true),
+        artifact_hash: Some("ab"),
+    });
     assert_eq!(
         jcs::canonicalize_to_string(&p).unwrap(),
         format!(
@@ -135,25 +137,32 @@ fn registration_payload_from_a_recorded_model_version() {
             mv.name, mv.source, mv.run_id
         )
     );
-    let nulls = payload::registration_payload("m", "2", "s3://x", None, None, None);
+    let nulls = registration::payload(&RegistrationFacts {
+        model_name: "m",
+        model_version: "2",
+        source: "s3://x",
+        source_run_id: None,
+        artifact_verified: None,
+        artifact_hash: None,
+    });
     assert_eq!(nulls["source_run_id"], Value::Null);
     assert_eq!(nulls["artifact_verified"], Value::Null);
 }
 
 #[test]
 fn promotion_and_alias_payloads() {
-    let p = payload::promotion_payload("m/with/slash", "3", "None", "Production");
+    let p = promotion::payload("m/with/slash", "3", "None", "Production");
     assert_eq!(
         jcs::canonicalize_to_string(&p).unwrap(),
         r#"{"event_type":"stage_transition","from_stage":"None","model_name":"m/with/slash","model_version":"3","to_stage":"Production"}"#
     );
-    let a = payload::alias_payload("m", "2", "champion", AliasAction::Set, Some("1"));
+    let a = alias::payload("m", "2", "champion", AliasAction::Set, Some("1"));
     assert_eq!(
         jcs::canonicalize_to_string(&a).unwrap(),
         r#"{"action":"set","alias":"champion","event_type":"alias_changed","model_name":"m","model_version":"2","previous_version":"1"}"#
     );
     assert_eq!(
-        payload::alias_payload("m", "2", "champion", AliasAction::Removed, None)["action"],
+        alias::payload("m", "2", "champion", AliasAction::Removed, None)["action"],
         json!("removed")
     );
 }
@@ -195,7 +204,7 @@ fn prediction_payload_from_a_recorded_trace() {
         output: output.clone(),
         latency_ms: 1.23456,
     };
-    let p = payload::prediction_payload(&facts).unwrap();
+    let p = prediction::payload(&facts).unwrap();
     assert_eq!(p["decision_id"], json!(trace_id));
     assert_eq!(
         p["input_hash"],

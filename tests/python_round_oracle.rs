@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use ario_mlflow_worker::anchor::payload::python_round;
+use ario_mlflow_worker::profile::round::python_round;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use ario_mlflow_worker::anchor::event::{envelope_item, sign_event};
+use ario_mlflow_worker::anchor::sign::{envelope_item, sign_event};
 use ario_mlflow_worker::arweave::Wallet;
 use ario_mlflow_worker::keys::{EnvelopeKey, KeySource};
 use ario_mlflow_worker::mlflow::{MlflowClient, MlflowConfig};

@@ -35,14 +35,15 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt, TryStreamExt};
 
-use super::oneshot::{
-    registration_anchored_writes, registration_source_run, training_anchored_writes, AnchorError,
-    Anchorer, ChainOwner,
-};
-use super::payload::AliasAction;
-use super::plan::{Prepared, Publisher};
-use crate::feed::ChangeEvent;
+use super::prepared::{Prepared, Publisher};
+use super::registration::{registration_anchored_writes, registration_source_run};
+use super::training::training_anchored_writes;
+use super::{AnchorError, Anchorer};
+use crate::arweave::Receipt;
+use crate::event::{ChainOwner, ChangeEvent};
 use crate::mlflow::{MlflowError, Run};
+use crate::profile::alias::AliasAction;
+use crate::profile::{dataset, prediction, registration, tags, training};
 use crate::proof::sha256_hex;
 use crate::store::{Job, JobState, Store, StoreError};
 
@@ -277,12 +278,26 @@ impl Pipeline {
             (JobState::SignedWritten, Some(p)) => publisher
                 .upload(p)
                 .await
-                .map(|receipt| JobState::Uploaded { receipt })
+                .map(|receipt| JobState::Uploaded {
+                    // A receipt is plain strings and numbers: it always has a JSON form.
+                    receipt: receipt.and_then(|r| serde_json::to_value(r).ok()),
+                })
                 .map_err(AnchorError::from),
-            (JobState::Uploaded { receipt }, Some(p)) => self
-                .write_anchored(&job, p, receipt.as_ref())
-                .await
-                .map(|()| JobState::Done),
+            (JobState::Uploaded { receipt }, Some(p)) => {
+                match receipt
+                    .as_ref()
+                    .map(|v| serde_json::from_value::<Receipt>(v.clone()))
+                    .transpose()
+                {
+                    Ok(receipt) => self
+                        .write_anchored(&job, p, receipt.as_ref())
+                        .await
+                        .map(|()| JobState::Done),
+                    Err(e) => Err(AnchorError::Inconsistent(format!(
+                        "{key}: the stored upload receipt cannot be read ({e})"
+                    ))),
+                }
+            }
             (JobState::Signed | JobState::SignedWritten | JobState::Uploaded { .. }, None) => {
                 Err(missing())
             }
@@ -346,7 +361,7 @@ impl Pipeline {
         &self,
         job: &Job,
         p: &Prepared,
-        receipt: Option<&crate::arweave::Receipt>,
+        receipt: Option<&Receipt>,
     ) -> Result<(), AnchorError> {
         let publisher = self.publisher();
         let Some(chain_key) = &job.chain_key else {
@@ -468,7 +483,7 @@ impl Pipeline {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                if run.tag("ario.training_tx").is_some() {
+                if run.tag(training::TX_TAG).is_some() {
                     return Ok(Resolution::Skip(
                         "already anchored (ario.training_tx present)".into(),
                     ));
@@ -478,21 +493,21 @@ impl Pipeline {
                 }
                 let (mlflow_head, owner) = a.training_chain_head(&run).await?;
                 let chain_key = owner.chain_key();
-                let prepared = if run.tag("ario.payload_hash").is_some() {
+                let prepared = if run.tag(tags::PAYLOAD_HASH).is_some() {
                     // Signed elsewhere (the plugin offline) and never uploaded: publish that proof.
                     let proof = a
                         .mlflow
-                        .download_run_artifact(&run, "ario/proof.json")
+                        .download_run_artifact(&run, training::PROOF_ARTIFACT)
                         .await?;
                     let payload = a
                         .mlflow
-                        .download_run_artifact(&run, "ario/payload.json")
+                        .download_run_artifact(&run, training::PAYLOAD_ARTIFACT)
                         .await?;
                     let hash = sha256_hex(&payload);
                     a.restore(
                         &proof,
                         payload,
-                        "training_complete",
+                        training::EVENT_TYPE,
                         run_id.clone(),
                         training_anchored_writes(&run, &owner, &hash),
                     )?
@@ -521,7 +536,7 @@ impl Pipeline {
                 digest,
             } => {
                 let run = a.mlflow.get_run(run_id).await?;
-                if run.tag(&format!("ario.dataset_anchor_tx.{name}")).is_some() {
+                if run.tag(&dataset::tx_tag(name)).is_some() {
                     return Ok(Resolution::Skip("already anchored".into()));
                 }
                 let Some(input) = run
@@ -550,7 +565,7 @@ impl Pipeline {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                if mv.tag("ario.registration_tx").is_some() {
+                if mv.tag(registration::TX_TAG).is_some() {
                     return Ok(Resolution::Skip(
                         "already anchored (ario.registration_tx present)".into(),
                     ));
@@ -559,7 +574,7 @@ impl Pipeline {
                 let mut run = None;
                 if let Some(run_id) = &source_run_id {
                     let r = a.mlflow.get_run(run_id).await?;
-                    if r.tag("ario.training_tx").is_none() && !self.waited_too_long(job) {
+                    if r.tag(training::TX_TAG).is_none() && !self.waited_too_long(job) {
                         if r.info.status == "FINISHED" {
                             self.store.detect(&ChangeEvent::RunFinished {
                                 run_id: run_id.clone(),
@@ -567,24 +582,24 @@ impl Pipeline {
                         }
                         return Ok(Resolution::Wait(format!("run/{run_id}")));
                     }
-                    if r.tag("ario.training_tx").is_none() {
+                    if r.tag(training::TX_TAG).is_none() {
                         tracing::warn!(job = %job.key, run_id, "source run never got a training proof; registration chains to GENESIS");
                     }
                     run = Some(r);
                 }
-                if let (Some(r), Some(_)) = (&run, mv.tag("ario.payload_hash")) {
+                if let (Some(r), Some(_)) = (&run, mv.tag(tags::PAYLOAD_HASH)) {
                     let proof = a
                         .mlflow
-                        .download_run_artifact(r, "ario/registration_proof.json")
+                        .download_run_artifact(r, registration::PROOF_ARTIFACT)
                         .await?;
                     let payload = a
                         .mlflow
-                        .download_run_artifact(r, "ario/registration_payload.json")
+                        .download_run_artifact(r, registration::PAYLOAD_ARTIFACT)
                         .await?;
                     let p = a.restore(
                         &proof,
                         payload,
-                        "model_registered",
+                        registration::EVENT_TYPE,
                         format!("{name}/{version}"),
                         registration_anchored_writes(&mv, run.as_ref()),
                     )?;
@@ -655,7 +670,7 @@ impl Pipeline {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                if info.tags.contains_key("ario.prediction_tx") {
+                if info.tags.contains_key(prediction::TX_TAG) {
                     return Ok(Resolution::Skip(
                         "already anchored (ario.prediction_tx present)".into(),
                     ));
@@ -702,7 +717,7 @@ impl Pipeline {
             }
             Err(e) => return Err(e.into()),
         };
-        let reg = match mv.tag("ario.registration_tx") {
+        let reg = match mv.tag(registration::TX_TAG) {
             Some(tx) => tx.to_string(),
             None if !self.waited_too_long(job) => {
                 self.store.detect(&ChangeEvent::ModelVersionCreated {
@@ -711,7 +726,7 @@ impl Pipeline {
                 })?;
                 return Ok(Err(Resolution::Wait(format!("mv/{name}/{version}"))));
             }
-            None => super::event::GENESIS.to_string(),
+            None => crate::profile::GENESIS.to_string(),
         };
         let run = if mv.run_id.is_empty() {
             None

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use crate::anchor::oneshot::{AnchorStatus, Anchored};
+use crate::anchor::{AnchorStatus, Anchored};
 use crate::cli::{AnchorArgs, AnchorCommand, MlflowArgs};
 use crate::mlflow::{MlflowClient, MlflowConfig};
 

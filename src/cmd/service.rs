@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::anchor::oneshot::Anchorer;
 use crate::anchor::pipeline::{retry as retry_jobs, Pipeline, PipelineConfig};
+use crate::anchor::Anchorer;
 use crate::arweave::turbo::{RetryPolicy, TurboConfig};
 use crate::arweave::{TurboClient, Wallet};
 use crate::cli::{AnchorSettings, RetryArgs, ServiceArgs, StatusArgs};

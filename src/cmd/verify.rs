@@ -13,6 +13,7 @@ use crate::cli::{
     AuditArgs, AuditFormat, ModelTargetArgs, VerifierArgs, VerifyModelArgs, VerifyOutputArgs,
     VerifyRunArgs, VerifyTraceArgs, VerifyTxArgs,
 };
+use crate::profile::{prediction, registration, training};
 use crate::verify::report::{audit_html, audit_text, chain_text, colour_wanted, verdict_text};
 use crate::verify::{ArioVerifyClient, Entity, Verifier};
 
@@ -161,7 +162,7 @@ pub async fn run(args: VerifyRunArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(2, &format!("run {}: {e}", args.run_id)),
     };
-    let tx = run.tag("ario.training_tx").map(str::to_owned);
+    let tx = run.tag(training::TX_TAG).map(str::to_owned);
     let title = format!("Training proof of run {}", args.run_id);
     verify_entity(v, Entity::Run(args.run_id.clone()), tx, title, &args.output).await
 }
@@ -176,7 +177,7 @@ pub async fn model(args: VerifyModelArgs) -> ExitCode {
         Ok(m) => m,
         Err(e) => return fail(2, &format!("model version {name}/{version}: {e}")),
     };
-    let tx = mv.tag("ario.registration_tx").map(str::to_owned);
+    let tx = mv.tag(registration::TX_TAG).map(str::to_owned);
     let title = format!("Registration proof of {name}/{version}");
     verify_entity(
         v,
@@ -200,8 +201,8 @@ pub async fn trace(args: VerifyTraceArgs) -> ExitCode {
     };
     let tx = info
         .tags
-        .get("ario.prediction_tx")
-        .or_else(|| info.tags.get("ario.arweave_tx"))
+        .get(prediction::TX_TAG)
+        .or_else(|| info.tags.get(prediction::LEGACY_TX_TAG))
         .cloned();
     let title = format!("Prediction proof of trace {}", args.trace_id);
     verify_entity(

@@ -18,9 +18,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::ChangeEvent;
+use crate::event::ChangeEvent;
 use crate::mlflow::client::Request;
 use crate::mlflow::{MlflowClient, MlflowError};
+use crate::profile::registration;
 use crate::store::{Store, StoreError};
 
 /// What to poll (`backfill --experiment/--model/--since`). The default polls everything.
@@ -100,7 +101,7 @@ pub async fn poll_filtered(
 ) -> Result<PollStats, PollError> {
     let mut stats = PollStats::default();
     let experiments = if filter.experiments.is_empty() {
-        experiment_ids(mlflow).await?
+        mlflow.active_experiment_ids().await?
     } else {
         filter.experiments.clone()
     };
@@ -183,7 +184,7 @@ pub async fn poll_filtered(
                 {
                     continue;
                 }
-                if mv.tag("ario.registration_tx").is_none() {
+                if mv.tag(registration::TX_TAG).is_none() {
                     record(
                         store,
                         ChangeEvent::ModelVersionCreated {
@@ -307,35 +308,6 @@ pub async fn poll_filtered(
     )?;
     store.flush().await?;
     Ok(stats)
-}
-
-/// Every active experiment id, paged.
-pub async fn experiment_ids(mlflow: &MlflowClient) -> Result<Vec<String>, MlflowError> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut body = json!({"max_results": 1000, "view_type": "ACTIVE_ONLY"});
-        if let Some(t) = &token {
-            body["page_token"] = json!(t);
-        }
-        let v: Value = mlflow
-            .call(
-                "experiments/search",
-                Request::post("api/2.0/mlflow/experiments/search", body),
-            )
-            .await?;
-        out.extend(
-            v["experiments"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e["experiment_id"].as_str().map(str::to_owned)),
-        );
-        match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
-            Some(t) => token = Some(t.to_string()),
-            None => return Ok(out),
-        }
-    }
 }
 
 async fn finished_runs(

@@ -472,6 +472,61 @@ impl MlflowClient {
         }
     }
 
+    /// Every active experiment id, paged (`experiments/search`): what the poller scans and what
+    /// `verify`/`audit` search when they look for a run's proofs.
+    pub async fn active_experiment_ids(&self) -> Result<Vec<String>, MlflowError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = json!({"max_results": 1000, "view_type": "ACTIVE_ONLY"});
+            if let Some(t) = &token {
+                body["page_token"] = json!(t);
+            }
+            let v: Value = self
+                .call(
+                    "experiments/search",
+                    Request::post("api/2.0/mlflow/experiments/search", body),
+                )
+                .await?;
+            out.extend(
+                v["experiments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e["experiment_id"].as_str().map(str::to_owned)),
+            );
+            match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t.to_string()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// One experiment tag's value (`experiments/get`); `None` when unset or empty.
+    pub async fn get_experiment_tag(
+        &self,
+        experiment_id: &str,
+        key: &str,
+    ) -> Result<Option<String>, MlflowError> {
+        let v: Value = self
+            .call(
+                "experiments/get",
+                Request::get(
+                    "api/2.0/mlflow/experiments/get",
+                    &[("experiment_id", experiment_id)],
+                ),
+            )
+            .await?;
+        Ok(v["experiment"]["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["key"] == key)
+            .and_then(|t| t["value"].as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned))
+    }
+
     /// `GET registered-models/get` (includes aliases and tags).
     pub async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel, MlflowError> {
         #[derive(serde::Deserialize)]

@@ -9,6 +9,7 @@
 
 pub mod artifacts;
 pub mod client;
+pub mod spans;
 pub mod types;
 
 pub use client::{MlflowClient, MlflowConfig, MlflowError};

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::profile::dataset::DatasetFacts;
+use crate::profile::training::{self, DatasetUse, LatestMetric, RunFacts};
+
 /// A `{key, value}` pair (params, tags).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct KeyValue {
@@ -109,6 +112,19 @@ pub struct Dataset {
     pub schema: Option<String>,
 }
 
+impl Dataset {
+    /// The dataset as the profile reads it.
+    pub fn facts(&self) -> DatasetFacts {
+        DatasetFacts {
+            name: self.name.clone(),
+            digest: self.digest.clone(),
+            source_type: self.source_type.clone(),
+            source: self.source.clone(),
+            schema: self.schema.clone(),
+        }
+    }
+}
+
 /// One dataset input of a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct DatasetInput {
@@ -178,6 +194,39 @@ impl Run {
             .iter()
             .map(|p| (p.key.clone(), p.value.clone()))
             .collect()
+    }
+
+    /// The run as the profile's training payload reads it.
+    pub fn facts(&self) -> RunFacts {
+        let tag = |k: &str| self.tag(k).unwrap_or("").to_string();
+        RunFacts {
+            run_id: self.info.run_id.clone(),
+            params: self.params(),
+            metrics: self
+                .data
+                .metrics
+                .iter()
+                .map(|m| LatestMetric {
+                    key: m.key.clone(),
+                    value: m.value,
+                })
+                .collect(),
+            source_name: tag("mlflow.source.name"),
+            git_commit: tag("mlflow.source.git.commit"),
+            dataset_inputs: self
+                .inputs
+                .dataset_inputs
+                .iter()
+                .map(|input| DatasetUse {
+                    dataset: input.dataset.facts(),
+                    context: input
+                        .tags
+                        .iter()
+                        .find(|t| t.key == training::DATASET_CONTEXT_TAG)
+                        .map(|t| t.value.clone()),
+                })
+                .collect(),
+        }
     }
 }
 

@@ -20,9 +20,8 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use crate::anchor::plan::Prepared;
-use crate::arweave::Receipt;
-use crate::feed::ChangeEvent;
+use crate::anchor::prepared::Prepared;
+use crate::event::ChangeEvent;
 
 /// Version of the on-disk layout.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -78,8 +77,9 @@ pub enum JobState {
     SignedWritten,
     /// Turbo accepted the item.
     Uploaded {
-        /// Turbo's receipt (none after a 202).
-        receipt: Option<Receipt>,
+        /// The upload service's receipt as JSON, kept verbatim (none after a 202). The store
+        /// does not know its shape: the pipeline that wrote it reads it back.
+        receipt: Option<serde_json::Value>,
     },
     /// Recorded in MLflow; finished.
     Done,

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::{Entity, ProofVerdict, Verifier};
 use crate::mlflow::{ModelVersion, Run};
+use crate::profile::{alias, prediction, promotion, registration, tags, training, witness};
 
 /// Which predictions to verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +103,7 @@ impl Verifier {
                 self.stage(
                     "training",
                     &run.info.run_id,
-                    run.tag("ario.training_tx"),
+                    run.tag(training::TX_TAG),
                     &run_entity,
                 )
                 .await,
@@ -112,16 +113,17 @@ impl Verifier {
             self.stage(
                 "registration",
                 &format!("{name}/{version}"),
-                mv.tag("ario.registration_tx"),
+                mv.tag(registration::TX_TAG),
                 &entity,
             )
             .await,
         );
         for (stage, dir, tag_prefix) in [
-            ("promotion", "ario/promotions", "ario.promotion_tx"),
-            ("alias", "ario/aliases", "ario.alias_tx."),
+            ("promotion", promotion::WITNESS_DIR, promotion::TX_TAG),
+            ("alias", alias::WITNESS_DIR, alias::TX_TAG_PREFIX),
         ] {
-            for (label, tx) in self.history(run.as_ref(), &mv, dir, tag_prefix).await {
+            let dir = format!("ario/{dir}");
+            for (label, tx) in self.history(run.as_ref(), &mv, &dir, tag_prefix).await {
                 stages.push(self.stage(stage, &label, tx.as_deref(), &entity).await);
             }
         }
@@ -150,7 +152,7 @@ impl Verifier {
             aliases: mv.aliases.clone(),
             artifact_hash: run
                 .as_ref()
-                .and_then(|r| r.tag("ario.artifact_hash"))
+                .and_then(|r| r.tag(tags::ARTIFACT_HASH))
                 .map(str::to_owned),
             gateway_host: gateway_host.to_string(),
             stages,
@@ -285,7 +287,7 @@ impl Verifier {
 
     /// Values of `key` on runs that carry it (any experiment, at most 100).
     async fn runs_tagged(&self, key: &str) -> Vec<String> {
-        let Ok(experiments) = crate::feed::poller::experiment_ids(&self.mlflow).await else {
+        let Ok(experiments) = self.mlflow.active_experiment_ids().await else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -343,10 +345,13 @@ impl Verifier {
     /// this version; TX from the trace's `ario.prediction_tx` tag.
     async fn predictions(&self, run: &Run, mv: &ModelVersion) -> Vec<(String, Option<String>)> {
         let mut out = Vec::new();
-        for decision in self.subdirs(run, "ario/predictions").await {
-            let base = format!("ario/predictions/{decision}");
+        let dir = format!("ario/{}", prediction::WITNESS_DIR);
+        for decision in self.subdirs(run, &dir).await {
             let Some(payload) = self
-                .json_artifact(run, &format!("{base}/payload.json"))
+                .json_artifact(
+                    run,
+                    &prediction::witness_path(&decision, witness::PAYLOAD_FILE),
+                )
                 .await
             else {
                 continue;
@@ -363,8 +368,8 @@ impl Verifier {
             let tx = match self.mlflow.get_trace_info(&trace_id).await {
                 Ok(info) => info
                     .tags
-                    .get("ario.prediction_tx")
-                    .or_else(|| info.tags.get("ario.arweave_tx"))
+                    .get(prediction::TX_TAG)
+                    .or_else(|| info.tags.get(prediction::LEGACY_TX_TAG))
                     .cloned(),
                 Err(_) => None,
             };

@@ -10,8 +10,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{signature_check, Verifier};
-use crate::anchor::event::GENESIS as GENESIS_LITERAL;
 use crate::mlflow::client::Request;
+use crate::profile::training;
+use crate::profile::GENESIS as GENESIS_LITERAL;
 
 /// One envelope on the way back.
 #[derive(Debug, Clone, Serialize)]
@@ -129,7 +130,9 @@ impl Verifier {
 
     /// The training TX of the run whose proof carries `payload_hash`.
     async fn training_tx_for_payload(&self, payload_hash: &str) -> Result<String, String> {
-        let experiments = crate::feed::poller::experiment_ids(&self.mlflow)
+        let experiments = self
+            .mlflow
+            .active_experiment_ids()
             .await
             .map_err(|e| format!("cannot list experiments: {e}"))?;
         let filter = format!("tags.`ario.payload_hash` = '{payload_hash}'");
@@ -150,7 +153,7 @@ impl Verifier {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .find(|t| t["key"] == "ario.training_tx")
+                    .find(|t| t["key"] == training::TX_TAG)
                     .and_then(|t| t["value"].as_str());
                 if let Some(tx) = tx {
                     return Ok(tx.to_string());

@@ -24,9 +24,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::anchor::payload::{self, TrainingFacts};
 use crate::arweave::{DataItem, GatewayReader};
 use crate::mlflow::{MlflowClient, MlflowError, Run};
+use crate::profile::registration::{self, parse_runs_uri};
+use crate::profile::training::{self, TrainingFacts};
+use crate::profile::{prediction, tags};
 use crate::proof::{jcs, sha256_hex, verify_envelope, SpecVersionStatus};
 
 pub use attestation::ArioVerifyClient;
@@ -376,7 +378,7 @@ impl Verifier {
     }
 
     async fn entity_key_tag(&self, entity: &Entity) -> Option<String> {
-        let tag = "ario.public_key";
+        let tag = tags::PUBLIC_KEY;
         match entity {
             Entity::Run(id) => self
                 .mlflow
@@ -414,7 +416,7 @@ impl Verifier {
         let located: Result<(String, String), Check> =
             match subject.get("type").and_then(Value::as_str) {
                 Some("mlflow_run") => match s("run_id") {
-                    Some(run) => Ok((run, "ario/payload.json".into())),
+                    Some(run) => Ok((run, training::PAYLOAD_ARTIFACT.into())),
                     None => Err(Check::fail("subject_missing_run_id")),
                 },
                 Some(t @ ("mlflow_model_version" | "mlflow_model_alias")) => {
@@ -426,11 +428,11 @@ impl Verifier {
                                         ("mlflow_model_alias", _) => event_id
                                             .map(|id| format!("ario/aliases/{id}/payload.json")),
                                         (_, "model_registered") => {
-                                            Some("ario/registration_payload.json".into())
+                                            Some(registration::PAYLOAD_ARTIFACT.into())
                                         }
                                         (_, "stage_transition") => event_id
                                             .map(|id| format!("ario/promotions/{id}/payload.json")),
-                                        _ => Some("ario/payload.json".into()),
+                                        _ => Some(training::PAYLOAD_ARTIFACT.into()),
                                     };
                                     match path {
                                         Some(p) => Ok((mv.run_id, p)),
@@ -568,8 +570,8 @@ impl Verifier {
             Ok(None) => BTreeMap::new(),
             Err(e) => return Err(format!("artifacts under {path}: {e}")),
         };
-        let live = payload::training_payload(&TrainingFacts {
-            run: &run,
+        let live = training::payload(&TrainingFacts {
+            run: &run.facts(),
             checksums: &checksums,
         })
         .map_err(|e| e.to_string())?;
@@ -597,7 +599,8 @@ impl Verifier {
                 names.push(m.name);
             }
         }
-        payload::training_artifact_path(run, &names).unwrap_or_else(|_| "model".into())
+        training::artifact_path(run.tag(training::LOG_MODEL_HISTORY_TAG), &names)
+            .unwrap_or_else(|_| "model".into())
     }
 
     async fn live_registration(
@@ -614,20 +617,18 @@ impl Verifier {
             .await
             .map_err(|e| format!("run {run_id}: {e}"))?;
         let tag = run
-            .tag("ario.artifact_hash")
+            .tag(tags::ARTIFACT_HASH)
             .ok_or("source run has no ario.artifact_hash tag")?
             .to_string();
         let source = original.get("source").and_then(Value::as_str).unwrap_or("");
-        let path = payload::parse_runs_uri(source)
-            .1
-            .unwrap_or_else(|| "model".into());
+        let path = parse_runs_uri(source).1.unwrap_or_else(|| "model".into());
         let checksums = self
             .mlflow
             .model_checksums(&run, &path)
             .await
             .map_err(|e| format!("artifacts under {path}: {e}"))?
             .unwrap_or_default();
-        let verified = payload::artifact_hash(&checksums).as_deref() == Some(tag.as_str());
+        let verified = training::artifact_hash(&checksums).as_deref() == Some(tag.as_str());
         let mut m = Map::new();
         m.insert("artifact_hash".into(), Value::String(tag));
         m.insert("artifact_verified".into(), Value::Bool(verified));
@@ -649,7 +650,7 @@ impl Verifier {
             .map_err(|e| format!("trace {trace_id}: {e}"))?;
         let text = info
             .tags
-            .get("ario.payload_json")
+            .get(prediction::PAYLOAD_JSON_TAG)
             .ok_or("trace has no ario.payload_json tag (pruned?)")?;
         match jcs::parse(text.as_bytes()) {
             Ok(Value::Object(m)) => Ok(m),
@@ -669,8 +670,7 @@ impl Verifier {
         if !v.overall_ok || att.ok != Some(true) {
             return Ok(Vec::new());
         }
-        let mut tags: Vec<(String, String)> =
-            vec![("ario.verify_status".into(), "verified".into())];
+        let mut tags: Vec<(String, String)> = vec![(tags::VERIFY_STATUS.into(), "verified".into())];
         for (key, field) in [
             ("ario.attestation_level", "attestation_level"),
             ("ario.report_url", "report_url"),

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::event::SignedEvent;
+use super::sign::SignedEvent;
 use crate::arweave::{Receipt, TurboClient, UploadOutcome};
 use crate::mlflow::artifacts::proxy_root;
 use crate::mlflow::{MlflowClient, MlflowError};

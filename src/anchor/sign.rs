@@ -1,26 +1,14 @@
-//! From a payload to a signed envelope and its ANS-104 data item (spec/mlflow-profile.md §1.1,
-//! §4.1). The envelope has exactly the plugin's nine fields; the data item's data is the JCS of
-//! the full envelope, tagged `Content-Type`, `App-Name: ar-io-mlflow`, `App-Version:
-//! ario-mlflow-worker/<version>`, `Event-Type`, `Event-Id`, `Chain-Prev` in that order. The item
-//! carries no random anchor, so re-making it from the same envelope gives the same id.
+//! Signing one event: the envelope (spec/mlflow-profile.md §1.1, shaped by
+//! [`crate::profile::envelope`]) signed with the envelope key, and the ANS-104 data item that
+//! carries it (§4.1) signed with the wallet. The item carries no random anchor, so re-making it
+//! from the same envelope gives the same id.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::arweave::{DataItem, DataItemError, ItemSigner, Tag};
 use crate::keys::EnvelopeKey;
+use crate::profile::envelope::{self, EnvelopeFields};
 use crate::proof::{jcs, sha256_hex, sign_envelope, SignError};
-
-/// `App-Name` tag value (the plugin's, so indexers find both producers' proofs).
-pub const APP_NAME: &str = "ar-io-mlflow";
-/// The profile this project emits.
-pub const SPEC_VERSION: &str = "ario.mlflow/v1";
-/// `previous_hash` of a chain's first event.
-pub const GENESIS: &str = "GENESIS";
-
-/// `App-Version` tag value.
-pub fn app_version() -> String {
-    format!("ario-mlflow-worker/{}", env!("CARGO_PKG_VERSION"))
-}
 
 /// Why an event could not be signed.
 #[derive(Debug, thiserror::Error)]
@@ -51,27 +39,9 @@ pub struct SignedEvent {
     pub item: DataItem,
 }
 
-/// `datetime.now(timezone.utc).isoformat()`: `+00:00`, microseconds omitted when zero.
-pub fn python_isoformat(at: time::OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    let micros = at.microsecond();
-    let base = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    );
-    if micros == 0 {
-        format!("{base}+00:00")
-    } else {
-        format!("{base}.{micros:06}+00:00")
-    }
-}
-
-/// Signs `payload` as an `event_type` event about `subject`, chained to `previous_hash`.
+/// Signs `payload` as an `event_type` event about `subject`, chained to `previous_hash`: draws
+/// the event id and the signing time (the only clock and randomness in a proof), then builds the
+/// envelope and its data item as the profile says.
 pub fn sign_event(
     event_type: &str,
     subject: Value,
@@ -83,14 +53,14 @@ pub fn sign_event(
     let payload_bytes = jcs::canonicalize(payload)?;
     let payload_hash = sha256_hex(&payload_bytes);
     let event_id = uuid::Uuid::new_v4().to_string();
-    let unsigned = json!({
-        "event_id": event_id,
-        "event_type": event_type,
-        "subject": subject,
-        "payload_hash": payload_hash,
-        "previous_hash": previous_hash,
-        "signed_at": python_isoformat(time::OffsetDateTime::now_utc()),
-        "spec_version": SPEC_VERSION,
+    let signed_at = envelope::python_isoformat(time::OffsetDateTime::now_utc());
+    let unsigned = envelope::unsigned(EnvelopeFields {
+        event_id: &event_id,
+        event_type,
+        subject,
+        payload_hash: &payload_hash,
+        previous_hash,
+        signed_at: &signed_at,
     });
     let envelope = sign_envelope(&unsigned, key.signing_key())?;
     let item = envelope_item(&envelope, signer)?;
@@ -106,23 +76,10 @@ pub fn sign_event(
 /// The data item carrying a signed envelope (deterministic for Ed25519 signers).
 pub fn envelope_item(envelope: &Value, signer: &ItemSigner) -> Result<DataItem, EventError> {
     let data = jcs::canonicalize(envelope)?;
-    let field = |k: &str| {
-        envelope
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let tags = vec![
-        Tag::new("Content-Type", "application/json"),
-        Tag::new("App-Name", APP_NAME),
-        Tag::new("App-Version", app_version()),
-        Tag::new("Event-Type", field("event_type")),
-        Tag::new("Event-Id", field("event_id")),
-        Tag::new("Chain-Prev", field("previous_hash")),
-    ];
-    // Empty values are not allowed in tags; an envelope without them would be malformed anyway.
-    let tags: Vec<Tag> = tags.into_iter().filter(|t| !t.value.is_empty()).collect();
+    let tags = envelope::item_tags(envelope)
+        .into_iter()
+        .map(|(name, value)| Tag::new(name, value))
+        .collect();
     Ok(DataItem::sign(signer, tags, data, None, None)?)
 }
 
@@ -130,17 +87,9 @@ pub fn envelope_item(envelope: &Value, signer: &ItemSigner) -> Result<DataItem, 
 mod tests {
     use super::*;
     use crate::keys::KeySource;
+    use crate::profile::{APP_NAME, GENESIS};
     use crate::proof::verify_envelope;
-
-    #[test]
-    fn isoformat_matches_python() {
-        let t = time::macros::datetime!(2026-06-10 12:00:00.123456 UTC);
-        assert_eq!(python_isoformat(t), "2026-06-10T12:00:00.123456+00:00");
-        let t = time::macros::datetime!(2026-01-01 00:00:00 UTC);
-        assert_eq!(python_isoformat(t), "2026-01-01T00:00:00+00:00");
-        let t = time::macros::datetime!(2026-01-01 00:00:00.000001 UTC);
-        assert_eq!(python_isoformat(t), "2026-01-01T00:00:00.000001+00:00");
-    }
+    use serde_json::json;
 
     #[test]
     fn signed_events_verify_and_their_items_are_deterministic() {

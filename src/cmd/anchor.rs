@@ -5,22 +5,61 @@
 use std::process::ExitCode;
 
 use crate::anchor::{AnchorStatus, Anchored};
-use crate::cli::{AnchorArgs, AnchorCommand, MlflowArgs};
-use crate::mlflow::{MlflowClient, MlflowConfig};
+use clap::{Args, Subcommand};
 
-/// MLflow configuration from the shared flags.
-pub(crate) fn mlflow_config(args: &MlflowArgs) -> MlflowConfig {
-    let mut config = MlflowConfig::new(args.tracking_uri.clone());
-    config.token = args.tracking_token.clone().filter(|t| !t.is_empty());
-    config.username = args.tracking_username.clone().filter(|u| !u.is_empty());
-    config.password = args.tracking_password.clone();
-    config.insecure_tls = args.tracking_insecure_tls;
-    config
+use super::service::AnchorSettings;
+
+/// `anchor …` arguments.
+#[derive(Debug, Args)]
+pub struct AnchorArgs {
+    /// What to anchor.
+    #[command(subcommand)]
+    pub what: AnchorCommand,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub settings: AnchorSettings,
+    /// Print JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
-/// MLflow client from the shared flags.
-pub(crate) fn mlflow_client(args: &MlflowArgs) -> Result<MlflowClient, String> {
-    MlflowClient::new(mlflow_config(args)).map_err(|e| e.to_string())
+/// `anchor` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AnchorCommand {
+    /// A finished run's training proof.
+    Run {
+        /// Run id.
+        run_id: String,
+        /// Model artifact path to hash (default: the run's only logged model, else `model`).
+        #[arg(long)]
+        artifact_path: Option<String>,
+    },
+    /// A model version's registration proof (anchors the source run first if needed).
+    Model {
+        /// `<name>/<version>` (the last `/` separates the version).
+        model: String,
+    },
+    /// A stage transition of a model version.
+    Promotion {
+        /// `<name>/<version>`.
+        model: String,
+        /// Stage before the transition (MLflow does not record it).
+        #[arg(long = "from", default_value = "None")]
+        from_stage: String,
+        /// Stage after the transition [default: the version's current stage].
+        #[arg(long = "to")]
+        to_stage: Option<String>,
+    },
+    /// A prediction recorded as an MLflow trace.
+    Trace {
+        /// Trace id (`tr-…`).
+        trace_id: String,
+    },
+    /// Each distinct dataset input of a run.
+    Dataset {
+        /// Run id.
+        run_id: String,
+    },
 }
 
 /// Splits `<name>/<version>` at the last `/` (model names may contain `/`).

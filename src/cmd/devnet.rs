@@ -2,11 +2,41 @@
 //! on stdout once listening (`{"event":"listening","url":…,"ca_cert":…}`) so scripts and test
 //! harnesses can find the port when `--listen` uses port 0.
 
+use std::path::PathBuf;
+
+use clap::Args;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cli::DevnetArgs;
 use crate::devnet::{start, DevnetConfig};
+
+/// Arguments of `devnet`.
+#[derive(Debug, Args)]
+pub struct DevnetArgs {
+    /// Address to listen on (loopback by default; port 0 picks a free port).
+    #[arg(long, default_value = crate::devnet::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// Directory for stored items, the receipt key and TLS material.
+    #[arg(long, default_value = "devnet-data")]
+    pub data_dir: PathBuf,
+    /// Serve https with a generated CA-signed certificate for 127.0.0.1 / localhost.
+    #[arg(long)]
+    pub tls: bool,
+    /// Write the CA certificate PEM here (for REQUESTS_CA_BUNDLE or --ca-cert).
+    #[arg(long, requires = "tls")]
+    pub cert_out: Option<PathBuf>,
+    /// Largest accepted item in bytes; larger ones get 402 "Insufficient balance".
+    #[arg(long, default_value_t = crate::devnet::DEFAULT_FREE_LIMIT)]
+    pub free_limit: usize,
+    /// RSA-4096 JWK that signs receipts [default: generated once into the data dir].
+    #[arg(long)]
+    pub receipt_key: Option<PathBuf>,
+    /// Fault rule `ROUTE:SPEC[xCOUNT][@PROB]`, e.g. `upload:503x3`, `upload:429/2@0.3`,
+    /// `raw:reset`, `upload:delay=1500`, `raw:notfound-first=2` (repeatable).
+    #[arg(long = "fault", value_parser = crate::devnet::faults::FaultRule::parse)]
+    pub faults: Vec<crate::devnet::faults::FaultRule>,
+}
 
 /// Runs the command.
 pub async fn run(args: DevnetArgs) -> ExitCode {

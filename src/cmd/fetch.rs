@@ -1,12 +1,42 @@
 //! `fetch <ID>`: reads a data item's payload through the ordered gateway list. Exit 0 found
 //! (and matching `--sha256` when given), 1 no gateway served it, 2 bad input.
 
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::connect::ArweaveHttpArgs;
 use std::io::Write;
 use std::process::ExitCode;
 
 use crate::arweave::gateway::gateway_list;
 use crate::arweave::GatewayReader;
-use crate::cli::FetchArgs;
+
+/// Arguments of `fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Data item id (base64url; may start with `-`).
+    #[arg(allow_hyphen_values = true)]
+    pub id: String,
+    /// Gateway `host[:port]` (https) or full URL; repeatable, tried in order.
+    #[arg(long = "gateway")]
+    pub gateways: Vec<String>,
+    /// Comma-separated gateways, used when no `--gateway` is given.
+    #[arg(long, env = "ARIO_MLFLOW_GATEWAYS", hide = true)]
+    pub gateways_env: Option<String>,
+    /// Host put first in the default gateway list.
+    #[arg(long, env = "ARIO_MLFLOW_GATEWAY_HOST", hide = true)]
+    pub gateway_host: Option<String>,
+    /// Expected SHA-256 (hex) of the payload; gateways serving other bytes are skipped.
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// Write the payload here instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub http: ArweaveHttpArgs,
+}
 
 /// Runs the command.
 pub async fn run(args: FetchArgs) -> ExitCode {
@@ -27,7 +57,7 @@ pub async fn run(args: FetchArgs) -> ExitCode {
         Ok(g) => g,
         Err(e) => return fail(2, e.to_string()),
     };
-    let http = match super::http_settings(&args.http) {
+    let http = match super::connect::http_settings(&args.http) {
         Ok(h) => h,
         Err(e) => return fail(2, e),
     };

@@ -6,27 +6,160 @@
 //! nothing is left to do, printing progress lines.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Args;
+
+use super::connect::{ArweaveHttpArgs, MlflowArgs};
 use crate::anchor::pipeline::{retry as retry_jobs, Pipeline, PipelineConfig};
 use crate::anchor::Anchorer;
 use crate::arweave::turbo::{RetryPolicy, TurboConfig};
 use crate::arweave::{TurboClient, Wallet};
-use crate::cli::{AnchorSettings, RetryArgs, ServiceArgs, StatusArgs};
 use crate::feed::poller::{poll_filtered, PollFilter};
 use crate::keys::EnvelopeKey;
 use crate::store::{JobState, Store};
 
+/// Arguments of `run` and `backfill`.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub anchor: AnchorSettings,
+    /// The sled state store.
+    #[arg(long, env = "ARIO_MLFLOW_STATE_DIR", default_value = "ario-state")]
+    pub state_dir: PathBuf,
+    /// Seconds between polls (`run`).
+    #[arg(long, default_value_t = 5.0)]
+    pub poll_interval: f64,
+    /// Seconds a dependency (e.g. a registration's training run) is waited for before the
+    /// event is anchored on GENESIS.
+    #[arg(long, default_value_t = 3600)]
+    pub max_dependency_wait: u64,
+    /// Only runs, versions and traces created at or after this time (`2026-11-01`, an RFC 3339
+    /// time, or epoch milliseconds).
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<i64>,
+    /// Only runs and traces of this experiment id (repeatable).
+    #[arg(long = "experiment")]
+    pub experiments: Vec<String>,
+    /// Only versions, stages and aliases of this registered model (repeatable).
+    #[arg(long = "model")]
+    pub models: Vec<String>,
+    /// Detect and report what would be anchored, without anchoring or writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// At most this many MLflow REST calls per second.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Events resolved at once (MLflow reads and payload building); each chain is still
+    /// signed in detection order.
+    #[arg(long, env = "ARIO_MLFLOW_RESOLVE_CONCURRENCY", default_value_t = 4, value_parser = concurrency)]
+    pub resolve_concurrency: usize,
+    /// Signed events published at once (MLflow writes and uploads).
+    #[arg(long, env = "ARIO_MLFLOW_PUBLISH_CONCURRENCY", default_value_t = 8, value_parser = concurrency)]
+    pub publish_concurrency: usize,
+}
+
+/// `--since`: `YYYY-MM-DD` (UTC midnight), RFC 3339, or epoch milliseconds.
+pub fn parse_since(text: &str) -> Result<i64, String> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let date_format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(text, &date_format)
+        .map(|d| (d.midnight().assume_utc().unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|_| {
+            format!("{text:?} is not a date (YYYY-MM-DD), an RFC 3339 time or epoch milliseconds")
+        })
+}
+
+/// A concurrency bound: 1 to 256.
+fn concurrency(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(n),
+        _ => Err(format!("{text:?} is not a number from 1 to 256")),
+    }
+}
+
+/// Everything needed to sign and upload (shared by `anchor`, `run`, `backfill`).
+#[derive(Debug, Args)]
+pub struct AnchorSettings {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub mlflow: MlflowArgs,
+    /// Turbo upload service base URL.
+    #[arg(
+        long,
+        env = "ARIO_MLFLOW_UPLOAD_URL",
+        default_value = "https://upload.ardrive.io"
+    )]
+    pub upload_url: url::Url,
+    /// Host used in `ario.arweave_url` tags.
+    #[arg(
+        long,
+        env = "ARIO_MLFLOW_GATEWAY_HOST",
+        default_value = "turbo-gateway.com"
+    )]
+    pub gateway_host: String,
+    /// Directory of the plugin-format envelope key files [default: ~/.ario-mlflow/keys].
+    #[arg(long, global = true, env = "ARIO_MLFLOW_KEY_DIR")]
+    pub key_dir: Option<PathBuf>,
+    /// Base64 of the 32-byte Ed25519 envelope seed; wins over key files.
+    #[arg(
+        long = "signing-key",
+        env = "ARIO_MLFLOW_SIGNING_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub signing_key: Option<String>,
+    /// Arweave JWK or Solana id.json that signs data items [default: ~/.ario-mlflow/wallet.json].
+    #[arg(long, global = true, env = "ARIO_MLFLOW_ARWEAVE_WALLET")]
+    pub wallet: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub http: ArweaveHttpArgs,
+}
+
+/// Arguments of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The sled state store.
+    #[arg(long, env = "ARIO_MLFLOW_STATE_DIR", default_value = "ario-state")]
+    pub state_dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `retry`.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The job key (dedupe key) to retry, e.g. `mv/model/3`.
+    #[arg(required_unless_present = "all_parked")]
+    pub job_key: Option<String>,
+    /// Retry every parked job.
+    #[arg(long)]
+    pub all_parked: bool,
+    /// The sled state store.
+    #[arg(long, env = "ARIO_MLFLOW_STATE_DIR", default_value = "ario-state")]
+    pub state_dir: PathBuf,
+}
+
 /// Builds the anchoring parts from flags; every startup error says what to fix.
 pub(crate) fn anchorer(s: &AnchorSettings) -> Result<Anchorer, String> {
-    let mlflow = super::anchor::mlflow_client(&s.mlflow)?;
+    let mlflow = super::connect::mlflow_client(&s.mlflow)?;
     let key = EnvelopeKey::load_or_create(s.signing_key.as_deref(), s.key_dir.as_deref())
         .map_err(|e| e.to_string())?;
     let wallet = Wallet::load_or_create(s.wallet.as_deref(), None).map_err(|e| e.to_string())?;
-    let http = super::http_settings(&s.http)?;
+    let http = super::connect::http_settings(&s.http)?;
     let turbo = TurboClient::new(TurboConfig {
         upload_url: s.upload_url.clone(),
         http,
@@ -71,7 +204,7 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
         Err(e) => return fail(e),
     };
     if let Some(rate) = args.rate {
-        let mut config = super::anchor::mlflow_config(&args.anchor.mlflow);
+        let mut config = super::connect::mlflow_config(&args.anchor.mlflow);
         config.max_calls_per_sec = Some(rate);
         anchorer.mlflow = match crate::mlflow::MlflowClient::new(config) {
             Ok(m) => m,
@@ -205,7 +338,7 @@ fn report_bar(bar: &indicatif::ProgressBar, jobs: &[crate::store::Job]) {
 
 /// `--dry-run`: detect into a throwaway store and report what would be anchored.
 async fn dry_run(args: &ServiceArgs, filter: &PollFilter) -> ExitCode {
-    let mlflow = match super::anchor::mlflow_client(&args.anchor.mlflow) {
+    let mlflow = match super::connect::mlflow_client(&args.anchor.mlflow) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");

@@ -2,11 +2,51 @@
 //! Turbo; prints the id, the receipt (or in-flight status) as JSON. Exit 0 uploaded, 1 rejected
 //! or failed after retries, 2 bad input or configuration.
 
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::connect::ArweaveHttpArgs;
+use super::wallet_show::WalletArgs;
 use std::process::ExitCode;
 
 use crate::arweave::turbo::{RetryPolicy, TurboConfig};
 use crate::arweave::{DataItem, Tag, TurboClient, UploadOutcome, Wallet};
-use crate::cli::UploadArgs;
+
+/// Arguments of `upload`.
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// The file whose bytes become the data item's payload.
+    pub file: PathBuf,
+    /// Turbo upload service base URL.
+    #[arg(
+        long,
+        env = "ARIO_MLFLOW_UPLOAD_URL",
+        default_value = "https://upload.ardrive.io"
+    )]
+    pub upload_url: url::Url,
+    /// Data item tag `NAME=VALUE` (repeatable).
+    #[arg(long = "tag", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+    /// `Content-Type` tag [default: application/json for .json files, else application/octet-stream].
+    #[arg(long)]
+    pub content_type: Option<String>,
+    /// Attempts in total for transient failures.
+    #[arg(long, default_value_t = 6)]
+    pub attempts: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub wallet: WalletArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub http: ArweaveHttpArgs,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))
+}
 
 /// Runs the command.
 pub async fn run(args: UploadArgs) -> ExitCode {
@@ -40,7 +80,7 @@ pub async fn run(args: UploadArgs) -> ExitCode {
         Ok(i) => i,
         Err(e) => return fail(2, e.to_string()),
     };
-    let http = match super::http_settings(&args.http) {
+    let http = match super::connect::http_settings(&args.http) {
         Ok(h) => h,
         Err(e) => return fail(2, e),
     };

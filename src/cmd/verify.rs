@@ -3,19 +3,202 @@
 //! is anchored, 2 for bad input or an unusable setup.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Args, Subcommand};
 use serde_json::json;
+
+use super::connect::{ArweaveHttpArgs, MlflowArgs};
+use super::verify_envelope::VerifyEnvelopeArgs;
 
 use crate::arweave::gateway::gateway_list;
 use crate::arweave::GatewayReader;
-use crate::cli::{
-    AuditArgs, AuditFormat, ModelTargetArgs, VerifierArgs, VerifyModelArgs, VerifyOutputArgs,
-    VerifyRunArgs, VerifyTraceArgs, VerifyTxArgs,
-};
 use crate::profile::{prediction, registration, training};
 use crate::verify::report::{audit_html, audit_text, chain_text, colour_wanted, verdict_text};
 use crate::verify::{ArioVerifyClient, Entity, Verifier};
+
+/// `verify …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum VerifyCommand {
+    /// Verify signed envelope files offline: spec version, payload hash and Ed25519 signature.
+    ///
+    /// Exit status: 0 all valid, 1 one is invalid, 2 one is unreadable or not JSON.
+    Envelope(VerifyEnvelopeArgs),
+    /// Verify a run's training proof (`ario.training_tx`).
+    ///
+    /// Exit status: 0 the verdict passes, 1 it fails or the run is not anchored, 2 bad input.
+    Run(Box<VerifyRunArgs>),
+    /// Verify a model version's registration proof (`ario.registration_tx`): `NAME/VERSION`
+    /// (split at the last `/`) or `--name N --version V`.
+    #[command(disable_version_flag = true)]
+    Model(Box<VerifyModelArgs>),
+    /// Verify a trace's prediction proof (`ario.prediction_tx`).
+    Trace(Box<VerifyTraceArgs>),
+    /// Verify the proof anchored as a TX, whatever it is about.
+    Tx(Box<VerifyTxArgs>),
+}
+
+/// What every MLflow-backed verification needs.
+#[derive(Debug, Args)]
+pub struct VerifierArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub mlflow: MlflowArgs,
+    /// Read gateway `host[:port]` (https) or full URL; repeatable, tried in order.
+    #[arg(long = "gateway")]
+    pub gateways: Vec<String>,
+    /// Comma-separated gateways, used when no `--gateway` is given.
+    #[arg(long, env = "ARIO_MLFLOW_GATEWAYS", hide = true)]
+    pub gateways_env: Option<String>,
+    /// Host put first in the default gateway list (and used in TX links).
+    #[arg(
+        long,
+        env = "ARIO_MLFLOW_GATEWAY_HOST",
+        default_value = "turbo-gateway.com"
+    )]
+    pub gateway_host: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub http: ArweaveHttpArgs,
+    /// Pinned signer key (64 hex); repeatable or comma-separated in the env. An envelope
+    /// signed by any other key fails.
+    #[arg(
+        long = "trusted-key",
+        env = "ARIO_MLFLOW_TRUSTED_KEYS",
+        value_delimiter = ','
+    )]
+    pub trusted_keys: Vec<String>,
+    /// ar.io Verify base URL (check 4); unset = not run.
+    #[arg(long, env = "ARIO_MLFLOW_ARIO_VERIFY_URL")]
+    pub ario_verify_url: Option<String>,
+    /// Attestation level check 4 needs.
+    #[arg(long, default_value_t = 2)]
+    pub min_attestation_level: u64,
+}
+
+/// Output and side-effect flags of `verify run|model|trace|tx`.
+#[derive(Debug, Args)]
+pub struct VerifyOutputArgs {
+    /// Follow `previous_hash` back to GENESIS and report every link and break.
+    #[arg(long)]
+    pub chain: bool,
+    /// On a passing verdict with a passing attestation, tag the entity
+    /// `ario.verify_status=verified` plus the attestation fields.
+    #[arg(long)]
+    pub write_back: bool,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `verify run`.
+#[derive(Debug, Args)]
+pub struct VerifyRunArgs {
+    /// Run id.
+    pub run_id: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub verifier: VerifierArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: VerifyOutputArgs,
+}
+
+/// A model version: `NAME/VERSION` or `--name N --version V`.
+#[derive(Debug, Args)]
+pub struct ModelTargetArgs {
+    /// `NAME/VERSION` (the name may contain `/`: split at the last one).
+    pub model: Option<String>,
+    /// Registered model name (instead of `NAME/VERSION`).
+    #[arg(long, requires = "version")]
+    pub name: Option<String>,
+    /// Version (with `--name`).
+    #[arg(long, requires = "name")]
+    pub version: Option<String>,
+}
+
+/// Arguments of `verify model`.
+#[derive(Debug, Args)]
+pub struct VerifyModelArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: ModelTargetArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub verifier: VerifierArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: VerifyOutputArgs,
+}
+
+/// Arguments of `verify trace`.
+#[derive(Debug, Args)]
+pub struct VerifyTraceArgs {
+    /// Trace id (`tr-…`).
+    pub trace_id: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub verifier: VerifierArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: VerifyOutputArgs,
+}
+
+/// Arguments of `verify tx`.
+#[derive(Debug, Args)]
+pub struct VerifyTxArgs {
+    /// Data item id (base64url; may start with `-`).
+    #[arg(allow_hyphen_values = true)]
+    pub tx_id: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub verifier: VerifierArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: VerifyOutputArgs,
+}
+
+/// Report formats of `audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    /// Aligned rows for people.
+    Text,
+    /// `ario.mlflow.audit/v1` plus our additions.
+    Json,
+    /// One self-contained HTML page.
+    Html,
+}
+
+/// Arguments of `audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: ModelTargetArgs,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
+    pub format: AuditFormat,
+    /// Write the report here instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Predictions to verify: a number (the first N found) or `all`.
+    #[arg(long, default_value = "5", value_parser = parse_predictions)]
+    pub predictions: crate::verify::audit::PredictionSample,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub verifier: VerifierArgs,
+}
+
+fn parse_predictions(text: &str) -> Result<crate::verify::audit::PredictionSample, String> {
+    use crate::verify::audit::PredictionSample;
+    if text == "all" {
+        return Ok(PredictionSample::All);
+    }
+    text.parse()
+        .map(PredictionSample::Count)
+        .map_err(|_| format!("{text:?} is neither a number nor `all`"))
+}
 
 fn fail(code: u8, message: &str) -> ExitCode {
     eprintln!("error: {message}");
@@ -24,14 +207,14 @@ fn fail(code: u8, message: &str) -> ExitCode {
 
 /// Builds the verifier from flags; every error says what to fix.
 async fn verifier(a: &VerifierArgs) -> Result<Verifier, String> {
-    let mlflow = super::anchor::mlflow_client(&a.mlflow)?;
+    let mlflow = super::connect::mlflow_client(&a.mlflow)?;
     let gateways = gateway_list(
         &a.gateways,
         a.gateways_env.as_deref(),
         Some(&a.gateway_host),
     )
     .map_err(|e| e.to_string())?;
-    let http = super::http_settings(&a.http)?;
+    let http = super::connect::http_settings(&a.http)?;
     let reader = GatewayReader::new(gateways, &http).map_err(|e| e.to_string())?;
     let mut trusted = Vec::new();
     for k in &a.trusted_keys {

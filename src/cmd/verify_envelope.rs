@@ -3,13 +3,29 @@
 //! envelope is not JSON.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::Args;
 use serde::Serialize;
 
-use crate::cli::VerifyEnvelopeArgs;
 use crate::proof::{verify_envelope_text, Verdict};
+
+/// Arguments of `verify envelope`.
+#[derive(Debug, Args)]
+pub struct VerifyEnvelopeArgs {
+    /// Envelope JSON file(s), or `-` for standard input. With several files each gets a
+    /// verdict (one JSON object per line, or one text line each).
+    #[arg(required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// The external payload's stored bytes (e.g. `ario/payload.json`), hashed as they are
+    /// (one envelope file only).
+    #[arg(long)]
+    pub payload: Option<PathBuf>,
+    /// Print a one-line human summary instead of the JSON verdict.
+    #[arg(long)]
+    pub text: bool,
+}
 
 /// Exit status for a valid envelope.
 pub const EXIT_VALID: u8 = 0;

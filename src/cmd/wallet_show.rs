@@ -1,9 +1,30 @@
 //! `wallet show`: the funding wallet's type, address, mode and file.
 
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
 use std::process::ExitCode;
 
 use crate::arweave::Wallet;
-use crate::cli::WalletArgs;
+
+/// `wallet …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WalletCommand {
+    /// Print the wallet's type, address, mode and file; creates the default wallet on first use.
+    Show(WalletArgs),
+}
+
+/// Where the funding wallet comes from.
+#[derive(Debug, Clone, Args)]
+pub struct WalletArgs {
+    /// Arweave JWK or Solana id.json to sign data items with [default: ~/.ario-mlflow/wallet.json].
+    #[arg(long, env = "ARIO_MLFLOW_ARWEAVE_WALLET")]
+    pub wallet: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Runs the command.
 pub fn run(args: &WalletArgs) -> ExitCode {

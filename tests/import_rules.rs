@@ -370,7 +370,10 @@ fn every_module_keeps_to_its_import_rules() {
         modules.len(),
         RULES.len()
     );
-    assert!(refs > 100, "only {refs} crate:: references found: is the scanner broken?");
+    assert!(
+        refs > 100,
+        "only {refs} crate:: references found: is the scanner broken?"
+    );
     let found = breaches(&src_dir, &files);
     assert!(
         found.is_empty(),

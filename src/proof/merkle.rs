@@ -65,6 +65,31 @@ fn build_path(leaves: &[TreeHash], index: usize, path: &mut Vec<TreeHash>) {
     }
 }
 
+/// Every leaf's audit path at once, in leaf order: the same paths as [`audit_path`] for each
+/// index, in O(n log n) hashes instead of O(n²) (a checkpoint gives each of its predictions one).
+pub fn audit_paths(leaves: &[TreeHash]) -> Vec<Vec<TreeHash>> {
+    fn walk(leaves: &[TreeHash]) -> (TreeHash, Vec<Vec<TreeHash>>) {
+        match leaves.len() {
+            0 => (sha256(b""), Vec::new()),
+            1 => (leaves[0], vec![Vec::new()]),
+            n => {
+                let k = split_point(n);
+                let (left_root, mut left) = walk(&leaves[..k]);
+                let (right_root, right) = walk(&leaves[k..]);
+                for path in &mut left {
+                    path.push(right_root);
+                }
+                left.extend(right.into_iter().map(|mut path| {
+                    path.push(left_root);
+                    path
+                }));
+                (node_hash(&left_root, &right_root), left)
+            }
+        }
+    }
+    walk(leaves).1
+}
+
 /// RFC 9162 §2.1.3.2 inclusion verification of `leaf` at `index` in a tree of `tree_size`.
 pub fn verify_inclusion(
     leaf: &TreeHash,
@@ -146,6 +171,11 @@ mod tests {
                 ));
             }
             assert!(audit_path(&l, n).is_none());
+            let all = audit_paths(&l);
+            assert_eq!(all.len(), n);
+            for (i, path) in all.iter().enumerate() {
+                assert_eq!(Some(path), audit_path(&l, i).as_ref(), "n={n} i={i}");
+            }
             assert!(!verify_inclusion(&l[0], n as u64, n as u64, &[], &r));
         }
     }

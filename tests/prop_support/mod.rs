@@ -186,6 +186,17 @@ where
     ]
 }
 
+/// A field of the right shape, or missing (never of the wrong type).
+pub fn present<S>(right: S) -> impl Strategy<Value = Option<Value>>
+where
+    S: Strategy<Value = Value> + 'static,
+{
+    prop_oneof![
+        6 => right.prop_map(Some),
+        1 => Just(None),
+    ]
+}
+
 /// An object from optional fields (missing ones left out).
 pub fn object(fields: Vec<(&'static str, Option<Value>)>) -> Value {
     Value::Object(

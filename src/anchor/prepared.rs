@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::sign::SignedEvent;
 use crate::arweave::{Receipt, TurboClient, UploadOutcome};
-use crate::mlflow::artifacts::proxy_root;
+use crate::mlflow::artifacts::join_uri;
 use crate::mlflow::{MlflowClient, MlflowError};
 
 /// A tag value, resolved at write time.
@@ -42,7 +42,7 @@ pub enum ArtifactContent {
 pub enum Write {
     /// An artifact under a run's (or model's) artifact root.
     Artifact {
-        /// The root URI (`mlflow-artifacts:/…`).
+        /// The root URI (`mlflow-artifacts:/…`, `s3://…`, `file:///…`, …).
         artifact_uri: String,
         /// Path below the root.
         path: String,
@@ -196,9 +196,8 @@ impl Publisher<'_> {
                             None => continue,
                         },
                     };
-                    let root = proxy_root(artifact_uri)?;
                     self.mlflow
-                        .upload_artifact(&format!("{root}/{path}"), bytes)
+                        .upload_artifact(&join_uri(artifact_uri, path), bytes)
                         .await?;
                 }
                 Write::RunTags { run_id, tags } => {

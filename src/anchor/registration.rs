@@ -3,8 +3,6 @@
 //! training TX. The training proof comes first (anchored now by `anchor model` when missing),
 //! so the chain links.
 
-use std::collections::BTreeMap;
-
 use super::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::sign::sign_event;
 use super::{wallet_tags, AnchorError, AnchorStatus, Anchored, Anchorer};
@@ -87,11 +85,13 @@ impl Anchorer {
             Some(r) => {
                 let expected = r.tag(tags::ARTIFACT_HASH).map(str::to_owned);
                 let path = src_path.unwrap_or_else(|| "model".into());
-                let checksums = match self.mlflow.model_checksums(r, &path).await {
-                    Ok(c) => c.unwrap_or_default(),
-                    Err(e) if e.is_transient() => return Err(e.into()),
-                    Err(_) => BTreeMap::new(),
-                };
+                // A store that cannot be read makes the job wait or park: `artifact_verified`
+                // is never `null` because the files could not be read.
+                let checksums = self
+                    .mlflow
+                    .model_checksums(r, &path)
+                    .await?
+                    .unwrap_or_default();
                 let verified = match (training::artifact_hash(&checksums), &expected) {
                     (Some(actual), Some(expected)) => Some(&actual == expected),
                     _ => None,

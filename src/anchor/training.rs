@@ -11,7 +11,8 @@ use super::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::sign::sign_event;
 use super::{wallet_tags, AnchorError, AnchorStatus, Anchored, Anchorer};
 use crate::event::ChainOwner;
-use crate::mlflow::Run;
+use crate::mlflow::artifacts::{join_uri, ArtifactError, ArtifactErrorKind};
+use crate::mlflow::{MlflowError, Run};
 use crate::profile::training::{self, TrainingFacts};
 use crate::profile::{tags, GENESIS};
 use crate::proof::sha256_hex;
@@ -172,14 +173,25 @@ impl Anchorer {
                 &logged_model_names,
             )?,
         };
-        let checksums = match self.mlflow.model_checksums(run, &path).await {
-            Ok(Some(c)) => c,
-            Ok(None) => BTreeMap::new(),
-            Err(e) if !e.is_transient() => {
-                tracing::warn!(run_id = %run.info.run_id, error = %e, "artifacts could not be hashed; anchoring with empty artifact_checksums (as the plugin does)");
+        // No hollow proofs: `{}` is signed only when the run demonstrably has no model files at
+        // `path`. A store that cannot be read is an error (transient: the job waits; permanent:
+        // it is parked with the cause), never an empty map — unlike the plugin, which signs `{}`.
+        let checksums = match self.mlflow.model_checksums(run, &path).await? {
+            Some(c) if !c.is_empty() => c,
+            _ => {
+                if let Some(record) = recorded_model(run, &path, &logged_model_names) {
+                    return Err(MlflowError::Artifact(ArtifactError {
+                        uri: join_uri(&run.info.artifact_uri, &path),
+                        kind: ArtifactErrorKind::NotFound,
+                        cause: format!(
+                            "run {} records a model at {path:?} ({record}), but the store holds no readable file for it; refusing to sign a proof that commits to no model bytes",
+                            run.info.run_id
+                        ),
+                    })
+                    .into());
+                }
                 BTreeMap::new()
             }
-            Err(e) => return Err(e.into()),
         };
         let payload = training::payload(&TrainingFacts {
             run: &run.facts(),
@@ -196,10 +208,11 @@ impl Anchorer {
             }
             match self.mlflow.get_logged_model(&output.model_id).await {
                 Ok(m) => names.push(m.name),
-                Err(e) if e.is_transient() => return Err(e.into()),
-                Err(e) => {
-                    tracing::debug!(model_id = %output.model_id, error = %e, "logged model not readable")
+                // Deleted from MLflow: the run no longer has that model.
+                Err(e) if e.is_not_found() => {
+                    tracing::debug!(model_id = %output.model_id, error = %e, "logged model deleted")
                 }
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(names)
@@ -267,4 +280,20 @@ pub fn training_anchored_writes(run: &Run, owner: &ChainOwner, payload_hash: &st
             },
         },
     ]
+}
+
+/// What in MLflow says the run logged a model at `path`, if anything: MLflow 2's
+/// `mlflow.log-model.history` tag or an MLflow 3 LoggedModel output of that name.
+fn recorded_model(run: &Run, path: &str, logged_model_names: &[String]) -> Option<String> {
+    let path = path.trim_matches('/');
+    let top = path.split('/').next().unwrap_or(path);
+    if logged_model_names.iter().any(|n| n == top) {
+        return Some(format!("LoggedModel {top:?} of the run"));
+    }
+    let history = run.tag(training::LOG_MODEL_HISTORY_TAG)?;
+    let entries: Vec<Value> = serde_json::from_str(history).ok()?;
+    entries
+        .iter()
+        .any(|e| e["artifact_path"].as_str().map(|p| p.trim_matches('/')) == Some(path))
+        .then(|| format!("{} tag", training::LOG_MODEL_HISTORY_TAG))
 }

@@ -38,6 +38,13 @@ pub struct MlflowArgs {
         hide = true
     )]
     pub tracking_password: Option<String>,
+    /// S3-compatible endpoint for `s3://` artifact roots (MinIO, Ceph, …), as MLflow reads it.
+    /// Credentials come from the usual `AWS_*` variables.
+    #[arg(long, env = "MLFLOW_S3_ENDPOINT_URL")]
+    pub s3_endpoint_url: Option<String>,
+    /// Artifact files hashed at once per model directory.
+    #[arg(long, env = "ARIO_MLFLOW_ARTIFACT_CONCURRENCY", default_value_t = 4)]
+    pub artifact_concurrency: usize,
     /// Skip TLS verification towards MLflow.
     #[arg(long, env = "MLFLOW_TRACKING_INSECURE_TLS", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", hide = true)]
     pub tracking_insecure_tls: bool,
@@ -50,6 +57,8 @@ pub(crate) fn mlflow_config(args: &MlflowArgs) -> MlflowConfig {
     config.username = args.tracking_username.clone().filter(|u| !u.is_empty());
     config.password = args.tracking_password.clone();
     config.insecure_tls = args.tracking_insecure_tls;
+    config.artifact_stores.s3_endpoint_url = args.s3_endpoint_url.clone().filter(|u| !u.is_empty());
+    config.artifact_stores.concurrency = args.artifact_concurrency.clamp(1, 64);
     config
 }
 

@@ -273,8 +273,25 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
         if let Err(e) = drained {
             return fail(e.to_string());
         }
-        // The open-jobs index: cheap however long the store's history is.
-        let open = pipeline.store.open_count();
+        // The open-jobs index: cheap however long the store's history is. A backfill is also
+        // caught up when every open job waits on a parked one (nothing moves until `retry`).
+        let mut open = pipeline.store.open_count();
+        if until_caught_up && open > 0 {
+            let blocked = pipeline.store.blocked_on_parked().unwrap_or_default();
+            if blocked.len() == open {
+                for job in &blocked {
+                    println!(
+                        "backfill: {} waits on a parked job ({}); fix the cause and `retry` it",
+                        job.key,
+                        match &job.state {
+                            JobState::Waiting { on, .. } => on.as_str(),
+                            _ => "",
+                        }
+                    );
+                }
+                open = 0;
+            }
+        }
         if let Some(bar) = &bar {
             report_bar(bar, &pipeline.store.jobs().unwrap_or_default());
         } else if until_caught_up && (last_report.elapsed() > Duration::from_secs(5) || open == 0) {

@@ -8,6 +8,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use url::Url;
 
+use super::artifacts::store::ObjectStores;
+use super::artifacts::{ArtifactError, ArtifactStoreConfig};
 use super::types::*;
 
 /// How to reach and authenticate to MLflow.
@@ -31,6 +33,8 @@ pub struct MlflowConfig {
     pub min_delay: Duration,
     /// At most this many REST calls per second (`None`: unlimited).
     pub max_calls_per_sec: Option<f64>,
+    /// Artifact stores read directly (S3, GCS, Azure, files) when runs name them.
+    pub artifact_stores: ArtifactStoreConfig,
 }
 
 impl fmt::Debug for MlflowConfig {
@@ -58,6 +62,7 @@ impl MlflowConfig {
             max_attempts: 5,
             min_delay: Duration::from_millis(200),
             max_calls_per_sec: None,
+            artifact_stores: ArtifactStoreConfig::default(),
         }
     }
 }
@@ -98,6 +103,9 @@ pub enum MlflowError {
     /// Something this client cannot do (e.g. an artifact store the server does not proxy).
     #[error("{0}")]
     Unsupported(String),
+    /// A directly-read artifact store failed.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
 }
 
 impl MlflowError {
@@ -111,6 +119,7 @@ impl MlflowError {
     pub fn is_transient(&self) -> bool {
         matches!(self, MlflowError::Transport { .. })
             || matches!(self, MlflowError::Http { status, .. } if *status == 429 || *status >= 500)
+            || matches!(self, MlflowError::Artifact(a) if a.is_transient())
     }
 }
 
@@ -121,6 +130,8 @@ pub struct MlflowClient {
     pub(crate) config: MlflowConfig,
     calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
     next_slot: std::sync::Arc<tokio::sync::Mutex<tokio::time::Instant>>,
+    /// Directly-read artifact stores, one client per bucket, shared by clones.
+    pub(crate) stores: std::sync::Arc<ObjectStores>,
 }
 
 /// What one request is: method, path (relative to the tracking URI), query and JSON body.
@@ -183,11 +194,13 @@ impl MlflowClient {
             .map_err(|e| {
                 MlflowError::Unsupported(format!("cannot build the MLflow HTTP client: {e}"))
             })?;
+        let stores = std::sync::Arc::new(ObjectStores::new(config.artifact_stores.clone()));
         Ok(MlflowClient {
             http,
             config,
             calls: Default::default(),
             next_slot: std::sync::Arc::new(tokio::sync::Mutex::new(tokio::time::Instant::now())),
+            stores,
         })
     }
 

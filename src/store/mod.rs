@@ -349,6 +349,31 @@ impl Store {
         self.open.len()
     }
 
+    /// Open jobs that cannot move until someone acts: waiting on a job that is parked (or on
+    /// one that itself waits on a parked job). `backfill` is caught up when only these remain.
+    pub fn blocked_on_parked(&self) -> Result<Vec<Job>, StoreError> {
+        let open = self.open_jobs()?;
+        let mut out = Vec::new();
+        for job in open {
+            let mut on = match &job.state {
+                JobState::Waiting { on, .. } => on.clone(),
+                _ => continue,
+            };
+            // Follow the chain of waits (bounded: a cycle is not "blocked on parked").
+            for _ in 0..8 {
+                match self.job(&on)?.map(|j| j.state) {
+                    Some(JobState::Parked { .. }) => {
+                        out.push(job);
+                        break;
+                    }
+                    Some(JobState::Waiting { on: next, .. }) => on = next,
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Open jobs due at `now_ms`, in detection order.
     pub fn due(&self, now: u64) -> Result<Vec<Job>, StoreError> {
         Ok(self
@@ -509,6 +534,45 @@ mod tests {
         assert!(!store.detect(&a).unwrap(), "the same dedupe key is one job");
         let keys: Vec<String> = store.jobs().unwrap().into_iter().map(|j| j.key).collect();
         assert_eq!(keys, ["run/a", "trace/t"]);
+    }
+
+    #[test]
+    fn jobs_waiting_on_parked_jobs_are_blocked_and_others_are_not() {
+        let store = Store::temporary().unwrap();
+        for id in ["a", "b"] {
+            store
+                .detect(&ChangeEvent::RunFinished { run_id: id.into() })
+                .unwrap();
+        }
+        for (name, on) in [("m", "run/a"), ("n", "run/b"), ("o", "mv/m/1")] {
+            store
+                .detect(&ChangeEvent::ModelVersionCreated {
+                    name: name.into(),
+                    version: "1".into(),
+                })
+                .unwrap();
+            store
+                .update(&format!("mv/{name}/1"), |j| {
+                    j.state = JobState::Waiting {
+                        on: on.into(),
+                        since_ms: 0,
+                    }
+                })
+                .unwrap();
+        }
+        store
+            .update("run/a", |j| {
+                j.state = JobState::Parked { error: "x".into() }
+            })
+            .unwrap();
+        let blocked: Vec<String> = store
+            .blocked_on_parked()
+            .unwrap()
+            .into_iter()
+            .map(|j| j.key)
+            .collect();
+        // mv/m/1 waits on parked run/a; mv/o/1 waits on mv/m/1; mv/n/1 waits on open run/b.
+        assert_eq!(blocked, ["mv/m/1", "mv/o/1"]);
     }
 
     #[test]

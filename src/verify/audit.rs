@@ -323,11 +323,9 @@ impl Verifier {
     }
 
     async fn subdirs(&self, run: &Run, dir: &str) -> Vec<String> {
-        let Ok(root) = crate::mlflow::artifacts::proxy_root(&run.info.artifact_uri) else {
-            return Vec::new();
-        };
+        let root = crate::mlflow::artifacts::join_uri(&run.info.artifact_uri, dir);
         self.mlflow
-            .list_artifact_dir(&format!("{root}/{dir}"))
+            .list_artifact_dir(&root)
             .await
             .unwrap_or_default()
             .into_iter()

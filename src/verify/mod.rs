@@ -534,18 +534,39 @@ impl Verifier {
                 .with("live_fields_refetched", fields),
             Ok(_) => {
                 changed.sort();
-                Check::fail(format!(
+                // Which model files changed, went missing or appeared, by name.
+                let files = match (
+                    original.get("artifact_checksums"),
+                    overlay.get("artifact_checksums"),
+                ) {
+                    (Some(Value::Object(then)), Some(Value::Object(now))) => {
+                        changed_files(then, now)
+                    }
+                    _ => Vec::new(),
+                };
+                let mut reason = format!(
                     "live_mlflow_mismatch: {} changed since anchoring",
                     if changed.is_empty() {
                         "formatting".into()
                     } else {
                         changed.join(", ")
                     }
-                ))
-                .with(
+                );
+                if !files.is_empty() {
+                    reason.push_str(&format!(" (files: {})", files.join(", ")));
+                }
+                let check = Check::fail(reason).with(
                     "changed_fields",
                     changed.into_iter().map(Value::String).collect::<Vec<_>>(),
-                )
+                );
+                if files.is_empty() {
+                    check
+                } else {
+                    check.with(
+                        "changed_files",
+                        files.into_iter().map(Value::String).collect::<Vec<_>>(),
+                    )
+                }
             }
             Err(e) => Check::fail(format!("live_refetch_failed: {e}")),
         }
@@ -823,9 +844,43 @@ pub fn overall(v: &ProofVerdict) -> bool {
     c.signature.ok == Some(true)
 }
 
+/// The model files whose checksum differs between what was anchored and what the store holds
+/// now: `path (changed)`, `path (missing)`, `path (added)`, sorted by path.
+fn changed_files(then: &Map<String, Value>, now: &Map<String, Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, hash) in then {
+        match now.get(path) {
+            Some(h) if h == hash => {}
+            Some(_) => out.push(format!("{path} (changed)")),
+            None => out.push(format!("{path} (missing)")),
+        }
+    }
+    for path in now.keys().filter(|p| !then.contains_key(*p)) {
+        out.push(format!("{path} (added)"));
+    }
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_model_files_are_named() {
+        let m = |pairs: &[(&str, &str)]| -> Map<String, Value> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                .collect()
+        };
+        let then = m(&[("MLmodel", "a"), ("model.pkl", "b"), ("gone.txt", "c")]);
+        let now = m(&[("MLmodel", "x"), ("model.pkl", "b"), ("new.txt", "d")]);
+        assert_eq!(
+            changed_files(&then, &now),
+            ["MLmodel (changed)", "gone.txt (missing)", "new.txt (added)"]
+        );
+    }
     use crate::arweave::{ItemSigner, Tag};
 
     #[test]

@@ -286,12 +286,30 @@ pub mod mlflow {
     use std::time::{Duration, Instant};
 
     /// Pinned so the parity and cross-verification tests always meet the profile they were written for.
-    pub const PIP_PACKAGES: [&str; 4] = [
+    pub const PIP_PACKAGES: [&str; 5] = [
         "mlflow==3.17.2",
         "ar-io-mlflow==0.3.0",
         "scikit-learn",
         "pandas",
+        "boto3",
     ];
+
+    /// Where a server keeps artifacts, and whether clients reach them through its proxy.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum ArtifactMode {
+        /// `--artifacts-destination DIR`: runs get `mlflow-artifacts:/…` roots (the proxy).
+        Proxy,
+        /// `--no-serve-artifacts --default-artifact-root file://DIR`: clients use the path.
+        DirectFile,
+        /// `--no-serve-artifacts --default-artifact-root s3://ROOT`: clients use the bucket,
+        /// with the S3 endpoint and credentials in `env`.
+        DirectS3 {
+            /// `bucket/prefix`.
+            root: String,
+            /// `MLFLOW_S3_ENDPOINT_URL`, `AWS_*`.
+            env: Vec<(String, String)>,
+        },
+    }
 
     /// The venv, created if needed; `None` (with a notice) when python3 is absent outside CI.
     pub fn venv() -> Option<PathBuf> {
@@ -309,6 +327,9 @@ pub mod mlflow {
                 PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
                     .join(".cache/ario-mlflow-worker/venv-mlflow")
             });
+        // Tests of one binary run in parallel threads: one of them creates the venv.
+        static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = CREATING.lock().unwrap_or_else(|p| p.into_inner());
         let marker = dir.join(".ario-packages");
         let wanted = PIP_PACKAGES.join(" ");
         if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
@@ -344,6 +365,7 @@ pub mod mlflow {
         child: Child,
         venv: PathBuf,
         port: u16,
+        mode: ArtifactMode,
         /// `http://127.0.0.1:PORT`.
         pub uri: String,
         /// Holds the sqlite DB and the artifacts.
@@ -351,19 +373,26 @@ pub mod mlflow {
     }
 
     impl MlflowServer {
-        /// Starts a lean server and waits (up to 90 s) until `/health` answers.
+        /// Starts a lean server with proxied artifacts and waits (up to 90 s) until `/health`
+        /// answers.
         pub fn start(venv: &Path) -> MlflowServer {
+            Self::start_with(venv, ArtifactMode::Proxy)
+        }
+
+        /// Starts a lean server keeping artifacts as `mode` says.
+        pub fn start_with(venv: &Path, mode: ArtifactMode) -> MlflowServer {
             let dir = tempfile::tempdir().unwrap();
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
                 .unwrap()
                 .port();
-            let child = spawn(venv, port, dir.path());
+            let child = spawn(venv, port, dir.path(), &mode);
             let server = MlflowServer {
                 child,
                 venv: venv.to_path_buf(),
                 port,
+                mode,
                 uri: format!("http://127.0.0.1:{port}"),
                 dir,
             };
@@ -390,7 +419,7 @@ pub mod mlflow {
 
         /// Starts it again on the same port and database.
         pub fn restart(&mut self) {
-            self.child = spawn(&self.venv, self.port, self.dir.path());
+            self.child = spawn(&self.venv, self.port, self.dir.path(), &self.mode);
             self.wait_ready();
         }
 
@@ -406,10 +435,27 @@ pub mod mlflow {
             cmd.arg(script)
                 .args(args)
                 .env("MLFLOW_TRACKING_URI", &self.uri);
+            for (k, v) in self.client_env() {
+                cmd.env(k, v);
+            }
             for (k, v) in env {
                 cmd.env(k, v);
             }
             cmd.output().expect("python")
+        }
+
+        /// What a client (the seeding script, the worker) needs besides the tracking URI to
+        /// reach the artifacts directly: the S3 endpoint and credentials in S3 mode.
+        pub fn client_env(&self) -> Vec<(String, String)> {
+            match &self.mode {
+                ArtifactMode::DirectS3 { env, .. } => env.clone(),
+                _ => Vec::new(),
+            }
+        }
+
+        /// The directory a `file://` server keeps artifacts in.
+        pub fn artifact_dir(&self) -> PathBuf {
+            self.dir.path().join("artifacts")
         }
 
         /// The server's sqlite database (for tampering tests that play a DB-level attacker).
@@ -418,7 +464,7 @@ pub mod mlflow {
         }
     }
 
-    fn spawn(venv: &Path, port: u16, dir: &Path) -> Child {
+    fn spawn(venv: &Path, port: u16, dir: &Path, mode: &ArtifactMode) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -435,12 +481,26 @@ pub mod mlflow {
             "1",
             "--backend-store-uri",
         ])
-        .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
-        .arg("--artifacts-destination")
-        .arg(dir.join("artifacts"))
-        .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-        .stdout(Stdio::null())
-        .stderr(log);
+        .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()));
+        match mode {
+            ArtifactMode::Proxy => {
+                cmd.arg("--artifacts-destination")
+                    .arg(dir.join("artifacts"));
+            }
+            ArtifactMode::DirectFile => {
+                std::fs::create_dir_all(dir.join("artifacts")).unwrap();
+                cmd.args(["--no-serve-artifacts", "--default-artifact-root"])
+                    .arg(format!("file://{}", dir.join("artifacts").display()));
+            }
+            ArtifactMode::DirectS3 { root, env } => {
+                cmd.args(["--no-serve-artifacts", "--default-artifact-root"])
+                    .arg(format!("s3://{root}"));
+                cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            }
+        }
+        cmd.env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .stdout(Stdio::null())
+            .stderr(log);
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.spawn().expect("start mlflow server")
@@ -488,6 +548,135 @@ pub mod mlflow {
         fn drop(&mut self) {
             stop_child(&mut self.child);
         }
+    }
+}
+
+pub mod s3 {
+    //! The real S3-compatible server of `../shared/S3.md` (s3s-fs by default), started through
+    //! `../shared/tools/s3/s3-local.sh` (installed there on first use, then kept under
+    //! `~/.cache/ario-s3-local`). It keeps objects as plain files, so a test can compute what the
+    //! store holds independently of any S3 client, and overwrite an object as an attacker would.
+
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    /// A running S3 server.
+    pub struct S3 {
+        /// `S3_ENDPOINT`, `MLFLOW_S3_ENDPOINT_URL`, `AWS_*` as the helper prints them.
+        pub env: Vec<(String, String)>,
+        /// The bucket.
+        pub bucket: String,
+        /// Where the server keeps the bucket's objects as files.
+        pub bucket_dir: PathBuf,
+    }
+
+    /// Starts (or finds running) the shared S3 server.
+    pub fn start() -> S3 {
+        let script = super::shared_dir().join("tools/s3/s3-local.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .output()
+            .expect("run s3-local.sh");
+        assert!(
+            out.status.success(),
+            "the S3 server did not start ({}): {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let get = |k: &str| {
+            env.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("s3-local.sh printed no {k}"))
+        };
+        let bucket = get("S3_BUCKET");
+        let home = std::env::var_os("S3_LOCAL_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                    .join(".cache/ario-s3-local")
+            });
+        let bucket_dir = home.join("data-s3s-fs").join(&bucket);
+        assert!(
+            bucket_dir.is_dir(),
+            "bucket directory {} not found",
+            bucket_dir.display()
+        );
+        S3 {
+            env,
+            bucket,
+            bucket_dir,
+        }
+    }
+
+    impl S3 {
+        /// The environment with one variable replaced (e.g. a wrong secret key).
+        pub fn env_with(&self, key: &str, value: &str) -> Vec<(String, String)> {
+            self.env
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        if k == key {
+                            value.to_string()
+                        } else {
+                            v.clone()
+                        },
+                    )
+                })
+                .collect()
+        }
+
+        /// `{relative path: sha256 hex}` of every file the server holds under `prefix` of the
+        /// bucket, read from its data directory (not through S3).
+        pub fn file_checksums(&self, prefix: &str) -> BTreeMap<String, String> {
+            let root = self.bucket_dir.join(prefix.trim_matches('/'));
+            super::files::checksums(&root)
+        }
+    }
+}
+
+pub mod files {
+    //! Hashing a directory tree on disk, as an independent check of what a store holds.
+
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use sha2::{Digest, Sha256};
+
+    /// `{relative path: sha256 hex}` of every regular file under `root` (none if missing),
+    /// skipping MLflow's `registered_model_meta` and s3s-fs's own bookkeeping files.
+    pub fn checksums(root: &Path) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let mut pending = vec![root.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if name != "registered_model_meta" && !name.starts_with(".s3s") {
+                    let rel = path
+                        .strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/");
+                    let bytes = std::fs::read(&path).unwrap();
+                    out.insert(rel, hex::encode(Sha256::digest(&bytes)));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -553,9 +742,14 @@ pub mod lab {
     }
 
     impl Lab {
-        /// Starts MLflow from `venv` and devnet with TLS.
+        /// Starts MLflow from `venv` (proxied artifacts) and devnet with TLS.
         pub fn start(venv: &Path) -> Lab {
-            let server = MlflowServer::start(venv);
+            Self::start_with(venv, super::mlflow::ArtifactMode::Proxy)
+        }
+
+        /// Starts MLflow keeping artifacts as `mode` says, and devnet with TLS.
+        pub fn start_with(venv: &Path, mode: super::mlflow::ArtifactMode) -> Lab {
+            let server = MlflowServer::start_with(venv, mode);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

@@ -1,36 +1,15 @@
-//! Artifacts through MLflow's proxy (`/api/2.0/mlflow-artifacts/artifacts/<root>/<path>`).
-//!
-//! * Listing is recursive over the proxy's directory listing.
-//! * Downloads for hashing are **streamed into SHA-256**: constant memory, no temp files.
-//! * Uploads are a raw `PUT` (the proxy overwrites silently, which makes write-back idempotent).
-//! * [`MlflowClient::model_checksums`] mirrors how MLflow 3's `runs:/<run>/<path>` resolves a
-//!   model directory — the run's own `<path>/` files, overlaid by the files of the LoggedModel of
-//!   that run named `<path>` — so the checksums equal what the plugin's
-//!   `mlflow.artifacts.download_artifacts(run_id, path)` + `os.walk` produce.
-
-use std::collections::BTreeMap;
+//! Artifacts through MLflow's proxy (`/api/2.0/mlflow-artifacts/artifacts/<root>/<path>`), for
+//! `mlflow-artifacts:` roots: listing one directory at a time, downloads **streamed into
+//! SHA-256** (constant memory, no temp files), and uploads as a raw `PUT` (the proxy overwrites
+//! silently, which makes write-back idempotent). Every call is retried on transient failures.
 
 use backon::Retryable;
 use futures::StreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::client::{MlflowClient, MlflowError, Request};
-use super::types::Run;
-
-/// MLflow registry bookkeeping files excluded from checksums at any depth (spec §2.0.4).
-pub const EXCLUDED_ARTIFACT_NAMES: [&str; 1] = ["registered_model_meta"];
-
-/// One directory entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArtifactEntry {
-    /// Path relative to the listed root.
-    pub path: String,
-    /// Whether it is a directory.
-    pub is_dir: bool,
-    /// Size in bytes (files).
-    pub size: Option<u64>,
-}
+use super::ArtifactEntry;
+use crate::mlflow::client::{MlflowClient, MlflowError, Request};
 
 /// The proxy path of an artifact root URI (`mlflow-artifacts:/1/<run>/artifacts` → `1/<run>/artifacts`).
 pub fn proxy_root(artifact_uri: &str) -> Result<String, MlflowError> {
@@ -38,9 +17,8 @@ pub fn proxy_root(artifact_uri: &str) -> Result<String, MlflowError> {
         .strip_prefix("mlflow-artifacts:")
         .ok_or_else(|| {
             MlflowError::Unsupported(format!(
-            "artifact root {artifact_uri:?} is not served by the MLflow server's artifact proxy; \
-             start the server with --serve-artifacts / --artifacts-destination"
-        ))
+                "artifact root {artifact_uri:?} is not served by the MLflow server's artifact proxy"
+            ))
         })?;
     // `mlflow-artifacts://host:port/path` names the server explicitly; the path is what matters.
     let path = match rest.strip_prefix("//") {
@@ -48,14 +26,6 @@ pub fn proxy_root(artifact_uri: &str) -> Result<String, MlflowError> {
         None => rest,
     };
     Ok(path.trim_matches('/').to_string())
-}
-
-fn join(a: &str, b: &str) -> String {
-    match (a.trim_matches('/'), b.trim_matches('/')) {
-        ("", b) => b.to_string(),
-        (a, "") => a.to_string(),
-        (a, b) => format!("{a}/{b}"),
-    }
 }
 
 impl MlflowClient {
@@ -69,7 +39,7 @@ impl MlflowClient {
     }
 
     /// Lists one directory under a proxy path; a missing directory is empty.
-    pub async fn list_artifact_dir(
+    pub(super) async fn proxy_list_dir(
         &self,
         proxy_path: &str,
     ) -> Result<Vec<ArtifactEntry>, MlflowError> {
@@ -99,29 +69,11 @@ impl MlflowClient {
             .collect())
     }
 
-    /// Every file below `proxy_path`, with paths relative to it (`/`-separated), sorted.
-    pub async fn list_artifact_files(
+    /// SHA-256 of one artifact file, streamed (retried from the start on transient failures).
+    pub(super) async fn proxy_hash(
         &self,
         proxy_path: &str,
-    ) -> Result<Vec<ArtifactEntry>, MlflowError> {
-        let mut out = Vec::new();
-        let mut pending = vec![String::new()];
-        while let Some(rel) = pending.pop() {
-            for entry in self.list_artifact_dir(&join(proxy_path, &rel)).await? {
-                let path = join(&rel, &entry.path);
-                if entry.is_dir {
-                    pending.push(path);
-                } else {
-                    out.push(ArtifactEntry { path, ..entry });
-                }
-            }
-        }
-        out.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(out)
-    }
-
-    /// SHA-256 of one artifact file, streamed (retried from the start on transient failures).
-    pub async fn hash_artifact(&self, proxy_path: &str) -> Result<([u8; 32], u64), MlflowError> {
+    ) -> Result<([u8; 32], u64), MlflowError> {
         let url = self.artifact_url(proxy_path)?;
         (|| async {
             self.throttle().await;
@@ -163,7 +115,7 @@ impl MlflowClient {
     }
 
     /// Downloads one (small) artifact whole, e.g. a witness `payload.json`.
-    pub async fn download_artifact(&self, proxy_path: &str) -> Result<Vec<u8>, MlflowError> {
+    pub(super) async fn proxy_download(&self, proxy_path: &str) -> Result<Vec<u8>, MlflowError> {
         let url = self.artifact_url(proxy_path)?;
         (|| async {
             self.throttle().await;
@@ -195,7 +147,7 @@ impl MlflowClient {
     }
 
     /// Uploads bytes to a proxy path (overwrites; same bytes → same result).
-    pub async fn upload_artifact(
+    pub(super) async fn proxy_upload(
         &self,
         proxy_path: &str,
         bytes: Vec<u8>,
@@ -237,86 +189,6 @@ impl MlflowClient {
         .when(MlflowError::is_transient)
         .await
     }
-
-    /// Writes a file into a run's artifacts (`<run artifact root>/<path>`).
-    pub async fn upload_run_artifact(
-        &self,
-        run: &Run,
-        path: &str,
-        bytes: Vec<u8>,
-    ) -> Result<(), MlflowError> {
-        let root = proxy_root(&run.info.artifact_uri)?;
-        self.upload_artifact(&join(&root, path), bytes).await
-    }
-
-    /// Reads a file from a run's artifacts.
-    pub async fn download_run_artifact(
-        &self,
-        run: &Run,
-        path: &str,
-    ) -> Result<Vec<u8>, MlflowError> {
-        let root = proxy_root(&run.info.artifact_uri)?;
-        self.download_artifact(&join(&root, path)).await
-    }
-
-    /// `{relative path: sha256 hex}` of the model directory `runs:/<run>/<artifact_path>`, as
-    /// MLflow 3 resolves it (run files overlaid by the same-named LoggedModel of the run);
-    /// `registered_model_meta` files are excluded. `Ok(None)` when neither exists.
-    pub async fn model_checksums(
-        &self,
-        run: &Run,
-        artifact_path: &str,
-    ) -> Result<Option<BTreeMap<String, String>>, MlflowError> {
-        let mut sources: Vec<String> = Vec::new();
-        let run_dir = join(&proxy_root(&run.info.artifact_uri)?, artifact_path);
-        let run_files = self.list_artifact_files(&run_dir).await?;
-        if !run_files.is_empty() {
-            sources.push(run_dir);
-        }
-        let model_name = artifact_path
-            .trim_matches('/')
-            .split('/')
-            .next()
-            .unwrap_or_default();
-        let rest = artifact_path
-            .trim_matches('/')
-            .split_once('/')
-            .map(|(_, r)| r)
-            .unwrap_or("");
-        if !model_name.is_empty() {
-            let filter = format!("name = '{}'", model_name.replace('\'', "\\'"));
-            let models = match self
-                .search_logged_models(&run.info.experiment_id, &filter)
-                .await
-            {
-                Ok(models) => models,
-                // MLflow 2 servers have no LoggedModels.
-                Err(MlflowError::Http { status: 404, .. }) => Vec::new(),
-                Err(e) => return Err(e),
-            };
-            if let Some(model) = models
-                .into_iter()
-                .find(|m| m.source_run_id.as_deref() == Some(run.info.run_id.as_str()))
-            {
-                sources.push(join(&proxy_root(&model.artifact_uri)?, rest));
-            }
-        }
-        if sources.is_empty() {
-            return Ok(None);
-        }
-        let mut checksums = BTreeMap::new();
-        for source in sources {
-            for file in self.list_artifact_files(&source).await? {
-                let basename = file.path.rsplit('/').next().unwrap_or(&file.path);
-                if EXCLUDED_ARTIFACT_NAMES.contains(&basename) {
-                    continue;
-                }
-                let (digest, _) = self.hash_artifact(&join(&source, &file.path)).await?;
-                checksums.insert(file.path.clone(), hex::encode(digest));
-            }
-        }
-        Ok(Some(checksums))
-    }
 }
 
 #[cfg(test)]
@@ -334,7 +206,5 @@ mod tests {
             "1/models/m-1/artifacts"
         );
         assert!(proxy_root("s3://bucket/x").is_err());
-        assert_eq!(join("a/", "/b"), "a/b");
-        assert_eq!(join("", "b"), "b");
     }
 }

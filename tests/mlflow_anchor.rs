@@ -200,7 +200,7 @@ fn the_lifecycle_anchored_here_verifies_with_the_plugin() {
 
     let run_info = rt.block_on(mlflow.get_run(&run)).unwrap();
     let model_dir = format!(
-        "{}/models/{}/artifacts/MLmodel",
+        "mlflow-artifacts:/{}/models/{}/artifacts/MLmodel",
         run_info.info.experiment_id,
         s("model_id")
     );

@@ -236,6 +236,7 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
     signals(stop.clone());
     let started = Instant::now();
     let mut last_report = Instant::now();
+    let mut last_blocked_check = Instant::now();
     // A progress bar on a terminal, plain periodic lines otherwise (logs, CI).
     use std::io::IsTerminal;
     let bar = (until_caught_up && std::io::stderr().is_terminal()).then(|| {
@@ -276,7 +277,9 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
         // The open-jobs index: cheap however long the store's history is. A backfill is also
         // caught up when every open job waits on a parked one (nothing moves until `retry`).
         let mut open = pipeline.store.open_count();
-        if until_caught_up && open > 0 {
+        // That check reads every open job, so it runs at most every few seconds, not per pass.
+        if until_caught_up && open > 0 && last_blocked_check.elapsed() > Duration::from_secs(5) {
+            last_blocked_check = Instant::now();
             let blocked = pipeline.store.blocked_on_parked().unwrap_or_default();
             if blocked.len() == open {
                 for job in &blocked {

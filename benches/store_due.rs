@@ -16,9 +16,7 @@ fn main() {
     let store = Store::open(dir.path()).unwrap();
     let t = Instant::now();
     for i in 0..n {
-        let key = ChangeEvent::RunFinished {
-            run_id: format!("{i:032x}"),
-        };
+        let key = ChangeEvent::run(format!("{i:032x}"));
         store.detect(&key).unwrap();
         if i >= 10 {
             store

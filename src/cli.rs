@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::cmd;
 use crate::cmd::anchor::AnchorArgs;
 use crate::cmd::devnet::DevnetArgs;
+use crate::cmd::feed::FeedArgs;
 use crate::cmd::fetch::FetchArgs;
 use crate::cmd::keys_show::KeysCommand;
 use crate::cmd::service::{RetryArgs, ServiceArgs, StatusArgs};
@@ -74,6 +75,9 @@ pub enum Command {
     Anchor(Box<AnchorArgs>),
     /// The service: poll MLflow and anchor every lifecycle event, durably, until stopped.
     Run(Box<ServiceArgs>),
+    /// Produce the change feed to Kafka: the poller as an idempotent producer, one CloudEvents
+    /// message per event keyed by its chain key (`run --source kafka` anchors them).
+    Feed(Box<FeedArgs>),
     /// Anchor everything MLflow already holds, then exit when caught up.
     Backfill(Box<ServiceArgs>),
     /// Jobs per state and event type, parked jobs with their errors, chain heads, cursors.
@@ -100,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::Devnet(args) => with_runtime(cmd::devnet::run(args)),
         Command::Anchor(args) => with_runtime(cmd::anchor::run(*args)),
         Command::Run(args) => with_runtime(cmd::service::run(*args, false)),
+        Command::Feed(args) => with_runtime(cmd::feed::run(*args)),
         Command::Backfill(args) => with_runtime(cmd::service::run(*args, true)),
         Command::Status(args) => cmd::service::status(&args),
         Command::Retry(args) => cmd::service::retry(&args),

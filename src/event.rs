@@ -20,6 +20,12 @@ pub enum ChangeEvent {
     RunFinished {
         /// Run id.
         run_id: String,
+        /// The training chain key (`rm/<name>` or `exp/<id>`) the source fixed when it
+        /// detected the run — set by `feed` (the run's partition key in Kafka), so every
+        /// instance signs the run onto the chain its partition owns. `None`: the pipeline
+        /// decides when it anchors (poller mode).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chain: Option<String>,
     },
     /// A dataset input of an anchored run.
     DatasetInput {
@@ -74,7 +80,7 @@ impl ChangeEvent {
     /// The dedupe key (DESIGN.md §2), also the job key.
     pub fn dedupe_key(&self) -> String {
         match self {
-            ChangeEvent::RunFinished { run_id } => format!("run/{run_id}"),
+            ChangeEvent::RunFinished { run_id, .. } => format!("run/{run_id}"),
             ChangeEvent::DatasetInput { name, digest, .. } => format!("dataset/{name}/{digest}"),
             ChangeEvent::ModelVersionCreated { name, version } => format!("mv/{name}/{version}"),
             ChangeEvent::StageChanged {
@@ -113,6 +119,49 @@ impl ChangeEvent {
     }
 }
 
+impl ChangeEvent {
+    /// A finished run whose chain the pipeline decides.
+    pub fn run(run_id: impl Into<String>) -> ChangeEvent {
+        ChangeEvent::RunFinished {
+            run_id: run_id.into(),
+            chain: None,
+        }
+    }
+
+    /// The key that places the event in a Kafka partition: its chain key where the event is
+    /// chained in sequence (`rm/<name>` for every registry event of a model, the run's pinned
+    /// training chain), else a key of its own identity (`dataset/…`, `trace/…`). It is a
+    /// function of the event alone, so one dedupe key always lands in one partition. `None`
+    /// for a run whose chain is not pinned yet (the source must resolve it first).
+    pub fn partition_key(&self) -> Option<String> {
+        match self {
+            ChangeEvent::RunFinished { chain, .. } => chain.clone(),
+            ChangeEvent::DatasetInput { name, digest, .. } => {
+                Some(format!("dataset/{name}/{digest}"))
+            }
+            ChangeEvent::ModelVersionCreated { name, .. }
+            | ChangeEvent::StageChanged { name, .. }
+            | ChangeEvent::AliasChanged { name, .. } => {
+                Some(ChainOwner::RegisteredModel(name.clone()).chain_key())
+            }
+            ChangeEvent::TraceLogged { trace_id } => Some(format!("trace/{trace_id}")),
+        }
+    }
+
+    /// The entity the event is about, for logs and CloudEvents' `subject`.
+    pub fn subject(&self) -> String {
+        match self {
+            ChangeEvent::RunFinished { run_id, .. } | ChangeEvent::DatasetInput { run_id, .. } => {
+                run_id.clone()
+            }
+            ChangeEvent::ModelVersionCreated { name, version }
+            | ChangeEvent::StageChanged { name, version, .. } => format!("{name}/{version}"),
+            ChangeEvent::AliasChanged { name, alias, .. } => format!("{name}@{alias}"),
+            ChangeEvent::TraceLogged { trace_id } => trace_id.clone(),
+        }
+    }
+}
+
 /// Who owns a training chain head (and its `ario.last_training_hash` tag).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChainOwner {
@@ -123,6 +172,16 @@ pub enum ChainOwner {
 }
 
 impl ChainOwner {
+    /// The owner a chain key names (`rm/<name>`, `exp/<id>`); `None` for anything else.
+    pub fn from_chain_key(key: &str) -> Option<ChainOwner> {
+        if let Some(name) = key.strip_prefix("rm/").filter(|n| !n.is_empty()) {
+            return Some(ChainOwner::RegisteredModel(name.to_string()));
+        }
+        key.strip_prefix("exp/")
+            .filter(|e| !e.is_empty())
+            .map(|e| ChainOwner::Experiment(e.to_string()))
+    }
+
     /// The chain key used by the durable service (`rm/<name>` or `exp/<id>`).
     pub fn chain_key(&self) -> String {
         match self {
@@ -139,7 +198,18 @@ mod tests {
     #[test]
     fn dedupe_keys_follow_the_design_table() {
         let e = |ev: ChangeEvent| ev.dedupe_key();
-        assert_eq!(e(ChangeEvent::RunFinished { run_id: "r".into() }), "run/r");
+        assert_eq!(e(ChangeEvent::run("r")), "run/r");
+        let pinned = ChangeEvent::RunFinished {
+            run_id: "r".into(),
+            chain: Some("rm/m".into()),
+        };
+        assert_eq!(
+            e(pinned.clone()),
+            "run/r",
+            "the pinned chain is not identity"
+        );
+        assert_eq!(pinned.partition_key().as_deref(), Some("rm/m"));
+        assert_eq!(ChangeEvent::run("r").partition_key(), None);
         assert_eq!(
             e(ChangeEvent::DatasetInput {
                 run_id: "r".into(),
@@ -170,6 +240,7 @@ mod tests {
             previous: Some("1".into()),
             seen_ms: 9,
         };
+        assert_eq!(removed.partition_key().as_deref(), Some("rm/m"));
         assert_eq!(e(removed), "alias/m/a/-/9");
         assert_eq!(
             e(ChangeEvent::TraceLogged {
@@ -177,5 +248,17 @@ mod tests {
             }),
             "trace/tr-1"
         );
+    }
+
+    #[test]
+    fn chain_keys_round_trip_to_owners() {
+        for owner in [
+            ChainOwner::RegisteredModel("m/x".into()),
+            ChainOwner::Experiment("7".into()),
+        ] {
+            assert_eq!(ChainOwner::from_chain_key(&owner.chain_key()), Some(owner));
+        }
+        assert_eq!(ChainOwner::from_chain_key("rm/"), None);
+        assert_eq!(ChainOwner::from_chain_key("trace/t"), None);
     }
 }

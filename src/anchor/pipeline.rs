@@ -117,8 +117,8 @@ struct TrainingDraft {
 
 /// The state machine over a store.
 pub struct Pipeline {
-    /// Anchoring parts (MLflow, Turbo, keys).
-    pub anchorer: Anchorer,
+    /// Anchoring parts (MLflow, Turbo, keys), shared by every pipeline of the process.
+    pub anchorer: Arc<Anchorer>,
     /// Durable state.
     pub store: Store,
     /// Tuning.
@@ -148,6 +148,11 @@ fn now_ms() -> u64 {
 impl Pipeline {
     /// A pipeline over `store`.
     pub fn new(anchorer: Anchorer, store: Store, config: PipelineConfig) -> Self {
+        Pipeline::shared(Arc::new(anchorer), store, config)
+    }
+
+    /// A pipeline over `store` sharing `anchorer` with others (one per Kafka partition).
+    pub fn shared(anchorer: Arc<Anchorer>, store: Store, config: PipelineConfig) -> Self {
         Pipeline {
             anchorer,
             store,
@@ -389,9 +394,9 @@ impl Pipeline {
                 // The datasets are detected *before* the run is signed: sled recovers a prefix
                 // of its log, so a crash can never keep the signature and lose them (a signed
                 // run is never resolved again, and nothing else detects its datasets).
-                if let ChangeEvent::RunFinished { run_id } = &job.event {
+                if let ChangeEvent::RunFinished { run_id, .. } = &job.event {
                     for (name, digest) in datasets {
-                        self.store.detect(&ChangeEvent::DatasetInput {
+                        self.store.detect_derived(&ChangeEvent::DatasetInput {
                             run_id: run_id.clone(),
                             name,
                             digest,
@@ -417,6 +422,7 @@ impl Pipeline {
                 })
             }
             Resolution::Wait(on) => {
+                tracing::debug!(job = %job.key, %on, "waiting on a dependency");
                 let since = match &job.state {
                     JobState::Waiting { since_ms, .. } => *since_ms,
                     _ => now_ms(),
@@ -475,7 +481,7 @@ impl Pipeline {
     async fn resolve(&self, job: &Job) -> Result<Resolution, AnchorError> {
         let a = &self.anchorer;
         match &job.event {
-            ChangeEvent::RunFinished { run_id } => {
+            ChangeEvent::RunFinished { run_id, chain } => {
                 let run = match a.mlflow.get_run(run_id).await {
                     Ok(r) => r,
                     Err(e) if e.is_not_found() => {
@@ -491,7 +497,18 @@ impl Pipeline {
                 if run.info.lifecycle_stage == "deleted" {
                     return Ok(Resolution::Skip("run deleted".into()));
                 }
-                let (mlflow_head, owner) = a.training_chain_head(&run).await?;
+                // A chain pinned by the source (Kafka: the partition that owns it) wins.
+                let (mlflow_head, owner) = match chain.as_deref().map(ChainOwner::from_chain_key) {
+                    Some(Some(owner)) => (a.chain_head_of(&owner).await?, owner),
+                    Some(None) => {
+                        return Err(AnchorError::Inconsistent(format!(
+                        "{}: the event names chain {:?}, which is neither rm/<name> nor exp/<id>",
+                        job.key,
+                        chain.as_deref().unwrap_or("")
+                    )))
+                    }
+                    None => a.training_chain_head(&run).await?,
+                };
                 let chain_key = owner.chain_key();
                 let prepared = if run.tag(tags::PAYLOAD_HASH).is_some() {
                     // Signed elsewhere (the plugin offline) and never uploaded: publish that proof.
@@ -576,9 +593,8 @@ impl Pipeline {
                     let r = a.mlflow.get_run(run_id).await?;
                     if r.tag(training::TX_TAG).is_none() && !self.waited_too_long(job) {
                         if r.info.status == "FINISHED" {
-                            self.store.detect(&ChangeEvent::RunFinished {
-                                run_id: run_id.clone(),
-                            })?;
+                            self.store
+                                .detect_derived(&ChangeEvent::run(run_id.clone()))?;
                         }
                         return Ok(Resolution::Wait(format!("run/{run_id}")));
                     }
@@ -720,10 +736,11 @@ impl Pipeline {
         let reg = match mv.tag(registration::TX_TAG) {
             Some(tx) => tx.to_string(),
             None if !self.waited_too_long(job) => {
-                self.store.detect(&ChangeEvent::ModelVersionCreated {
-                    name: name.into(),
-                    version: version.into(),
-                })?;
+                self.store
+                    .detect_derived(&ChangeEvent::ModelVersionCreated {
+                        name: name.into(),
+                        version: version.into(),
+                    })?;
                 return Ok(Err(Resolution::Wait(format!("mv/{name}/{version}"))));
             }
             None => crate::profile::GENESIS.to_string(),

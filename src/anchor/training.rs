@@ -228,21 +228,31 @@ impl Anchorer {
             .mlflow
             .search_model_versions(&format!("run_id='{}'", run.info.run_id))
             .await?;
-        if let Some(mv) = versions.first() {
-            let rm = self.mlflow.get_registered_model(&mv.name).await?;
-            let head = rm
+        let owner = match versions.first() {
+            Some(mv) => ChainOwner::RegisteredModel(mv.name.clone()),
+            None => ChainOwner::Experiment(run.info.experiment_id.clone()),
+        };
+        Ok((self.chain_head_of(&owner).await?, owner))
+    }
+
+    /// The head MLflow's tag gives for a training chain (GENESIS when none is set).
+    pub async fn chain_head_of(&self, owner: &ChainOwner) -> Result<String, AnchorError> {
+        let head = match owner {
+            ChainOwner::RegisteredModel(name) => self
+                .mlflow
+                .get_registered_model(name)
+                .await?
                 .tag(training::CHAIN_HEAD_TAG)
-                .filter(|h| !h.is_empty())
-                .unwrap_or(GENESIS)
-                .to_string();
-            return Ok((head, ChainOwner::RegisteredModel(mv.name.clone())));
-        }
-        let head = self
-            .mlflow
-            .get_experiment_tag(&run.info.experiment_id, training::CHAIN_HEAD_TAG)
-            .await?
-            .unwrap_or_else(|| GENESIS.to_string());
-        Ok((head, ChainOwner::Experiment(run.info.experiment_id.clone())))
+                .map(str::to_string),
+            ChainOwner::Experiment(id) => {
+                self.mlflow
+                    .get_experiment_tag(id, training::CHAIN_HEAD_TAG)
+                    .await?
+            }
+        };
+        Ok(head
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| GENESIS.to_string()))
     }
 }
 

@@ -94,3 +94,83 @@ pub(crate) fn http_settings(args: &ArweaveHttpArgs) -> Result<HttpSettings, Stri
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
+
+/// How to reach Kafka and which topics to use (`feed`, `run --source kafka`).
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    #[arg(long, env = "ARIO_MLFLOW_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Any librdkafka property, `key=value` (repeatable; wins over our defaults), e.g.
+    /// `security.protocol=SASL_SSL`, `sasl.mechanism=SCRAM-SHA-512`, `ssl.ca.location=ca.pem`.
+    #[arg(long = "kafka-property", value_parser = crate::feed::kafka::parse_property)]
+    pub kafka_properties: Vec<(String, String)>,
+    /// SASL user (sets `sasl.username`).
+    #[arg(long, env = "ARIO_MLFLOW_KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+    /// SASL password (sets `sasl.password`; never logged). Prefer the environment variable.
+    #[arg(long, env = "ARIO_MLFLOW_KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub kafka_sasl_password: Option<String>,
+    /// The change-event topic.
+    #[arg(long, env = "ARIO_MLFLOW_KAFKA_TOPIC", default_value = crate::feed::kafka::DEFAULT_TOPIC)]
+    pub kafka_topic: String,
+    /// The consumer group (`run --source kafka`).
+    #[arg(long, env = "ARIO_MLFLOW_KAFKA_GROUP", default_value = crate::feed::kafka::DEFAULT_GROUP)]
+    pub kafka_group: String,
+    /// Dead-letter topic [default: <topic>.dlq].
+    #[arg(long, env = "ARIO_MLFLOW_KAFKA_DLQ_TOPIC")]
+    pub kafka_dlq_topic: Option<String>,
+    /// Compacted state topic, co-partitioned with the event topic [default: <topic>.state.<group>].
+    #[arg(long, env = "ARIO_MLFLOW_KAFKA_STATE_TOPIC")]
+    pub kafka_state_topic: Option<String>,
+    /// Largest message value taken; bigger ones are dead letters.
+    #[arg(long, env = "ARIO_MLFLOW_KAFKA_MAX_MESSAGE_BYTES", default_value_t = crate::feed::cloudevents::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub kafka_max_message_bytes: usize,
+    /// Partitions of the event topic when `feed` creates it.
+    #[arg(long, env = "ARIO_MLFLOW_KAFKA_PARTITIONS", default_value_t = 6)]
+    pub kafka_partitions: i32,
+    /// Replication factor of topics this process creates (-1: the broker's default).
+    #[arg(long, env = "ARIO_MLFLOW_KAFKA_REPLICATION", default_value_t = -1, allow_negative_numbers = true)]
+    pub kafka_replication: i32,
+    /// A stable name for this instance, used in its transactional id (a restarted instance
+    /// then fences its own previous incarnation at once) [default: random per start].
+    #[arg(long, env = "ARIO_MLFLOW_KAFKA_INSTANCE_ID")]
+    pub kafka_instance_id: Option<String>,
+}
+
+/// Kafka settings from the shared flags; brokers are required.
+pub(crate) fn kafka_settings(
+    args: &KafkaArgs,
+) -> Result<crate::feed::kafka::KafkaSettings, String> {
+    let brokers = args
+        .kafka_brokers
+        .clone()
+        .filter(|b| !b.trim().is_empty())
+        .ok_or("Kafka needs bootstrap servers: --kafka-brokers host:port (or ARIO_MLFLOW_KAFKA_BROKERS)")?;
+    let mut properties = Vec::new();
+    if let Some(u) = &args.kafka_sasl_username {
+        properties.push(("sasl.username".to_string(), u.clone()));
+    }
+    if let Some(p) = &args.kafka_sasl_password {
+        properties.push(("sasl.password".to_string(), p.clone()));
+    }
+    properties.extend(args.kafka_properties.iter().cloned());
+    if args.kafka_partitions < 1 {
+        return Err(format!(
+            "--kafka-partitions {} must be at least 1",
+            args.kafka_partitions
+        ));
+    }
+    Ok(crate::feed::kafka::KafkaSettings {
+        brokers,
+        properties,
+        topic: args.kafka_topic.clone(),
+        group: args.kafka_group.clone(),
+        dlq_topic: args.kafka_dlq_topic.clone(),
+        state_topic: args.kafka_state_topic.clone(),
+        max_message_bytes: args.kafka_max_message_bytes,
+        partitions: args.kafka_partitions,
+        replication: args.kafka_replication,
+        instance_id: args.kafka_instance_id.clone(),
+    })
+}

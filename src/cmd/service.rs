@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::connect::{ArweaveHttpArgs, MlflowArgs};
+use super::connect::{kafka_settings, ArweaveHttpArgs, KafkaArgs, MlflowArgs};
 use crate::anchor::pipeline::{retry as retry_jobs, Pipeline, PipelineConfig};
 use crate::anchor::Anchorer;
 use crate::arweave::turbo::{RetryPolicy, TurboConfig};
@@ -62,6 +62,29 @@ pub struct ServiceArgs {
     /// Signed events published at once (MLflow writes and uploads).
     #[arg(long, env = "ARIO_MLFLOW_PUBLISH_CONCURRENCY", default_value_t = 8, value_parser = concurrency)]
     pub publish_concurrency: usize,
+    /// Where events come from (`run`): `poll` (MLflow's REST API), `kafka` (the change-event
+    /// topic, as a consumer group member), or both (`poll,kafka`: the poller then produces to
+    /// the topic, like `feed`, and every event is anchored from Kafka).
+    #[arg(
+        long = "source",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "poll",
+        env = "ARIO_MLFLOW_SOURCE"
+    )]
+    pub sources: Vec<Source>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub kafka: KafkaArgs,
+}
+
+/// A source of change events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// The MLflow REST poller.
+    Poll,
+    /// The Kafka change-event topic.
+    Kafka,
 }
 
 /// `--since`: `YYYY-MM-DD` (UTC midnight), RFC 3339, or epoch milliseconds.
@@ -221,15 +244,21 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
             anchorer.mlflow.tracking_uri()
         ));
     }
-    let store = match Store::open(&args.state_dir) {
-        Ok(s) => s,
-        Err(e) => return fail(e.to_string()),
-    };
     let config = PipelineConfig {
         max_dependency_wait: Duration::from_secs(args.max_dependency_wait),
         resolve_concurrency: args.resolve_concurrency,
         publish_concurrency: args.publish_concurrency,
         ..PipelineConfig::default()
+    };
+    if args.sources.contains(&Source::Kafka) {
+        if until_caught_up {
+            return fail("backfill polls MLflow; --source kafka is for `run`".into());
+        }
+        return run_kafka(&args, anchorer, config).await;
+    }
+    let store = match Store::open(&args.state_dir) {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
     };
     let pipeline = Pipeline::new(anchorer, store, config);
     let stop = Arc::new(AtomicBool::new(false));
@@ -329,6 +358,62 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e.to_string()),
     }
+}
+
+/// `run --source kafka[,poll]`: a consumer group member; with `poll`, the poller feeds the
+/// topic from this process too.
+async fn run_kafka(args: &ServiceArgs, anchorer: Anchorer, config: PipelineConfig) -> ExitCode {
+    use crate::feed::kafka::consumer::KafkaConsumer;
+    use crate::feed::kafka::producer::{feed_once, FeedProducer};
+    let fail = |m: String| {
+        eprintln!("error: {m}");
+        ExitCode::from(2)
+    };
+    let settings = match kafka_settings(&args.kafka) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let source = anchorer.mlflow.tracking_uri().to_string();
+    let mlflow = anchorer.mlflow.clone();
+    let feed = if args.sources.contains(&Source::Poll) {
+        let store = match Store::open(&args.state_dir) {
+            Ok(s) => s,
+            Err(e) => return fail(e.to_string()),
+        };
+        match FeedProducer::start(&settings, Default::default(), source.clone()).await {
+            Ok(p) => Some((store, p)),
+            Err(e) => return fail(e.to_string()),
+        }
+    } else {
+        None
+    };
+    let consumer =
+        match KafkaConsumer::start(settings.clone(), Arc::new(anchorer), config, source).await {
+            Ok(c) => c,
+            Err(e) => return fail(e.to_string()),
+        };
+    tracing::info!(topic = %settings.topic, group = %settings.group, brokers = %settings.brokers, properties = ?settings.redacted_properties(), "consuming the change feed");
+    let stop = Arc::new(AtomicBool::new(false));
+    signals(stop.clone());
+    let filter = PollFilter::default();
+    let mut next_poll = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        if !consumer.is_running() {
+            eprintln!("error: the Kafka consumer stopped unexpectedly");
+            return ExitCode::from(1);
+        }
+        if let Some((store, producer)) = &feed {
+            if Instant::now() >= next_poll {
+                if let Err(e) = feed_once(&mlflow, store, producer, &filter).await {
+                    tracing::warn!(error = %e, "poll failed; retrying next cycle");
+                }
+                next_poll = Instant::now() + Duration::from_secs_f64(args.poll_interval.max(0.1));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    consumer.shutdown().await;
+    ExitCode::SUCCESS
 }
 
 /// Progress: closed jobs over all jobs, and what is done per event type.

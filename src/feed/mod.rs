@@ -4,5 +4,10 @@
 //! dedupe key makes a second detection (another source, a restart) a no-op.
 //!
 //! * [`poller`] — the MLflow REST poller (the default source, and `backfill`).
+//! * [`kafka`] — the change feed as a Kafka topic: `feed --to-kafka` produces it, `run
+//!   --source kafka` consumes it as a consumer group, with the partition state in a state topic.
+//! * [`cloudevents`] — the change-event message (CloudEvents 1.0) both sides share.
 
+pub mod cloudevents;
+pub mod kafka;
 pub mod poller;

@@ -122,7 +122,7 @@ pub async fn poll_filtered(
     match runs {
         Ok(runs) => {
             for run_id in runs {
-                record(store, ChangeEvent::RunFinished { run_id }, &mut stats)?;
+                record(store, ChangeEvent::run(run_id), &mut stats)?;
             }
         }
         Err(e) => {

@@ -13,8 +13,17 @@
 //!   job is never signed twice and a chain never has two events with the same predecessor;
 //! * every transition is one transaction, and callers [`Store::flush`] before the side effect
 //!   that depends on it.
+//!
+//! A store may carry a [`Journal`] (Kafka mode: one store per owned partition, replicated to
+//! the partition's state topic). Then every changed job and chain head is handed to the journal
+//! after its transaction, in order per key, and [`Store::flush`] returns only once the journal
+//! says it is durable — so "signed" means "the state record is committed", and the pipeline's
+//! flush-before-side-effect rule carries over unchanged. Such a store is rebuilt from the
+//! journal with [`Store::restore`] before it takes an event.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -56,6 +65,46 @@ pub enum StoreError {
     /// A transition names a job that does not exist.
     #[error("no job {0}")]
     NoJob(String),
+    /// The journal (Kafka state topic) did not take the change.
+    #[error("state journal: {0}")]
+    Journal(String),
+}
+
+/// One changed record, as handed to a [`Journal`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum JournalEntry {
+    /// A job as stored after the change.
+    Job(Box<Job>),
+    /// A chain head as stored after the change.
+    Chain {
+        /// The chain key.
+        chain_key: String,
+        /// The head.
+        head: ChainHead,
+    },
+}
+
+impl JournalEntry {
+    /// The record's identity (a compacted topic keeps the latest value per key).
+    pub fn key(&self) -> String {
+        match self {
+            JournalEntry::Job(job) => format!("job/{}", job.key),
+            JournalEntry::Chain { chain_key, .. } => format!("chain/{chain_key}"),
+        }
+    }
+}
+
+/// Where a journaled store's changes become durable beyond this process.
+pub trait Journal: Send + Sync + std::fmt::Debug {
+    /// Takes changed records, called after each transaction (in order for any one key).
+    fn record(&self, entries: Vec<JournalEntry>);
+    /// Resolves once everything recorded so far is durable (or the journal failed).
+    fn commit(&self) -> futures::future::BoxFuture<'static, Result<(), StoreError>>;
+    /// An event the pipeline derived (a run's dataset, a version a promotion waits for).
+    /// `true`: the journal routed it to where it belongs (another partition, or nowhere because
+    /// the feed detects it); `false`: detect it in this store.
+    fn derived(&self, event: &ChangeEvent) -> bool;
 }
 
 /// Where a job is in its life (DESIGN.md §3).
@@ -164,6 +213,13 @@ pub struct Store {
     chains: sled::Tree,
     cursors: sled::Tree,
     snapshots: sled::Tree,
+    /// Sequence numbers handed out are above this (restored stores keep their jobs' order).
+    seq_floor: Arc<AtomicU64>,
+    /// Replication of every change, when the store is one partition's (Kafka mode).
+    journal: Option<Arc<dyn Journal>>,
+    /// Held across a transaction and its journal record, so records reach the journal in
+    /// transaction order.
+    journal_order: Arc<Mutex<()>>,
 }
 
 fn now_ms() -> u64 {
@@ -232,16 +288,7 @@ impl Store {
                 meta.insert("schema_version", encode(&SCHEMA_VERSION))?;
             }
         }
-        let store = Store {
-            inbox: db.open_tree("inbox")?,
-            jobs: db.open_tree("jobs")?,
-            queue: db.open_tree("queue")?,
-            open: db.open_tree("open")?,
-            chains: db.open_tree("chains")?,
-            cursors: db.open_tree("cursors")?,
-            snapshots: db.open_tree("snapshots")?,
-            db,
-        };
+        let store = Store::with_trees(db, None)?;
         if meta.get("open_index")?.is_none() {
             // A store written before the open-jobs index: build it once from the queue.
             for job in store.jobs()? {
@@ -257,32 +304,131 @@ impl Store {
         Ok(store)
     }
 
-    /// A throwaway store in a temporary location (for `--dry-run`), removed when dropped.
-    pub fn temporary() -> Result<Store, StoreError> {
-        let db = sled::Config::new().temporary(true).open()?;
+    fn with_trees(db: sled::Db, journal: Option<Arc<dyn Journal>>) -> Result<Store, StoreError> {
+        let queue = db.open_tree("queue")?;
+        let floor = match queue.last()? {
+            Some((k, _)) => k
+                .as_ref()
+                .try_into()
+                .map(|b: [u8; 8]| u64::from_be_bytes(b) + 1)
+                .unwrap_or(0),
+            None => 0,
+        };
         Ok(Store {
             inbox: db.open_tree("inbox")?,
             jobs: db.open_tree("jobs")?,
-            queue: db.open_tree("queue")?,
+            queue,
             open: db.open_tree("open")?,
             chains: db.open_tree("chains")?,
             cursors: db.open_tree("cursors")?,
             snapshots: db.open_tree("snapshots")?,
             db,
+            seq_floor: Arc::new(AtomicU64::new(floor)),
+            journal,
+            journal_order: Arc::new(Mutex::new(())),
         })
     }
 
-    /// Waits until everything written so far is on disk.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+    /// A throwaway store in a temporary location (for `--dry-run`), removed when dropped.
+    pub fn temporary() -> Result<Store, StoreError> {
+        let db = sled::Config::new().temporary(true).open()?;
+        Store::with_trees(db, None)
+    }
+
+    /// A throwaway store whose changes are replicated to `journal` (one Kafka partition's
+    /// state: the journal is the durable copy, this store its working cache).
+    pub fn journaled(journal: Arc<dyn Journal>) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .cache_capacity(4 << 20)
+            .open()?;
+        Store::with_trees(db, Some(journal))
+    }
+
+    /// Puts a record read back from the journal into this store (restoring a partition's
+    /// state before it takes events). Not journaled again.
+    pub fn restore(&self, entry: JournalEntry) -> Result<(), StoreError> {
+        match entry {
+            JournalEntry::Job(job) => {
+                let key = job.key.as_bytes();
+                self.inbox.insert(key, encode(&job.detected_ms))?;
+                // A record replaces an earlier one of the same job (compaction may not have run).
+                if let Some(old) = self.jobs.get(key)? {
+                    let old: Job = decode(&job.key, &old)?;
+                    self.queue.remove(old.seq.to_be_bytes())?;
+                    self.open.remove(old.seq.to_be_bytes())?;
+                }
+                self.jobs.insert(key, encode(&job))?;
+                self.queue.insert(job.seq.to_be_bytes(), key)?;
+                if job.state.is_open() {
+                    self.open.insert(job.seq.to_be_bytes(), key)?;
+                }
+                self.seq_floor.fetch_max(job.seq + 1, Ordering::SeqCst);
+            }
+            JournalEntry::Chain { chain_key, head } => {
+                self.chains.insert(chain_key.as_bytes(), encode(&head))?;
+            }
+        }
         Ok(())
+    }
+
+    /// Whether changes are replicated to a journal (Kafka mode).
+    pub fn is_journaled(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    fn next_seq(&self) -> Result<u64, StoreError> {
+        let generated = self.db.generate_id()?;
+        Ok(generated.max(self.seq_floor.fetch_add(1, Ordering::SeqCst)))
+    }
+
+    /// Runs a mutation and hands what it changed to the journal, in order.
+    fn journaled_change<T>(
+        &self,
+        change: impl FnOnce() -> Result<T, StoreError>,
+        entries: impl FnOnce(&T) -> Vec<JournalEntry>,
+    ) -> Result<T, StoreError> {
+        let Some(journal) = &self.journal else {
+            return change();
+        };
+        let _order = self.journal_order.lock().unwrap_or_else(|p| p.into_inner());
+        let out = change()?;
+        let records = entries(&out);
+        if !records.is_empty() {
+            journal.record(records);
+        }
+        Ok(out)
+    }
+
+    /// Waits until everything written so far is on disk — and, for a journaled store, durable
+    /// in the journal.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        match &self.journal {
+            // The journal is the durable copy; the local store is a temporary cache.
+            Some(journal) => journal.commit().await,
+            None => {
+                self.db.flush_async().await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Records an event the pipeline derived from another (a run's datasets, a dependency):
+    /// a journaled store lets the journal route it to the partition it belongs to.
+    pub fn detect_derived(&self, event: &ChangeEvent) -> Result<bool, StoreError> {
+        if let Some(journal) = &self.journal {
+            if journal.derived(event) {
+                return Ok(false);
+            }
+        }
+        self.detect(event)
     }
 
     /// Records a detected event; `true` when it is new (a job was created), `false` when its
     /// dedupe key was seen before. Inbox entry, job and queue slot are one transaction.
     pub fn detect(&self, event: &ChangeEvent) -> Result<bool, StoreError> {
         let key = event.dedupe_key();
-        let seq = self.db.generate_id()?;
+        let seq = self.next_seq()?;
         let now = now_ms();
         let job = Job {
             key: key.clone(),
@@ -296,18 +442,29 @@ impl Store {
             chain_key: None,
             detected_ms: now,
         };
-        (&self.inbox, &self.jobs, &self.queue, &self.open)
-            .transaction(|(inbox, jobs, queue, open)| {
-                if inbox.get(key.as_bytes())?.is_some() {
-                    return Ok(false);
+        self.journaled_change(
+            || {
+                (&self.inbox, &self.jobs, &self.queue, &self.open)
+                    .transaction(|(inbox, jobs, queue, open)| {
+                        if inbox.get(key.as_bytes())?.is_some() {
+                            return Ok(false);
+                        }
+                        inbox.insert(key.as_bytes(), encode(&now))?;
+                        jobs.insert(key.as_bytes(), encode(&job))?;
+                        queue.insert(&seq.to_be_bytes(), key.as_bytes())?;
+                        open.insert(&seq.to_be_bytes(), key.as_bytes())?;
+                        Ok(true)
+                    })
+                    .map_err(|e: TransactionError<StoreError>| tx_err(e))
+            },
+            |new| {
+                if *new {
+                    vec![JournalEntry::Job(Box::new(job.clone()))]
+                } else {
+                    Vec::new()
                 }
-                inbox.insert(key.as_bytes(), encode(&now))?;
-                jobs.insert(key.as_bytes(), encode(&job))?;
-                queue.insert(&seq.to_be_bytes(), key.as_bytes())?;
-                open.insert(&seq.to_be_bytes(), key.as_bytes())?;
-                Ok(true)
-            })
-            .map_err(|e: TransactionError<StoreError>| tx_err(e))
+            },
+        )
     }
 
     /// One job.
@@ -329,6 +486,23 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The newest job (latest detection) whose event matches `pred`.
+    pub fn newest_matching(
+        &self,
+        pred: impl Fn(&ChangeEvent) -> bool,
+    ) -> Result<Option<Job>, StoreError> {
+        for entry in self.queue.iter().rev() {
+            let (_, key) = entry?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            if let Some(job) = self.job(&key)? {
+                if pred(&job.event) {
+                    return Ok(Some(job));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Jobs not yet closed (not Done, Skipped or Parked), in detection order.
@@ -386,6 +560,13 @@ impl Store {
     /// Applies `change` to a job in one transaction (its open-index entry included) and returns
     /// the new job.
     pub fn update(&self, key: &str, change: impl Fn(&mut Job)) -> Result<Job, StoreError> {
+        self.journaled_change(
+            || self.update_local(key, &change),
+            |job| vec![JournalEntry::Job(Box::new(job.clone()))],
+        )
+    }
+
+    fn update_local(&self, key: &str, change: &impl Fn(&mut Job)) -> Result<Job, StoreError> {
         (&self.jobs, &self.open)
             .transaction(|(jobs, open)| {
                 let bytes =
@@ -410,6 +591,30 @@ impl Store {
     /// Signs a job: stores its [`Prepared`] event and, for chained events, moves the chain head
     /// — in one transaction. Refuses a job that is already signed (it must never be re-signed).
     pub fn sign(
+        &self,
+        key: &str,
+        prepared: &Prepared,
+        chain: Option<(&str, &str)>,
+    ) -> Result<Job, StoreError> {
+        self.journaled_change(
+            || self.sign_local(key, prepared, chain),
+            |job| {
+                let mut out = vec![JournalEntry::Job(Box::new(job.clone()))];
+                if let Some((chain_key, head)) = chain {
+                    out.push(JournalEntry::Chain {
+                        chain_key: chain_key.to_string(),
+                        head: ChainHead {
+                            head: head.to_string(),
+                            job: key.to_string(),
+                        },
+                    });
+                }
+                out
+            },
+        )
+    }
+
+    fn sign_local(
         &self,
         key: &str,
         prepared: &Prepared,
@@ -525,7 +730,7 @@ mod tests {
     fn detection_is_idempotent_and_ordered() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let a = ChangeEvent::RunFinished { run_id: "a".into() };
+        let a = ChangeEvent::run("a");
         let b = ChangeEvent::TraceLogged {
             trace_id: "t".into(),
         };
@@ -540,9 +745,7 @@ mod tests {
     fn jobs_waiting_on_parked_jobs_are_blocked_and_others_are_not() {
         let store = Store::temporary().unwrap();
         for id in ["a", "b"] {
-            store
-                .detect(&ChangeEvent::RunFinished { run_id: id.into() })
-                .unwrap();
+            store.detect(&ChangeEvent::run(id)).unwrap();
         }
         for (name, on) in [("m", "run/a"), ("n", "run/b"), ("o", "mv/m/1")] {
             store
@@ -581,9 +784,7 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             for id in ["a", "b", "c"] {
-                store
-                    .detect(&ChangeEvent::RunFinished { run_id: id.into() })
-                    .unwrap();
+                store.detect(&ChangeEvent::run(id)).unwrap();
             }
             assert_eq!(store.open_count(), 3);
             store.update("run/a", |j| j.state = JobState::Done).unwrap();
@@ -640,9 +841,7 @@ mod tests {
     fn a_job_is_signed_once_and_its_chain_head_moves_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store
-            .detect(&ChangeEvent::RunFinished { run_id: "a".into() })
-            .unwrap();
+        store.detect(&ChangeEvent::run("a")).unwrap();
         let job = store
             .sign("run/a", &prepared("tx1"), Some(("rm/m", "hash-a")))
             .unwrap();

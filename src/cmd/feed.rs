@@ -1,0 +1,128 @@
+//! `feed --to-kafka TOPIC`: the poller as a Kafka producer (docs/kafka.md). Detection only:
+//! nothing is signed or uploaded here; `run --source kafka` instances anchor what it produces.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::connect::{kafka_settings, KafkaArgs, MlflowArgs};
+use crate::feed::cloudevents::Mode;
+use crate::feed::kafka::producer::{feed_once, FeedProducer};
+use crate::feed::poller::PollFilter;
+use crate::store::Store;
+
+/// Arguments of `feed`.
+#[derive(Debug, Args)]
+pub struct FeedArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub mlflow: MlflowArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub kafka: KafkaArgs,
+    /// Produce the change feed to this topic (created with --kafka-partitions when missing;
+    /// overrides --kafka-topic).
+    #[arg(long, value_name = "TOPIC")]
+    pub to_kafka: String,
+    /// CloudEvents framing of each message.
+    #[arg(long, value_enum, default_value_t = Mode::Binary)]
+    pub kafka_mode: Mode,
+    /// The feed's own store (cursors, what it produced).
+    #[arg(long, env = "ARIO_MLFLOW_STATE_DIR", default_value = "ario-feed-state")]
+    pub state_dir: PathBuf,
+    /// Seconds between polls.
+    #[arg(long, default_value_t = 5.0)]
+    pub poll_interval: f64,
+    /// One pass, then exit (0 when everything detected was produced).
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// Runs the feed until stopped (or one pass with `--once`).
+pub async fn run(args: FeedArgs) -> ExitCode {
+    let fail = |m: String| {
+        eprintln!("error: {m}");
+        ExitCode::from(2)
+    };
+    let mut kafka = args.kafka.clone();
+    kafka.kafka_topic = args.to_kafka.clone();
+    let settings = match kafka_settings(&kafka) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let mlflow = match super::connect::mlflow_client(&args.mlflow) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let store = match Store::open(&args.state_dir) {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
+    };
+    let producer = match FeedProducer::start(
+        &settings,
+        args.kafka_mode,
+        mlflow.tracking_uri().to_string(),
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => return fail(e.to_string()),
+    };
+    tracing::info!(topic = %settings.topic, brokers = %settings.brokers, properties = ?settings.redacted_properties(), "feed: producing the change feed");
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            super::devnet::shutdown_signal().await;
+            stop.store(true, Ordering::SeqCst);
+            super::devnet::shutdown_signal().await;
+            std::process::exit(130);
+        });
+    }
+    let filter = PollFilter::default();
+    loop {
+        match feed_once(&mlflow, &store, &producer, &filter).await {
+            Ok(s) => {
+                if s.produced > 0 || s.failed > 0 {
+                    tracing::info!(
+                        detected = s.detected,
+                        produced = s.produced,
+                        failed = s.failed,
+                        gone = s.gone,
+                        "feed: pass"
+                    );
+                }
+                if args.once {
+                    println!(
+                        "feed: {} produced, {} failed, {} gone",
+                        s.produced, s.failed, s.gone
+                    );
+                    return if s.failed == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    };
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "feed: pass failed; retrying");
+                if args.once {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        let pause = Duration::from_secs_f64(args.poll_interval.max(0.1));
+        let until = tokio::time::Instant::now() + pause;
+        while tokio::time::Instant::now() < until {
+            if stop.load(Ordering::SeqCst) {
+                return ExitCode::SUCCESS;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

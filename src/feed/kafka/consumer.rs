@@ -1,0 +1,706 @@
+//! `run --source kafka`: one member of a consumer group (`cooperative-sticky`).
+//!
+//! Per owned partition: a [`Store`] of its own, journaled to the same partition of the state
+//! topic, and a [`Pipeline`] task over it. On assignment the partition's committed offset is
+//! fetched *stably* (waiting out another member's open transaction), then its state is read back
+//! from the state topic (`read_committed`, to the last stable offset) before a single message of
+//! it is taken. Each message is decoded and detected into the store (the dedupe key absorbs
+//! duplicates); a message that cannot be decoded goes to the dead-letter topic — in the same
+//! transaction as the offset that passes it. On revocation the partition's task is stopped
+//! (bounded), its last changes committed, and its store dropped. When a transaction fails
+//! (fenced, broker gone) every owned partition is rebuilt the same way, and the consumer seeks
+//! back to the committed offsets: nothing a failed transaction held is trusted.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::journal::{run_committer, OutRecord, PartitionJournal, TxnShared};
+use super::{create_topic, partition_count, KafkaSettings, KafkaSetupError, Reporting};
+use crate::anchor::pipeline::{Pipeline, PipelineConfig};
+use crate::anchor::Anchorer;
+use crate::event::ChangeEvent;
+use crate::feed::cloudevents;
+use crate::store::{JournalEntry, Store};
+
+/// Counters of one consumer (also what tests read).
+#[derive(Debug, Default)]
+pub struct ConsumerStats {
+    /// Messages taken.
+    pub messages: AtomicU64,
+    /// New jobs detected.
+    pub detected: AtomicU64,
+    /// Duplicates absorbed.
+    pub duplicates: AtomicU64,
+    /// Dead letters produced.
+    pub dead_letters: AtomicU64,
+    /// Partitions assigned (restores).
+    pub assigned: AtomicU64,
+    /// Rebuilds after a failed transaction.
+    pub rebuilds: AtomicU64,
+}
+
+struct PartitionRun {
+    store: Store,
+    stop: Arc<AtomicBool>,
+    wake: Arc<tokio::sync::Notify>,
+    live: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+    /// Next offset expected (earlier ones, prefetched before a seek, are ignored).
+    next: i64,
+}
+
+struct Inner {
+    settings: KafkaSettings,
+    state_topic: String,
+    dlq_topic: String,
+    source: String,
+    shared: Arc<TxnShared>,
+    partitions: Mutex<BTreeMap<i32, PartitionRun>>,
+    anchorer: Arc<Anchorer>,
+    config: PipelineConfig,
+    runtime: tokio::runtime::Handle,
+    stats: Arc<ConsumerStats>,
+    revoke_timeout: Duration,
+}
+
+/// The consumer's context: rebalance callbacks hand partitions over.
+pub struct Member {
+    reporting: Reporting,
+    inner: Arc<Inner>,
+}
+
+impl ClientContext for Member {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.reporting.log(level, fac, message)
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.reporting.error(error, reason)
+    }
+}
+
+impl ConsumerContext for Member {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts = own_partitions(tpl, &self.inner.settings.topic);
+            tracing::info!(
+                ?parts,
+                lost = consumer.assignment_lost(),
+                "kafka: partitions revoked"
+            );
+            self.inner.revoke(&parts);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts = own_partitions(tpl, &self.inner.settings.topic);
+                tracing::info!(?parts, "kafka: partitions assigned");
+                if let Err(e) = self.inner.assign(consumer, &parts, false) {
+                    tracing::warn!(error = %e, "kafka: could not take over partitions; rebuilding");
+                    self.inner.shared.set_failed();
+                }
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "kafka: rebalance error"),
+        }
+    }
+}
+
+fn own_partitions(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    tpl.elements()
+        .iter()
+        .filter(|e| e.topic() == topic)
+        .map(|e| e.partition())
+        .collect()
+}
+
+impl Inner {
+    /// Takes over `parts`: stable committed offsets, state restored, pipelines started.
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<Member>,
+        parts: &[i32],
+        seek: bool,
+    ) -> Result<(), String> {
+        let topic = &self.settings.topic;
+        let parts: Vec<i32> = {
+            let map = self.lock();
+            parts
+                .iter()
+                .copied()
+                .filter(|p| !map.contains_key(p))
+                .collect()
+        };
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut tpl = TopicPartitionList::new();
+        for &p in &parts {
+            tpl.add_partition(topic, p);
+        }
+        // Under read_committed this is an OffsetFetch with require_stable: it waits while
+        // another member's transaction holds pending offsets for these partitions.
+        let committed: BTreeMap<i32, Offset> = consumer
+            .committed_offsets(tpl, Duration::from_secs(30))
+            .map_err(|e| format!("committed offsets of {topic}{parts:?}: {e}"))?
+            .elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect();
+        let mut taken = Vec::new();
+        for &p in &parts {
+            let next = match committed.get(&p) {
+                Some(Offset::Offset(o)) => *o,
+                _ => {
+                    consumer
+                        .fetch_watermarks(topic, p, Duration::from_secs(10))
+                        .map_err(|e| format!("watermarks of {topic}[{p}]: {e}"))?
+                        .0
+                }
+            };
+            let live = Arc::new(AtomicBool::new(true));
+            let journal = PartitionJournal {
+                shared: self.shared.clone(),
+                state_topic: self.state_topic.clone(),
+                event_topic: topic.clone(),
+                partition: p,
+                generation: self.shared.generation(),
+                live: live.clone(),
+                source: self.source.clone(),
+            };
+            let store = Store::journaled(Arc::new(journal)).map_err(|e| e.to_string())?;
+            taken.push((p, next, live, store));
+        }
+        let stores: Vec<(i32, &Store)> = taken.iter().map(|(p, _, _, s)| (*p, s)).collect();
+        let restored = restore(&self.settings, &self.state_topic, &stores)?;
+        for (p, next, live, store) in taken {
+            if seek {
+                seek_to(consumer, topic, p, next)?;
+            }
+            self.shared.mark_offset(p, next);
+            let stop = Arc::new(AtomicBool::new(false));
+            let wake = Arc::new(tokio::sync::Notify::new());
+            let task = self.spawn_pipeline(p, store.clone(), stop.clone(), wake.clone());
+            self.stats.assigned.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                partition = p,
+                restored = restored.get(&p).copied().unwrap_or(0),
+                open_jobs = store.open_count(),
+                resume_at = next,
+                "kafka: partition state restored"
+            );
+            self.lock().insert(
+                p,
+                PartitionRun {
+                    store,
+                    stop,
+                    wake,
+                    live,
+                    task,
+                    next,
+                },
+            );
+        }
+        tracing::info!(partitions = ?parts, ms = started.elapsed().as_millis() as u64, "kafka: took over partitions");
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, PartitionRun>> {
+        self.partitions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn spawn_pipeline(
+        &self,
+        partition: i32,
+        store: Store,
+        stop: Arc<AtomicBool>,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> tokio::task::JoinHandle<()> {
+        let pipeline = Pipeline::shared(self.anchorer.clone(), store, self.config.clone());
+        let shared = self.shared.clone();
+        let runtime = self.runtime.clone();
+        // The pipeline's future borrows its own closures (not `Send + 'static` as a task), so
+        // each partition runs it on a blocking thread of the runtime.
+        self.runtime.spawn_blocking(move || runtime.block_on(async move {
+            while !stop.load(Ordering::SeqCst) {
+                if let Err(e) = pipeline.drain(&stop).await {
+                    if !stop.load(Ordering::SeqCst) {
+                        tracing::warn!(partition, error = %e, "kafka: partition pipeline failed; rebuilding");
+                        shared.set_failed();
+                    }
+                    break;
+                }
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            }
+        }))
+    }
+
+    /// Stops the tasks of `parts` (bounded), commits what they wrote, and drops them.
+    fn revoke(&self, parts: &[i32]) {
+        let runs: Vec<(i32, PartitionRun)> = {
+            let mut map = self.lock();
+            parts
+                .iter()
+                .filter_map(|p| map.remove(p).map(|r| (*p, r)))
+                .collect()
+        };
+        if runs.is_empty() {
+            return;
+        }
+        for (_, r) in &runs {
+            r.stop.store(true, Ordering::SeqCst);
+            r.wake.notify_one();
+        }
+        let deadline = Instant::now() + self.revoke_timeout;
+        for (p, r) in &runs {
+            while !r.task.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if !r.task.is_finished() {
+                tracing::warn!(partition = p, "kafka: partition task did not stop in time; aborted (its next owner resumes it)");
+                r.task.abort();
+            }
+        }
+        if let Err(e) = self.shared.commit_blocking(Duration::from_secs(15)) {
+            tracing::warn!(error = %e, "kafka: last commit before handing partitions over failed (the next owner resumes from the last committed state)");
+        }
+        for (p, r) in runs {
+            r.live.store(false, Ordering::SeqCst);
+            self.shared.forget_partition(p);
+        }
+    }
+
+    /// Rebuilds every owned partition from the state topic (after a failed transaction).
+    fn rebuild(&self, consumer: &BaseConsumer<Member>) -> Result<(), String> {
+        self.stats.rebuilds.fetch_add(1, Ordering::Relaxed);
+        let runs: Vec<PartitionRun> = std::mem::take(&mut *self.lock()).into_values().collect();
+        for r in &runs {
+            r.stop.store(true, Ordering::SeqCst);
+            r.live.store(false, Ordering::SeqCst);
+            r.wake.notify_one();
+        }
+        self.shared.begin_rebuild();
+        let deadline = Instant::now() + self.revoke_timeout;
+        for r in &runs {
+            while !r.task.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            r.task.abort();
+        }
+        let assignment = consumer.assignment().map_err(|e| e.to_string())?;
+        let parts = own_partitions(&assignment, &self.settings.topic);
+        tracing::info!(
+            ?parts,
+            "kafka: rebuilding partition state from the state topic"
+        );
+        self.assign(consumer, &parts, true)
+    }
+
+    fn handle(&self, m: &BorrowedMessage<'_>) {
+        if self.shared.is_halted() {
+            // A rebuild is due: it seeks back to the committed offsets.
+            return;
+        }
+        let p = m.partition();
+        let offset = m.offset();
+        let mut map = self.lock();
+        let Some(run) = map.get_mut(&p) else {
+            // Not restored (yet): never pass a message without its state.
+            drop(map);
+            self.shared.set_failed();
+            return;
+        };
+        if offset < run.next {
+            return;
+        }
+        self.stats.messages.fetch_add(1, Ordering::Relaxed);
+        let headers: Vec<(String, Vec<u8>)> = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        match cloudevents::decode(
+            m.key(),
+            &headers,
+            m.payload(),
+            self.settings.max_message_bytes,
+        ) {
+            Ok(event) => match same_change_seen(&run.store, &event).and_then(|seen| {
+                if seen {
+                    Ok(false)
+                } else {
+                    run.store.detect(&event)
+                }
+            }) {
+                Ok(true) => {
+                    self.stats.detected.fetch_add(1, Ordering::Relaxed);
+                    run.wake.notify_one();
+                }
+                Ok(false) => {
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(partition = p, offset, error = %e, "kafka: cannot record the event; rebuilding");
+                    drop(map);
+                    self.shared.set_failed();
+                    return;
+                }
+            },
+            Err(rejection) => {
+                self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    topic = m.topic(),
+                    partition = p,
+                    offset,
+                    class = rejection.class,
+                    error = %rejection.message,
+                    dlq = %self.dlq_topic,
+                    "kafka: dead letter"
+                );
+                self.shared
+                    .push(vec![dead_letter(m, headers, &rejection, &self.dlq_topic)]);
+            }
+        }
+        run.next = offset + 1;
+        self.shared.mark_offset(p, offset + 1);
+    }
+}
+
+/// Whether `event` is a change the store already has under another dedupe key: two feeds (or
+/// a feed restarted on a fresh store) see the same alias move at different times (`seen_ms`),
+/// or the same stage change from a different snapshot (`from`). The alias move is the same
+/// when the newest recorded move of that alias has the same target and predecessor; the stage
+/// change when a recorded one reached the same stage at the same `last_updated_timestamp`.
+fn same_change_seen(store: &Store, event: &ChangeEvent) -> Result<bool, crate::store::StoreError> {
+    match event {
+        ChangeEvent::AliasChanged {
+            name,
+            alias,
+            version,
+            previous,
+            ..
+        } => Ok(store
+            .newest_matching(|e| {
+                matches!(e, ChangeEvent::AliasChanged { name: n, alias: a, .. } if n == name && a == alias)
+            })?
+            .is_some_and(|j| {
+                matches!(&j.event, ChangeEvent::AliasChanged { version: v, previous: p, .. } if v == version && p == previous)
+            })),
+        ChangeEvent::StageChanged {
+            name,
+            version,
+            to,
+            last_updated_ms,
+            ..
+        } => Ok(store
+            .newest_matching(|e| {
+                matches!(e, ChangeEvent::StageChanged { name: n, version: v, to: t, last_updated_ms: l, .. }
+                    if n == name && v == version && t == to && l == last_updated_ms)
+            })?
+            .is_some()),
+        _ => Ok(false),
+    }
+}
+
+/// The dead-letter record: the original key, value and headers plus Kafka Connect-style error
+/// headers.
+fn dead_letter(
+    m: &BorrowedMessage<'_>,
+    mut headers: Vec<(String, Vec<u8>)>,
+    rejection: &cloudevents::Rejection,
+    dlq_topic: &str,
+) -> OutRecord {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    for (k, v) in [
+        ("__ario.errors.topic", m.topic().to_string()),
+        ("__ario.errors.partition", m.partition().to_string()),
+        ("__ario.errors.offset", m.offset().to_string()),
+        ("__ario.errors.exception.class", rejection.class.to_string()),
+        ("__ario.errors.exception.message", rejection.message.clone()),
+        ("__ario.errors.timestamp", now.to_string()),
+    ] {
+        headers.push((k.to_string(), v.into_bytes()));
+    }
+    let mut value = m.payload().map(<[u8]>::to_vec);
+    if let Some(v) = value.as_mut().filter(|v| v.len() > MAX_DEAD_LETTER_BYTES) {
+        // Too big to forward whole: keep its head, its size and its hash.
+        headers.push((
+            "__ario.errors.value.original.bytes".into(),
+            v.len().to_string().into_bytes(),
+        ));
+        headers.push((
+            "__ario.errors.value.original.sha256".into(),
+            crate::proof::sha256_hex(v).into_bytes(),
+        ));
+        v.truncate(MAX_DEAD_LETTER_BYTES);
+    }
+    OutRecord {
+        topic: dlq_topic.to_string(),
+        partition: None,
+        key: m.key().unwrap_or_default().to_vec(),
+        value,
+        headers,
+    }
+}
+
+/// Dead-letter values above this are truncated (with their size and SHA-256 in headers).
+pub const MAX_DEAD_LETTER_BYTES: usize = 8 << 20;
+
+fn seek_to(consumer: &BaseConsumer<Member>, topic: &str, p: i32, next: i64) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..50 {
+        match consumer.seek(topic, p, Offset::Offset(next), Duration::from_secs(5)) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("seek {topic}[{p}] to {next}: {last}"))
+}
+
+/// Reads the given partitions of the state topic from the start to their last stable offsets
+/// into their stores. Returns the records read per partition.
+fn restore(
+    settings: &KafkaSettings,
+    state_topic: &str,
+    stores: &[(i32, &Store)],
+) -> Result<BTreeMap<i32, u64>, String> {
+    let reader: BaseConsumer<Reporting> = settings
+        .client_config(&[
+            ("group.id", &format!("{}.restore", settings.group)),
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_committed"),
+            ("enable.partition.eof", "true"),
+            ("auto.offset.reset", "earliest"),
+            ("fetch.wait.max.ms", "10"),
+        ])
+        .create_with_context(Reporting::default())
+        .map_err(|e| e.to_string())?;
+    let mut tpl = TopicPartitionList::new();
+    for (p, _) in stores {
+        tpl.add_partition_offset(state_topic, *p, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+    }
+    reader.assign(&tpl).map_err(|e| e.to_string())?;
+    let by_partition: BTreeMap<i32, &Store> = stores.iter().copied().collect();
+    let mut counts: BTreeMap<i32, u64> = BTreeMap::new();
+    let mut done = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while done.len() < by_partition.len() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "restoring {state_topic} did not reach the end of every partition in 120 s ({counts:?} records read)"
+            ));
+        }
+        match reader.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let p = m.partition();
+                let (Some(store), Some(value)) = (by_partition.get(&p), m.payload()) else {
+                    continue;
+                };
+                let entry: JournalEntry = serde_json::from_slice(value).map_err(|e| {
+                    format!(
+                        "{state_topic}[{p}] offset {} is not a state record: {e}",
+                        m.offset()
+                    )
+                })?;
+                store.restore(entry).map_err(|e| e.to_string())?;
+                *counts.entry(p).or_default() += 1;
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                done.insert(p);
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "kafka: restore read");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            None => {}
+        }
+    }
+    Ok(counts)
+}
+
+/// A running consumer: stop it with [`KafkaConsumer::shutdown`].
+pub struct KafkaConsumer {
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    /// Counters.
+    pub stats: Arc<ConsumerStats>,
+}
+
+impl KafkaConsumer {
+    /// Checks the topics (creating the state and dead-letter topics when missing), joins the
+    /// group and starts consuming. Setup errors (unreachable cluster, bad credentials, a topic
+    /// that does not exist) are returned before anything runs.
+    pub async fn start(
+        settings: KafkaSettings,
+        anchorer: Arc<Anchorer>,
+        config: PipelineConfig,
+        source: String,
+    ) -> Result<KafkaConsumer, KafkaSetupError> {
+        let state_topic = settings.state_topic();
+        let dlq_topic = settings.dlq_topic();
+        let probe: BaseConsumer<Reporting> = settings
+            .client_config(&[("group.id", &settings.group)])
+            .create_with_context(Reporting::default())?;
+        let last = || probe.context().last_error();
+        let n = partition_count(probe.client(), &settings, &settings.topic, last)?.ok_or_else(
+            || {
+                KafkaSetupError::Config(format!(
+                    "the event topic {} does not exist on {} (start `ario-mlflow-worker feed --to-kafka {}` — it creates it — or create it yourself)",
+                    settings.topic, settings.brokers, settings.topic
+                ))
+            },
+        )?;
+        create_topic(&settings, &state_topic, n, true, &[]).await?;
+        create_topic(
+            &settings,
+            &dlq_topic,
+            n,
+            false,
+            &[("max.message.bytes", "16777216")],
+        )
+        .await?;
+        match partition_count(probe.client(), &settings, &state_topic, last)? {
+            Some(m) if m == n => {}
+            Some(m) => {
+                return Err(KafkaSetupError::Config(format!(
+                    "the state topic {state_topic} has {m} partitions, the event topic {} has {n}: they must be co-partitioned (give --kafka-state-topic a new name, or recreate it with {n})",
+                    settings.topic
+                )))
+            }
+            None => {
+                return Err(KafkaSetupError::Config(format!(
+                    "the state topic {state_topic} could not be created"
+                )))
+            }
+        }
+        drop(probe);
+        let instance = settings
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let transactional_id = format!("{}.{}.{instance}", settings.group, settings.topic);
+        let stats = Arc::new(ConsumerStats::default());
+        let shared = TxnShared::new();
+        let inner = Arc::new(Inner {
+            state_topic,
+            dlq_topic,
+            source,
+            shared: shared.clone(),
+            partitions: Mutex::new(BTreeMap::new()),
+            anchorer,
+            config,
+            runtime: tokio::runtime::Handle::current(),
+            stats: stats.clone(),
+            revoke_timeout: Duration::from_secs(10),
+            settings: settings.clone(),
+        });
+        let consumer: BaseConsumer<Member> = settings
+            .client_config(&[
+                ("group.id", &settings.group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("isolation.level", "read_committed"),
+                ("auto.offset.reset", "earliest"),
+                ("partition.assignment.strategy", "cooperative-sticky"),
+                ("session.timeout.ms", "10000"),
+                ("heartbeat.interval.ms", "1000"),
+                ("fetch.wait.max.ms", "50"),
+                ("queued.max.messages.kbytes", "8192"),
+            ])
+            .create_with_context(Member {
+                reporting: Reporting::default(),
+                inner: inner.clone(),
+            })?;
+        let consumer = Arc::new(consumer);
+        consumer.subscribe(&[settings.topic.as_str()])?;
+        let committer = {
+            let (shared, consumer, settings) = (shared.clone(), consumer.clone(), settings.clone());
+            std::thread::Builder::new()
+                .name("kafka-txn".into())
+                .spawn(move || run_committer(shared, consumer, settings, transactional_id))
+                .map_err(|e| KafkaSetupError::Config(e.to_string()))?
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("kafka-consumer".into())
+                .spawn(move || consume(consumer, inner, stop, committer))
+                .map_err(|e| KafkaSetupError::Config(e.to_string()))?
+        };
+        Ok(KafkaConsumer {
+            thread: Some(thread),
+            stop,
+            stats,
+        })
+    }
+
+    /// Whether the consumer thread is still running.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops taking messages, finishes the in-flight steps (bounded), commits and leaves the
+    /// group.
+    pub async fn shutdown(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+fn consume(
+    consumer: Arc<BaseConsumer<Member>>,
+    inner: Arc<Inner>,
+    stop: Arc<AtomicBool>,
+    committer: std::thread::JoinHandle<()>,
+) {
+    let mut last_poll_error = Instant::now() - Duration::from_secs(60);
+    while !stop.load(Ordering::SeqCst) {
+        if inner.shared.take_failure() {
+            if let Err(e) = inner.rebuild(&consumer) {
+                tracing::warn!(error = %e, "kafka: rebuild failed; retrying");
+                inner.shared.set_failed();
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => inner.handle(&m),
+            Some(Err(e)) if last_poll_error.elapsed() > Duration::from_secs(5) => {
+                tracing::warn!(error = %e, "kafka: consumer error");
+                last_poll_error = Instant::now();
+            }
+            _ => {}
+        }
+    }
+    let owned: Vec<i32> = inner.lock().keys().copied().collect();
+    inner.revoke(&owned);
+    inner.shared.stop();
+    let _ = committer.join();
+    // Dropping the last handle closes the consumer: it leaves the group at once.
+    drop(consumer);
+}

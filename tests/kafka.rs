@@ -391,3 +391,183 @@ fn feed_and_one_consumer_anchor_everything_once_and_dead_letter_the_bad_messages
         assert!(out.status.success(), "plugin {args:?}: {}", show(&out));
     }
 }
+
+fn experiment_tag(uri: &str, id: &str, key: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-sf"])
+        .arg(format!(
+            "{uri}/api/2.0/mlflow/experiments/get?experiment_id={id}"
+        ))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["experiment"]["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == key)
+        .and_then(|t| t["value"].as_str().map(str::to_string))
+}
+
+#[test]
+fn three_instances_killed_again_and_again_anchor_every_event_once_without_a_fork() {
+    let _one = serial();
+    let Some(venv) = venv() else { return };
+    let lab = Lab::start(&venv);
+    let broker = kafka::start();
+    let topic = "events-chaos";
+    broker.create_topic(topic, 6, &[]);
+    let dir = lab.home.path().to_path_buf();
+    let base = worker_env(&lab, &broker, &dir.join("unused-state"));
+    let feed_env = worker_env(&lab, &broker, &dir.join("feed-state"));
+    let feed_log = dir.join("feed.log");
+    let mut feed = spawn(
+        &feed_env,
+        &["feed", "--to-kafka", topic, "--poll-interval", "1"],
+        &feed_log,
+    );
+    let instance = |i: usize| {
+        let log = dir.join(format!("worker-{i}.log"));
+        let id = format!("i{i}");
+        let child = spawn(
+            &base,
+            &[
+                "run",
+                "--source",
+                "kafka",
+                "--kafka-topic",
+                topic,
+                "--kafka-instance-id",
+                &id,
+            ],
+            &log,
+        );
+        (child, log)
+    };
+    let mut workers: Vec<(Child, std::path::PathBuf)> = (0..3).map(instance).collect();
+    // Events arrive while the instances run (and die): 24 chains x 11 runs, each run a
+    // training and a dataset event.
+    let (chains, per_chain) = (24, 11);
+    let seeder = Command::new(venv.join("bin/python"))
+        .arg(common::run::mlflow_data("seed_chains.py"))
+        .args([
+            lab.server.uri.as_str(),
+            &chains.to_string(),
+            &per_chain.to_string(),
+            "chaos",
+            "0.02",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let expected = 2 * chains * per_chain;
+    let mut kills = 0;
+    let mut fourth: Option<(Child, std::path::PathBuf)> = None;
+    let started = Instant::now();
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    while kills < 12 || lab.dn.handle.items().len() < expected / 2 {
+        std::thread::sleep(Duration::from_millis(2000 + next() % 2000));
+        let victim = (next() % 3) as usize;
+        let _ = workers[victim].0.kill();
+        let _ = workers[victim].0.wait();
+        kills += 1;
+        std::thread::sleep(Duration::from_millis(300 + next() % 1000));
+        let log = workers[victim].1.clone();
+        let (child, _) = instance(victim);
+        workers[victim] = (child, log);
+        if kills == 3 {
+            fourth = Some(instance(3));
+        }
+        if kills == 7 {
+            if let Some((mut c, _)) = fourth.take() {
+                sigterm(&mut c);
+            }
+        }
+        println!(
+            "chaos: kill {kills} (instance {victim}) at {:.0} s, {} items anchored",
+            started.elapsed().as_secs_f64(),
+            lab.dn.handle.items().len()
+        );
+        if started.elapsed() > Duration::from_secs(400) {
+            break;
+        }
+    }
+    let seeded = seeder.wait_with_output().unwrap();
+    assert!(seeded.status.success(), "seeder: {}", show(&seeded));
+    let seeded = common::lab::last_json_line(&seeded.stdout);
+    let log_paths: Vec<std::path::PathBuf> = workers.iter().map(|(_, l)| l.clone()).collect();
+    let logs: Vec<&Path> = log_paths.iter().map(|l| l.as_path()).collect();
+    wait_for(
+        "every event anchored after the chaos",
+        Duration::from_secs(300),
+        &logs,
+        || lab.dn.handle.items().len() >= expected,
+    );
+    wait_for(
+        "the group's lag back to 0",
+        Duration::from_secs(120),
+        &logs,
+        || broker.lag("ario-mlflow-worker", topic) == 0,
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    for (c, _) in workers.iter_mut() {
+        sigterm(c);
+    }
+    sigterm(&mut feed);
+
+    let a = anchored(&lab);
+    let duplicates: Vec<_> = a.per_event.iter().filter(|(_, n)| **n > 1).collect();
+    let tips = check_training_chains(&a.envelopes);
+    let assigned: usize = logs
+        .iter()
+        .map(|l| {
+            std::fs::read_to_string(l)
+                .unwrap_or_default()
+                .matches("kafka: partitions assigned")
+                .count()
+        })
+        .sum::<usize>()
+        + std::fs::read_to_string(dir.join("worker-3.log"))
+            .unwrap_or_default()
+            .matches("kafka: partitions assigned")
+            .count();
+    println!(
+        "chaos: {kills} SIGKILLs + a 4th instance added and removed, {assigned} assignments, {} events seeded, {} items on devnet, {} duplicates, 0 forks, {} chains, {:.0} s",
+        seeded["events"],
+        a.envelopes.len(),
+        duplicates.len(),
+        tips.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(kills >= 10, "{kills} kills");
+    assert!(duplicates.is_empty(), "duplicates: {duplicates:?}");
+    assert_eq!(a.envelopes.len(), expected, "every event exactly once");
+    assert_eq!(tips.len(), chains as usize, "one tip per chain");
+    // The MLflow head tags name the tips.
+    let heads: BTreeSet<String> = seeded["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            experiment_tag(
+                &lab.server.uri,
+                e.as_str().unwrap(),
+                "ario.last_training_hash",
+            )
+        })
+        .collect();
+    assert_eq!(
+        heads, tips,
+        "each experiment's ario.last_training_hash is its chain's tip"
+    );
+    assert!(
+        broker.read_all(&format!("{topic}.dlq")).is_empty(),
+        "no dead letters"
+    );
+}

@@ -571,3 +571,91 @@ fn three_instances_killed_again_and_again_anchor_every_event_once_without_a_fork
         "no dead letters"
     );
 }
+
+#[test]
+fn a_broker_restart_mid_stream_is_survived_without_restarting_the_worker() {
+    let _one = serial();
+    let Some(venv) = venv() else { return };
+    let lab = Lab::start(&venv);
+    let mut broker = kafka::start();
+    let topic = "events-restart";
+    broker.create_topic(topic, 6, &[]);
+    let dir = lab.home.path().to_path_buf();
+    let feed_log = dir.join("feed.log");
+    let mut feed = spawn(
+        &worker_env(&lab, &broker, &dir.join("feed-state")),
+        &["feed", "--to-kafka", topic, "--poll-interval", "1"],
+        &feed_log,
+    );
+    let log = dir.join("worker.log");
+    let mut run = spawn(
+        &worker_env(&lab, &broker, &dir.join("run-state")),
+        &["run", "--source", "kafka", "--kafka-topic", topic],
+        &log,
+    );
+    let (chains, per_chain) = (6, 10);
+    let seeder = Command::new(venv.join("bin/python"))
+        .arg(common::run::mlflow_data("seed_chains.py"))
+        .args([
+            lab.server.uri.as_str(),
+            &chains.to_string(),
+            &per_chain.to_string(),
+            "restart",
+            "0.1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let expected = 2 * chains * per_chain;
+    wait_for(
+        "the first events anchored",
+        Duration::from_secs(120),
+        &[&log],
+        || lab.dn.handle.items().len() >= 10,
+    );
+    let before = lab.dn.handle.items().len();
+    broker.stop();
+    let down = Instant::now();
+    std::thread::sleep(Duration::from_secs(20));
+    let during = lab.dn.handle.items().len();
+    broker.start_again();
+    println!(
+        "restart: {before} anchored before the broker stopped, {during} after {:.0} s down",
+        down.elapsed().as_secs_f64()
+    );
+    let seeded = seeder.wait_with_output().unwrap();
+    assert!(seeded.status.success(), "seeder: {}", show(&seeded));
+    wait_for(
+        "every event anchored after the restart",
+        Duration::from_secs(300),
+        &[&log, &feed_log],
+        || lab.dn.handle.items().len() >= expected,
+    );
+    wait_for(
+        "the group's lag back to 0",
+        Duration::from_secs(120),
+        &[&log],
+        || broker.lag("ario-mlflow-worker", topic) == 0,
+    );
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the worker kept running through the broker restart"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    sigterm(&mut run);
+    sigterm(&mut feed);
+    let a = anchored(&lab);
+    assert!(
+        a.per_event.values().all(|n| *n == 1),
+        "duplicates: {:?}",
+        a.per_event
+    );
+    assert_eq!(a.envelopes.len(), expected);
+    assert_eq!(check_training_chains(&a.envelopes).len(), chains as usize);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    println!(
+        "restart: all {expected} events once; {} rebuilds logged",
+        text.matches("rebuilding partition state").count()
+    );
+}

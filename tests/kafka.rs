@@ -659,3 +659,238 @@ fn a_broker_restart_mid_stream_is_survived_without_restarting_the_worker() {
         text.matches("rebuilding partition state").count()
     );
 }
+
+/// A broker with a SASL_SSL listener (SCRAM-SHA-512, a certificate from a CA made here) beside
+/// its PLAINTEXT one, started from the jars `kafka-local.sh install` fetched.
+struct SaslBroker {
+    child: Child,
+    plaintext: String,
+    sasl: String,
+    ca: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for SaslBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_sasl_broker(user: &str, password: &str) -> SaslBroker {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let out = Command::new("bash")
+        .arg(common::shared_dir().join("tools/kafka/kafka-local.sh"))
+        .arg("install")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "install: {}", show(&out));
+    let cache = std::env::var("KAFKA_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/kafka-4.1.1")
+        });
+    let dir = tempfile::tempdir().unwrap();
+    // The CA and the broker's certificate.
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: a leaf whose issuer equals its subject reads as self-signed to OpenSSL.
+    ca.distinguished_name
+        .push(DnType::CommonName, "kafka test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let leaf =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+    let keystore = dir.path().join("broker.pem");
+    std::fs::write(
+        &keystore,
+        format!("{}{}", leaf_key.serialize_pem(), leaf_cert.pem()),
+    )
+    .unwrap();
+    let (p, s, c) = (free_port(), free_port(), free_port());
+    let data = dir.path().join("data");
+    let props = dir.path().join("server.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "process.roles=broker,controller\nnode.id=1\n\
+listeners=PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s},CONTROLLER://127.0.0.1:{c}\n\
+advertised.listeners=PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{s}\n\
+controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n\
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT\n\
+controller.quorum.bootstrap.servers=127.0.0.1:{c}\nlog.dirs={}\n\
+sasl.enabled.mechanisms=SCRAM-SHA-512\n\
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+ssl.keystore.type=PEM\nssl.keystore.location={}\n\
+offsets.topic.replication.factor=1\noffsets.topic.num.partitions=1\n\
+transaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\ntransaction.state.log.num.partitions=1\n\
+share.coordinator.state.topic.replication.factor=1\nshare.coordinator.state.topic.min.isr=1\n\
+group.initial.rebalance.delay.ms=0\nlog.cleaner.dedupe.buffer.size=16777216\n",
+            data.display(),
+            keystore.display()
+        ),
+    )
+    .unwrap();
+    let java = |args: &[&str]| {
+        let mut cmd = Command::new("java");
+        cmd.arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            cache.join("log4j2.properties").display()
+        ))
+        .arg(format!(
+            "-Dkafka.logs.dir={}",
+            dir.path().join("logs").display()
+        ))
+        .arg("-cp")
+        .arg(format!("{}/lib/*", cache.display()))
+        .args(args);
+        cmd
+    };
+    let id = java(&["kafka.tools.StorageTool", "random-uuid"])
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&id.stdout).trim().to_string();
+    // SCRAM credentials made by the broker's own tooling, at format time.
+    let scram = format!("SCRAM-SHA-512=[name={user},password={password}]");
+    let out = java(&[
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        &id,
+        "-c",
+        props.to_str().unwrap(),
+        "--standalone",
+        "--add-scram",
+        &scram,
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "format: {}", show(&out));
+    let child = java(&["kafka.Kafka", props.to_str().unwrap()])
+        .env("KAFKA_HEAP_OPTS", "-Xmx512m")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let plaintext = format!("127.0.0.1:{p}");
+    // Ready when the PLAINTEXT listener answers a metadata request.
+    let probe: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &plaintext)
+        .create()
+        .unwrap();
+    wait_for("the SASL broker", Duration::from_secs(90), &[], || {
+        use rdkafka::consumer::Consumer;
+        probe
+            .fetch_metadata(None, Duration::from_secs(2))
+            .is_ok_and(|m| !m.brokers().is_empty())
+    });
+    SaslBroker {
+        child,
+        plaintext,
+        sasl: format!("127.0.0.1:{s}"),
+        ca: ca_path,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn sasl_ssl_with_scram_works_and_a_wrong_password_is_a_clear_startup_error() {
+    let _one = serial();
+    let Some(venv) = venv() else { return };
+    let password = "s3cret-Pa55word-never-logged";
+    let sasl = start_sasl_broker("ario", password);
+    let lab = Lab::start(&venv);
+    let topic = "events-sasl";
+    // Topic made over PLAINTEXT (the test's own admin), used over SASL_SSL.
+    let plain = Broker::attach(&sasl.plaintext);
+    plain.create_topic(topic, 3, &[]);
+    let dir = lab.home.path().to_path_buf();
+    let env_with = |pw: &str| {
+        let mut env = worker_env(&lab, &plain, &dir.join("state"));
+        env.retain(|(k, _)| k != "ARIO_MLFLOW_KAFKA_BROKERS");
+        env.push(("ARIO_MLFLOW_KAFKA_BROKERS".into(), sasl.sasl.clone()));
+        env.push(("ARIO_MLFLOW_KAFKA_SASL_USERNAME".into(), "ario".into()));
+        env.push(("ARIO_MLFLOW_KAFKA_SASL_PASSWORD".into(), pw.into()));
+        env
+    };
+    let sasl_args = |cmd: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        for p in [
+            "security.protocol=SASL_SSL".to_string(),
+            "sasl.mechanism=SCRAM-SHA-512".to_string(),
+            format!("ssl.ca.location={}", sasl.ca.display()),
+        ] {
+            a.push("--kafka-property".into());
+            a.push(p);
+        }
+        a
+    };
+    // The right credentials: the consumer takes its partitions over SASL_SSL.
+    let log = dir.join("sasl.log");
+    let args = sasl_args(&["run", "--source", "kafka", "--kafka-topic", topic]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut run = spawn(&env_with(password), &args, &log);
+    wait_for(
+        "partitions taken over SASL_SSL",
+        Duration::from_secs(60),
+        &[&log],
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("kafka: took over partitions")
+        },
+    );
+    let feed_args = sasl_args(&["feed", "--to-kafka", topic, "--once"]);
+    let feed_args: Vec<&str> = feed_args.iter().map(String::as_str).collect();
+    let fed = worker(&env_with(password), &feed_args);
+    assert!(fed.status.success(), "feed over SASL_SSL: {}", show(&fed));
+    sigterm(&mut run);
+    // A wrong password: exit 2 at startup, naming the cause, never the password.
+    let wrong = "wr0ng-Pa55word-never-logged";
+    let started = Instant::now();
+    let out = worker(&env_with(wrong), &args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "sasl: wrong password → exit {:?} after {:.1} s: {}",
+        out.status.code(),
+        started.elapsed().as_secs_f64(),
+        text.lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    let error_line = text
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        error_line.contains("authentication"),
+        "the error names the cause: {text}"
+    );
+    let all_logs = format!(
+        "{text}{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        !all_logs.contains(password) && !all_logs.contains(wrong),
+        "a password was logged"
+    );
+}

@@ -563,7 +563,13 @@ impl KafkaConsumer {
         let probe: BaseConsumer<Reporting> = settings
             .client_config(&[("group.id", &settings.group)])
             .create_with_context(Reporting::default())?;
-        let last = || probe.context().last_error();
+        // Errors reach the context when the client is polled.
+        let last = || {
+            for _ in 0..10 {
+                let _ = probe.poll(Duration::from_millis(50));
+            }
+            probe.context().last_error()
+        };
         let n = partition_count(probe.client(), &settings, &settings.topic, last)?.ok_or_else(
             || {
                 KafkaSetupError::Config(format!(

@@ -182,7 +182,17 @@ impl ClientContext for Reporting {
             return;
         }
         tracing::warn!(target: "librdkafka", %error, "{reason}");
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        // Keep the cause: "all brokers down" follows an authentication or TLS failure and
+        // says less.
+        let generic = matches!(
+            error,
+            KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)
+                | KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure)
+        );
+        if !(generic && last.as_deref().is_some_and(is_specific)) {
+            *last = Some(reason.to_string());
+        }
     }
 }
 
@@ -192,6 +202,14 @@ impl rdkafka::producer::ProducerContext for Reporting {
     type DeliveryOpaque = ();
 
     fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// Whether a client error names a cause worth keeping (authentication, TLS).
+fn is_specific(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    ["authentication", "ssl", "certificate", "sasl"]
+        .iter()
+        .any(|w| r.contains(w))
 }
 
 /// Asks the cluster for `topic`'s partition count (`None`: no such topic), naming the cause
@@ -230,7 +248,8 @@ pub fn partition_count<C: ClientContext>(
             }
             Err(e) => {
                 let cause = last_error().unwrap_or_else(|| e.to_string());
-                if matches!(e, KafkaError::MetadataFetch(_)) && attempt < 1 {
+                if matches!(e, KafkaError::MetadataFetch(_)) && attempt < 1 && !is_specific(&cause)
+                {
                     last = Some(cause);
                     continue;
                 }

@@ -471,7 +471,7 @@ fn three_instances_killed_again_and_again_anchor_every_event_once_without_a_fork
         rng ^= rng << 17;
         rng
     };
-    while kills < 12 || lab.dn.handle.items().len() < expected / 2 {
+    while kills < 12 || (kills < 20 && lab.dn.handle.items().len() < expected / 2) {
         std::thread::sleep(Duration::from_millis(2000 + next() % 2000));
         let victim = (next() % 3) as usize;
         let _ = workers[victim].0.kill();

@@ -132,8 +132,9 @@ pub struct KafkaArgs {
     /// Replication factor of topics this process creates (-1: the broker's default).
     #[arg(long, env = "ARIO_MLFLOW_KAFKA_REPLICATION", default_value_t = -1, allow_negative_numbers = true)]
     pub kafka_replication: i32,
-    /// A stable name for this instance, used in its transactional id (a restarted instance
-    /// then fences its own previous incarnation at once) [default: random per start].
+    /// A stable name for this instance: its transactional id and its static group membership
+    /// (`group.instance.id`), so a restarted instance takes its partitions back at once and
+    /// fences its previous incarnation [default: random per start, dynamic membership].
     #[arg(long, env = "ARIO_MLFLOW_KAFKA_INSTANCE_ID")]
     pub kafka_instance_id: Option<String>,
 }

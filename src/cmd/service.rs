@@ -360,6 +360,38 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
     }
 }
 
+/// Each owned Kafka partition runs the pipeline over its store. The pipeline's future borrows
+/// its own closures (it is not `Send + 'static` as a task), so each partition drives it on a
+/// blocking thread of the runtime.
+fn partition_worker(
+    anchorer: Anchorer,
+    config: PipelineConfig,
+) -> crate::feed::kafka::consumer::PartitionWorker {
+    let anchorer = Arc::new(anchorer);
+    let runtime = tokio::runtime::Handle::current();
+    Arc::new(move |owned: crate::feed::kafka::consumer::OwnedPartition| {
+        let pipeline = Pipeline::shared(anchorer.clone(), owned.store, config.clone());
+        let rt = runtime.clone();
+        runtime.spawn_blocking(move || {
+            rt.block_on(async move {
+                while !owned.stop.load(Ordering::SeqCst) {
+                    if let Err(e) = pipeline.drain(&owned.stop).await {
+                        if !owned.stop.load(Ordering::SeqCst) {
+                            tracing::warn!(partition = owned.partition, error = %e, "kafka: partition pipeline failed; rebuilding");
+                            (owned.failed)();
+                        }
+                        break;
+                    }
+                    tokio::select! {
+                        _ = owned.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    }
+                }
+            })
+        })
+    })
+}
+
 /// `run --source kafka[,poll]`: a consumer group member; with `poll`, the poller feeds the
 /// topic from this process too.
 async fn run_kafka(args: &ServiceArgs, anchorer: Anchorer, config: PipelineConfig) -> ExitCode {
@@ -388,7 +420,9 @@ async fn run_kafka(args: &ServiceArgs, anchorer: Anchorer, config: PipelineConfi
         None
     };
     let consumer =
-        match KafkaConsumer::start(settings.clone(), Arc::new(anchorer), config, source).await {
+        match KafkaConsumer::start(settings.clone(), partition_worker(anchorer, config), source)
+            .await
+        {
             Ok(c) => c,
             Err(e) => return fail(e.to_string()),
         };

@@ -1,7 +1,8 @@
 //! `run --source kafka`: one member of a consumer group (`cooperative-sticky`).
 //!
 //! Per owned partition: a [`Store`] of its own, journaled to the same partition of the state
-//! topic, and a [`Pipeline`] task over it. On assignment the partition's committed offset is
+//! topic, and a task over it that the caller provides (the anchoring pipeline: a source only
+//! detects, [`PartitionWorker`]). On assignment the partition's committed offset is
 //! fetched *stably* (waiting out another member's open transaction), then its state is read back
 //! from the state topic (`read_committed`, to the last stable offset) before a single message of
 //! it is taken. Each message is decoded and detected into the store (the dedupe key absorbs
@@ -24,8 +25,6 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::journal::{run_committer, OutRecord, PartitionJournal, TxnShared};
 use super::{create_topic, partition_count, KafkaSettings, KafkaSetupError, Reporting};
-use crate::anchor::pipeline::{Pipeline, PipelineConfig};
-use crate::anchor::Anchorer;
 use crate::event::ChangeEvent;
 use crate::feed::cloudevents;
 use crate::store::{JournalEntry, Store};
@@ -47,6 +46,24 @@ pub struct ConsumerStats {
     pub rebuilds: AtomicU64,
 }
 
+/// One owned partition handed to the caller's worker: anchor what its store holds until `stop`.
+pub struct OwnedPartition {
+    /// The partition.
+    pub partition: i32,
+    /// Its store (journaled to the state topic; restored already).
+    pub store: Store,
+    /// Set when the partition is revoked or the instance stops: finish the step in flight.
+    pub stop: Arc<AtomicBool>,
+    /// Notified when new jobs arrive.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// Call when the store failed (a journal error): the partitions are rebuilt.
+    pub failed: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// What runs each owned partition (the anchoring pipeline, given by the command: a source only
+/// detects). It returns the task, which must end soon after `stop` is set.
+pub type PartitionWorker = Arc<dyn Fn(OwnedPartition) -> tokio::task::JoinHandle<()> + Send + Sync>;
+
 struct PartitionRun {
     store: Store,
     stop: Arc<AtomicBool>,
@@ -64,9 +81,7 @@ struct Inner {
     source: String,
     shared: Arc<TxnShared>,
     partitions: Mutex<BTreeMap<i32, PartitionRun>>,
-    anchorer: Arc<Anchorer>,
-    config: PipelineConfig,
-    runtime: tokio::runtime::Handle,
+    worker: PartitionWorker,
     stats: Arc<ConsumerStats>,
     revoke_timeout: Duration,
 }
@@ -227,26 +242,14 @@ impl Inner {
         stop: Arc<AtomicBool>,
         wake: Arc<tokio::sync::Notify>,
     ) -> tokio::task::JoinHandle<()> {
-        let pipeline = Pipeline::shared(self.anchorer.clone(), store, self.config.clone());
         let shared = self.shared.clone();
-        let runtime = self.runtime.clone();
-        // The pipeline's future borrows its own closures (not `Send + 'static` as a task), so
-        // each partition runs it on a blocking thread of the runtime.
-        self.runtime.spawn_blocking(move || runtime.block_on(async move {
-            while !stop.load(Ordering::SeqCst) {
-                if let Err(e) = pipeline.drain(&stop).await {
-                    if !stop.load(Ordering::SeqCst) {
-                        tracing::warn!(partition, error = %e, "kafka: partition pipeline failed; rebuilding");
-                        shared.set_failed();
-                    }
-                    break;
-                }
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                }
-            }
-        }))
+        (self.worker)(OwnedPartition {
+            partition,
+            store,
+            stop,
+            wake,
+            failed: Arc::new(move || shared.set_failed()),
+        })
     }
 
     /// Stops the tasks of `parts` (bounded), commits what they wrote, and drops them.
@@ -554,8 +557,7 @@ impl KafkaConsumer {
     /// that does not exist) are returned before anything runs.
     pub async fn start(
         settings: KafkaSettings,
-        anchorer: Arc<Anchorer>,
-        config: PipelineConfig,
+        worker: PartitionWorker,
         source: String,
     ) -> Result<KafkaConsumer, KafkaSetupError> {
         let state_topic = settings.state_topic();
@@ -615,26 +617,33 @@ impl KafkaConsumer {
             source,
             shared: shared.clone(),
             partitions: Mutex::new(BTreeMap::new()),
-            anchorer,
-            config,
-            runtime: tokio::runtime::Handle::current(),
+            worker,
             stats: stats.clone(),
             revoke_timeout: Duration::from_secs(10),
             settings: settings.clone(),
         });
+        // A stable instance id is also the static group membership id: a restarted instance
+        // takes its partitions back at once (no session timeout), and its previous incarnation
+        // is fenced by the coordinator.
+        let static_member: Vec<(&str, &str)> = match &settings.instance_id {
+            Some(id) => vec![("group.instance.id", id.as_str())],
+            None => Vec::new(),
+        };
+        let mut defaults: Vec<(&str, &str)> = vec![
+            ("group.id", &settings.group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("isolation.level", "read_committed"),
+            ("auto.offset.reset", "earliest"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "1000"),
+            ("fetch.wait.max.ms", "50"),
+            ("queued.max.messages.kbytes", "8192"),
+        ];
+        defaults.extend(static_member);
         let consumer: BaseConsumer<Member> = settings
-            .client_config(&[
-                ("group.id", &settings.group),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("isolation.level", "read_committed"),
-                ("auto.offset.reset", "earliest"),
-                ("partition.assignment.strategy", "cooperative-sticky"),
-                ("session.timeout.ms", "10000"),
-                ("heartbeat.interval.ms", "1000"),
-                ("fetch.wait.max.ms", "50"),
-                ("queued.max.messages.kbytes", "8192"),
-            ])
+            .client_config(&defaults)
             .create_with_context(Member {
                 reporting: Reporting::default(),
                 inner: inner.clone(),

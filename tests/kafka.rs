@@ -548,7 +548,7 @@ fn three_instances_killed_again_and_again_anchor_every_event_once_without_a_fork
     assert!(kills >= 10, "{kills} kills");
     assert!(duplicates.is_empty(), "duplicates: {duplicates:?}");
     assert_eq!(a.envelopes.len(), expected, "every event exactly once");
-    assert_eq!(tips.len(), chains as usize, "one tip per chain");
+    assert_eq!(tips.len(), chains, "one tip per chain");
     // The MLflow head tags name the tips.
     let heads: BTreeSet<String> = seeded["experiments"]
         .as_array()
@@ -652,7 +652,7 @@ fn a_broker_restart_mid_stream_is_survived_without_restarting_the_worker() {
         a.per_event
     );
     assert_eq!(a.envelopes.len(), expected);
-    assert_eq!(check_training_chains(&a.envelopes).len(), chains as usize);
+    assert_eq!(check_training_chains(&a.envelopes).len(), chains);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     println!(
         "restart: all {expected} events once; {} rebuilds logged",

@@ -351,6 +351,44 @@ mod tests {
     }
 
     #[test]
+    fn the_published_schema_names_every_kind_and_its_required_fields() {
+        let schema: Value =
+            serde_json::from_str(include_str!("../../docs/change-event.schema.json")).unwrap();
+        let kinds: Vec<&str> = schema["properties"]["kind"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for ev in events() {
+            let d = data(&ev);
+            let kind = d["kind"].as_str().unwrap();
+            assert!(kinds.contains(&kind), "{kind} missing from the schema");
+            let branch = schema["oneOf"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["properties"]["kind"]["const"] == kind)
+                .unwrap();
+            for field in branch["required"].as_array().unwrap() {
+                let field = field.as_str().unwrap();
+                assert!(
+                    d.get(field).is_some(),
+                    "{kind}: the schema requires {field}: {d}"
+                );
+            }
+            for (field, _) in d.as_object().unwrap() {
+                assert!(
+                    field == "kind"
+                        || field == "schema_version"
+                        || branch["properties"].get(field).is_some(),
+                    "{kind}: {field} is not in the schema"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_run_without_a_pinned_chain_has_no_message() {
         assert!(encode(&ChangeEvent::run("r"), "s", "t", Mode::Binary).is_none());
     }

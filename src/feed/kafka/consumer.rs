@@ -354,6 +354,13 @@ impl Inner {
             }) {
                 Ok(true) => {
                     self.stats.detected.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        job = %event.dedupe_key(),
+                        partition = p,
+                        offset,
+                        message_ms = m.timestamp().to_millis().unwrap_or(0),
+                        "kafka: detected"
+                    );
                     run.wake.notify_one();
                 }
                 Ok(false) => {
@@ -563,7 +570,11 @@ impl KafkaConsumer {
         let state_topic = settings.state_topic();
         let dlq_topic = settings.dlq_topic();
         let probe: BaseConsumer<Reporting> = settings
-            .client_config(&[("group.id", &settings.group)])
+            .client_config(&[
+                ("group.id", &settings.group),
+                // Asking for a missing topic must not create it with the broker's defaults.
+                ("allow.auto.create.topics", "false"),
+            ])
             .create_with_context(Reporting::default())?;
         // Errors reach the context when the client is polled.
         let last = || {

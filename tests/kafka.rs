@@ -58,19 +58,44 @@ fn worker(env: &[(String, String)], args: &[&str]) -> std::process::Output {
     cmd.output().unwrap()
 }
 
-fn spawn(env: &[(String, String)], args: &[&str], log: &Path) -> Child {
+/// A worker process, killed when dropped (a failing test never leaves one running).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn spawn(env: &[(String, String)], args: &[&str], log: &Path) -> Proc {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .unwrap()
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn sigterm(child: &mut Child) {
@@ -443,7 +468,7 @@ fn three_instances_killed_again_and_again_anchor_every_event_once_without_a_fork
         );
         (child, log)
     };
-    let mut workers: Vec<(Child, std::path::PathBuf)> = (0..3).map(instance).collect();
+    let mut workers: Vec<(Proc, std::path::PathBuf)> = (0..3).map(instance).collect();
     // Events arrive while the instances run (and die): 24 chains x 11 runs, each run a
     // training and a dataset event.
     let (chains, per_chain) = (24, 11);
@@ -462,7 +487,7 @@ fn three_instances_killed_again_and_again_anchor_every_event_once_without_a_fork
         .unwrap();
     let expected = 2 * chains * per_chain;
     let mut kills = 0;
-    let mut fourth: Option<(Child, std::path::PathBuf)> = None;
+    let mut fourth: Option<(Proc, std::path::PathBuf)> = None;
     let started = Instant::now();
     let mut rng = 0x9e3779b97f4a7c15u64;
     let mut next = || {

@@ -320,7 +320,9 @@ impl Pipeline {
             })?,
             Err(e) => self.failed(&job, e)?,
         };
-        self.store.flush().await?;
+        // After signing, every step only repeats idempotent work if its record is lost, so a
+        // journaled store need not wait for its transaction here (sled still flushes).
+        self.store.flush_progress().await?;
         if after.state == JobState::Done {
             tracing::info!(job = %key, tx = %after.prepared.as_ref().map(|p| p.tx_id.as_str()).unwrap_or(""), "anchored");
         }

@@ -413,6 +413,16 @@ impl Store {
         }
     }
 
+    /// [`Self::flush`] for a step whose loss would only repeat idempotent work (publishing a
+    /// signed job: MLflow writes, the upload of fixed bytes): a sled store flushes as usual; a
+    /// journaled store leaves the record to the next transaction instead of waiting for it.
+    pub async fn flush_progress(&self) -> Result<(), StoreError> {
+        match &self.journal {
+            Some(_) => Ok(()),
+            None => self.flush().await,
+        }
+    }
+
     /// Records an event the pipeline derived from another (a run's datasets, a dependency):
     /// a journaled store lets the journal route it to the partition it belongs to.
     pub fn detect_derived(&self, event: &ChangeEvent) -> Result<bool, StoreError> {

@@ -399,10 +399,17 @@ pub fn run_committer<C: ConsumerContext + 'static>(
                 false,
             )
         } else {
-            (
-                transaction(p, consumer.as_ref(), &settings.topic, &records, &offsets),
-                true,
-            )
+            let started = Instant::now();
+            let r = transaction(p, consumer.as_ref(), &settings.topic, &records, &offsets);
+            tracing::debug!(
+                records = records.len(),
+                waiters = waiters.len(),
+                partitions = offsets.len(),
+                ms = started.elapsed().as_millis() as u64,
+                ok = r.is_ok(),
+                "kafka: state transaction"
+            );
+            (r, true)
         };
         drop(in_flight);
         match result {

@@ -132,10 +132,14 @@ fn signed_envelopes_verify_and_any_damage_fails() {
                             // The subject: change one character of one of its strings, or add
                             // a member when it has none.
                             let text = serde_json::to_string(other).unwrap_or_default();
+                            // A change must change the canonical bytes: two integers beyond
+                            // 2^53 that round to one double are one JCS number.
+                            let canonical =
+                                |v: &Value| ario_mlflow_worker::proof::jcs::canonicalize(v).ok();
                             let changed =
                                 match serde_json::from_str::<Value>(&replace_char(&text, at, with))
                                 {
-                                    Ok(v) if v != *other => v,
+                                    Ok(v) if canonical(&v) != canonical(other) => v,
                                     _ => serde_json::json!({"changed": text}),
                                 };
                             *other = changed;

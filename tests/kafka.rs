@@ -406,6 +406,8 @@ fn feed_and_one_consumer_anchor_everything_once_and_dead_letter_the_bad_messages
         vec!["verify", "run", s("run").leak() as &str],
         vec!["verify", "model", mv.as_str()],
         vec!["verify", "trace", s("trace").leak()],
+        // The plugin's audit walks the version's stages: registration, promotion, alias.
+        vec!["audit", mv.as_str()],
     ] {
         let mut cmd = Command::new(venv.join("bin/ar-io-mlflow"));
         cmd.args(&args);

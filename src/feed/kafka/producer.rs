@@ -72,8 +72,22 @@ impl FeedProducer {
             ])
             .create_with_context(reporting.clone())?;
         let last = || reporting.last_error();
-        if partition_count(producer.client(), settings, &settings.topic, last)?.is_none() {
-            create_topic(settings, &settings.topic, settings.partitions, false, &[]).await?;
+        // Create first: a producer's metadata request for a missing topic can make the broker
+        // auto-create it with its own default partition count (one, usually).
+        create_topic(settings, &settings.topic, settings.partitions, false, &[]).await?;
+        match partition_count(producer.client(), settings, &settings.topic, last)? {
+            Some(n) if n != settings.partitions => tracing::info!(
+                topic = %settings.topic,
+                partitions = n,
+                "feed: the topic exists with its own partition count (--kafka-partitions applies only when creating it)"
+            ),
+            Some(_) => {}
+            None => {
+                return Err(KafkaSetupError::Config(format!(
+                    "the topic {} could not be created",
+                    settings.topic
+                )))
+            }
         }
         Ok(FeedProducer {
             producer,

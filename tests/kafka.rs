@@ -419,6 +419,31 @@ fn feed_and_one_consumer_anchor_everything_once_and_dead_letter_the_bad_messages
     }
 }
 
+/// Starts `tests/data/mlflow/seed_chains.py` (CHAINS experiments x PER_CHAIN finished runs with a
+/// dataset each, DELAY s apart) in the background; its JSON line comes with its output.
+fn seed_chains(
+    venv: &Path,
+    lab: &Lab,
+    chains: usize,
+    per_chain: usize,
+    suffix: &str,
+    delay: &str,
+) -> Child {
+    Command::new(venv.join("bin/python"))
+        .arg(common::run::mlflow_data("seed_chains.py"))
+        .args([
+            lab.server.uri.as_str(),
+            &chains.to_string(),
+            &per_chain.to_string(),
+            suffix,
+            delay,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn experiment_tag(uri: &str, id: &str, key: &str) -> Option<String> {
     let out = Command::new("curl")
         .args(["-sf"])
@@ -474,19 +499,7 @@ fn three_instances_killed_again_and_again_anchor_every_event_once_without_a_fork
     // Events arrive while the instances run (and die): 24 chains x 11 runs, each run a
     // training and a dataset event.
     let (chains, per_chain) = (24, 11);
-    let seeder = Command::new(venv.join("bin/python"))
-        .arg(common::run::mlflow_data("seed_chains.py"))
-        .args([
-            lab.server.uri.as_str(),
-            &chains.to_string(),
-            &per_chain.to_string(),
-            "chaos",
-            "0.02",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let seeder = seed_chains(&venv, &lab, chains, per_chain, "chaos", "0.02");
     let expected = 2 * chains * per_chain;
     let mut kills = 0;
     let mut fourth: Option<(Proc, std::path::PathBuf)> = None;
@@ -621,19 +634,7 @@ fn a_broker_restart_mid_stream_is_survived_without_restarting_the_worker() {
         &log,
     );
     let (chains, per_chain) = (6, 10);
-    let seeder = Command::new(venv.join("bin/python"))
-        .arg(common::run::mlflow_data("seed_chains.py"))
-        .args([
-            lab.server.uri.as_str(),
-            &chains.to_string(),
-            &per_chain.to_string(),
-            "restart",
-            "0.1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let seeder = seed_chains(&venv, &lab, chains, per_chain, "restart", "0.1");
     let expected = 2 * chains * per_chain;
     wait_for(
         "the first events anchored",

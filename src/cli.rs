@@ -16,6 +16,7 @@ use crate::cmd::service::{RetryArgs, ServiceArgs, StatusArgs};
 use crate::cmd::upload::UploadArgs;
 use crate::cmd::verify::{AuditArgs, VerifyCommand};
 use crate::cmd::wallet_show::WalletCommand;
+use crate::cmd::webhook::WebhookCommand;
 
 /// Anchors every MLflow lifecycle event as a signed, publicly verifiable proof on Arweave,
 /// byte-compatible with the `ar-io-mlflow` plugin (`ario.mlflow/v1`).
@@ -84,6 +85,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Re-queue a parked job (or all of them) after fixing its cause.
     Retry(RetryArgs),
+    /// MLflow webhooks: register the worker's receiver on an MLflow 3.x server.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit status.
@@ -108,6 +112,9 @@ pub fn main() -> ExitCode {
         Command::Backfill(args) => with_runtime(cmd::service::run(*args, true)),
         Command::Status(args) => cmd::service::status(&args),
         Command::Retry(args) => cmd::service::retry(&args),
+        Command::Webhook(WebhookCommand::Register(args)) => {
+            with_runtime(cmd::webhook::register(args))
+        }
     }
 }
 

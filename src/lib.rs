@@ -3,8 +3,8 @@
 //!
 //! Pipeline layout: `proof` (pure kernel) ← `anchor` (builds and drives jobs) ← `feed`
 //! (detects), with `store` (remembers) beside it; `mlflow` and `arweave` are clients at the
-//! edge; `verify` only reads. Today: the proof kernel, signing keys, the Arweave layer, devnet, the
-//! MLflow client and one-shot anchoring; the durable service (`feed`, `store`) comes next.
+//! edge; `verify` only reads; `server` is the HTTP listener (metrics, probes, webhooks) and
+//! `telemetry` names every metric.
 
 #![warn(missing_docs)]
 
@@ -19,5 +19,7 @@ pub mod keys;
 pub mod mlflow;
 pub mod profile;
 pub mod proof;
+pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod verify;

@@ -56,6 +56,7 @@ fn sigkill_at_random_moments_never_loses_duplicates_or_forks() {
     let mut rng_state = 0x5eed_u64;
     while kills < KILLS {
         let mut cmd = Command::new(bin);
+        cmd.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
         cmd.args(["run", "--poll-interval", "0.2"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -74,6 +75,7 @@ fn sigkill_at_random_moments_never_loses_duplicates_or_forks() {
     }
     let anchored_before_catch_up = dn.handle.items().len();
     let mut cmd = Command::new(bin);
+    cmd.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
     cmd.arg("backfill");
     for (k, v) in &env {
         cmd.env(k, v);
@@ -86,6 +88,7 @@ fn sigkill_at_random_moments_never_loses_duplicates_or_forks() {
     );
     // What the store says, for the record (and for diagnosing a failure below).
     let mut status = Command::new(bin);
+    status.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
     status.args(["status", "--json"]);
     for (k, v) in &env {
         status.env(k, v);

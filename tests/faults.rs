@@ -53,6 +53,7 @@ fn transient_devnet_faults_and_an_mlflow_outage_end_fully_anchored() {
     ];
     let bin = env!("CARGO_BIN_EXE_ario-mlflow-worker");
     let mut cmd = Command::new(bin);
+    cmd.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
     cmd.args(["run", "--poll-interval", "0.5"])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -109,6 +110,7 @@ fn transient_devnet_faults_and_an_mlflow_outage_end_fully_anchored() {
     assert!(status.success(), "SIGTERM → exit 0, got {status:?}");
 
     let mut cmd = Command::new(bin);
+    cmd.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
     cmd.args(["status", "--json"]);
     for (k, v) in &env {
         cmd.env(k, v);

@@ -54,6 +54,7 @@ fn worker_env(lab: &Lab, broker: &Broker, state: &Path) -> Vec<(String, String)>
 
 fn worker(env: &[(String, String)], args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+    cmd.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
     cmd.args(args).envs(env.iter().map(|(k, v)| (k, v)));
     cmd.output().unwrap()
 }
@@ -89,6 +90,7 @@ fn spawn(env: &[(String, String)], args: &[&str], log: &Path) -> Proc {
         .unwrap();
     Proc(
         Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
+            .env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0")
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())

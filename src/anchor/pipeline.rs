@@ -62,6 +62,8 @@ pub struct PipelineConfig {
     pub resolve_concurrency: usize,
     /// Signed jobs published (writes, upload) at once.
     pub publish_concurrency: usize,
+    /// The `source` label of this pipeline's metrics (`poll` or `kafka`).
+    pub metrics_source: &'static str,
 }
 
 impl Default for PipelineConfig {
@@ -73,6 +75,7 @@ impl Default for PipelineConfig {
             max_dependency_wait: Duration::from_secs(3600),
             resolve_concurrency: 4,
             publish_concurrency: 8,
+            metrics_source: "poll",
         }
     }
 }
@@ -326,6 +329,7 @@ impl Pipeline {
         if after.state == JobState::Done {
             tracing::info!(job = %key, tx = %after.prepared.as_ref().map(|p| p.tx_id.as_str()).unwrap_or(""), "anchored");
         }
+        self.count(&after);
         Ok(after)
     }
 
@@ -336,10 +340,12 @@ impl Pipeline {
             Ok(Resolution::Seal(draft)) => self.seal(*draft),
             other => other,
         };
-        match r {
+        let after = match r {
             Ok(r) => self.apply_resolution(job, r),
             Err(e) => self.failed(job, e),
-        }
+        }?;
+        self.count(&after);
+        Ok(after)
     }
 
     /// Signs a training draft onto the head the store knows for its chain (or MLflow's).
@@ -438,6 +444,26 @@ impl Pipeline {
                     j.next_attempt_ms = next;
                 })
             }
+        }
+    }
+
+    /// Counts a job's new state in the metrics (terminal states and failed attempts).
+    fn count(&self, after: &Job) {
+        use crate::telemetry as t;
+        let event_type = after.event.event_type();
+        let source = self.config.metrics_source;
+        match &after.state {
+            JobState::Done => {
+                t::job_outcome(t::EVENTS_ANCHORED, event_type, source);
+                let age = now_ms().saturating_sub(after.detected_ms);
+                t::anchored_after(event_type, Duration::from_millis(age));
+            }
+            JobState::Skipped { .. } => t::job_outcome(t::EVENTS_SKIPPED, event_type, source),
+            JobState::Parked { .. } => t::job_outcome(t::EVENTS_PARKED, event_type, source),
+            _ if after.last_error.is_some() && after.attempts > 0 => {
+                t::job_outcome(t::EVENTS_FAILED, event_type, source)
+            }
+            _ => {}
         }
     }
 

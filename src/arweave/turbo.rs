@@ -205,6 +205,7 @@ impl TurboClient {
         let url = self.endpoint(&format!("v1/tx/{}", item.signature_type.token()));
         let body = bytes::Bytes::copy_from_slice(item_bytes);
         let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let started = std::time::Instant::now();
         let result = (|| async {
             attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.upload_once(&url, body.clone(), &id, &owner).await
@@ -218,6 +219,7 @@ impl TurboClient {
             }
         })
         .await;
+        crate::telemetry::upload(result.is_ok(), started.elapsed());
         match result {
             Ok(outcome) => Ok(outcome),
             Err(Attempt::Permanent(e)) => Err(e),
@@ -228,6 +230,27 @@ impl TurboClient {
                 last: cause,
             }),
         }
+    }
+
+    /// One `GET /v1/info` (Turbo's service description), not retried: the readiness probe.
+    /// The error says what failed on which URL.
+    pub async fn info(&self) -> Result<serde_json::Value, String> {
+        let url = self.endpoint("v1/info");
+        let response = match self.http.get(&url).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                crate::telemetry::turbo_response(None);
+                return Err(format!("cannot reach {url}: {e}"));
+            }
+        };
+        let status = response.status().as_u16();
+        crate::telemetry::turbo_response(Some(status));
+        let text = response.text().await.unwrap_or_default();
+        if status != 200 {
+            return Err(format!("{url} answered HTTP {status}: {}", excerpt(&text)));
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| format!("{url} answered a body that is not JSON: {e}"))
     }
 
     /// Turbo's status for an id, retried like uploads.
@@ -290,8 +313,10 @@ impl TurboClient {
             .body(body)
             .send()
             .await
+            .inspect_err(|_| crate::telemetry::turbo_response(None))
             .map_err(transport)?;
         let status = response.status().as_u16();
+        crate::telemetry::turbo_response(Some(status));
         let wait = retry_after(response.headers());
         let text = response.text().await.map_err(transport)?;
         match status {
@@ -330,8 +355,15 @@ impl TurboClient {
     }
 
     async fn status_once(&self, url: &str, id: &str) -> Result<TxStatus, Attempt> {
-        let response = self.http.get(url).send().await.map_err(transport)?;
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .inspect_err(|_| crate::telemetry::turbo_response(None))
+            .map_err(transport)?;
         let status = response.status().as_u16();
+        crate::telemetry::turbo_response(Some(status));
         let wait = retry_after(response.headers());
         let text = response.text().await.map_err(transport)?;
         match status {

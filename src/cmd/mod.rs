@@ -13,3 +13,4 @@ pub mod upload;
 pub mod verify;
 pub mod verify_envelope;
 pub mod wallet_show;
+pub mod webhook;

@@ -76,6 +76,38 @@ pub struct ServiceArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub server: ServerArgs,
+}
+
+/// The HTTP listener: metrics, probes, MLflow webhooks.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address of the HTTP listener (`/metrics`, `/healthz`, `/readyz`, `POST
+    /// /v1/webhooks/mlflow`); `off` disables it. Loopback by default: put a proxy or a Service
+    /// in front to expose it.
+    #[arg(long, env = "ARIO_MLFLOW_LISTEN", default_value = crate::server::DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Secret(s) MLflow signs webhook deliveries with, comma-separated (several during a
+    /// rotation). Unset: the webhook route answers 404.
+    #[arg(
+        long,
+        env = "ARIO_MLFLOW_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub webhook_secret: Vec<String>,
+    /// Seconds a webhook's timestamp may differ from this machine's clock.
+    #[arg(long, env = "ARIO_MLFLOW_WEBHOOK_TOLERANCE", default_value_t = 300)]
+    pub webhook_tolerance: u64,
+    /// Seconds between readiness probes of MLflow and Turbo; a check fails `/readyz` when it
+    /// has not passed within three intervals.
+    #[arg(long, env = "ARIO_MLFLOW_HEALTH_INTERVAL", default_value_t = 10.0)]
+    pub health_interval: f64,
+    /// Seconds without a pipeline tick after which `/healthz` answers 503.
+    #[arg(long, env = "ARIO_MLFLOW_STUCK_AFTER", default_value_t = 300)]
+    pub stuck_after: u64,
 }
 
 /// A source of change events.
@@ -198,6 +230,178 @@ pub(crate) fn anchorer(s: &AnchorSettings) -> Result<Anchorer, String> {
     })
 }
 
+/// The listener and the readiness probe, running beside the service until `stop`.
+struct Surface {
+    health: Arc<crate::server::health::Health>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    shutdown: Arc<tokio::sync::Notify>,
+}
+
+impl Surface {
+    /// Binds the listener (a taken port fails here, at startup), installs the metrics recorder
+    /// and starts the probe of MLflow, Turbo and the store (the store's gauges with it).
+    async fn start(
+        args: &ServerArgs,
+        mlflow: &crate::mlflow::MlflowClient,
+        turbo: &TurboClient,
+        store: Option<Store>,
+        webhook: Option<Arc<crate::feed::webhook::WebhookReceiver>>,
+        kafka: Option<Arc<crate::feed::kafka::consumer::ConsumerStats>>,
+    ) -> Result<Surface, String> {
+        use crate::server::health::{Check, Health};
+        let interval = Duration::from_secs_f64(args.health_interval.clamp(0.1, 3600.0));
+        let mut required = vec![Check::Mlflow, Check::Turbo];
+        if store.is_some() {
+            required.push(Check::Store);
+        }
+        if kafka.is_some() {
+            required.push(Check::Kafka);
+        }
+        let health = Arc::new(Health::new(
+            Duration::from_secs(args.stuck_after.max(1)),
+            interval * 3,
+            &required,
+        ));
+        health.tick();
+        let shutdown = Arc::new(tokio::sync::Notify::new());
+        let server = if args.listen.eq_ignore_ascii_case("off") {
+            None
+        } else {
+            let addr: std::net::SocketAddr = args.listen.parse().map_err(|_| {
+                format!(
+                    "--listen {:?} is not an address like 127.0.0.1:9847 (or `off`)",
+                    args.listen
+                )
+            })?;
+            let listener = crate::server::bind(addr).await.map_err(|e| e.to_string())?;
+            let bound = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let metrics = match crate::telemetry::install() {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics are off");
+                    None
+                }
+            };
+            let state = crate::server::ServerState {
+                metrics,
+                health: health.clone(),
+                webhook_off_reason: if webhook.is_some() {
+                    String::new()
+                } else if store.is_none() {
+                    "webhooks need the poller's store (`--source poll`)".into()
+                } else {
+                    "webhooks are not enabled: set ARIO_MLFLOW_WEBHOOK_SECRET to the webhook's secret".into()
+                },
+                webhook: webhook.clone(),
+            };
+            tracing::info!(listen = %bound, webhooks = webhook.is_some(), "HTTP listener up: /metrics /healthz /readyz");
+            let stop = shutdown.clone();
+            Some(tokio::spawn(async move {
+                if let Err(e) =
+                    crate::server::serve(listener, state, async move { stop.notified().await })
+                        .await
+                {
+                    tracing::warn!(error = %e, "HTTP listener stopped");
+                }
+            }))
+        };
+        let probe_health = health.clone();
+        let mlflow = mlflow.clone();
+        let turbo = turbo.clone();
+        let probe_stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                probe(
+                    &probe_health,
+                    &mlflow,
+                    &turbo,
+                    store.as_ref(),
+                    kafka.as_deref(),
+                )
+                .await;
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = probe_stop.notified() => break,
+                }
+            }
+        });
+        Ok(Surface {
+            health,
+            server,
+            shutdown,
+        })
+    }
+
+    async fn stop(self) {
+        self.shutdown.notify_waiters();
+        if let Some(server) = self.server {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+    }
+}
+
+/// One readiness round: MLflow, Turbo, the store (with its gauges), Kafka's partitions.
+async fn probe(
+    health: &crate::server::health::Health,
+    mlflow: &crate::mlflow::MlflowClient,
+    turbo: &TurboClient,
+    store: Option<&Store>,
+    kafka: Option<&crate::feed::kafka::consumer::ConsumerStats>,
+) {
+    use crate::server::health::Check;
+    let (m, t) = tokio::join!(
+        mlflow.search_model_versions("name='__ario_probe__'"),
+        turbo.info()
+    );
+    health.report(Check::Mlflow, m.map(|_| ()).map_err(|e| e.to_string()));
+    health.report(Check::Turbo, t.map(|_| ()));
+    if let Some(store) = store {
+        match store.open_jobs() {
+            Ok(open) => {
+                let mut per_state: BTreeMap<&'static str, usize> = [
+                    "detected",
+                    "waiting",
+                    "signed",
+                    "signed_written",
+                    "uploaded",
+                    "parked",
+                ]
+                .into_iter()
+                .map(|s| (s, 0))
+                .collect();
+                for job in &open {
+                    *per_state.entry(job.state.name()).or_default() += 1;
+                }
+                per_state.insert("parked", store.parked_count());
+                let now = crate::store::now_ms();
+                let oldest = open
+                    .iter()
+                    .map(|j| j.detected_ms)
+                    .min()
+                    .map(|t| Duration::from_millis(now.saturating_sub(t)));
+                let states: Vec<(&'static str, usize)> = per_state.into_iter().collect();
+                crate::telemetry::store_gauges(&states, oldest, store.size_on_disk());
+                health.report(Check::Store, Ok(()));
+            }
+            Err(e) => health.report(Check::Store, Err(e.to_string())),
+        }
+    }
+    if let Some(stats) = kafka {
+        let owned = stats.owned.load(Ordering::Relaxed);
+        health.report(
+            Check::Kafka,
+            if owned > 0 {
+                Ok(())
+            } else {
+                Err("no partition assigned (more instances than partitions, or still joining the group)".into())
+            },
+        );
+    }
+}
+
 fn signals(stop: Arc<AtomicBool>) {
     tokio::spawn(async move {
         super::devnet::shutdown_signal().await;
@@ -254,12 +458,46 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
         if until_caught_up {
             return fail("backfill polls MLflow; --source kafka is for `run`".into());
         }
+        let config = PipelineConfig {
+            metrics_source: "kafka",
+            ..config
+        };
         return run_kafka(&args, anchorer, config).await;
     }
     let store = match Store::open(&args.state_dir) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
+    let detect_lock: Arc<tokio::sync::Mutex<()>> = Default::default();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let webhook = if args.server.webhook_secret.iter().any(|s| !s.is_empty()) {
+        match crate::feed::webhook::WebhookReceiver::new(
+            args.server.webhook_secret.clone(),
+            Duration::from_secs(args.server.webhook_tolerance),
+            store.clone(),
+            detect_lock.clone(),
+            wake.clone(),
+        ) {
+            Ok(w) => Some(Arc::new(w)),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
+    let surface = match Surface::start(
+        &args.server,
+        &anchorer.mlflow,
+        &anchorer.turbo,
+        Some(store.clone()),
+        webhook,
+        None,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let health = surface.health.clone();
     let pipeline = Pipeline::new(anchorer, store, config);
     let stop = Arc::new(AtomicBool::new(false));
     signals(stop.clone());
@@ -278,7 +516,13 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
         bar
     });
     loop {
-        match poll_filtered(&pipeline.anchorer.mlflow, &pipeline.store, &filter).await {
+        health.tick();
+        let last_poll = Instant::now();
+        let polled = {
+            let _webhooks_wait = detect_lock.lock().await;
+            poll_filtered(&pipeline.anchorer.mlflow, &pipeline.store, &filter).await
+        };
+        match polled {
             Ok(p) if p.new_jobs > 0 => {
                 tracing::info!(new_jobs = p.new_jobs, seen = p.seen, "detected")
             }
@@ -291,6 +535,7 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
                 let mut last = Instant::now();
                 pipeline
                     .drain_with(&stop, |_| {
+                        health.tick();
                         if last.elapsed() > Duration::from_millis(200) {
                             report_bar(bar, &pipeline.store.jobs().unwrap_or_default());
                             last = Instant::now();
@@ -298,7 +543,7 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
                     })
                     .await
             }
-            None => pipeline.drain(&stop).await,
+            None => pipeline.drain_with(&stop, |_| health.tick()).await,
         };
         if let Err(e) = drained {
             return fail(e.to_string());
@@ -344,16 +589,36 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
         if stop.load(Ordering::SeqCst) || (until_caught_up && open == 0) {
             break;
         }
-        let pause = if until_caught_up {
+        // Jobs that wait (a dependency, a retry backoff) come due between polls, and a webhook
+        // delivery wakes the loop at once: drain at least every second, poll on schedule.
+        let poll_every = Duration::from_secs_f64(if until_caught_up {
             0.5
         } else {
             args.poll_interval.max(0.1)
-        };
-        tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+        });
+        let next_poll = last_poll + poll_every;
+        loop {
+            let now = Instant::now();
+            if now >= next_poll || stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let nap = (next_poll - now).min(Duration::from_secs(1));
+            tokio::select! {
+                _ = tokio::time::sleep(nap) => {}
+                _ = wake.notified() => {}
+            }
+            health.tick();
+            if pipeline.store.open_count() > 0 {
+                if let Err(e) = pipeline.drain_with(&stop, |_| health.tick()).await {
+                    return fail(e.to_string());
+                }
+            }
+        }
     }
     if let Some(bar) = &bar {
         bar.finish();
     }
+    surface.stop().await;
     match pipeline.store.flush().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e.to_string()),
@@ -407,6 +672,7 @@ async fn run_kafka(args: &ServiceArgs, anchorer: Anchorer, config: PipelineConfi
     };
     let source = anchorer.mlflow.tracking_uri().to_string();
     let mlflow = anchorer.mlflow.clone();
+    let turbo = anchorer.turbo.clone();
     let feed = if args.sources.contains(&Source::Poll) {
         let store = match Store::open(&args.state_dir) {
             Ok(s) => s,
@@ -427,11 +693,31 @@ async fn run_kafka(args: &ServiceArgs, anchorer: Anchorer, config: PipelineConfi
             Err(e) => return fail(e.to_string()),
         };
     tracing::info!(topic = %settings.topic, group = %settings.group, brokers = %settings.brokers, properties = ?settings.redacted_properties(), "consuming the change feed");
+    if args.server.webhook_secret.iter().any(|s| !s.is_empty()) {
+        tracing::warn!("webhooks are served with `--source poll` only; in Kafka mode the route answers 404 (run `feed` with the poller instead)");
+    }
+    let surface = match Surface::start(
+        &args.server,
+        &mlflow,
+        &turbo,
+        None,
+        None,
+        Some(consumer.stats.clone()),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            consumer.shutdown().await;
+            return fail(e);
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     signals(stop.clone());
     let filter = PollFilter::default();
     let mut next_poll = Instant::now();
     while !stop.load(Ordering::SeqCst) {
+        surface.health.tick();
         if !consumer.is_running() {
             eprintln!("error: the Kafka consumer stopped unexpectedly");
             return ExitCode::from(1);
@@ -447,6 +733,7 @@ async fn run_kafka(args: &ServiceArgs, anchorer: Anchorer, config: PipelineConfi
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     consumer.shutdown().await;
+    surface.stop().await;
     ExitCode::SUCCESS
 }
 

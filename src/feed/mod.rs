@@ -6,8 +6,10 @@
 //! * [`poller`] — the MLflow REST poller (the default source, and `backfill`).
 //! * [`kafka`] — the change feed as a Kafka topic: `feed --to-kafka` produces it, `run
 //!   --source kafka` consumes it as a consumer group, with the partition state in a state topic.
+//! * [`webhook`] — MLflow 3.x registry webhooks (signed deliveries), a latency hint over the poller.
 //! * [`cloudevents`] — the change-event message (CloudEvents 1.0) both sides share.
 
 pub mod cloudevents;
 pub mod kafka;
 pub mod poller;
+pub mod webhook;

@@ -110,6 +110,7 @@ pub async fn poll_filtered(
         |store: &Store, ev: ChangeEvent, stats: &mut PollStats| -> Result<(), StoreError> {
             stats.seen += 1;
             if store.detect(&ev)? {
+                crate::telemetry::detected(ev.event_type(), "poll");
                 stats.new_jobs += 1;
             }
             Ok(())

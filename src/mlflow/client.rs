@@ -298,16 +298,18 @@ impl MlflowClient {
         if let Some(body) = &request.body {
             req = req.json(body);
         }
-        let response = self
-            .authorize(req)
-            .send()
-            .await
-            .map_err(|e| self.transport(name, &e))?;
+        let started = std::time::Instant::now();
+        let response = match self.authorize(req).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                crate::telemetry::mlflow_request(&request.path, None, started.elapsed());
+                return Err(self.transport(name, &e));
+            }
+        };
         let status = response.status().as_u16();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| self.transport(name, &e))?;
+        let text = response.text().await;
+        crate::telemetry::mlflow_request(&request.path, Some(status), started.elapsed());
+        let text = text.map_err(|e| self.transport(name, &e))?;
         if (200..300).contains(&status) {
             return Ok(text);
         }
@@ -425,6 +427,38 @@ impl MlflowClient {
             )
             .await?;
         Ok(r.model_version)
+    }
+
+    /// Registers a webhook on an MLflow 3.x server (`POST webhooks`) for `events`
+    /// (`(entity, action)`, e.g. `("MODEL_VERSION", "CREATED")`); returns the webhook's id.
+    pub async fn create_webhook(
+        &self,
+        name: &str,
+        url: &str,
+        events: &[(&str, &str)],
+        secret: &str,
+    ) -> Result<String, MlflowError> {
+        let events: Vec<Value> = events
+            .iter()
+            .map(|(entity, action)| json!({"entity": entity, "action": action}))
+            .collect();
+        let v: Value = self
+            .call(
+                "webhooks/create",
+                Request::post(
+                    "api/2.0/mlflow/webhooks",
+                    json!({"name": name, "url": url, "events": events, "secret": secret,
+                           "description": "ario-mlflow-worker: anchor registry events at once"}),
+                ),
+            )
+            .await?;
+        v["webhook"]["webhook_id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| MlflowError::Decode {
+                call: "webhooks/create",
+                cause: "no webhook.webhook_id in the answer".into(),
+            })
     }
 
     /// `GET model-versions/search` with `filter`, every page.

@@ -222,7 +222,8 @@ pub struct Store {
     journal_order: Arc<Mutex<()>>,
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the epoch (the clock jobs are stamped with).
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -431,7 +432,11 @@ impl Store {
                 return Ok(false);
             }
         }
-        self.detect(event)
+        let new = self.detect(event)?;
+        if new {
+            crate::telemetry::detected(event.event_type(), "derived");
+        }
+        Ok(new)
     }
 
     /// Records a detected event; `true` when it is new (a job was created), `false` when its
@@ -556,6 +561,18 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Parked jobs (a scan of the raw records for the state tag, without decoding them: cheap
+    /// enough for a metrics probe over a long history).
+    pub fn parked_count(&self) -> usize {
+        const TAG: &[u8] = br#""state":"parked""#;
+        self.jobs
+            .iter()
+            .values()
+            .filter_map(Result::ok)
+            .filter(|v| v.windows(TAG.len()).any(|w| w == TAG))
+            .count()
     }
 
     /// Open jobs due at `now_ms`, in detection order.

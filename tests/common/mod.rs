@@ -366,6 +366,7 @@ pub mod mlflow {
         venv: PathBuf,
         port: u16,
         mode: ArtifactMode,
+        env: Vec<(String, String)>,
         /// `http://127.0.0.1:PORT`.
         pub uri: String,
         /// Holds the sqlite DB and the artifacts.
@@ -381,22 +382,44 @@ pub mod mlflow {
 
         /// Starts a lean server keeping artifacts as `mode` says.
         pub fn start_with(venv: &Path, mode: ArtifactMode) -> MlflowServer {
+            Self::start_env(venv, mode, &[], &[])
+        }
+
+        /// Starts a lean server with extra environment (e.g. the webhook settings) and extra
+        /// `mlflow server` arguments (e.g. `--uvicorn-opts` for TLS).
+        pub fn start_env(
+            venv: &Path,
+            mode: ArtifactMode,
+            env: &[(&str, &str)],
+            args: &[&str],
+        ) -> MlflowServer {
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain(args.iter().map(|a| ("__ARG".to_string(), a.to_string())))
+                .collect();
             let dir = tempfile::tempdir().unwrap();
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
                 .unwrap()
                 .port();
-            let child = spawn(venv, port, dir.path(), &mode);
+            let child = spawn(venv, port, dir.path(), &mode, &env);
+            let tls = env
+                .iter()
+                .any(|(k, v)| k == "__ARG" && v.contains("ssl-certfile"));
             let server = MlflowServer {
                 child,
                 venv: venv.to_path_buf(),
                 port,
                 mode,
-                uri: format!("http://127.0.0.1:{port}"),
+                env,
+                uri: format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" }),
                 dir,
             };
-            server.wait_ready();
+            if !tls {
+                server.wait_ready();
+            }
             server
         }
 
@@ -419,7 +442,13 @@ pub mod mlflow {
 
         /// Starts it again on the same port and database.
         pub fn restart(&mut self) {
-            self.child = spawn(&self.venv, self.port, self.dir.path(), &self.mode);
+            self.child = spawn(
+                &self.venv,
+                self.port,
+                self.dir.path(),
+                &self.mode,
+                &self.env,
+            );
             self.wait_ready();
         }
 
@@ -464,7 +493,13 @@ pub mod mlflow {
         }
     }
 
-    fn spawn(venv: &Path, port: u16, dir: &Path, mode: &ArtifactMode) -> Child {
+    fn spawn(
+        venv: &Path,
+        port: u16,
+        dir: &Path,
+        mode: &ArtifactMode,
+        env: &[(String, String)],
+    ) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -496,6 +531,13 @@ pub mod mlflow {
                 cmd.args(["--no-serve-artifacts", "--default-artifact-root"])
                     .arg(format!("s3://{root}"));
                 cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            }
+        }
+        for (k, v) in env {
+            if k == "__ARG" {
+                cmd.arg(v);
+            } else {
+                cmd.env(k, v);
             }
         }
         cmd.env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
@@ -700,6 +742,7 @@ pub mod run {
     /// decisions are the binary's own).
     pub fn worker(env: &[(&str, String)], args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+        cmd.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
         cmd.args(args).env_remove("NO_COLOR");
         for (k, v) in env {
             cmd.env(k, v);

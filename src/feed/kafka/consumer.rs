@@ -44,6 +44,8 @@ pub struct ConsumerStats {
     pub assigned: AtomicU64,
     /// Rebuilds after a failed transaction.
     pub rebuilds: AtomicU64,
+    /// Partitions owned right now.
+    pub owned: AtomicU64,
 }
 
 /// One owned partition handed to the caller's worker: anchor what its store holds until `stop`.
@@ -354,6 +356,7 @@ impl Inner {
             }) {
                 Ok(true) => {
                     self.stats.detected.fetch_add(1, Ordering::Relaxed);
+                    crate::telemetry::detected(event.event_type(), "kafka");
                     tracing::debug!(
                         job = %event.dedupe_key(),
                         partition = p,
@@ -375,6 +378,7 @@ impl Inner {
             },
             Err(rejection) => {
                 self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::dead_letter(rejection.class);
                 tracing::warn!(
                     topic = m.topic(),
                     partition = p,
@@ -698,6 +702,31 @@ impl KafkaConsumer {
     }
 }
 
+/// Lag per owned partition (the high watermark, asked of the broker, minus the next offset this
+/// instance takes) and the owned count, as metrics; partitions no longer owned drop to 0.
+fn report_lag(consumer: &BaseConsumer<Member>, inner: &Inner, before: &[i32]) -> Vec<i32> {
+    let topic = inner.settings.topic.as_str();
+    let next: Vec<(i32, i64)> = inner.lock().iter().map(|(p, run)| (*p, run.next)).collect();
+    for p in before {
+        if !next.iter().any(|(q, _)| q == p) {
+            crate::telemetry::kafka_lag(topic, *p, None);
+        }
+    }
+    for (p, next_offset) in &next {
+        if let Ok((_, high)) = consumer.fetch_watermarks(topic, *p, Duration::from_millis(500)) {
+            if high >= 0 {
+                crate::telemetry::kafka_lag(topic, *p, Some(high - next_offset.max(&0)));
+            }
+        }
+    }
+    inner
+        .stats
+        .owned
+        .store(next.len() as u64, Ordering::Relaxed);
+    crate::telemetry::kafka_partitions(next.len());
+    next.into_iter().map(|(p, _)| p).collect()
+}
+
 fn consume(
     consumer: Arc<BaseConsumer<Member>>,
     inner: Arc<Inner>,
@@ -705,7 +734,13 @@ fn consume(
     committer: std::thread::JoinHandle<()>,
 ) {
     let mut last_poll_error = Instant::now() - Duration::from_secs(60);
+    let mut last_lag = Instant::now();
+    let mut reported: Vec<i32> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
+        if last_lag.elapsed() > Duration::from_secs(5) {
+            last_lag = Instant::now();
+            reported = report_lag(&consumer, &inner, &reported);
+        }
         if inner.shared.take_failure() {
             if let Err(e) = inner.rebuild(&consumer) {
                 tracing::warn!(error = %e, "kafka: rebuild failed; retrying");

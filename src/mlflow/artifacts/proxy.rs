@@ -78,12 +78,14 @@ impl MlflowClient {
         (|| async {
             self.throttle().await;
             self.count_call();
+            let started = std::time::Instant::now();
             let response = self
                 .authorize(self.http.get(url.clone()))
                 .send()
                 .await
                 .map_err(|e| self.transport("mlflow-artifacts/download", &e))?;
             let status = response.status().as_u16();
+            crate::telemetry::mlflow_request("mlflow-artifacts", Some(status), started.elapsed());
             if status != 200 {
                 let message: String = response
                     .text()
@@ -120,12 +122,14 @@ impl MlflowClient {
         (|| async {
             self.throttle().await;
             self.count_call();
+            let started = std::time::Instant::now();
             let response = self
                 .authorize(self.http.get(url.clone()))
                 .send()
                 .await
                 .map_err(|e| self.transport("mlflow-artifacts/download", &e))?;
             let status = response.status().as_u16();
+            crate::telemetry::mlflow_request("mlflow-artifacts", Some(status), started.elapsed());
             let bytes = response
                 .bytes()
                 .await
@@ -157,6 +161,7 @@ impl MlflowClient {
         (|| async {
             self.throttle().await;
             self.count_call();
+            let started = std::time::Instant::now();
             let response = self
                 .authorize(
                     self.http
@@ -168,6 +173,7 @@ impl MlflowClient {
                 .await
                 .map_err(|e| self.transport("mlflow-artifacts/upload", &e))?;
             let status = response.status().as_u16();
+            crate::telemetry::mlflow_request("mlflow-artifacts", Some(status), started.elapsed());
             if (200..300).contains(&status) {
                 return Ok(());
             }

@@ -1,0 +1,90 @@
+//! `webhook register`: registers the worker's receiver as a webhook on an MLflow 3.x server, or
+//! prints the `curl` call that does (`--print`), for the events the worker anchors at once.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::connect::MlflowArgs;
+use crate::feed::webhook::register_command;
+
+/// `webhook …`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Register the worker's `/v1/webhooks/mlflow` as a webhook on the MLflow server
+    /// (`model_version.created`, `model_version_alias.created|deleted`).
+    Register(RegisterArgs),
+}
+
+/// Arguments of `webhook register`.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub mlflow: MlflowArgs,
+    /// The URL MLflow delivers to: the worker's listener as MLflow reaches it, e.g.
+    /// `http://worker.internal:9847/v1/webhooks/mlflow`.
+    #[arg(long)]
+    pub receiver_url: url::Url,
+    /// The webhook's name in MLflow.
+    #[arg(long, default_value = "ario-mlflow-worker")]
+    pub name: String,
+    /// The signing secret (the first of `ARIO_MLFLOW_WEBHOOK_SECRET`, which the worker checks).
+    #[arg(
+        long,
+        env = "ARIO_MLFLOW_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub webhook_secret: Vec<String>,
+    /// Print the `curl` call instead of making it (the secret stays a shell variable).
+    #[arg(long)]
+    pub print: bool,
+}
+
+/// The events the worker anchors at once.
+pub const EVENTS: [(&str, &str); 3] = [
+    ("MODEL_VERSION", "CREATED"),
+    ("MODEL_VERSION_ALIAS", "CREATED"),
+    ("MODEL_VERSION_ALIAS", "DELETED"),
+];
+
+/// Runs `webhook register`.
+pub async fn register(args: RegisterArgs) -> ExitCode {
+    let tracking = args.mlflow.tracking_uri.as_str();
+    if args.print {
+        println!(
+            "{}",
+            register_command(tracking, args.receiver_url.as_str(), &args.name)
+        );
+        return ExitCode::SUCCESS;
+    }
+    let Some(secret) = args.webhook_secret.iter().find(|s| !s.is_empty()) else {
+        eprintln!("error: set ARIO_MLFLOW_WEBHOOK_SECRET (the worker checks deliveries against it) or pass --print");
+        return ExitCode::from(2);
+    };
+    let mlflow = match super::connect::mlflow_client(&args.mlflow) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match mlflow
+        .create_webhook(&args.name, args.receiver_url.as_str(), &EVENTS, secret)
+        .await
+    {
+        Ok(id) => {
+            println!(
+                "registered webhook {id} on {tracking} → {}",
+                args.receiver_url
+            );
+            println!("note: MLflow caches its webhook list (MLFLOW_WEBHOOK_CACHE_TTL, 60 s by default); the poller covers that gap");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e} (MLflow 3.x with MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY set; an http:// or private receiver also needs MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https and MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true on the server)");
+            ExitCode::from(1)
+        }
+    }
+}

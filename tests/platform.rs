@@ -1,0 +1,604 @@
+//! The platform surface against the real things: `/metrics` parsed by Prometheus' own
+//! `promtool` with counters that match what was anchored, `/healthz` and `/readyz` flipping as
+//! MLflow stops and starts, and MLflow 3.17's own webhook deliveries anchoring a version and an
+//! alias with the poller idle — while forged, stale, replayed and oversized deliveries record
+//! nothing.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::lab::{last_json_line, scenario, Lab, SEED_B64};
+use common::mlflow::{venv, ArtifactMode, MlflowServer};
+use common::run::{mlflow_data, show, worker};
+use serde_json::Value;
+
+/// A worker process, killed on drop.
+struct Worker {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Worker {
+    fn start(env: &[(&str, String)], args: &[&str], log: PathBuf) -> Worker {
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+        cmd.args(args)
+            .env_remove("NO_COLOR")
+            .stdout(Stdio::null())
+            .stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Worker {
+            child: cmd.spawn().expect("start the worker"),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not stop: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP request to the worker's listener: (status, body).
+fn http(
+    rt: &tokio::runtime::Runtime,
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut req = client.request(method.parse().unwrap(), url).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        match req.send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.text().await.unwrap_or_default())
+            }
+            Err(e) => (0, e.to_string()),
+        }
+    })
+}
+
+fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+    log: &dyn Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; worker log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sum of a metric's samples whose labels contain every `(name, value)` in `labels`.
+fn sample_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name_labels, value) = l.rsplit_once(' ')?;
+            let (name, rest) = match name_labels.split_once('{') {
+                Some((n, r)) => (n, r.trim_end_matches('}')),
+                None => (name_labels, ""),
+            };
+            if name != metric {
+                return None;
+            }
+            let all = labels
+                .iter()
+                .all(|(k, v)| rest.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+            all.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+/// `promtool check metrics` over the exposition (Prometheus' own parser and linter). Under CI
+/// it must be there (`.ci/run` installs it).
+fn promtool_check(text: &str) {
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        assert!(std::env::var("CI").is_err(), "promtool is missing under CI");
+        println!("promtool not installed: exposition not checked by Prometheus' parser");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics refused the exposition: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "promtool check metrics: ok ({} lines)",
+        text.lines().count()
+    );
+}
+
+fn worker_env(lab: &Lab, state: &Path, listen: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("MLFLOW_TRACKING_URI", lab.server.uri.clone()),
+        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
+        ("ARIO_MLFLOW_UPLOAD_URL", lab.dn.handle.url().to_string()),
+        ("ARIO_MLFLOW_CA_CERT", lab.ca.display().to_string()),
+        ("ARIO_MLFLOW_GATEWAY_HOST", lab.gateway.clone()),
+        ("ARIO_MLFLOW_STATE_DIR", state.display().to_string()),
+        ("ARIO_MLFLOW_LISTEN", listen.to_string()),
+        ("HOME", lab.home.path().display().to_string()),
+    ]
+}
+
+#[test]
+fn metrics_count_what_was_anchored_and_probes_follow_mlflow() {
+    let Some(venv) = venv() else { return };
+    let mut lab = Lab::start(&venv);
+    scenario(&lab.server, &venv, "metrics");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let state = lab.home.path().join("state");
+    let env = worker_env(&lab, &state, &format!("127.0.0.1:{port}"));
+
+    // A backfill serves the listener too: scrape it while it works.
+    let mut backfill = Worker::start(
+        &env,
+        &["backfill", "--rate", "40", "--health-interval", "0.5"],
+        lab.home.path().join("backfill.log"),
+    );
+    let mut scraped_during = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while backfill.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "backfill did not finish: {}",
+            backfill.log()
+        );
+        let (status, text) = http(&lab.rt, "GET", &format!("{base}/metrics"), &[], vec![]);
+        if status == 200 && text.contains("ario_mlflow_worker_events_detected_total") {
+            scraped_during = Some(text);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(backfill.stop().success(), "backfill: {}", backfill.log());
+    let during = scraped_during.expect("/metrics answered while the backfill ran");
+    promtool_check(&during);
+    assert!(
+        sample_sum(
+            &during,
+            "ario_mlflow_worker_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ) == 1.0
+    );
+    let anchored_by_backfill = lab.dn.handle.items().len();
+    assert!(anchored_by_backfill > 0);
+    assert!(
+        sample_sum(&during, "ario_mlflow_worker_events_anchored_total", &[])
+            <= anchored_by_backfill as f64
+    );
+
+    // `run` over the same store, then one more lifecycle: its counters match the uploads.
+    let mut run = Worker::start(
+        &env,
+        &["run", "--poll-interval", "0.5", "--health-interval", "0.5"],
+        lab.home.path().join("run.log"),
+    );
+    let log = || std::fs::read_to_string(lab.home.path().join("run.log")).unwrap_or_default();
+    wait_for(
+        "/readyz 200",
+        Duration::from_secs(30),
+        || http(&lab.rt, "GET", &format!("{base}/readyz"), &[], vec![]).0 == 200,
+        &log,
+    );
+    scenario(&lab.server, &venv, "metrics2");
+    let mut text = String::new();
+    let progress = std::cell::RefCell::new(String::new());
+    wait_for(
+        "the second scenario anchored",
+        Duration::from_secs(120),
+        || {
+            let items = lab.dn.handle.items().len();
+            text = http(&lab.rt, "GET", &format!("{base}/metrics"), &[], vec![]).1;
+            let anchored = sample_sum(&text, "ario_mlflow_worker_events_anchored_total", &[]);
+            *progress.borrow_mut() = format!("{items} uploads ({anchored_by_backfill} by the backfill), {anchored} anchored by the counters");
+            // The second scenario's datasets are the first's (same digests): 8 new uploads.
+            items >= anchored_by_backfill + 8 && anchored as usize == items - anchored_by_backfill
+        },
+        &|| format!("{}\n{}", progress.borrow(), log()),
+    );
+    promtool_check(&text);
+    let anchored = sample_sum(&text, "ario_mlflow_worker_events_anchored_total", &[]);
+    let uploads = lab.dn.handle.items().len() - anchored_by_backfill;
+    println!("run: {anchored} anchored by the counters, {uploads} uploads on devnet");
+    assert_eq!(anchored as usize, uploads, "{text}");
+    for (event_type, n) in [
+        ("model_registered", 1.0),
+        ("alias_changed", 1.0),
+        ("prediction", 3.0),
+    ] {
+        assert_eq!(
+            sample_sum(
+                &text,
+                "ario_mlflow_worker_events_anchored_total",
+                &[("event_type", event_type), ("source", "poll")]
+            ),
+            n,
+            "{event_type}: {text}"
+        );
+    }
+    assert!(
+        sample_sum(&text, "ario_mlflow_worker_events_parked_total", &[]) >= 1.0,
+        "the NaN run parks"
+    );
+    assert!(
+        sample_sum(
+            &text,
+            "ario_mlflow_worker_turbo_responses_total",
+            &[("status_class", "2xx")]
+        ) >= uploads as f64
+    );
+    assert!(
+        sample_sum(
+            &text,
+            "ario_mlflow_worker_mlflow_request_duration_seconds_count",
+            &[("endpoint", "runs"), ("status_class", "2xx")]
+        ) > 0.0
+    );
+    assert!(
+        sample_sum(
+            &text,
+            "ario_mlflow_worker_anchor_latency_seconds_count",
+            &[]
+        ) == anchored
+    );
+    assert!(sample_sum(&text, "ario_mlflow_worker_store_size_bytes", &[]) > 0.0);
+    assert!(text.contains("ario_mlflow_worker_jobs{state=\"parked\"}"));
+    assert!(!text.contains(SEED_B64), "no secret in the metrics");
+
+    // Probes: MLflow down → not ready (the loop still ticks: alive); back → ready.
+    let (status, body) = http(&lab.rt, "GET", &format!("{base}/healthz"), &[], vec![]);
+    assert_eq!(status, 200, "{body}");
+    lab.server.stop();
+    wait_for(
+        "/readyz 503 with MLflow down",
+        Duration::from_secs(60),
+        || {
+            let (s, b) = http(&lab.rt, "GET", &format!("{base}/readyz"), &[], vec![]);
+            s == 503
+                && serde_json::from_str::<Value>(&b).is_ok_and(|v| {
+                    v["checks"]["mlflow"]["ok"] == false && v["checks"]["turbo"]["ok"] == true
+                })
+        },
+        &log,
+    );
+    let (status, body) = http(&lab.rt, "GET", &format!("{base}/healthz"), &[], vec![]);
+    assert_eq!(status, 200, "liveness is not readiness: {body}");
+    let (_, body) = http(&lab.rt, "GET", &format!("{base}/readyz"), &[], vec![]);
+    println!("readyz with MLflow down: {body}");
+    lab.server.restart();
+    wait_for(
+        "/readyz 200 again",
+        Duration::from_secs(60),
+        || http(&lab.rt, "GET", &format!("{base}/readyz"), &[], vec![]).0 == 200,
+        &log,
+    );
+    assert!(run.stop().success(), "run: {}", run.log());
+    let (status, _) = http(&lab.rt, "GET", &format!("{base}/healthz"), &[], vec![]);
+    assert_eq!(status, 0, "the listener stops with the service");
+}
+
+/// MLflow with webhooks enabled for a loopback http receiver.
+fn webhook_server(venv: &Path) -> MlflowServer {
+    let out = Command::new(venv.join("bin/python"))
+        .args([
+            "-c",
+            "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())",
+        ])
+        .output()
+        .unwrap();
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    MlflowServer::start_env(
+        venv,
+        ArtifactMode::Proxy,
+        &[
+            ("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", key.as_str()),
+            ("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https"),
+            ("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true"),
+            ("MLFLOW_WEBHOOK_CACHE_TTL", "1"),
+        ],
+        &[],
+    )
+}
+
+#[test]
+fn webhooks_from_mlflow_anchor_at_once_and_forgeries_record_nothing() {
+    let Some(venv) = venv() else { return };
+    let mut lab = Lab::start(&venv);
+    lab.server = webhook_server(&venv);
+    let ids = scenario(&lab.server, &venv, "hook");
+    let model = ids["model_name"].as_str().unwrap().to_string();
+    let run_id = ids["run"].as_str().unwrap().to_string();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let secret = "whsec-test-0123456789";
+    let state = lab.home.path().join("state");
+    let mut env = worker_env(&lab, &state, &format!("127.0.0.1:{port}"));
+    env.push((
+        "ARIO_MLFLOW_WEBHOOK_SECRET",
+        format!("rotated-out,{secret}"),
+    ));
+
+    // The register command: printed, then made against the real server.
+    let receiver = format!("{base}/v1/webhooks/mlflow");
+    let out = worker(
+        &env,
+        &[
+            "webhook",
+            "register",
+            "--receiver-url",
+            &receiver,
+            "--print",
+        ],
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success()
+            && printed.contains("/api/2.0/mlflow/webhooks")
+            && !printed.contains(secret),
+        "{}",
+        show(&out)
+    );
+    let out = worker(&env, &["webhook", "register", "--receiver-url", &receiver]);
+    assert!(out.status.success(), "{}", show(&out));
+    println!(
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+    );
+
+    // The poller runs once at start, then not for 5 minutes: anything anchored later came by
+    // webhook.
+    let mut run = Worker::start(
+        &env,
+        &["run", "--poll-interval", "300", "--health-interval", "0.5"],
+        lab.home.path().join("run.log"),
+    );
+    let log = || std::fs::read_to_string(lab.home.path().join("run.log")).unwrap_or_default();
+    let anchored_now = |lab: &Lab| lab.dn.handle.items().len();
+    // The first poll's backlog (the scenario: 11 uploads, the NaN run parked) settles.
+    wait_for(
+        "the first poll's backlog anchored",
+        Duration::from_secs(120),
+        || anchored_now(&lab) >= 10,
+        &log,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let before = anchored_now(&lab);
+    let started = Instant::now();
+    let out = lab.server.python(
+        &venv,
+        &mlflow_data("registry_actions.py"),
+        &[&lab.server.uri, "register", &model, &run_id],
+        &[],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let version = last_json_line(&out.stdout)["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tag_of = |lab: &Lab, tag: &str| -> Option<String> {
+        let url = format!(
+            "{}/api/2.0/mlflow/model-versions/get?name={model}&version={version}",
+            lab.server.uri
+        );
+        let (_, body) = http(&lab.rt, "GET", &url, &[], vec![]);
+        let v: Value = serde_json::from_str(&body).ok()?;
+        v["model_version"]["tags"]
+            .as_array()?
+            .iter()
+            .find(|t| t["key"] == tag)
+            .map(|t| t["value"].as_str().unwrap_or("").to_string())
+    };
+    wait_for(
+        "the new version anchored through the webhook",
+        Duration::from_secs(60),
+        || tag_of(&lab, "ario.registration_tx").is_some(),
+        &log,
+    );
+    let latency = started.elapsed();
+    println!(
+        "version {version} registered → anchored in {:.2} s with the poller idle",
+        latency.as_secs_f64()
+    );
+    assert!(latency < Duration::from_secs(60));
+    assert!(log().contains("webhook: detected"), "{}", log());
+    let out = lab.server.python(
+        &venv,
+        &mlflow_data("registry_actions.py"),
+        &[&lab.server.uri, "alias", &model, "hooked", &version],
+        &[],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    wait_for(
+        "the alias anchored through the webhook",
+        Duration::from_secs(60),
+        || tag_of(&lab, "ario.alias_tx.hooked").is_some(),
+        &log,
+    );
+    let after_mlflow = anchored_now(&lab);
+    assert_eq!(
+        after_mlflow,
+        before + 2,
+        "one version, one alias: nothing doubled"
+    );
+
+    // Forgeries and mistakes: refused, nothing recorded.
+    let body = format!(
+        r#"{{"entity":"model_version","action":"created","timestamp":"2026-12-01T00:00:00+00:00","data":{{"name":"{model}","version":"99"}}}}"#
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let signed = |id: &str, ts: u64, body: &[u8], key: &str| -> Vec<(&'static str, String)> {
+        let sig = ario_mlflow_worker::feed::webhook::sign(key, id, &ts.to_string(), body);
+        vec![
+            ("content-type", "application/json".into()),
+            ("x-mlflow-delivery-id", id.into()),
+            ("x-mlflow-timestamp", ts.to_string()),
+            ("x-mlflow-signature", format!("v1,{sig}")),
+        ]
+    };
+    let metrics = || http(&lab.rt, "GET", &format!("{base}/metrics"), &[], vec![]).1;
+    let detected = |text: &str| sample_sum(text, "ario_mlflow_worker_events_detected_total", &[]);
+    let before_forgeries = detected(&metrics());
+    let cases: Vec<(&str, Vec<(&'static str, String)>, Vec<u8>, u16)> = vec![
+        (
+            "forged signature",
+            signed("f-1", now, body.as_bytes(), "not-the-secret"),
+            body.clone().into_bytes(),
+            401,
+        ),
+        (
+            "no signature",
+            vec![
+                ("x-mlflow-delivery-id", "f-2".into()),
+                ("x-mlflow-timestamp", now.to_string()),
+            ],
+            body.clone().into_bytes(),
+            401,
+        ),
+        (
+            "stale timestamp",
+            signed("f-3", now - 600, body.as_bytes(), secret),
+            body.clone().into_bytes(),
+            401,
+        ),
+        (
+            "2 MiB body",
+            signed("f-4", now, &vec![b' '; 2 << 20], secret),
+            vec![b' '; 2 << 20],
+            413,
+        ),
+        (
+            "malformed body",
+            signed("f-5", now, b"{\"entity\":", secret),
+            b"{\"entity\":".to_vec(),
+            400,
+        ),
+    ];
+    for (what, headers, body, expected) in cases {
+        let (status, answer) = http(&lab.rt, "POST", &receiver, &headers, body);
+        println!("{what}: HTTP {status} {answer}");
+        assert_eq!(status, expected, "{what}: {answer}");
+    }
+    // A replay of an accepted delivery: the first is taken (a tag event: acknowledged, ignored),
+    // the second refused.
+    let tag_body = format!(
+        r#"{{"entity":"model_version_tag","action":"set","data":{{"name":"{model}","version":"1","key":"k","value":"v"}}}}"#
+    );
+    let headers = signed("replay-1", now, tag_body.as_bytes(), secret);
+    let (first, _) = http(
+        &lab.rt,
+        "POST",
+        &receiver,
+        &headers,
+        tag_body.clone().into_bytes(),
+    );
+    let (second, answer) = http(&lab.rt, "POST", &receiver, &headers, tag_body.into_bytes());
+    assert_eq!((first, second), (200, 409), "{answer}");
+    std::thread::sleep(Duration::from_secs(2));
+    let text = metrics();
+    assert_eq!(
+        detected(&text),
+        before_forgeries,
+        "no refused delivery recorded an event"
+    );
+    assert_eq!(anchored_now(&lab), after_mlflow);
+    for outcome in [
+        "unauthorized",
+        "stale",
+        "too_large",
+        "malformed",
+        "replayed",
+    ] {
+        assert!(
+            sample_sum(
+                &text,
+                "ario_mlflow_worker_webhook_deliveries_total",
+                &[("outcome", outcome)]
+            ) >= 1.0,
+            "{outcome}: {text}"
+        );
+    }
+    assert!(!log().contains(secret), "the secret never reaches the log");
+    assert!(run.stop().success());
+    let status = worker(&env, &["status", "--json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        status["parked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| !p["job"].as_str().unwrap().contains("/99")),
+        "{status}"
+    );
+}

@@ -541,6 +541,7 @@ mod tests {
             DEFAULT_TOLERANCE,
             store.clone(),
             Default::default(),
+            Default::default(),
         )
         .unwrap();
         let body = br#"{"entity":"model_version_alias","action":"created","data":{"name":"m","alias":"prod","version":"2"}}"#;

@@ -510,7 +510,8 @@ fn webhooks_from_mlflow_anchor_at_once_and_forgeries_record_nothing() {
     let metrics = || http(&lab.rt, "GET", &format!("{base}/metrics"), &[], vec![]).1;
     let detected = |text: &str| sample_sum(text, "ario_mlflow_worker_events_detected_total", &[]);
     let before_forgeries = detected(&metrics());
-    let cases: Vec<(&str, Vec<(&'static str, String)>, Vec<u8>, u16)> = vec![
+    type Headers = Vec<(&'static str, String)>;
+    let cases: Vec<(&str, Headers, Vec<u8>, u16)> = vec![
         (
             "forged signature",
             signed("f-1", now, body.as_bytes(), "not-the-secret"),

@@ -32,6 +32,9 @@ pub struct Cli {
         env = "ARIO_MLFLOW_LOG_FORMAT"
     )]
     pub log_format: LogFormat,
+    /// TOML configuration file: every flag has a key (flag > environment > file > default).
+    #[arg(long, global = true, env = crate::config::CONFIG_ENV)]
+    pub config: Option<std::path::PathBuf>,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -88,11 +91,43 @@ pub enum Command {
     /// MLflow webhooks: register the worker's receiver on an MLflow 3.x server.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// The configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration of a command (environment + `--config` file +
+    /// defaults) as TOML, each value with its source and every secret redacted. Exit status 0,
+    /// or 2 when the file or a value is bad.
+    Check {
+        /// The command whose configuration to print.
+        #[arg(long, default_value = "run")]
+        command: String,
+    },
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let config = crate::config::locate(&argv);
+    let command = match &config {
+        Some(path) => match crate::config::apply(Cli::command(), path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Cli::command(),
+    };
+    let cli = match Cli::from_arg_matches(&command.get_matches_from(argv)) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_logging(cli.log_format);
     match cli.command {
         Command::Verify(VerifyCommand::Envelope(args)) => cmd::verify_envelope::run(&args),
@@ -114,6 +149,19 @@ pub fn main() -> ExitCode {
         Command::Retry(args) => cmd::service::retry(&args),
         Command::Webhook(WebhookCommand::Register(args)) => {
             with_runtime(cmd::webhook::register(args))
+        }
+        Command::Config(ConfigCommand::Check { command }) => {
+            use clap::CommandFactory;
+            match crate::config::check(Cli::command(), config.as_deref(), &command) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
     }
 }

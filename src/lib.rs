@@ -12,6 +12,7 @@ pub mod anchor;
 pub mod arweave;
 pub mod cli;
 pub mod cmd;
+pub mod config;
 pub mod devnet;
 pub mod event;
 pub mod feed;

@@ -603,3 +603,119 @@ fn webhooks_from_mlflow_anchor_at_once_and_forgeries_record_nothing() {
         "{status}"
     );
 }
+
+#[test]
+fn config_file_sits_under_env_and_flags_and_never_shows_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name);
+    let file = d("worker.toml");
+    let secret_seed = "c2VjcmV0LXNlZWQtbm90LXJlYWwtMDEyMzQ1Njc4OQ==";
+    std::fs::write(
+        &file,
+        format!(
+            "state_dir = \"{}\"\npoll_interval = 2\nsigning_key = \"{secret_seed}\"\n\n[mlflow]\ntracking_uri = \"http://mlflow.internal:5000\"\n\n[kafka]\nbrokers = \"k1:9092\"\nproperty = [\"security.protocol=SASL_SSL\", \"sasl.mechanism=SCRAM-SHA-512\"]\nsasl_password = \"kafka-pass-not-real\"\n\n[webhook]\nsecret = \"hook-secret-not-real\"\n",
+            d("from-file").display()
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let config = file.display().to_string();
+    let run = |env: &[(&str, String)], args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+        cmd.args(args)
+            .env_remove("ARIO_MLFLOW_STATE_DIR")
+            .env_remove("MLFLOW_TRACKING_URI");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    // file > default, env > file, flag > env: where `status` opens its store says which won.
+    let out = run(
+        &[("ARIO_MLFLOW_CONFIG", config.clone())],
+        &["status", "--json"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(d("from-file").exists(), "the file's state_dir is used");
+    let out = run(
+        &[("ARIO_MLFLOW_STATE_DIR", d("from-env").display().to_string())],
+        &["--config", &config, "status"],
+    );
+    assert!(
+        out.status.success() && d("from-env").exists(),
+        "{}",
+        show(&out)
+    );
+    let out = run(
+        &[(
+            "ARIO_MLFLOW_STATE_DIR",
+            d("from-env-2").display().to_string(),
+        )],
+        &[
+            "status",
+            "--config",
+            &config,
+            "--state-dir",
+            &d("from-flag").display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        d("from-flag").exists() && !d("from-env-2").exists(),
+        "the flag wins"
+    );
+
+    // config check: the effective values with their sources, no secret.
+    let out = run(
+        &[("MLFLOW_TRACKING_URI", "http://from-env:5000".into())],
+        &["config", "check", "--config", &config],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("{text}");
+    assert!(out.status.success(), "{}", show(&out));
+    for line in [
+        "tracking_uri = \"http://from-env:5000/\"  # env MLFLOW_TRACKING_URI",
+        "poll_interval = \"2\"  # file",
+        "kafka_brokers = \"k1:9092\"  # file",
+        "signing_key = \"<redacted>\"  # file",
+        "kafka_sasl_password = \"<redacted>\"  # file",
+        "webhook_secret = [\"<redacted>\"]  # file",
+        "publish_concurrency = \"8\"  # default",
+    ] {
+        assert!(
+            text.contains(line) || text.contains(&line.replace("5000/", "5000")),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    for secret in [secret_seed, "kafka-pass-not-real", "hook-secret-not-real"] {
+        assert!(!text.contains(secret) && !String::from_utf8_lossy(&out.stderr).contains(secret));
+    }
+
+    // Unknown keys and bad values: exit 2, naming the key and the file.
+    for (content, expected) in [
+        ("poll_intervall = 2\n", "unknown key `poll_intervall`"),
+        ("[kafka]\nbrokerz = \"x\"\n", "unknown key `kafka.brokerz`"),
+        (
+            "poll_interval = \"soon\"\n",
+            "key `poll_interval`: invalid value 'soon'",
+        ),
+        ("resolve_concurrency = 999\n", "key `resolve_concurrency`"),
+        ("source = [\"poll\", \"carrier-pigeon\"]\n", "key `source`"),
+    ] {
+        let bad = d("bad.toml");
+        std::fs::write(&bad, content).unwrap();
+        for args in [vec!["config", "check"], vec!["status"]] {
+            let out = run(&[("ARIO_MLFLOW_CONFIG", bad.display().to_string())], &args);
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            assert_eq!(out.status.code(), Some(2), "{content}: {}", show(&out));
+            assert!(
+                err.contains(expected) && err.contains(&bad.display().to_string()),
+                "{content}: {err}"
+            );
+        }
+    }
+}

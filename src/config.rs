@@ -450,7 +450,6 @@ pub fn check(cmd: Command, config: Option<&Path>, command: &str) -> Result<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     #[derive(Debug, clap::Parser)]
     struct Demo {

@@ -719,3 +719,162 @@ fn config_file_sits_under_env_and_flags_and_never_shows_a_secret() {
         }
     }
 }
+
+#[test]
+fn tls_trusts_the_system_store_and_mlflow_s_own_cert_variables() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let Some(venv) = venv() else { return };
+    let home = tempfile::tempdir().unwrap();
+    let h = |name: &str| home.path().join(name);
+    let bare = |env: &[(&str, String)], args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+        cmd.args(args)
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .env_remove("ARIO_MLFLOW_CA_CERT")
+            .env("HOME", home.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+
+    // Devnet over TLS, trusted only through SSL_CERT_FILE (the system-store variable).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dn = rt.block_on(common::devnet::start_devnet(true, &[]));
+    std::fs::write(h("devnet-ca.pem"), dn.handle.ca_pem().unwrap()).unwrap();
+    std::fs::write(h("hello.txt"), b"hello from the system trust store").unwrap();
+    let upload = |env: &[(&str, String)]| {
+        bare(
+            env,
+            &[
+                "upload",
+                &h("hello.txt").display().to_string(),
+                "--upload-url",
+                dn.handle.url(),
+                "--attempts",
+                "1",
+            ],
+        )
+    };
+    let out = upload(&[]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success() && err.contains("UnknownIssuer"),
+        "an untrusted CA is refused: {}",
+        show(&out)
+    );
+    let out = upload(&[("SSL_CERT_FILE", h("devnet-ca.pem").display().to_string())]);
+    assert!(
+        out.status.success(),
+        "SSL_CERT_FILE is trusted: {}",
+        show(&out)
+    );
+    assert_eq!(dn.handle.items().len(), 1);
+    std::fs::create_dir_all(h("certs")).unwrap();
+    std::fs::copy(h("devnet-ca.pem"), h("certs/devnet-ca.pem")).unwrap();
+    let out = upload(&[("SSL_CERT_DIR", h("certs").display().to_string())]);
+    assert!(
+        out.status.success(),
+        "SSL_CERT_DIR is trusted: {}",
+        show(&out)
+    );
+
+    // MLflow behind TLS that requires a client certificate (uvicorn's own TLS).
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "mlflow test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let server =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key).unwrap();
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client
+        .distinguished_name
+        .push(DnType::CommonName, "ario worker");
+    let client_key = KeyPair::generate().unwrap();
+    let client_cert = client.signed_by(&client_key, &ca_cert, &ca_key).unwrap();
+    std::fs::write(h("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(h("server.pem"), server_cert.pem()).unwrap();
+    std::fs::write(h("server-key.pem"), server_key.serialize_pem()).unwrap();
+    std::fs::write(
+        h("client.pem"),
+        format!("{}{}", client_cert.pem(), client_key.serialize_pem()),
+    )
+    .unwrap();
+    let opts = format!(
+        "--ssl-keyfile {} --ssl-certfile {} --ssl-ca-certs {} --ssl-cert-reqs 2",
+        h("server-key.pem").display(),
+        h("server.pem").display(),
+        h("ca.pem").display()
+    );
+    let mlflow =
+        MlflowServer::start_env(&venv, ArtifactMode::Proxy, &[], &["--uvicorn-opts", &opts]);
+    assert!(mlflow.uri.starts_with("https://"));
+    let dry = |env: &[(&str, String)]| {
+        let mut all = vec![("MLFLOW_TRACKING_URI", mlflow.uri.clone())];
+        all.extend(env.iter().cloned());
+        bare(&all, &["backfill", "--dry-run"])
+    };
+    let trusted = [
+        (
+            "MLFLOW_TRACKING_SERVER_CERT_PATH",
+            h("ca.pem").display().to_string(),
+        ),
+        (
+            "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+            h("client.pem").display().to_string(),
+        ),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let out = loop {
+        let out = dry(&trusted);
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("would anchor"),
+        "MLflow over mutual TLS: {}\nserver log: {}",
+        show(&out),
+        std::fs::read_to_string(mlflow.dir.path().join("server.log")).unwrap_or_default()
+    );
+    let out = dry(&trusted[1..]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("UnknownIssuer"),
+        "without the CA: {}",
+        show(&out)
+    );
+    let out = dry(&trusted[..1]);
+    assert!(
+        !out.status.success(),
+        "without the client certificate the server refuses: {}",
+        show(&out)
+    );
+    println!(
+        "without a client certificate: {}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .last()
+            .unwrap_or("")
+    );
+    std::fs::write(h("bad.pem"), "not a certificate").unwrap();
+    let out = dry(&[(
+        "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+        h("bad.pem").display().to_string(),
+    )]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.code() == Some(2) && err.contains("MLFLOW_TRACKING_CLIENT_CERT_PATH"),
+        "{}",
+        show(&out)
+    );
+}

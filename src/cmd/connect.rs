@@ -45,13 +45,20 @@ pub struct MlflowArgs {
     /// Artifact files hashed at once per model directory.
     #[arg(long, env = "ARIO_MLFLOW_ARTIFACT_CONCURRENCY", default_value_t = 4)]
     pub artifact_concurrency: usize,
+    /// CA bundle (PEM) to trust for MLflow, besides the system store (MLflow's own variable).
+    #[arg(long, env = "MLFLOW_TRACKING_SERVER_CERT_PATH")]
+    pub tracking_server_cert_path: Option<PathBuf>,
+    /// Client certificate with its private key (PEM) for MLflow servers that require mutual
+    /// TLS (MLflow's own variable).
+    #[arg(long, env = "MLFLOW_TRACKING_CLIENT_CERT_PATH")]
+    pub tracking_client_cert_path: Option<PathBuf>,
     /// Skip TLS verification towards MLflow.
     #[arg(long, env = "MLFLOW_TRACKING_INSECURE_TLS", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", hide = true)]
     pub tracking_insecure_tls: bool,
 }
 
-/// MLflow configuration from the shared flags.
-pub(crate) fn mlflow_config(args: &MlflowArgs) -> MlflowConfig {
+/// MLflow configuration from the shared flags (reads the certificate files they name).
+pub(crate) fn mlflow_config(args: &MlflowArgs) -> Result<MlflowConfig, String> {
     let mut config = MlflowConfig::new(args.tracking_uri.clone());
     config.token = args.tracking_token.clone().filter(|t| !t.is_empty());
     config.username = args.tracking_username.clone().filter(|u| !u.is_empty());
@@ -59,18 +66,28 @@ pub(crate) fn mlflow_config(args: &MlflowArgs) -> MlflowConfig {
     config.insecure_tls = args.tracking_insecure_tls;
     config.artifact_stores.s3_endpoint_url = args.s3_endpoint_url.clone().filter(|u| !u.is_empty());
     config.artifact_stores.concurrency = args.artifact_concurrency.clamp(1, 64);
-    config
+    let named = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| read(p))
+            .transpose()
+    };
+    config.server_ca_pem = named(&args.tracking_server_cert_path)?;
+    config.client_identity_pem = named(&args.tracking_client_cert_path)?;
+    Ok(config)
 }
 
 /// MLflow client from the shared flags.
 pub(crate) fn mlflow_client(args: &MlflowArgs) -> Result<MlflowClient, String> {
-    MlflowClient::new(mlflow_config(args)).map_err(|e| e.to_string())
+    MlflowClient::new(mlflow_config(args)?).map_err(|e| e.to_string())
 }
 
 /// HTTP settings shared by uploads and reads.
 #[derive(Debug, Clone, Args)]
 pub struct ArweaveHttpArgs {
-    /// Extra trusted CA certificate (PEM), e.g. the one `devnet --tls --cert-out` writes.
+    /// Extra trusted CA certificate (PEM), e.g. the one `devnet --tls --cert-out` writes. The
+    /// system store (`SSL_CERT_FILE` / `SSL_CERT_DIR` when set) and the web roots are trusted
+    /// too.
     #[arg(long, env = "ARIO_MLFLOW_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
     /// Per-request timeout in seconds.

@@ -431,7 +431,10 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
         Err(e) => return fail(e),
     };
     if let Some(rate) = args.rate {
-        let mut config = super::connect::mlflow_config(&args.anchor.mlflow);
+        let mut config = match super::connect::mlflow_config(&args.anchor.mlflow) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
         config.max_calls_per_sec = Some(rate);
         anchorer.mlflow = match crate::mlflow::MlflowClient::new(config) {
             Ok(m) => m,

@@ -25,6 +25,12 @@ pub struct MlflowConfig {
     pub password: Option<String>,
     /// Skip TLS verification (`MLFLOW_TRACKING_INSECURE_TLS=true`).
     pub insecure_tls: bool,
+    /// Extra CA bundle (PEM) trusted for MLflow (`MLFLOW_TRACKING_SERVER_CERT_PATH`), besides
+    /// the system store and the web roots.
+    pub server_ca_pem: Option<Vec<u8>>,
+    /// Client certificate and private key (PEM, one file, as MLflow's
+    /// `MLFLOW_TRACKING_CLIENT_CERT_PATH`) for servers that require mutual TLS.
+    pub client_identity_pem: Option<Vec<u8>>,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Attempts per call for transient failures (429, 5xx, transport).
@@ -58,6 +64,8 @@ impl MlflowConfig {
             username: None,
             password: None,
             insecure_tls: false,
+            server_ca_pem: None,
+            client_identity_pem: None,
             timeout: Duration::from_secs(30),
             max_attempts: 5,
             min_delay: Duration::from_millis(200),
@@ -184,16 +192,33 @@ impl Request {
 impl MlflowClient {
     /// Builds a client.
     pub fn new(config: MlflowConfig) -> Result<MlflowClient, MlflowError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .timeout(config.timeout)
             .connect_timeout(Duration::from_secs(10))
             .danger_accept_invalid_certs(config.insecure_tls)
-            .user_agent(concat!("ario-mlflow-worker/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                MlflowError::Unsupported(format!("cannot build the MLflow HTTP client: {e}"))
+            .user_agent(concat!("ario-mlflow-worker/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &config.server_ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                MlflowError::Unsupported(format!(
+                    "MLFLOW_TRACKING_SERVER_CERT_PATH is not a PEM certificate bundle: {e}"
+                ))
             })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some(pem) = &config.client_identity_pem {
+            let identity = reqwest::Identity::from_pem(pem).map_err(|e| {
+                MlflowError::Unsupported(format!(
+                    "MLFLOW_TRACKING_CLIENT_CERT_PATH must hold the client certificate and its private key (PEM): {e}"
+                ))
+            })?;
+            builder = builder.identity(identity);
+        }
+        let http = builder.build().map_err(|e| {
+            MlflowError::Unsupported(format!("cannot build the MLflow HTTP client: {e}"))
+        })?;
         let stores = std::sync::Arc::new(ObjectStores::new(config.artifact_stores.clone()));
         Ok(MlflowClient {
             http,
@@ -332,9 +357,16 @@ impl MlflowClient {
     }
 
     pub(crate) fn transport(&self, name: &'static str, e: &reqwest::Error) -> MlflowError {
+        // The whole chain: the root cause (e.g. `invalid peer certificate: UnknownIssuer`) is
+        // what an operator needs, and reqwest keeps it several sources deep.
         let mut cause = e.to_string();
-        if let Some(src) = std::error::Error::source(e) {
-            cause.push_str(&format!(": {src}"));
+        let mut source = std::error::Error::source(e);
+        while let Some(src) = source {
+            let text = src.to_string();
+            if !cause.contains(&text) {
+                cause.push_str(&format!(": {text}"));
+            }
+            source = src.source();
         }
         MlflowError::Transport {
             call: name,

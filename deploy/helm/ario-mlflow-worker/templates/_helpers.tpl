@@ -1,0 +1,169 @@
+{{- define "ario.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "ario.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "ario.selector" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "ario.validate" -}}
+{{- if not (has .Values.mode (list "poll" "kafka")) -}}
+{{- fail (printf "mode must be poll or kafka, not %q" .Values.mode) -}}
+{{- end -}}
+{{- if not .Values.signingKeySecret -}}{{- fail "signingKeySecret is required (a Secret with key signing-key)" -}}{{- end -}}
+{{- if not .Values.walletSecret -}}{{- fail "walletSecret is required (a Secret with key wallet.json)" -}}{{- end -}}
+{{- if and (eq .Values.mode "kafka") (not .Values.kafka.brokers) -}}{{- fail "kafka.brokers is required in kafka mode" -}}{{- end -}}
+{{- end -}}
+
+{{/* The pod template both workloads share. */}}
+{{- define "ario.pod" -}}
+metadata:
+  labels:
+    {{- include "ario.selector" . | nindent 4 }}
+  annotations:
+    checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- toYaml .Values.podSecurityContext | nindent 4 }}
+  terminationGracePeriodSeconds: 40
+  containers:
+    - name: worker
+      image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args: ["run", "--source", "{{ .Values.mode }}"]
+      ports:
+        - name: http
+          containerPort: 9847
+          protocol: TCP
+      env:
+        - name: ARIO_MLFLOW_CONFIG
+          value: /etc/ario-mlflow-worker/config.toml
+        - name: ARIO_MLFLOW_LISTEN
+          value: "0.0.0.0:9847"
+        - name: ARIO_MLFLOW_LOG_FORMAT
+          value: json
+        - name: ARIO_MLFLOW_STATE_DIR
+          value: /var/lib/ario-mlflow-worker/state
+        - name: HOME
+          value: /var/lib/ario-mlflow-worker
+        - name: MLFLOW_TRACKING_URI
+          value: {{ .Values.mlflow.trackingUri | quote }}
+        - name: ARIO_MLFLOW_UPLOAD_URL
+          value: {{ .Values.arweave.uploadUrl | quote }}
+        - name: ARIO_MLFLOW_GATEWAY_HOST
+          value: {{ .Values.arweave.gatewayHost | quote }}
+        - name: ARIO_MLFLOW_ARWEAVE_WALLET
+          value: /etc/ario-mlflow-worker/wallet/wallet.json
+        - name: ARIO_MLFLOW_SIGNING_KEY
+          valueFrom:
+            secretKeyRef:
+              name: {{ .Values.signingKeySecret }}
+              key: signing-key
+        {{- if .Values.webhookSecret }}
+        - name: ARIO_MLFLOW_WEBHOOK_SECRET
+          valueFrom:
+            secretKeyRef:
+              name: {{ .Values.webhookSecret }}
+              key: webhook-secret
+        {{- end }}
+        {{- if eq .Values.mode "kafka" }}
+        - name: ARIO_MLFLOW_KAFKA_BROKERS
+          value: {{ .Values.kafka.brokers | quote }}
+        - name: ARIO_MLFLOW_KAFKA_TOPIC
+          value: {{ .Values.kafka.topic | quote }}
+        - name: ARIO_MLFLOW_KAFKA_GROUP
+          value: {{ .Values.kafka.group | quote }}
+        {{- if .Values.kafka.saslSecret }}
+        - name: ARIO_MLFLOW_KAFKA_SASL_USERNAME
+          valueFrom:
+            secretKeyRef:
+              name: {{ .Values.kafka.saslSecret }}
+              key: username
+        - name: ARIO_MLFLOW_KAFKA_SASL_PASSWORD
+          valueFrom:
+            secretKeyRef:
+              name: {{ .Values.kafka.saslSecret }}
+              key: password
+        {{- end }}
+        {{- end }}
+        {{- with .Values.env }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- if .Values.mlflow.credentialsSecret }}
+      envFrom:
+        - secretRef:
+            name: {{ .Values.mlflow.credentialsSecret }}
+      {{- end }}
+      livenessProbe:
+        httpGet:
+          path: /healthz
+          port: http
+        {{- toYaml .Values.probes.liveness | nindent 8 }}
+      readinessProbe:
+        httpGet:
+          path: /readyz
+          port: http
+        {{- toYaml .Values.probes.readiness | nindent 8 }}
+      resources:
+        {{- toYaml .Values.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml .Values.securityContext | nindent 8 }}
+      volumeMounts:
+        - name: state
+          mountPath: /var/lib/ario-mlflow-worker
+        - name: config
+          mountPath: /etc/ario-mlflow-worker/config.toml
+          subPath: config.toml
+          readOnly: true
+        - name: wallet
+          mountPath: /etc/ario-mlflow-worker/wallet
+          readOnly: true
+        - name: tmp
+          mountPath: /tmp
+  volumes:
+    - name: config
+      configMap:
+        name: {{ include "ario.fullname" . }}
+    - name: wallet
+      secret:
+        secretName: {{ .Values.walletSecret }}
+        defaultMode: 0400
+    - name: tmp
+      emptyDir: {}
+    {{- if eq .Values.mode "kafka" }}
+    - name: state
+      emptyDir: {}
+    {{- end }}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}

@@ -1,0 +1,502 @@
+//! The deploy artifacts, checked with the real tools this machine runs (../shared/DEPLOY.md;
+//! `.ci/run` installs them through `deploy/scripts/install-tools.sh`): the image builds and
+//! runs as a non-root user and its HEALTHCHECK passes against a real MLflow; the compose file
+//! validates; the Helm chart lints and renders both modes; the systemd unit verifies; the alert
+//! rules pass `promtool test rules`; the dashboard queries only documented metrics.
+//!
+//! A missing tool fails the test under CI (`CI` set) and is reported and skipped elsewhere.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::lab::SEED_B64;
+use common::mlflow::{venv, MlflowServer};
+use common::run::show;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tool on PATH or in `~/.cache/ario-tools/bin`; `None` (and a message) when absent outside
+/// CI, a failure under CI.
+fn tool(name: &str) -> Option<PathBuf> {
+    let cached = std::env::var("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/ario-tools/bin").join(name))
+        .ok()
+        .filter(|p| p.exists());
+    let found = cached.or_else(|| {
+        let out = Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{name} is missing under CI (deploy/scripts/install-tools.sh installs it)"
+        );
+        println!("{name} not installed: skipped (deploy/scripts/install-tools.sh installs it)");
+    }
+    found
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run a tool")
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(out.status.success(), "{what}: {}", show(out));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn alert_rules_check_and_their_unit_tests_pass() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let dir = repo().join("deploy/prometheus");
+    let out = run(Command::new(&promtool)
+        .args(["check", "rules", "alerts.yml"])
+        .current_dir(&dir));
+    let text = ok(&out, "promtool check rules");
+    assert!(text.contains("SUCCESS: 6 rules found"), "{text}");
+    let out = run(Command::new(&promtool)
+        .args(["test", "rules", "alerts.test.yml"])
+        .current_dir(&dir));
+    let text = ok(&out, "promtool test rules");
+    assert!(text.contains("SUCCESS"), "{text}");
+    let out = run(Command::new(&promtool)
+        .args(["check", "config", "prometheus.yml"])
+        .current_dir(&dir));
+    // The compose file mounts the rules at /etc/prometheus; here they sit beside the config.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || stderr.contains("/etc/prometheus/alerts.yml"),
+        "promtool check config: {}",
+        show(&out)
+    );
+    println!("promtool: 6 rules, unit tests pass");
+}
+
+#[test]
+fn helm_chart_lints_and_renders_both_modes() {
+    let Some(helm) = tool("helm") else { return };
+    let chart = repo().join("deploy/helm/ario-mlflow-worker");
+    for mode in ["poll", "kafka"] {
+        let out = run(Command::new(&helm)
+            .args(["lint", "--strict", "--set", &format!("mode={mode}")])
+            .arg(&chart));
+        ok(&out, &format!("helm lint {mode}"));
+    }
+    let template = |sets: &[&str]| {
+        let mut cmd = Command::new(&helm);
+        cmd.args(["template", "r"])
+            .arg(&chart)
+            .args(["--kube-version", "1.31.0"]);
+        for s in sets {
+            cmd.args(["--set", s]);
+        }
+        run(&mut cmd)
+    };
+    let poll = ok(
+        &template(&["webhookSecret=ario-hook", "config.poll_interval=3"]),
+        "helm template poll",
+    );
+    assert!(
+        poll.contains("kind: StatefulSet") && !poll.contains("kind: Deployment"),
+        "{poll}"
+    );
+    assert!(poll.contains("volumeClaimTemplates") && poll.contains("replicas: 1"));
+    for needle in [
+        "path: /healthz",
+        "path: /readyz",
+        "name: ario-mlflow-signing-key",
+        "secretName: ario-mlflow-wallet",
+        "name: ARIO_MLFLOW_WEBHOOK_SECRET",
+        "runAsNonRoot: true",
+        "readOnlyRootFilesystem: true",
+        "poll_interval = 3",
+    ] {
+        assert!(poll.contains(needle), "poll mode lacks {needle:?}:\n{poll}");
+    }
+    assert!(!poll.contains("kind: ServiceMonitor"));
+    let kafka = ok(
+        &template(&[
+            "mode=kafka",
+            "replicas=3",
+            "serviceMonitor.enabled=true",
+            "kafka.saslSecret=kafka-user",
+            "kafka.properties[0]=security.protocol=SASL_SSL",
+        ]),
+        "helm template kafka",
+    );
+    assert!(
+        kafka.contains("kind: Deployment") && !kafka.contains("kind: StatefulSet"),
+        "{kafka}"
+    );
+    for needle in [
+        "replicas: 3",
+        "kind: ServiceMonitor",
+        "ARIO_MLFLOW_KAFKA_BROKERS",
+        "ARIO_MLFLOW_KAFKA_SASL_PASSWORD",
+        "args: [\"run\", \"--source\", \"kafka\"]",
+    ] {
+        assert!(
+            kafka.contains(needle),
+            "kafka mode lacks {needle:?}:\n{kafka}"
+        );
+    }
+    // The rendered config file is one the worker accepts.
+    let config: String = kafka
+        .split("config.toml: |\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| format!("{}\n", &l[4..]))
+        .collect();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &config).unwrap();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
+        .args(["config", "check", "--config"])
+        .arg(file.path()));
+    let text = ok(
+        &out,
+        &format!("config check of the chart's config.toml:\n{config}"),
+    );
+    assert!(
+        text.contains("kafka_property = [\"security.protocol=SASL_SSL\"]  # file"),
+        "{text}"
+    );
+    // Bad values are refused at render time.
+    let out = template(&["mode=both"]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("mode must be poll or kafka")
+    );
+    let out = template(&["signingKeySecret="]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("signingKeySecret is required")
+    );
+    println!("helm: lint --strict and template pass for poll and kafka");
+}
+
+#[test]
+fn systemd_unit_verifies_and_is_hardened() {
+    let Some(analyze) = tool("systemd-analyze") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The unit as shipped, pointed at the binary built here (verify needs ExecStart to exist)
+    // and with the env file optional (it is the operator's).
+    let unit = std::fs::read_to_string(repo().join("deploy/systemd/ario-mlflow-worker.service"))
+        .unwrap()
+        .replace(
+            "/usr/local/bin/ario-mlflow-worker",
+            env!("CARGO_BIN_EXE_ario-mlflow-worker"),
+        )
+        .replace("EnvironmentFile=/", "EnvironmentFile=-/");
+    let path = dir.path().join("ario-mlflow-worker.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = run(Command::new(&analyze)
+        .args(["verify", "--man=no"])
+        .arg(&path));
+    // Warnings (an unknown key, a bad value) exit 0: any output is a failure.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+    let out = run(Command::new(&analyze)
+        .args(["security", "--offline=true", "--threshold=20"])
+        .arg(&path));
+    let text = ok(&out, "systemd-analyze security");
+    let overall = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or("")
+        .to_string();
+    println!("systemd-analyze: verify clean; {overall}");
+    assert!(overall.contains("OK"), "{text}");
+}
+
+#[test]
+fn compose_file_validates() {
+    let Some(compose) = tool("docker-compose") else {
+        return;
+    };
+    let out = run(Command::new(&compose)
+        .args(["-f", "docker-compose.yml", "config", "-q"])
+        .current_dir(repo()));
+    ok(&out, "docker-compose config -q");
+    let out = run(Command::new(&compose)
+        .args([
+            "-f",
+            "docker-compose.yml",
+            "--profile",
+            "kafka",
+            "config",
+            "--services",
+        ])
+        .current_dir(repo()));
+    let services = ok(&out, "docker-compose config --services");
+    for s in [
+        "postgres",
+        "mlflow",
+        "devnet",
+        "worker",
+        "prometheus",
+        "kafka",
+        "feed",
+        "kafka-worker",
+    ] {
+        assert!(services.lines().any(|l| l == s), "{s} missing: {services}");
+    }
+    println!(
+        "docker-compose: config valid, {} services",
+        services.lines().count()
+    );
+}
+
+#[test]
+fn dashboard_and_alerts_use_only_documented_metrics() {
+    let docs = std::fs::read_to_string(repo().join("docs/metrics.md")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("deploy/grafana/dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["expr"].as_str().unwrap().to_string())
+        })
+        .collect();
+    exprs.push(std::fs::read_to_string(repo().join("deploy/prometheus/alerts.yml")).unwrap());
+    let mut names = std::collections::BTreeSet::new();
+    for e in &exprs {
+        for (i, _) in e.match_indices("ario_mlflow_worker_") {
+            let name: String = e[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .fold(name.clone(), |n, s| {
+                    n.strip_suffix(s).map(str::to_string).unwrap_or(n)
+                });
+            names.insert(base);
+        }
+    }
+    assert!(names.len() >= 10, "{names:?}");
+    for n in &names {
+        assert!(
+            docs.contains(&format!("`{n}`")),
+            "{n} is used by the dashboard or alerts but not documented in docs/metrics.md"
+        );
+    }
+    println!(
+        "dashboard + alerts: {} metric names, all documented",
+        names.len()
+    );
+}
+
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("podman")
+            .args(["rm", "-f", "-t", "2", &self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn image_builds_runs_as_non_root_and_passes_its_healthcheck() {
+    let Some(podman) = tool("podman") else { return };
+    let Some(venv) = venv() else { return };
+    // The build context: the Dockerfile with the binary built here as `dist/` (the prebuilt
+    // path of the same Dockerfile; the `build` stage needs a Rust image this machine cannot pull).
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::copy(repo().join("Dockerfile"), ctx.path().join("Dockerfile")).unwrap();
+    std::fs::copy(
+        repo().join(".dockerignore"),
+        ctx.path().join(".dockerignore"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(ctx.path().join("dist")).unwrap();
+    let bin = ctx.path().join("dist/ario-mlflow-worker");
+    let stripped = Command::new("strip")
+        .arg("-o")
+        .arg(&bin)
+        .arg(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(env!("CARGO_BIN_EXE_ario-mlflow-worker"), &bin).unwrap();
+    }
+    let tag = format!("localhost/ario-mlflow-worker:test-{}", std::process::id());
+    let started = Instant::now();
+    let out = run(Command::new(&podman)
+        .args([
+            "build",
+            "--pull=never",
+            "--network",
+            "host",
+            "--format",
+            "docker",
+            "--build-arg",
+            "BINARY=prebuilt",
+            "-t",
+            &tag,
+        ])
+        .arg(ctx.path()));
+    ok(&out, "podman build");
+    println!("image built in {:.1} s", started.elapsed().as_secs_f64());
+    let inspect = |format: &str| {
+        ok(
+            &run(Command::new(&podman).args(["image", "inspect", &tag, "--format", format])),
+            "inspect",
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(inspect("{{.Config.User}}"), "10001:10001");
+    assert!(inspect("{{.Config.Healthcheck}}").contains("/healthz"));
+    assert!(inspect("{{json .Config.Volumes}}").contains("/var/lib/ario-mlflow-worker"));
+    let env_in_image = inspect("{{json .Config.Env}}");
+    assert!(
+        !env_in_image.contains("SIGNING_KEY") && !env_in_image.contains("SECRET"),
+        "no secret baked in: {env_in_image}"
+    );
+    println!(
+        "image size {} MB",
+        inspect("{{.Size}}").parse::<u64>().unwrap_or(0) / 1_000_000
+    );
+
+    let mlflow = MlflowServer::start(&venv);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dn = rt.block_on(common::devnet::start_devnet(false, &[]));
+    let name = format!("ario-test-{}", std::process::id());
+    let container = Container(name.clone());
+    let out = run(Command::new(&podman).args([
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "host",
+        "--init",
+        "-e",
+        &format!("MLFLOW_TRACKING_URI={}", mlflow.uri),
+        "-e",
+        &format!("ARIO_MLFLOW_UPLOAD_URL={}", dn.handle.url()),
+        "-e",
+        &format!("ARIO_MLFLOW_SIGNING_KEY={SEED_B64}"),
+        "-e",
+        "ARIO_MLFLOW_LISTEN=127.0.0.1:9847",
+        "-e",
+        "ARIO_MLFLOW_HEALTH_INTERVAL=1",
+        &tag,
+        "run",
+        "--poll-interval",
+        "1",
+    ]));
+    ok(&out, "podman run");
+    let logs = || {
+        String::from_utf8_lossy(&run(Command::new("podman").args(["logs", &container.0])).stderr)
+            .to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = run(Command::new(&podman).args(["healthcheck", "run", &name]));
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the HEALTHCHECK never passed: {}\nlogs: {}",
+            show(&out),
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = run(Command::new(&podman).args([
+        "exec",
+        &name,
+        "curl",
+        "-fsS",
+        "http://127.0.0.1:9847/readyz",
+    ]));
+    let ready = ok(&out, "readyz from inside the container");
+    assert!(
+        ready.contains("\"ready\":true"),
+        "{ready}\nlogs: {}",
+        logs()
+    );
+    let out = run(Command::new(&podman).args(["exec", &name, "id", "-u"]));
+    assert_eq!(ok(&out, "id -u").trim(), "10001");
+    let metrics = ok(
+        &run(Command::new("curl").args(["-fsS", "http://127.0.0.1:9847/metrics"])),
+        "metrics from the host",
+    );
+    assert!(metrics.contains("ario_mlflow_worker_build_info"));
+    if let Some(promtool) = tool("promtool") {
+        let mut child = Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), metrics.as_bytes()).unwrap();
+        ok(
+            &child.wait_with_output().unwrap(),
+            "promtool check metrics (container)",
+        );
+    }
+    // SIGTERM through the init: a clean exit 0 well before podman's kill timeout.
+    let stopping = Instant::now();
+    ok(
+        &run(Command::new(&podman).args(["stop", "-t", "20", &name])),
+        "podman stop",
+    );
+    let code = ok(
+        &run(Command::new(&podman).args(["inspect", &name, "--format", "{{.State.ExitCode}}"])),
+        "exit code",
+    );
+    println!(
+        "container stopped in {:.1} s with exit {}",
+        stopping.elapsed().as_secs_f64(),
+        code.trim()
+    );
+    assert_eq!(code.trim(), "0", "logs: {}", logs());
+    assert!(stopping.elapsed() < Duration::from_secs(15));
+    drop(container);
+    let _ = Command::new(&podman)
+        .args(["rmi", "-f", &tag])
+        .stdout(Stdio::null())
+        .status();
+}

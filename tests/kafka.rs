@@ -304,8 +304,12 @@ fn feed_and_one_consumer_anchor_everything_once_and_dead_letter_the_bad_messages
     let fed = fed_records.len();
 
     let log = lab.home.path().join("consumer.log");
+    let port = free_port();
+    let mut consumer_env = worker_env(&lab, &broker, &lab.home.path().join("run-state"));
+    consumer_env.push(("ARIO_MLFLOW_LISTEN".into(), format!("127.0.0.1:{port}")));
+    consumer_env.push(("ARIO_MLFLOW_HEALTH_INTERVAL".into(), "0.5".into()));
     let mut run = spawn(
-        &worker_env(&lab, &broker, &lab.home.path().join("run-state")),
+        &consumer_env,
         &["run", "--source", "kafka", "--kafka-topic", topic],
         &log,
     );
@@ -329,7 +333,68 @@ fn feed_and_one_consumer_anchor_everything_once_and_dead_letter_the_bad_messages
         &[&log],
         || broker.lag("ario-mlflow-worker", topic) == 0,
     );
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(6));
+    // The listener of a consumer: ready with its partitions, and its counters match.
+    let get = |path: &str| {
+        lab.rt.block_on(async {
+            let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let (status, ready) = get("/readyz");
+    let ready: Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["checks"]["kafka"]["ok"], true, "{ready}");
+    assert!(
+        ready["checks"].get("store").is_none(),
+        "no sled store in Kafka mode: {ready}"
+    );
+    let (_, metrics) = get("/metrics");
+    let sum = |name: &str, label: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with(name)
+                    && (l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+                    && l.contains(label)
+            })
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    };
+    assert_eq!(
+        sum(
+            "ario_mlflow_worker_events_anchored_total",
+            "source=\"kafka\""
+        ),
+        want as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        sum("ario_mlflow_worker_kafka_dead_letters_total", ""),
+        bad.len() as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        sum("ario_mlflow_worker_kafka_assigned_partitions", ""),
+        6.0,
+        "{metrics}"
+    );
+    let lag_lines = metrics
+        .lines()
+        .filter(|l| l.starts_with("ario_mlflow_worker_kafka_consumer_lag{"))
+        .count();
+    assert_eq!(lag_lines, 6, "{metrics}");
+    assert_eq!(
+        sum(
+            "ario_mlflow_worker_kafka_consumer_lag",
+            &format!("topic=\"{topic}\"")
+        ),
+        0.0,
+        "{metrics}"
+    );
+    println!("kafka e2e: /readyz ready with 6 partitions; /metrics: {want} anchored from kafka, {} dead letters, lag 0", bad.len());
     sigterm(&mut run);
     let text = std::fs::read_to_string(&log).unwrap();
     let a = anchored(&lab);

@@ -702,8 +702,8 @@ impl KafkaConsumer {
     }
 }
 
-/// Lag per owned partition (the high watermark, asked of the broker, minus the next offset this
-/// instance takes) and the owned count, as metrics; partitions no longer owned drop to 0.
+/// Lag per owned partition (the high watermark, asked of the broker, minus the consumer's
+/// position) and the owned count, as metrics; partitions no longer owned drop to 0.
 fn report_lag(consumer: &BaseConsumer<Member>, inner: &Inner, before: &[i32]) -> Vec<i32> {
     let topic = inner.settings.topic.as_str();
     let next: Vec<(i32, i64)> = inner.lock().iter().map(|(p, run)| (*p, run.next)).collect();
@@ -712,10 +712,20 @@ fn report_lag(consumer: &BaseConsumer<Member>, inner: &Inner, before: &[i32]) ->
             crate::telemetry::kafka_lag(topic, *p, None);
         }
     }
+    // The consumer's position steps over transaction markers (which count in the high
+    // watermark but are never delivered); before the first fetch it is unset.
+    let positions = consumer.position().ok();
     for (p, next_offset) in &next {
+        let position = positions
+            .as_ref()
+            .and_then(|tpl| tpl.find_partition(topic, *p))
+            .and_then(|e| e.offset().to_raw())
+            .filter(|o| *o >= 0)
+            .unwrap_or(0);
+        let at = position.max(*next_offset).max(0);
         if let Ok((_, high)) = consumer.fetch_watermarks(topic, *p, Duration::from_millis(500)) {
             if high >= 0 {
-                crate::telemetry::kafka_lag(topic, *p, Some(high - next_offset.max(&0)));
+                crate::telemetry::kafka_lag(topic, *p, Some(high - at));
             }
         }
     }

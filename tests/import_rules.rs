@@ -68,6 +68,21 @@ const RULES: &[(&str, Rule, &str)] = &[
         Rule::Never(&["cli"]),
         "commands own their arguments; cli only composes them",
     ),
+    (
+        "server",
+        Rule::Never(&["anchor", "arweave", "mlflow", "store", "cmd"]),
+        "the listener serves state and hands webhooks to the feed; it never anchors",
+    ),
+    (
+        "telemetry",
+        Rule::Only(&[]),
+        "metric names stand alone, so every layer may record",
+    ),
+    (
+        "config",
+        Rule::Only(&[]),
+        "the config file works on any clap command, knowing none of them",
+    ),
 ];
 
 /// One `crate::<module>` reference found in a file.

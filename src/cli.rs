@@ -142,9 +142,9 @@ pub fn main() -> ExitCode {
         Command::Fetch(args) => with_runtime(cmd::fetch::run(args)),
         Command::Devnet(args) => with_runtime(cmd::devnet::run(args)),
         Command::Anchor(args) => with_runtime(cmd::anchor::run(*args)),
-        Command::Run(args) => with_runtime(cmd::service::run(*args, false)),
+        Command::Run(args) => with_runtime(cmd::service::run(*args, false, config.as_deref())),
         Command::Feed(args) => with_runtime(cmd::feed::run(*args)),
-        Command::Backfill(args) => with_runtime(cmd::service::run(*args, true)),
+        Command::Backfill(args) => with_runtime(cmd::service::run(*args, true, config.as_deref())),
         Command::Status(args) => cmd::service::status(&args),
         Command::Retry(args) => cmd::service::retry(&args),
         Command::Webhook(WebhookCommand::Register(args)) => {

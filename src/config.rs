@@ -86,6 +86,10 @@ pub fn locate(argv: &[OsString]) -> Option<PathBuf> {
 /// is a prefix (`[kafka] brokers` → `kafka_brokers`).
 pub const GROUPING_TABLES: [&str; 4] = ["mlflow", "server", "arweave", "service"];
 
+/// Tables that are not flags: `[guard]` is the guard's assets policy (`guard::policy`), which
+/// checks its own keys.
+pub const RESERVED_TABLES: [&str; 1] = ["guard"];
+
 /// One key of the file, resolved to an argument id.
 #[derive(Debug, Clone)]
 struct Setting {
@@ -154,6 +158,9 @@ fn settings(
         Ok(())
     };
     for (key, value) in &table {
+        if RESERVED_TABLES.contains(&key.as_str()) {
+            continue;
+        }
         let norm = key.replace('-', "_");
         match value {
             toml::Value::Table(inner) => {

@@ -16,6 +16,7 @@ pub mod config;
 pub mod devnet;
 pub mod event;
 pub mod feed;
+pub mod guard;
 pub mod keys;
 pub mod mlflow;
 pub mod profile;

@@ -54,6 +54,10 @@ pub const STORE_BYTES: &str = "ario_mlflow_worker_store_size_bytes";
 pub const WEBHOOK_DELIVERIES: &str = "ario_mlflow_worker_webhook_deliveries_total";
 /// Readiness checks, by `check`: 1 passing, 0 failing.
 pub const READY: &str = "ario_mlflow_worker_ready";
+/// Guard checks, by `outcome`.
+pub const GUARD_CHECKS: &str = "ario_mlflow_worker_guard_checks_total";
+/// One guard check of one asset (resolve, both proofs, the model re-hash).
+pub const GUARD_CHECK_DURATION: &str = "ario_mlflow_worker_guard_check_duration_seconds";
 /// Build information: value 1, labels `version`.
 pub const BUILD_INFO: &str = "ario_mlflow_worker_build_info";
 
@@ -140,6 +144,12 @@ fn describe() {
     describe_gauge!(STORE_BYTES, Unit::Bytes, "Size of the state store on disk.");
     describe_counter!(WEBHOOK_DELIVERIES, "MLflow webhook deliveries by outcome.");
     describe_gauge!(READY, "Readiness checks: 1 passing, 0 failing.");
+    describe_counter!(GUARD_CHECKS, "Guard checks by outcome.");
+    describe_histogram!(
+        GUARD_CHECK_DURATION,
+        Unit::Seconds,
+        "One guard check of one asset."
+    );
     describe_gauge!(BUILD_INFO, "Build information (value 1).");
 }
 
@@ -252,6 +262,12 @@ pub fn store_gauges(
     }
     gauge!(OLDEST_UNANCHORED).set(oldest_open_age.map(|d| d.as_secs_f64()).unwrap_or(0.0));
     gauge!(STORE_BYTES).set(bytes as f64);
+}
+
+/// One guard check.
+pub fn guard_check(outcome: &'static str, took: Duration) {
+    counter!(GUARD_CHECKS, "outcome" => outcome).increment(1);
+    histogram!(GUARD_CHECK_DURATION).record(took.as_secs_f64());
 }
 
 /// One readiness check's result.

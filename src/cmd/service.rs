@@ -79,6 +79,9 @@ pub struct ServiceArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub server: ServerArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub guard: GuardArgs,
 }
 
 /// The HTTP listener: metrics, probes, MLflow webhooks.
@@ -109,6 +112,84 @@ pub struct ServerArgs {
     #[arg(long, env = "ARIO_MLFLOW_STUCK_AFTER", default_value_t = 300)]
     pub stuck_after: u64,
 }
+
+/// What the guard checks with (its assets come from the `[guard]` table of `--config`).
+#[derive(Debug, Clone, Args)]
+pub struct GuardArgs {
+    /// Read gateway for the guard's checks (repeatable) [default: the gateway host,
+    /// turbo-gateway.com, ardrive.net].
+    #[arg(long = "gateway")]
+    pub gateways: Vec<String>,
+    /// Gateways, comma-separated (replaces the defaults).
+    #[arg(long, env = "ARIO_MLFLOW_GATEWAYS", hide = true)]
+    pub gateways_env: Option<String>,
+    /// Pinned signer key (64 hex) for the guard's checks; repeatable or comma-separated in the env.
+    #[arg(
+        long = "trusted-key",
+        env = "ARIO_MLFLOW_TRUSTED_KEYS",
+        value_delimiter = ','
+    )]
+    pub trusted_keys: Vec<String>,
+}
+
+/// The guard of `--config`'s `[guard]` table, with the verifier it checks through and the
+/// management secret its endpoint requires; `None` without a policy.
+pub(crate) fn guard_from_config(
+    config: Option<&std::path::Path>,
+    args: &GuardArgs,
+    mlflow: &crate::mlflow::MlflowClient,
+    http: &ArweaveHttpArgs,
+    gateway_host: &str,
+    state_dir: &std::path::Path,
+) -> Result<Option<GuardParts>, String> {
+    let Some(path) = config else { return Ok(None) };
+    let Some(policy) = crate::guard::policy::GuardPolicy::load(path).map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let gateways = crate::arweave::gateway::gateway_list(
+        &args.gateways,
+        args.gateways_env.as_deref(),
+        Some(gateway_host),
+    )
+    .map_err(|e| e.to_string())?;
+    let http = super::connect::http_settings(http)?;
+    let reader = crate::arweave::GatewayReader::new(gateways, &http).map_err(|e| e.to_string())?;
+    let mut trusted = Vec::new();
+    for k in &args.trusted_keys {
+        let k = k.trim().to_ascii_lowercase();
+        if k.is_empty() {
+            continue;
+        }
+        if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "--trusted-key {k:?} is not 64 hex characters (an Ed25519 public key)"
+            ));
+        }
+        trusted.push(k);
+    }
+    let verifier = crate::verify::Verifier {
+        mlflow: mlflow.clone(),
+        gateways: reader,
+        trusted_keys: trusted,
+        attestation: None,
+        min_attestation_level: 2,
+    };
+    let secret = crate::guard::management_secret(state_dir)?;
+    tracing::info!(assets = policy.assets.len(), policy_hash = %policy.policy_hash(), secret_file = %state_dir.join("management-secret").display(), "guard: policy loaded");
+    Ok(Some((
+        Arc::new(crate::guard::Guard::new(policy)),
+        Arc::new(verifier),
+        secret,
+    )))
+}
+
+/// The guard, the verifier it checks through, and the management secret.
+pub(crate) type GuardParts = (
+    Arc<crate::guard::Guard>,
+    Arc<crate::verify::Verifier>,
+    String,
+);
 
 /// A source of change events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -243,14 +324,18 @@ impl Surface {
     async fn start(
         args: &ServerArgs,
         mlflow: &crate::mlflow::MlflowClient,
-        turbo: &TurboClient,
+        turbo: Option<&TurboClient>,
         store: Option<Store>,
         webhook: Option<Arc<crate::feed::webhook::WebhookReceiver>>,
         kafka: Option<Arc<crate::feed::kafka::consumer::ConsumerStats>>,
+        guard: Option<GuardParts>,
     ) -> Result<Surface, String> {
         use crate::server::health::{Check, Health};
         let interval = Duration::from_secs_f64(args.health_interval.clamp(0.1, 3600.0));
-        let mut required = vec![Check::Mlflow, Check::Turbo];
+        let mut required = vec![Check::Mlflow];
+        if turbo.is_some() {
+            required.push(Check::Turbo);
+        }
         if store.is_some() {
             required.push(Check::Store);
         }
@@ -296,6 +381,8 @@ impl Surface {
                     "webhooks are not enabled: set ARIO_MLFLOW_WEBHOOK_SECRET to the webhook's secret".into()
                 },
                 webhook: webhook.clone(),
+                guard: guard.as_ref().map(|(g, _, _)| g.clone()),
+                management_secret: guard.as_ref().map(|(_, _, s)| s.clone()),
             };
             tracing::info!(listen = %bound, webhooks = webhook.is_some(), "HTTP listener up: /metrics /healthz /readyz");
             let stop = shutdown.clone();
@@ -308,16 +395,20 @@ impl Surface {
                 }
             }))
         };
+        if let Some((guard, verifier, _)) = guard {
+            let stop = shutdown.clone();
+            tokio::spawn(guard.run(verifier, stop));
+        }
         let probe_health = health.clone();
         let mlflow = mlflow.clone();
-        let turbo = turbo.clone();
+        let turbo = turbo.cloned();
         let probe_stop = shutdown.clone();
         tokio::spawn(async move {
             loop {
                 probe(
                     &probe_health,
                     &mlflow,
-                    &turbo,
+                    turbo.as_ref(),
                     store.as_ref(),
                     kafka.as_deref(),
                 )
@@ -347,17 +438,25 @@ impl Surface {
 async fn probe(
     health: &crate::server::health::Health,
     mlflow: &crate::mlflow::MlflowClient,
-    turbo: &TurboClient,
+    turbo: Option<&TurboClient>,
     store: Option<&Store>,
     kafka: Option<&crate::feed::kafka::consumer::ConsumerStats>,
 ) {
     use crate::server::health::Check;
+    let turbo_info = async {
+        match turbo {
+            Some(t) => Some(t.info().await),
+            None => None,
+        }
+    };
     let (m, t) = tokio::join!(
         mlflow.search_model_versions("name='__ario_probe__'"),
-        turbo.info()
+        turbo_info
     );
     health.report(Check::Mlflow, m.map(|_| ()).map_err(|e| e.to_string()));
-    health.report(Check::Turbo, t.map(|_| ()));
+    if let Some(t) = t {
+        health.report(Check::Turbo, t.map(|_| ()));
+    }
     if let Some(store) = store {
         match store.open_jobs() {
             Ok(open) => {
@@ -412,8 +511,13 @@ fn signals(stop: Arc<AtomicBool>) {
     });
 }
 
-/// Runs the service (`backfill`: until caught up).
-pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
+/// Runs the service (`backfill`: until caught up); `config` is the `--config` file, whose
+/// `[guard]` table starts the guard beside `run`.
+pub async fn run(
+    args: ServiceArgs,
+    until_caught_up: bool,
+    config: Option<&std::path::Path>,
+) -> ExitCode {
     let fail = |m: String| {
         eprintln!("error: {m}");
         ExitCode::from(2)
@@ -451,7 +555,7 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
             anchorer.mlflow.tracking_uri()
         ));
     }
-    let config = PipelineConfig {
+    let pipeline_config = PipelineConfig {
         max_dependency_wait: Duration::from_secs(args.max_dependency_wait),
         resolve_concurrency: args.resolve_concurrency,
         publish_concurrency: args.publish_concurrency,
@@ -461,11 +565,11 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
         if until_caught_up {
             return fail("backfill polls MLflow; --source kafka is for `run`".into());
         }
-        let config = PipelineConfig {
+        let pipeline_config = PipelineConfig {
             metrics_source: "kafka",
-            ..config
+            ..pipeline_config
         };
-        return run_kafka(&args, anchorer, config).await;
+        return run_kafka(&args, anchorer, pipeline_config, config).await;
     }
     let store = match Store::open(&args.state_dir) {
         Ok(s) => s,
@@ -487,13 +591,29 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
     } else {
         None
     };
+    let guard = if until_caught_up {
+        None
+    } else {
+        match guard_from_config(
+            config,
+            &args.guard,
+            &anchorer.mlflow,
+            &args.anchor.http,
+            &args.anchor.gateway_host,
+            &args.state_dir,
+        ) {
+            Ok(g) => g,
+            Err(e) => return fail(e),
+        }
+    };
     let surface = match Surface::start(
         &args.server,
         &anchorer.mlflow,
-        &anchorer.turbo,
+        Some(&anchorer.turbo),
         Some(store.clone()),
         webhook,
         None,
+        guard,
     )
     .await
     {
@@ -501,7 +621,7 @@ pub async fn run(args: ServiceArgs, until_caught_up: bool) -> ExitCode {
         Err(e) => return fail(e),
     };
     let health = surface.health.clone();
-    let pipeline = Pipeline::new(anchorer, store, config);
+    let pipeline = Pipeline::new(anchorer, store, pipeline_config);
     let stop = Arc::new(AtomicBool::new(false));
     signals(stop.clone());
     let started = Instant::now();
@@ -662,7 +782,12 @@ fn partition_worker(
 
 /// `run --source kafka[,poll]`: a consumer group member; with `poll`, the poller feeds the
 /// topic from this process too.
-async fn run_kafka(args: &ServiceArgs, anchorer: Anchorer, config: PipelineConfig) -> ExitCode {
+async fn run_kafka(
+    args: &ServiceArgs,
+    anchorer: Anchorer,
+    config: PipelineConfig,
+    config_file: Option<&std::path::Path>,
+) -> ExitCode {
     use crate::feed::kafka::consumer::KafkaConsumer;
     use crate::feed::kafka::producer::{feed_once, FeedProducer};
     let fail = |m: String| {
@@ -699,13 +824,28 @@ async fn run_kafka(args: &ServiceArgs, anchorer: Anchorer, config: PipelineConfi
     if args.server.webhook_secret.iter().any(|s| !s.is_empty()) {
         tracing::warn!("webhooks are served with `--source poll` only; in Kafka mode the route answers 404 (run `feed` with the poller instead)");
     }
+    let guard = match guard_from_config(
+        config_file,
+        &args.guard,
+        &mlflow,
+        &args.anchor.http,
+        &args.anchor.gateway_host,
+        &args.state_dir,
+    ) {
+        Ok(g) => g,
+        Err(e) => {
+            consumer.shutdown().await;
+            return fail(e);
+        }
+    };
     let surface = match Surface::start(
         &args.server,
         &mlflow,
-        &turbo,
+        Some(&turbo),
         None,
         None,
         Some(consumer.stats.clone()),
+        guard,
     )
     .await
     {

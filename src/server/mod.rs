@@ -1,5 +1,6 @@
 //! The worker's one HTTP listener (`run --listen`, default `127.0.0.1:9847`): `/metrics`,
-//! `/healthz`, `/readyz` and `POST /v1/webhooks/mlflow`. It binds loopback by default; bodies
+//! `/healthz`, `/readyz`, `POST /v1/webhooks/mlflow` and the guard's `GET
+//! /v1/verify-status/{asset_id}`. It binds loopback by default; bodies
 //! are capped, slow handlers time out, and it stops with the rest of the service.
 //!
 //! It is an edge like the clients: it reads the health state, renders the metrics recorder and
@@ -42,6 +43,11 @@ pub struct ServerState {
     pub webhook: Option<Arc<WebhookReceiver>>,
     /// Why webhooks are off, for the 404 body.
     pub webhook_off_reason: String,
+    /// The guard whose state `/v1/verify-status/{asset_id}` serves (`None`: no policy; every
+    /// asset is unknown to it, 404).
+    pub guard: Option<Arc<crate::guard::Guard>>,
+    /// The management secret that endpoint requires.
+    pub management_secret: Option<String>,
 }
 
 /// Why the listener could not start.
@@ -70,6 +76,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route(WEBHOOK_PATH, post(webhook))
+        .route("/v1/verify-status/{asset_id}", get(verify_status))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -120,6 +127,44 @@ async fn healthz(State(state): State<ServerState>) -> Response {
 async fn readyz(State(state): State<ServerState>) -> Response {
     let (ok, body) = state.health.readiness();
     json_status(ok, body)
+}
+
+/// The plugin's verify-status gate: 401 without the right `X-Ario-Management-Secret`, 404 for
+/// an asset not in the policy, else 200 with the asset's state. Never a redirect, never cached.
+async fn verify_status(
+    State(state): State<ServerState>,
+    axum::extract::Path(asset_id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let no_store = [(header::CACHE_CONTROL, "no-store")];
+    let offered = headers
+        .get("x-ario-management-secret")
+        .and_then(|v| v.to_str().ok());
+    let authorized = match (&state.management_secret, offered) {
+        (Some(secret), Some(offered)) => crate::guard::secret_matches(secret, offered),
+        _ => false,
+    };
+    if !authorized {
+        return (
+            StatusCode::UNAUTHORIZED,
+            no_store,
+            Json(json!({"error": "missing or wrong X-Ario-Management-Secret (the value of <state-dir>/management-secret)"})),
+        )
+            .into_response();
+    }
+    let body = state
+        .guard
+        .as_ref()
+        .and_then(|g| g.status(&asset_id, std::time::SystemTime::now()));
+    match body {
+        Some(body) => (StatusCode::OK, no_store, Json(body)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            no_store,
+            Json(json!({"error": format!("asset {asset_id:?} is not in the guard policy")})),
+        )
+            .into_response(),
+    }
 }
 
 fn refusal(status: StatusCode, outcome: &'static str, message: String) -> Response {

@@ -1,0 +1,322 @@
+//! The guard against a real MLflow and devnet, judged by the plugin's own `VerifiedModel` gate
+//! and `VerifyStatusClient`: a verified model loads; an alias moved to an unanchored version is
+//! `missing` until that version is anchored; an overwritten model file is `tampered` within one
+//! interval; MLflow stopped is `unavailable`; past `max_age` is `stale`; a wrong secret is 401
+//! and an unknown asset 404.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::lab::{last_json_line, scenario, Lab, SEED_B64};
+use common::mlflow::venv;
+use common::run::{mlflow_data, show, worker};
+use serde_json::Value;
+
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The serialized model files (`model.pkl`, `model.skops`, … — whatever MLflow's sklearn
+/// flavour wrote) under `root`.
+fn model_files(root: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            model_files(&p, out);
+        } else if p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("model.") && n != "model.yaml")
+        {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages() {
+    let Some(venv) = venv() else { return };
+    let mut lab = Lab::start(&venv);
+    let ids = scenario(&lab.server, &venv, "guard");
+    let model = ids["model_name"].as_str().unwrap().to_string();
+    // Version 2 comes from another run: the profile keeps a registration's witness at a fixed
+    // path in its source run, so a second version of the *same* run overwrites the first's.
+    let other_run = ids["parity_run"].as_str().unwrap().to_string();
+    let state = lab.home.path().join("state");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let env: Vec<(&str, String)> = vec![
+        ("MLFLOW_TRACKING_URI", lab.server.uri.clone()),
+        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
+        ("ARIO_MLFLOW_UPLOAD_URL", lab.dn.handle.url().to_string()),
+        ("ARIO_MLFLOW_CA_CERT", lab.ca.display().to_string()),
+        ("ARIO_MLFLOW_GATEWAY_HOST", lab.gateway.clone()),
+        ("ARIO_MLFLOW_STATE_DIR", state.display().to_string()),
+        ("HOME", lab.home.path().display().to_string()),
+    ];
+    let out = worker(&env, &["backfill"]);
+    assert!(out.status.success(), "backfill: {}", show(&out));
+    // Version 2, not anchored (the guard's `run` below polls another model).
+    let out = lab.server.python(
+        &venv,
+        &mlflow_data("registry_actions.py"),
+        &[&lab.server.uri, "register", &model, &other_run],
+        &[],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let v2 = last_json_line(&out.stdout)["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let config = lab.home.path().join("worker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[guard]\ntenant_id = \"acme\"\nagent_id = \"ci-host\"\n\n\
+[[guard.asset]]\nid = \"m-prod\"\nmodel = \"{model}/1\"\ninterval = 1\nmax_age = 600\n\n\
+[[guard.asset]]\nid = \"m-champ\"\nmodel = \"{model}@champion\"\ninterval = 1\nmax_age = 600\n\n\
+[[guard.asset]]\nid = \"m-staging\"\nmodel = \"{model}:Staging\"\ninterval = 1\nmax_age = 600\n\n\
+[[guard.asset]]\nid = \"m-short\"\nmodel = \"{model}/1\"\ninterval = 3600\nmax_age = 2\n"
+        ),
+    )
+    .unwrap();
+    let log = lab.home.path().join("run.log");
+    let mut child_env = env.clone();
+    child_env.push(("ARIO_MLFLOW_LISTEN", format!("127.0.0.1:{port}")));
+    child_env.push(("NO_COLOR", "1".into()));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+    cmd.args([
+        "--config",
+        &config.display().to_string(),
+        "run",
+        "--poll-interval",
+        "300",
+        "--model",
+        "not-this-one",
+    ])
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap());
+    for (k, v) in &child_env {
+        cmd.env(k, v);
+    }
+    let _run = Worker(cmd.spawn().unwrap());
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    let secret_file = state.join("management-secret");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !secret_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no management secret: {}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let secret = std::fs::read_to_string(&secret_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "the secret file is 0600");
+    }
+    assert_eq!(secret.len(), 64);
+
+    let status = |asset: &str, secret: &str| -> (u16, Value) {
+        lab.rt.block_on(async {
+            let r = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+                .get(format!("{base}/v1/verify-status/{asset}"))
+                .header("X-Ario-Management-Secret", secret)
+                .send()
+                .await;
+            match r {
+                Ok(r) => {
+                    let code = r.status().as_u16();
+                    let cache = r
+                        .headers()
+                        .get("cache-control")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    assert!(code == 0 || cache == "no-store", "Cache-Control: {cache:?}");
+                    (code, r.json().await.unwrap_or(Value::Null))
+                }
+                Err(_) => (0, Value::Null),
+            }
+        })
+    };
+    let wait_outcome = |asset: &str, outcome: &str, timeout: Duration| -> (Value, Duration) {
+        let started = Instant::now();
+        loop {
+            let (code, body) = status(asset, &secret);
+            if code == 200 && body["outcome"] == outcome {
+                return (body, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{asset} never became {outcome}: last {code} {body}\n{}",
+                logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let gate = |model_uri: &str, asset: &str, secret: &str| -> Value {
+        let out = lab.server.python(
+            &venv,
+            &mlflow_data("guard_gate.py"),
+            &[model_uri, &base, secret, asset],
+            &[
+                ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64),
+                ("HOME", &lab.home.path().display().to_string()),
+                ("REQUESTS_CA_BUNDLE", &lab.ca.display().to_string()),
+                ("ARIO_MLFLOW_GATEWAYS", &lab.gateway),
+            ],
+        );
+        assert!(out.status.success(), "guard_gate.py: {}", show(&out));
+        last_json_line(&out.stdout)
+    };
+
+    // Verified: the plugin's gate lets the model load; the body is what its client parses.
+    let (body, took) = wait_outcome("m-prod", "verified", Duration::from_secs(60));
+    println!("m-prod verified after {:.2} s: {body}", took.as_secs_f64());
+    assert_eq!(body["tenant_id"], "acme");
+    assert_eq!(body["agent_id"], "ci-host");
+    assert_eq!(body["stale"], false);
+    assert_eq!(body["policy_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(body["current_tx_id"].as_str().unwrap().len(), 43);
+    wait_outcome("m-champ", "verified", Duration::from_secs(30));
+    wait_outcome("m-staging", "verified", Duration::from_secs(30));
+    let g = gate(&format!("models:/{model}/1"), "m-prod", &secret);
+    assert_eq!(g["loaded"], true, "{g}");
+    assert_eq!(g["status"]["outcome"], "verified");
+
+    // Wrong secret, unknown asset: the plugin's typed errors.
+    let (code, _) = status("m-prod", "wrong");
+    assert_eq!(code, 401);
+    let g = gate(&format!("models:/{model}/1"), "m-prod", "wrong-secret");
+    assert_eq!(g["status_error"], "VerifyStatusAuthError", "{g}");
+    let g = gate(&format!("models:/{model}/1"), "no-such-asset", &secret);
+    assert_eq!(g["status_error"], "VerifyStatusUnknownAssetError", "{g}");
+    let (code, _) = status("no-such-asset", &secret);
+    assert_eq!(code, 404);
+
+    // Past max_age without a new check: stale (the plugin refuses a stale verdict).
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, short) = status("m-short", &secret);
+    assert_eq!(
+        (short["outcome"].as_str(), short["stale"].as_bool()),
+        (Some("verified"), Some(true)),
+        "{short}"
+    );
+    let g = gate(&format!("models:/{model}/1"), "m-short", &secret);
+    assert_eq!(g["error"], "AssetStaleError", "{g}");
+
+    // The alias moves to the unanchored version 2: missing; once anchored: verified again.
+    let out = lab.server.python(
+        &venv,
+        &mlflow_data("registry_actions.py"),
+        &[&lab.server.uri, "alias", &model, "champion", &v2],
+        &[],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let (body, took) = wait_outcome("m-champ", "missing", Duration::from_secs(30));
+    println!(
+        "alias moved → missing in {:.2} s: {}",
+        took.as_secs_f64(),
+        body["detail"]["reason"]
+    );
+    let g = gate(&format!("models:/{model}@champion"), "m-champ", &secret);
+    assert_eq!(g["error"], "AssetMissingError", "{g}");
+    let out = worker(&env, &["anchor", "model", &format!("{model}/{v2}")]);
+    assert!(out.status.success(), "anchor model: {}", show(&out));
+    let (body, _) = wait_outcome("m-champ", "verified", Duration::from_secs(30));
+    assert_eq!(body["detail"]["version"], v2.as_str());
+
+    // Overwrite the model file in the artifact store: tampered within an interval.
+    let mut pickles = Vec::new();
+    model_files(&lab.server.artifact_dir(), &mut pickles);
+    assert!(
+        !pickles.is_empty(),
+        "no model file under {}",
+        lab.server.artifact_dir().display()
+    );
+    println!("overwriting {pickles:?}");
+    for p in &pickles {
+        std::fs::write(p, b"not the model that was trained").unwrap();
+    }
+    let (body, took) = wait_outcome("m-prod", "tampered", Duration::from_secs(30));
+    println!(
+        "model file overwritten → tampered in {:.2} s: {} {}",
+        took.as_secs_f64(),
+        body["detail"]["reason"],
+        body["detail"]["changed_files"]
+    );
+    assert!(
+        body["detail"]["changed_files"]
+            .to_string()
+            .contains(pickles[0].file_name().unwrap().to_str().unwrap()),
+        "{body}"
+    );
+    let g = gate(&format!("models:/{model}/1"), "m-prod", &secret);
+    assert_eq!(g["error"], "AssetTamperedError", "{g}");
+
+    // MLflow stopped: unavailable (the plugin treats it as stale).
+    lab.server.stop();
+    let (body, took) = wait_outcome("m-staging", "unavailable", Duration::from_secs(90));
+    println!(
+        "MLflow stopped → unavailable in {:.2} s: {}",
+        took.as_secs_f64(),
+        body["detail"]["reason"]
+    );
+    assert!(
+        !logs().contains(&secret),
+        "the management secret is never logged"
+    );
+    let m = lab.rt.block_on(async {
+        reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let checks: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("ario_mlflow_worker_guard_checks_total{"))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum();
+    let duration_line = m
+        .lines()
+        .find(|l| l.starts_with("ario_mlflow_worker_guard_check_duration_seconds_sum"))
+        .unwrap_or("")
+        .to_string();
+    println!("guard: {checks} checks; {duration_line}");
+    assert!(checks > 10.0);
+}

@@ -58,6 +58,8 @@ pub const READY: &str = "ario_mlflow_worker_ready";
 pub const GUARD_CHECKS: &str = "ario_mlflow_worker_guard_checks_total";
 /// One guard check of one asset (resolve, both proofs, the model re-hash).
 pub const GUARD_CHECK_DURATION: &str = "ario_mlflow_worker_guard_check_duration_seconds";
+/// Tamper and missing events the guard signed, by `event_type`.
+pub const GUARD_EVENTS: &str = "ario_mlflow_worker_guard_events_total";
 /// Build information: value 1, labels `version`.
 pub const BUILD_INFO: &str = "ario_mlflow_worker_build_info";
 
@@ -150,6 +152,7 @@ fn describe() {
         Unit::Seconds,
         "One guard check of one asset."
     );
+    describe_counter!(GUARD_EVENTS, "Tamper and missing events the guard signed.");
     describe_gauge!(BUILD_INFO, "Build information (value 1).");
 }
 
@@ -268,6 +271,11 @@ pub fn store_gauges(
 pub fn guard_check(outcome: &'static str, took: Duration) {
     counter!(GUARD_CHECKS, "outcome" => outcome).increment(1);
     histogram!(GUARD_CHECK_DURATION).record(took.as_secs_f64());
+}
+
+/// One guard event signed.
+pub fn guard_event(event_type: &'static str) {
+    counter!(GUARD_EVENTS, "event_type" => event_type).increment(1);
 }
 
 /// One readiness check's result.

@@ -24,6 +24,36 @@ impl Drop for Worker {
     }
 }
 
+/// The guard's `ario.agent/v1` envelopes on devnet.
+fn agent_events(lab: &Lab) -> Vec<Value> {
+    lab.dn
+        .handle
+        .items()
+        .iter()
+        .filter_map(|item| {
+            let bytes =
+                std::fs::read(lab.dn.handle.items_dir().join(format!("{}.bin", item.id))).ok()?;
+            let parsed = ario_mlflow_worker::arweave::DataItem::parse(&bytes).ok()?;
+            let env: Value = serde_json::from_slice(&parsed.data).ok()?;
+            (env["spec_version"] == "ario.agent/v1").then_some(env)
+        })
+        .collect()
+}
+
+fn per_asset(events: &[Value], event_type: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in events.iter().filter(|e| e["event_type"] == event_type) {
+        *out.entry(
+            e["payload"]["asset"]["asset_id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        )
+        .or_default() += 1;
+    }
+    out
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -101,22 +131,31 @@ fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages(
     let mut child_env = env.clone();
     child_env.push(("ARIO_MLFLOW_LISTEN", format!("127.0.0.1:{port}")));
     child_env.push(("NO_COLOR", "1".into()));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
-    cmd.args([
-        "--config",
-        &config.display().to_string(),
-        "run",
-        "--poll-interval",
-        "300",
-        "--model",
-        "not-this-one",
-    ])
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(&log).unwrap());
-    for (k, v) in &child_env {
-        cmd.env(k, v);
-    }
-    let _run = Worker(cmd.spawn().unwrap());
+    let start = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+        cmd.args([
+            "--config",
+            &config.display().to_string(),
+            "run",
+            "--poll-interval",
+            "300",
+            "--model",
+            "not-this-one",
+        ])
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap(),
+        );
+        for (k, v) in &child_env {
+            cmd.env(k, v);
+        }
+        Worker(cmd.spawn().unwrap())
+    };
+    let mut run = start();
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
 
     let secret_file = state.join("management-secret");
@@ -287,6 +326,73 @@ fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages(
     let g = gate(&format!("models:/{model}/1"), "m-prod", &secret);
     assert_eq!(g["error"], "AssetTamperedError", "{g}");
 
+    // One tamper event per asset that went verified → tampered (m-short is not re-checked
+    // within the test), one missing event for the alias move; each verifies offline.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut events = agent_events(&lab);
+    while per_asset(&events, "tamper_detected").len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "tamper events: {events:?}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        events = agent_events(&lab);
+    }
+    let tampered = per_asset(&events, "tamper_detected");
+    assert_eq!(
+        tampered.values().copied().collect::<Vec<_>>(),
+        vec![1, 1, 1],
+        "{tampered:?}"
+    );
+    assert!(
+        tampered.contains_key("m-prod")
+            && tampered.contains_key("m-champ")
+            && tampered.contains_key("m-staging")
+    );
+    let missing = per_asset(&events, "asset_missing");
+    assert_eq!(missing.get("m-champ"), Some(&1), "{missing:?}");
+    let tamper = events
+        .iter()
+        .find(|e| {
+            e["event_type"] == "tamper_detected" && e["payload"]["asset"]["asset_id"] == "m-prod"
+        })
+        .unwrap();
+    println!(
+        "tamper event: {}",
+        serde_json::to_string(&tamper["payload"]).unwrap()
+    );
+    assert_eq!(
+        tamper["subject"],
+        serde_json::json!({"type": "agent", "tenant_id": "acme", "agent_id": "ci-host"})
+    );
+    assert!(tamper["payload"]["observed"]["changed_files"]
+        .to_string()
+        .contains("(changed)"));
+    assert_ne!(
+        tamper["payload"]["baseline"]["hash"],
+        tamper["payload"]["observed"]["hash"]
+    );
+    assert_eq!(
+        tamper["payload"]["baseline"]["tx_id"]
+            .as_str()
+            .unwrap()
+            .len(),
+        43
+    );
+    let file = lab.home.path().join("tamper.json");
+    std::fs::write(&file, serde_json::to_vec(tamper).unwrap()).unwrap();
+    let out = worker(
+        &env,
+        &["verify", "envelope", &file.display().to_string(), "--text"],
+    );
+    assert!(
+        out.status.success(),
+        "verify envelope of the tamper event: {}",
+        show(&out)
+    );
+    let total_events = events.len();
+
     // MLflow stopped: unavailable (the plugin treats it as stale).
     lab.server.stop();
     let (body, took) = wait_outcome("m-staging", "unavailable", Duration::from_secs(90));
@@ -295,6 +401,32 @@ fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages(
         took.as_secs_f64(),
         body["detail"]["reason"]
     );
+    // Restart MLflow and the worker: the kept state says "tampered" already, nothing new is signed.
+    lab.server.restart();
+    drop(run);
+    run = start();
+    let _ = &run;
+    wait_outcome("m-prod", "tampered", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    // m-short (checked once an hour) was last seen verified: its first check after the restart
+    // is a transition of its own, one event; the others keep exactly one each.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut after = agent_events(&lab);
+    while !per_asset(&after, "tamper_detected").contains_key("m-short") {
+        assert!(Instant::now() < deadline, "m-short: {after:?}\n{}", logs());
+        std::thread::sleep(Duration::from_millis(300));
+        after = agent_events(&lab);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let after = agent_events(&lab);
+    let tampered = per_asset(&after, "tamper_detected");
+    assert!(
+        tampered.values().all(|n| *n == 1) && tampered.len() == 4,
+        "a restart signs no second event: {tampered:?}"
+    );
+    assert_eq!(per_asset(&after, "asset_missing").get("m-champ"), Some(&1));
+    assert_eq!(after.len(), total_events + 1);
+
     assert!(
         !logs().contains(&secret),
         "the management secret is never logged"

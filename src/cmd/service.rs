@@ -141,6 +141,7 @@ pub(crate) fn guard_from_config(
     http: &ArweaveHttpArgs,
     gateway_host: &str,
     state_dir: &std::path::Path,
+    signing: Option<(EnvelopeKey, Wallet, TurboClient)>,
 ) -> Result<Option<GuardParts>, String> {
     let Some(path) = config else { return Ok(None) };
     let Some(policy) = crate::guard::policy::GuardPolicy::load(path).map_err(|e| e.to_string())?
@@ -177,11 +178,32 @@ pub(crate) fn guard_from_config(
     };
     let secret = crate::guard::management_secret(state_dir)?;
     tracing::info!(assets = policy.assets.len(), policy_hash = %policy.policy_hash(), secret_file = %state_dir.join("management-secret").display(), "guard: policy loaded");
-    Ok(Some((
-        Arc::new(crate::guard::Guard::new(policy)),
-        Arc::new(verifier),
-        secret,
-    )))
+    let mut guard = crate::guard::Guard::new(policy.clone());
+    if let Some((key, wallet, turbo)) = signing {
+        let events = crate::guard::events::GuardEvents::open(
+            state_dir,
+            key,
+            wallet.signer,
+            turbo,
+            &policy.tenant_id,
+            &policy.agent_id,
+            guard.policy_hash(),
+        )?;
+        guard = guard.with_events(events);
+    }
+    Ok(Some((Arc::new(guard), Arc::new(verifier), secret)))
+}
+
+/// The envelope key, the wallet and Turbo the guard signs and uploads its events with (loaded
+/// like the anchorer's: the same files and environment).
+fn guard_signing(
+    s: &AnchorSettings,
+    turbo: &TurboClient,
+) -> Result<(EnvelopeKey, Wallet, TurboClient), String> {
+    let key = EnvelopeKey::load_or_create(s.signing_key.as_deref(), s.key_dir.as_deref())
+        .map_err(|e| e.to_string())?;
+    let wallet = Wallet::load_or_create(s.wallet.as_deref(), None).map_err(|e| e.to_string())?;
+    Ok((key, wallet, turbo.clone()))
 }
 
 /// The guard, the verifier it checks through, and the management secret.
@@ -594,14 +616,17 @@ pub async fn run(
     let guard = if until_caught_up {
         None
     } else {
-        match guard_from_config(
-            config,
-            &args.guard,
-            &anchorer.mlflow,
-            &args.anchor.http,
-            &args.anchor.gateway_host,
-            &args.state_dir,
-        ) {
+        match guard_signing(&args.anchor, &anchorer.turbo).and_then(|signing| {
+            guard_from_config(
+                config,
+                &args.guard,
+                &anchorer.mlflow,
+                &args.anchor.http,
+                &args.anchor.gateway_host,
+                &args.state_dir,
+                Some(signing),
+            )
+        }) {
             Ok(g) => g,
             Err(e) => return fail(e),
         }
@@ -824,14 +849,17 @@ async fn run_kafka(
     if args.server.webhook_secret.iter().any(|s| !s.is_empty()) {
         tracing::warn!("webhooks are served with `--source poll` only; in Kafka mode the route answers 404 (run `feed` with the poller instead)");
     }
-    let guard = match guard_from_config(
-        config_file,
-        &args.guard,
-        &mlflow,
-        &args.anchor.http,
-        &args.anchor.gateway_host,
-        &args.state_dir,
-    ) {
+    let guard = match guard_signing(&args.anchor, &turbo).and_then(|signing| {
+        guard_from_config(
+            config_file,
+            &args.guard,
+            &mlflow,
+            &args.anchor.http,
+            &args.anchor.gateway_host,
+            &args.state_dir,
+            Some(signing),
+        )
+    }) {
         Ok(g) => g,
         Err(e) => {
             consumer.shutdown().await;

@@ -19,6 +19,7 @@
 //! was none). Checks of different assets run at most [`MAX_CONCURRENT_CHECKS`] at a time; one
 //! asset is checked by one task, so its model is never re-hashed twice at once.
 
+pub mod events;
 pub mod policy;
 
 use std::collections::BTreeMap;
@@ -77,6 +78,32 @@ pub struct Observation {
     pub reason: String,
     /// Model files that changed, went missing or appeared.
     pub changed_files: Vec<String>,
+    /// The anchored `ario.artifact_hash` of the version's source run.
+    pub baseline_hash: Option<String>,
+    /// The artifact hash of the model files as they are now (computed when tampered).
+    pub observed_hash: Option<String>,
+    /// The version's creation time (RFC 3339).
+    pub registered_at: Option<String>,
+}
+
+impl Observation {
+    fn new(
+        outcome: Outcome,
+        version: Option<String>,
+        tx_id: Option<String>,
+        reason: String,
+    ) -> Observation {
+        Observation {
+            outcome,
+            version,
+            tx_id,
+            reason,
+            changed_files: Vec::new(),
+            baseline_hash: None,
+            observed_hash: None,
+            registered_at: None,
+        }
+    }
 }
 
 /// One asset's state as served.
@@ -97,6 +124,7 @@ pub struct Guard {
     policy: GuardPolicy,
     policy_hash: String,
     states: Mutex<BTreeMap<String, AssetState>>,
+    events: Option<events::GuardEvents>,
 }
 
 impl Guard {
@@ -124,7 +152,19 @@ impl Guard {
             policy_hash: policy.policy_hash(),
             policy,
             states: Mutex::new(states),
+            events: None,
         }
+    }
+
+    /// Signs and anchors tamper and missing transitions through `events`.
+    pub fn with_events(mut self, events: events::GuardEvents) -> Guard {
+        self.events = Some(events);
+        self
+    }
+
+    /// The policy hash answers carry.
+    pub fn policy_hash(&self) -> &str {
+        &self.policy_hash
     }
 
     /// The policy.
@@ -186,7 +226,7 @@ impl Guard {
     pub async fn run(self: Arc<Self>, verifier: Arc<Verifier>, stop: Arc<tokio::sync::Notify>) {
         let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CHECKS));
         let mut tasks = Vec::new();
-        for asset in self.policy.assets.clone() {
+        for (index, asset) in self.policy.assets.clone().into_iter().enumerate() {
             let (guard, verifier, permits, stop) = (
                 self.clone(),
                 verifier.clone(),
@@ -203,6 +243,11 @@ impl Guard {
                         let before = guard.record(&asset.id, &o, SystemTime::now());
                         if before != o.outcome {
                             tracing::info!(asset = %asset.id, from = before.as_str(), to = o.outcome.as_str(), version = ?o.version, reason = %o.reason, files = ?o.changed_files, "guard: outcome changed");
+                        }
+                        if let Some(events) = &guard.events {
+                            if let Err(e) = events.observe(&asset, index, &o).await {
+                                tracing::warn!(asset = %asset.id, error = %e, "guard: cannot keep the transition; retrying at the next check");
+                            }
                         }
                     };
                     tokio::select! {
@@ -284,19 +329,14 @@ fn unreachable_mlflow(e: &MlflowError) -> bool {
 
 /// The version the asset names now.
 async fn resolve(mlflow: &MlflowClient, target: &AssetTarget) -> Result<String, Observation> {
-    let miss = |reason: String| Observation {
-        outcome: Outcome::Missing,
-        version: None,
-        tx_id: None,
-        reason,
-        changed_files: Vec::new(),
-    };
-    let down = |e: &MlflowError| Observation {
-        outcome: Outcome::Unavailable,
-        version: None,
-        tx_id: None,
-        reason: format!("MLflow unreachable: {e}"),
-        changed_files: Vec::new(),
+    let miss = |reason: String| Observation::new(Outcome::Missing, None, None, reason);
+    let down = |e: &MlflowError| {
+        Observation::new(
+            Outcome::Unavailable,
+            None,
+            None,
+            format!("MLflow unreachable: {e}"),
+        )
     };
     match target {
         AssetTarget::Version { version, .. } => Ok(version.clone()),
@@ -330,27 +370,17 @@ async fn resolve(mlflow: &MlflowClient, target: &AssetTarget) -> Result<String, 
 pub async fn check(verifier: &Verifier, asset: &AssetPolicy) -> Observation {
     let target = match AssetTarget::parse(&asset.model) {
         Ok(t) => t,
-        Err(e) => {
-            return Observation {
-                outcome: Outcome::Missing,
-                version: None,
-                tx_id: None,
-                reason: e,
-                changed_files: Vec::new(),
-            }
-        }
+        Err(e) => return Observation::new(Outcome::Missing, None, None, e),
     };
     let name = target.name().to_string();
     let version = match resolve(&verifier.mlflow, &target).await {
         Ok(v) => v,
         Err(o) => return o,
     };
-    let observe = |outcome, tx: Option<String>, reason: String, files: Vec<String>| Observation {
-        outcome,
-        version: Some(version.clone()),
-        tx_id: tx,
-        reason,
-        changed_files: files,
+    let observe = |outcome, tx: Option<String>, reason: String, files: Vec<String>| {
+        let mut o = Observation::new(outcome, Some(version.clone()), tx, reason);
+        o.changed_files = files;
+        o
     };
     let mv = match verifier.mlflow.get_model_version(&name, &version).await {
         Ok(mv) => mv,
@@ -382,15 +412,21 @@ pub async fn check(verifier: &Verifier, asset: &AssetPolicy) -> Observation {
             vec![],
         );
     };
+    let registered_at = mv
+        .creation_timestamp
+        .and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).ok())
+        .map(|t| rfc3339(t.into()));
     let mut verdicts = vec![(
         "registration",
         verifier
             .verify_tx(&tx, &Entity::ModelVersion(name.clone(), version.clone()))
             .await,
     )];
+    let mut source_run = None;
     if !mv.run_id.is_empty() {
         match verifier.mlflow.get_run(&mv.run_id).await {
             Ok(run) => {
+                source_run = Some(run.clone());
                 if let Some(training_tx) = run.tag(training::TX_TAG) {
                     verdicts.push((
                         "training",
@@ -412,7 +448,24 @@ pub async fn check(verifier: &Verifier, asset: &AssetPolicy) -> Observation {
         }
     }
     let (outcome, reason, files) = classify(&verdicts);
-    observe(outcome, Some(tx), reason, files)
+    let mut o = observe(outcome, Some(tx), reason, files);
+    o.registered_at = registered_at;
+    if let Some(run) = &source_run {
+        o.baseline_hash = run
+            .tag(crate::profile::tags::ARTIFACT_HASH)
+            .map(str::to_owned);
+        if outcome == Outcome::Tampered {
+            // What the files hash to now, for the tamper event (a second pass over the model,
+            // only on the check that found the difference).
+            let path = registration::parse_runs_uri(&mv.source)
+                .1
+                .unwrap_or_else(|| "model".into());
+            if let Ok(Some(now)) = verifier.mlflow.model_checksums(run, &path).await {
+                o.observed_hash = training::artifact_hash(&now);
+            }
+        }
+    }
+    o
 }
 
 /// Maps the verdicts of one check to an outcome, its reason and the changed files.
@@ -553,13 +606,12 @@ mod tests {
             assert!(s.get(k).is_some(), "{k} missing from {s}");
         }
         assert!(g.status("other", now).is_none());
-        let ok = Observation {
-            outcome: Outcome::Verified,
-            version: Some("1".into()),
-            tx_id: Some("t".repeat(43)),
-            reason: "every check passed".into(),
-            changed_files: vec![],
-        };
+        let ok = Observation::new(
+            Outcome::Verified,
+            Some("1".into()),
+            Some("t".repeat(43)),
+            "every check passed".into(),
+        );
         let checked = now - Duration::from_secs(30);
         assert_eq!(g.record("m-prod", &ok, checked), Outcome::Unknown);
         let s = g.status("m-prod", now).unwrap();
@@ -575,13 +627,12 @@ mod tests {
             "past max_age"
         );
         // Unreachable MLflow keeps the last known version and TX.
-        let down = Observation {
-            outcome: Outcome::Unavailable,
-            version: None,
-            tx_id: None,
-            reason: "MLflow unreachable".into(),
-            changed_files: vec![],
-        };
+        let down = Observation::new(
+            Outcome::Unavailable,
+            None,
+            None,
+            "MLflow unreachable".into(),
+        );
         assert_eq!(g.record("m-prod", &down, now), Outcome::Verified);
         let s = g.status("m-prod", now).unwrap();
         assert_eq!(

@@ -14,7 +14,7 @@ use crate::cmd::fetch::FetchArgs;
 use crate::cmd::keys_show::KeysCommand;
 use crate::cmd::service::{RetryArgs, ServiceArgs, StatusArgs};
 use crate::cmd::upload::UploadArgs;
-use crate::cmd::verify::{AuditArgs, VerifyCommand};
+use crate::cmd::verify::{AuditArgs, CoverageArgs, VerifyCommand};
 use crate::cmd::wallet_show::WalletCommand;
 use crate::cmd::webhook::WebhookCommand;
 
@@ -63,6 +63,12 @@ pub enum Command {
     /// nothing is anchored, 2 bad input or setup.
     #[command(disable_version_flag = true)]
     Audit(Box<AuditArgs>),
+    /// How much of the registry can be proven: per event type, anchored and verifying, signed
+    /// but never uploaded, failing, and not anchored (listed).
+    ///
+    /// Exit status: 0 everything anchored and verifying, 1 something is not, 2 bad input or setup.
+    #[command(disable_version_flag = true)]
+    Coverage(Box<CoverageArgs>),
     /// Inspect the envelope signing key.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -136,6 +142,7 @@ pub fn main() -> ExitCode {
         Command::Verify(VerifyCommand::Trace(args)) => with_runtime(cmd::verify::trace(*args)),
         Command::Verify(VerifyCommand::Tx(args)) => with_runtime(cmd::verify::tx(*args)),
         Command::Audit(args) => with_runtime(cmd::verify::audit(*args)),
+        Command::Coverage(args) => with_runtime(cmd::verify::coverage(*args)),
         Command::Keys(KeysCommand::Show(args)) => cmd::keys_show::run(&args),
         Command::Wallet(WalletCommand::Show(args)) => cmd::wallet_show::run(&args),
         Command::Upload(args) => with_runtime(cmd::upload::run(args)),

@@ -452,3 +452,139 @@ fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages(
     println!("guard: {checks} checks; {duration_line}");
     assert!(checks > 10.0);
 }
+
+#[test]
+fn coverage_counts_verifying_failing_signed_only_and_unanchored_entities() {
+    let Some(venv) = venv() else { return };
+    let lab = Lab::start(&venv);
+    let ids = scenario(&lab.server, &venv, "coverage");
+    let env: Vec<(&str, String)> = vec![
+        ("MLFLOW_TRACKING_URI", lab.server.uri.clone()),
+        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
+        ("ARIO_MLFLOW_UPLOAD_URL", lab.dn.handle.url().to_string()),
+        ("ARIO_MLFLOW_CA_CERT", lab.ca.display().to_string()),
+        ("ARIO_MLFLOW_GATEWAY_HOST", lab.gateway.clone()),
+        ("ARIO_MLFLOW_GATEWAYS", lab.gateway.clone()),
+        (
+            "ARIO_MLFLOW_STATE_DIR",
+            lab.home.path().join("state").display().to_string(),
+        ),
+        ("HOME", lab.home.path().display().to_string()),
+    ];
+    let out = worker(&env, &["backfill"]);
+    assert!(out.status.success(), "backfill: {}", show(&out));
+    // After the backfill: a run never anchored, a run the plugin signed but never uploaded,
+    // and the anchored registered run's param changed in the database (failing).
+    let action = |args: &[&str]| {
+        let mut all = vec![lab.server.uri.as_str()];
+        all.extend_from_slice(args);
+        let out = lab
+            .server
+            .python(&venv, &mlflow_data("registry_actions.py"), &all, &[]);
+        assert!(out.status.success(), "{}", show(&out));
+        last_json_line(&out.stdout)["run_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let never = action(&["run", "never-anchored"]);
+    let signed = action(&["run", "signed-only", "ario.verify_status=signed"]);
+    let registered = ids["run"].as_str().unwrap().to_string();
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"update params set value = value || '-tampered' where run_uuid = ? and key = 'C'\", (sys.argv[2],)); c.commit()",
+        ])
+        .arg(lab.server.db_path())
+        .arg(&registered)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+
+    let json_out = lab.home.path().join("coverage.html");
+    let started = Instant::now();
+    let out = worker(
+        &env,
+        &[
+            "coverage",
+            "--json",
+            "--html",
+            &json_out.display().to_string(),
+        ],
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "not everything is proven: {}",
+        show(&out)
+    );
+    let c: Value = serde_json::from_slice(&out.stdout).unwrap();
+    println!("coverage ({:.1} s): {}", took.as_secs_f64(), c["counts"]);
+    let n = |t: &str, k: &str| c["counts"][t][k].as_u64().unwrap_or(99);
+    // Training: parity run verifying; the registered run failing; the NaN run (parked by the
+    // worker) and the new run not anchored; one signed only.
+    assert_eq!(
+        (
+            n("training_complete", "total"),
+            n("training_complete", "verifying"),
+            n("training_complete", "failing"),
+            n("training_complete", "signed_only"),
+            n("training_complete", "not_anchored")
+        ),
+        (5, 1, 1, 1, 2),
+        "{c}"
+    );
+    assert_eq!(
+        (
+            n("model_registered", "total"),
+            n("model_registered", "verifying")
+        ),
+        (1, 1),
+        "{c}"
+    );
+    assert_eq!(
+        (n("prediction", "total"), n("prediction", "verifying")),
+        (3, 3),
+        "{c}"
+    );
+    let listed = |standing: &str| -> Vec<String> {
+        c["unproven"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["standing"] == standing)
+            .map(|e| e["entity"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        listed("not_anchored").contains(&format!("run/{never}")),
+        "{c}"
+    );
+    assert!(
+        listed("not_anchored").contains(&format!("run/{}", ids["nan_run"].as_str().unwrap())),
+        "{c}"
+    );
+    assert_eq!(listed("signed_only"), vec![format!("run/{signed}")]);
+    assert_eq!(listed("failing"), vec![format!("run/{registered}")]);
+    let failing = c["unproven"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["standing"] == "failing")
+        .unwrap();
+    assert!(
+        failing["reason"].as_str().unwrap().contains("live record"),
+        "{failing}"
+    );
+    let html = std::fs::read_to_string(&json_out).unwrap();
+    assert!(html.contains("<table>") && html.contains(&never));
+    // Text, and the fast tags-only pass.
+    let out = worker(&env, &["coverage", "--tags-only"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("{text}");
+    assert!(
+        text.contains("NOT ANCHORED") && text.contains("SIGNED ONLY") && !text.contains("FAILING"),
+        "{text}"
+    );
+}

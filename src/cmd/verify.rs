@@ -483,3 +483,51 @@ mod tests {
         assert!(model_target(Some("m/1"), Some("m"), Some("1")).is_err());
     }
 }
+
+/// Arguments of `coverage`.
+#[derive(Debug, Args)]
+pub struct CoverageArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a self-contained HTML report to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Only read the tags (anchored or not); verify nothing (fast on a big registry).
+    #[arg(long)]
+    pub tags_only: bool,
+    /// Proofs verified at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub verifier: VerifierArgs,
+}
+
+/// `coverage`: exit 0 when everything MLflow holds is anchored and verifies, 1 otherwise, 2 on
+/// bad input or setup.
+pub async fn coverage(args: CoverageArgs) -> ExitCode {
+    let v = match verifier(&args.verifier).await {
+        Ok(v) => v,
+        Err(e) => return fail(2, &e),
+    };
+    let c = match v.coverage(!args.tags_only, args.concurrency).await {
+        Ok(c) => c,
+        Err(e) => return fail(2, &format!("coverage of {}: {e}", v.mlflow.tracking_uri())),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&c).unwrap_or_default());
+    } else {
+        print!("{}", crate::verify::coverage::coverage_text(&c));
+    }
+    if let Some(path) = &args.html {
+        if let Err(e) = std::fs::write(path, crate::verify::coverage::coverage_html(&c)) {
+            return fail(2, &format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    if c.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -321,39 +321,12 @@ async fn finished_runs(
     if let Some(s) = since {
         filter.push_str(&format!(" and attributes.start_time >= {s}"));
     }
-    let mut out = Vec::new();
-    for chunk in experiments.chunks(500) {
-        let mut token: Option<String> = None;
-        loop {
-            let mut body = json!({
-                "experiment_ids": chunk,
-                "filter": filter,
-                "order_by": ["attributes.start_time ASC"],
-                "max_results": 1000,
-            });
-            if let Some(t) = &token {
-                body["page_token"] = json!(t);
-            }
-            let v: Value = mlflow
-                .call(
-                    "runs/search",
-                    Request::post("api/2.0/mlflow/runs/search", body),
-                )
-                .await?;
-            out.extend(
-                v["runs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|r| r["info"]["run_id"].as_str().map(str::to_owned)),
-            );
-            match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
-                Some(t) => token = Some(t.to_string()),
-                None => break,
-            }
-        }
-    }
-    Ok(out)
+    Ok(mlflow
+        .search_runs(experiments, &filter)
+        .await?
+        .iter()
+        .filter_map(|r| r["info"]["run_id"].as_str().map(str::to_owned))
+        .collect())
 }
 
 async fn model_versions(
@@ -421,40 +394,12 @@ async fn traces(
     if let Some(s) = since {
         filter.push_str(&format!(" and trace.timestamp_ms >= {s}"));
     }
-    let mut out = Vec::new();
-    for chunk in experiments.chunks(100) {
-        let locations: Vec<Value> = chunk.iter().map(|id| json!({"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": id}})).collect();
-        let mut token: Option<String> = None;
-        loop {
-            let mut body = json!({
-                "locations": locations,
-                "filter": filter,
-                "order_by": ["timestamp_ms ASC"],
-                "max_results": 500,
-            });
-            if let Some(t) = &token {
-                body["page_token"] = json!(t);
-            }
-            let v: Value = mlflow
-                .call(
-                    "traces/search",
-                    Request::post("api/3.0/mlflow/traces/search", body),
-                )
-                .await?;
-            out.extend(
-                v["traces"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| t["trace_id"].as_str().map(str::to_owned)),
-            );
-            match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
-                Some(t) => token = Some(t.to_string()),
-                None => break,
-            }
-        }
-    }
-    Ok(out)
+    Ok(mlflow
+        .search_traces(experiments, &filter)
+        .await?
+        .iter()
+        .filter_map(|t| t["trace_id"].as_str().map(str::to_owned))
+        .collect())
 }
 
 #[cfg(test)]

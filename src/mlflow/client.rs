@@ -493,6 +493,82 @@ impl MlflowClient {
             })
     }
 
+    /// `POST runs/search` over `experiments` with `filter`, every page, oldest first: the raw run
+    /// objects (`info`, `data.tags`, …).
+    pub async fn search_runs(
+        &self,
+        experiments: &[String],
+        filter: &str,
+    ) -> Result<Vec<Value>, MlflowError> {
+        let mut out = Vec::new();
+        for chunk in experiments.chunks(500) {
+            let mut token: Option<String> = None;
+            loop {
+                let mut body = json!({
+                    "experiment_ids": chunk,
+                    "filter": filter,
+                    "order_by": ["attributes.start_time ASC"],
+                    "max_results": 1000,
+                });
+                if let Some(t) = &token {
+                    body["page_token"] = json!(t);
+                }
+                let v: Value = self
+                    .call(
+                        "runs/search",
+                        Request::post("api/2.0/mlflow/runs/search", body),
+                    )
+                    .await?;
+                out.extend(v["runs"].as_array().into_iter().flatten().cloned());
+                match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
+                    Some(t) => token = Some(t.to_string()),
+                    None => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `POST traces/search` (v3) over `experiments` with `filter`, every page, oldest first: the
+    /// raw trace infos (`trace_id`, `tags`, …).
+    pub async fn search_traces(
+        &self,
+        experiments: &[String],
+        filter: &str,
+    ) -> Result<Vec<Value>, MlflowError> {
+        let mut out = Vec::new();
+        for chunk in experiments.chunks(100) {
+            let locations: Vec<Value> = chunk
+                .iter()
+                .map(|id| json!({"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": id}}))
+                .collect();
+            let mut token: Option<String> = None;
+            loop {
+                let mut body = json!({
+                    "locations": locations,
+                    "filter": filter,
+                    "order_by": ["timestamp_ms ASC"],
+                    "max_results": 500,
+                });
+                if let Some(t) = &token {
+                    body["page_token"] = json!(t);
+                }
+                let v: Value = self
+                    .call(
+                        "traces/search",
+                        Request::post("api/3.0/mlflow/traces/search", body),
+                    )
+                    .await?;
+                out.extend(v["traces"].as_array().into_iter().flatten().cloned());
+                match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
+                    Some(t) => token = Some(t.to_string()),
+                    None => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// `GET model-versions/search` with `filter`, every page.
     pub async fn search_model_versions(
         &self,

@@ -3,6 +3,7 @@
     registry_actions.py URI register MODEL RUN_ID   -> {"version": "N"}
     registry_actions.py URI alias MODEL ALIAS VERSION
     registry_actions.py URI delete-alias MODEL ALIAS
+    registry_actions.py URI run NAME [TAG=VALUE]   -> {"run_id": "..."} (a finished run)
 """
 import json
 import sys
@@ -23,5 +24,13 @@ elif action == "alias":
 elif action == "delete-alias":
     client.delete_registered_model_alias(sys.argv[3], sys.argv[4])
     print(json.dumps({"ok": True}))
+elif action == "run":
+    with mlflow.start_run(run_name=sys.argv[3]) as run:
+        mlflow.log_param("p", "1")
+        mlflow.log_metric("m", 0.5)
+        for kv in sys.argv[4:]:
+            k, v = kv.split("=", 1)
+            mlflow.set_tag(k, v)
+    print(json.dumps({"run_id": run.info.run_id}))
 else:
     raise SystemExit(f"unknown action {action}")

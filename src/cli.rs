@@ -12,7 +12,7 @@ use crate::cmd::devnet::DevnetArgs;
 use crate::cmd::feed::FeedArgs;
 use crate::cmd::fetch::FetchArgs;
 use crate::cmd::keys_show::KeysCommand;
-use crate::cmd::service::{RetryArgs, ServiceArgs, StatusArgs};
+use crate::cmd::service::{GuardCommandArgs, RetryArgs, ServiceArgs, StatusArgs};
 use crate::cmd::upload::UploadArgs;
 use crate::cmd::verify::{AuditArgs, CoverageArgs, VerifyCommand};
 use crate::cmd::wallet_show::WalletCommand;
@@ -88,6 +88,9 @@ pub enum Command {
     /// Produce the change feed to Kafka: the poller as an idempotent producer, one CloudEvents
     /// message per event keyed by its chain key (`run --source kafka` anchors them).
     Feed(Box<FeedArgs>),
+    /// Only the guard: keep re-verifying the `[guard]` assets of `--config` and serve
+    /// `/v1/verify-status/{asset_id}` (and the probes and metrics), anchoring nothing else.
+    Guard(Box<GuardCommandArgs>),
     /// Anchor everything MLflow already holds, then exit when caught up.
     Backfill(Box<ServiceArgs>),
     /// Jobs per state and event type, parked jobs with their errors, chain heads, cursors.
@@ -143,6 +146,7 @@ pub fn main() -> ExitCode {
         Command::Verify(VerifyCommand::Tx(args)) => with_runtime(cmd::verify::tx(*args)),
         Command::Audit(args) => with_runtime(cmd::verify::audit(*args)),
         Command::Coverage(args) => with_runtime(cmd::verify::coverage(*args)),
+        Command::Guard(args) => with_runtime(cmd::service::guard(*args, config.as_deref())),
         Command::Keys(KeysCommand::Show(args)) => cmd::keys_show::run(&args),
         Command::Wallet(WalletCommand::Show(args)) => cmd::wallet_show::run(&args),
         Command::Upload(args) => with_runtime(cmd::upload::run(args)),
@@ -159,9 +163,29 @@ pub fn main() -> ExitCode {
         }
         Command::Config(ConfigCommand::Check { command }) => {
             use clap::CommandFactory;
+            let guard = match config
+                .as_deref()
+                .map(crate::guard::policy::GuardPolicy::load)
+            {
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+                Some(Ok(p)) => p,
+                None => None,
+            };
             match crate::config::check(Cli::command(), config.as_deref(), &command) {
                 Ok(text) => {
                     print!("{text}");
+                    if let Some(p) = guard {
+                        println!(
+                            "# [guard]: tenant {:?}, agent {:?}, {} asset(s), policy_hash {}",
+                            p.tenant_id,
+                            p.agent_id,
+                            p.assets.len(),
+                            p.policy_hash()
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -587,4 +587,61 @@ fn coverage_counts_verifying_failing_signed_only_and_unanchored_entities() {
         text.contains("NOT ANCHORED") && text.contains("SIGNED ONLY") && !text.contains("FAILING"),
         "{text}"
     );
+
+    // `guard` on its own: the same answer from the same checks (the changed param makes the
+    // registered run's training proof fail: tampered), then SIGTERM → exit 0.
+    let model = ids["model_name"].as_str().unwrap();
+    let config = lab.home.path().join("guard.toml");
+    std::fs::write(
+        &config,
+        format!("[guard]\ntenant_id = \"t\"\nagent_id = \"a\"\n[[guard.asset]]\nid = \"m\"\nmodel = \"{model}/1\"\ninterval = 1\n"),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+    cmd.args([
+        "--config",
+        &config.display().to_string(),
+        "guard",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let mut guard = Worker(cmd.spawn().unwrap());
+    let secret_file = lab.home.path().join("state").join("management-secret");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        let secret = std::fs::read_to_string(&secret_file).unwrap_or_default();
+        let answer = lab.rt.block_on(async {
+            let r = reqwest::Client::new()
+                .get(format!("http://127.0.0.1:{port}/v1/verify-status/m"))
+                .header("X-Ario-Management-Secret", secret.trim())
+                .send()
+                .await
+                .ok()?;
+            r.json::<Value>().await.ok()
+        });
+        if let Some(b) = answer.clone().filter(|b| b["outcome"] == "tampered") {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "guard command: {answer:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    println!("guard command: {}", body["detail"]["reason"]);
+    let _ = Command::new("kill")
+        .args(["-TERM", &guard.0.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = guard.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "guard did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
 }

@@ -1056,3 +1056,73 @@ pub fn retry(args: &RetryArgs) -> ExitCode {
         }
     }
 }
+
+/// Arguments of `guard`.
+#[derive(Debug, Args)]
+pub struct GuardCommandArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub anchor: AnchorSettings,
+    /// Where the guard keeps its state (the management secret, kept outcomes, events).
+    #[arg(long, env = "ARIO_MLFLOW_STATE_DIR", default_value = "ario-state")]
+    pub state_dir: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub guard: GuardArgs,
+}
+
+/// `guard`: only the guard and the listener (no anchoring), until a signal.
+pub async fn guard(args: GuardCommandArgs, config: Option<&std::path::Path>) -> ExitCode {
+    let fail = |m: String| {
+        eprintln!("error: {m}");
+        ExitCode::from(2)
+    };
+    let anchorer = match anchorer(&args.anchor) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let parts = match guard_signing(&args.anchor, &anchorer.turbo).and_then(|signing| {
+        guard_from_config(
+            config,
+            &args.guard,
+            &anchorer.mlflow,
+            &args.anchor.http,
+            &args.anchor.gateway_host,
+            &args.state_dir,
+            Some(signing),
+        )
+    }) {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return fail(
+                "the guard needs a policy: --config FILE (or ARIO_MLFLOW_CONFIG) with a [guard] table and [[guard.asset]] entries".into(),
+            )
+        }
+        Err(e) => return fail(e),
+    };
+    let surface = match Surface::start(
+        &args.server,
+        &anchorer.mlflow,
+        Some(&anchorer.turbo),
+        None,
+        None,
+        None,
+        Some(parts),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    signals(stop.clone());
+    while !stop.load(Ordering::SeqCst) {
+        surface.health.tick();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    surface.stop().await;
+    ExitCode::SUCCESS
+}

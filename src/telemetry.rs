@@ -60,6 +60,11 @@ pub const GUARD_CHECKS: &str = "ario_mlflow_worker_guard_checks_total";
 pub const GUARD_CHECK_DURATION: &str = "ario_mlflow_worker_guard_check_duration_seconds";
 /// Tamper and missing events the guard signed, by `event_type`.
 pub const GUARD_EVENTS: &str = "ario_mlflow_worker_guard_events_total";
+/// Entities MLflow holds per `event_type` and `standing` (anchored, signed_only,
+/// not_anchored), from the service's tags-only coverage pass.
+pub const COVERAGE: &str = "ario_mlflow_worker_coverage_entities";
+/// Bytes of artifact files read and hashed (training payloads, registrations, the guard).
+pub const BYTES_HASHED: &str = "ario_mlflow_worker_artifact_bytes_hashed_total";
 /// Build information: value 1, labels `version`.
 pub const BUILD_INFO: &str = "ario_mlflow_worker_build_info";
 
@@ -153,6 +158,11 @@ fn describe() {
         "One guard check of one asset."
     );
     describe_counter!(GUARD_EVENTS, "Tamper and missing events the guard signed.");
+    describe_gauge!(
+        COVERAGE,
+        "Entities per event type and standing (tags-only coverage)."
+    );
+    describe_counter!(BYTES_HASHED, Unit::Bytes, "Artifact bytes read and hashed.");
     describe_gauge!(BUILD_INFO, "Build information (value 1).");
 }
 
@@ -276,6 +286,16 @@ pub fn guard_check(outcome: &'static str, took: Duration) {
 /// One guard event signed.
 pub fn guard_event(event_type: &'static str) {
     counter!(GUARD_EVENTS, "event_type" => event_type).increment(1);
+}
+
+/// One artifact file hashed.
+pub fn bytes_hashed(n: u64) {
+    counter!(BYTES_HASHED).increment(n);
+}
+
+/// One coverage count.
+pub fn coverage(event_type: &'static str, standing: &'static str, n: usize) {
+    gauge!(COVERAGE, "event_type" => event_type, "standing" => standing).set(n as f64);
 }
 
 /// One readiness check's result.

@@ -54,6 +54,25 @@ fn per_asset(events: &[Value], event_type: &str) -> std::collections::BTreeMap<S
     out
 }
 
+/// The plugin's gate (tests/data/mlflow/guard_gate.py) against the worker at `base`.
+fn gate(lab: &Lab, venv: &Path, base: &str, model_uri: &str, asset: &str, secret: &str) -> Value {
+    let home = lab.home.path().display().to_string();
+    let ca = lab.ca.display().to_string();
+    let out = lab.server.python(
+        venv,
+        &mlflow_data("guard_gate.py"),
+        &[model_uri, base, secret, asset],
+        &[
+            ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64),
+            ("HOME", home.as_str()),
+            ("REQUESTS_CA_BUNDLE", ca.as_str()),
+            ("ARIO_MLFLOW_GATEWAYS", lab.gateway.as_str()),
+        ],
+    );
+    assert!(out.status.success(), "guard_gate.py: {}", show(&out));
+    last_json_line(&out.stdout)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -226,21 +245,6 @@ fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages(
             std::thread::sleep(Duration::from_millis(200));
         }
     };
-    let gate = |model_uri: &str, asset: &str, secret: &str| -> Value {
-        let out = lab.server.python(
-            &venv,
-            &mlflow_data("guard_gate.py"),
-            &[model_uri, &base, secret, asset],
-            &[
-                ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64),
-                ("HOME", &lab.home.path().display().to_string()),
-                ("REQUESTS_CA_BUNDLE", &lab.ca.display().to_string()),
-                ("ARIO_MLFLOW_GATEWAYS", &lab.gateway),
-            ],
-        );
-        assert!(out.status.success(), "guard_gate.py: {}", show(&out));
-        last_json_line(&out.stdout)
-    };
 
     // Verified: the plugin's gate lets the model load; the body is what its client parses.
     let (body, took) = wait_outcome("m-prod", "verified", Duration::from_secs(60));
@@ -252,16 +256,37 @@ fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages(
     assert_eq!(body["current_tx_id"].as_str().unwrap().len(), 43);
     wait_outcome("m-champ", "verified", Duration::from_secs(30));
     wait_outcome("m-staging", "verified", Duration::from_secs(30));
-    let g = gate(&format!("models:/{model}/1"), "m-prod", &secret);
+    let g = gate(
+        &lab,
+        &venv,
+        &base,
+        &format!("models:/{model}/1"),
+        "m-prod",
+        &secret,
+    );
     assert_eq!(g["loaded"], true, "{g}");
     assert_eq!(g["status"]["outcome"], "verified");
 
     // Wrong secret, unknown asset: the plugin's typed errors.
     let (code, _) = status("m-prod", "wrong");
     assert_eq!(code, 401);
-    let g = gate(&format!("models:/{model}/1"), "m-prod", "wrong-secret");
+    let g = gate(
+        &lab,
+        &venv,
+        &base,
+        &format!("models:/{model}/1"),
+        "m-prod",
+        "wrong-secret",
+    );
     assert_eq!(g["status_error"], "VerifyStatusAuthError", "{g}");
-    let g = gate(&format!("models:/{model}/1"), "no-such-asset", &secret);
+    let g = gate(
+        &lab,
+        &venv,
+        &base,
+        &format!("models:/{model}/1"),
+        "no-such-asset",
+        &secret,
+    );
     assert_eq!(g["status_error"], "VerifyStatusUnknownAssetError", "{g}");
     let (code, _) = status("no-such-asset", &secret);
     assert_eq!(code, 404);
@@ -274,7 +299,14 @@ fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages(
         (Some("verified"), Some(true)),
         "{short}"
     );
-    let g = gate(&format!("models:/{model}/1"), "m-short", &secret);
+    let g = gate(
+        &lab,
+        &venv,
+        &base,
+        &format!("models:/{model}/1"),
+        "m-short",
+        &secret,
+    );
     assert_eq!(g["error"], "AssetStaleError", "{g}");
 
     // The alias moves to the unanchored version 2: missing; once anchored: verified again.
@@ -291,7 +323,14 @@ fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages(
         took.as_secs_f64(),
         body["detail"]["reason"]
     );
-    let g = gate(&format!("models:/{model}@champion"), "m-champ", &secret);
+    let g = gate(
+        &lab,
+        &venv,
+        &base,
+        &format!("models:/{model}@champion"),
+        "m-champ",
+        &secret,
+    );
     assert_eq!(g["error"], "AssetMissingError", "{g}");
     let out = worker(&env, &["anchor", "model", &format!("{model}/{v2}")]);
     assert!(out.status.success(), "anchor model: {}", show(&out));
@@ -323,7 +362,14 @@ fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages(
             .contains(pickles[0].file_name().unwrap().to_str().unwrap()),
         "{body}"
     );
-    let g = gate(&format!("models:/{model}/1"), "m-prod", &secret);
+    let g = gate(
+        &lab,
+        &venv,
+        &base,
+        &format!("models:/{model}/1"),
+        "m-prod",
+        &secret,
+    );
     assert_eq!(g["error"], "AssetTamperedError", "{g}");
 
     // One tamper event per asset that went verified → tampered (m-short is not re-checked
@@ -396,6 +442,18 @@ fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages(
     // MLflow stopped: unavailable (the plugin treats it as stale).
     lab.server.stop();
     let (body, took) = wait_outcome("m-staging", "unavailable", Duration::from_secs(90));
+    let g = gate(
+        &lab,
+        &venv,
+        &base,
+        &format!("models:/{model}/1"),
+        "m-staging",
+        &secret,
+    );
+    assert_eq!(
+        g["error"], "AssetStaleError",
+        "unavailable is refused as stale: {g}"
+    );
     println!(
         "MLflow stopped → unavailable in {:.2} s: {}",
         took.as_secs_f64(),
@@ -632,6 +690,43 @@ fn coverage_counts_verifying_failing_signed_only_and_unanchored_entities() {
         std::thread::sleep(Duration::from_millis(300));
     };
     println!("guard command: {}", body["detail"]["reason"]);
+    // The cost of one check, from the guard's own counters (health probes and the coverage
+    // pass make their own calls: models-versions and runs/experiments/traces searches).
+    std::thread::sleep(Duration::from_secs(3));
+    let metrics = lab.rt.block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let sum = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    };
+    let checks = sum("ario_mlflow_worker_guard_checks_total{");
+    let calls = sum("ario_mlflow_worker_mlflow_request_duration_seconds_count{");
+    let hashed = sum("ario_mlflow_worker_artifact_bytes_hashed_total");
+    println!(
+        "guard command: {checks} checks, {calls} MLflow requests in all ({:.1} per check), {hashed} artifact bytes hashed ({:.0} per check)",
+        calls / checks.max(1.0),
+        hashed / checks.max(1.0)
+    );
+    for l in metrics
+        .lines()
+        .filter(|l| l.starts_with("ario_mlflow_worker_mlflow_request_duration_seconds_count{"))
+    {
+        println!("  {l}");
+    }
+    assert!(checks >= 1.0 && hashed > 0.0);
+    assert!(
+        metrics.contains("ario_mlflow_worker_coverage_entities{event_type=\"training_complete\",standing=\"not_anchored\"} 2"),
+        "coverage gauges: {metrics}"
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &guard.0.id().to_string()])
         .status();

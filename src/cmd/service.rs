@@ -111,6 +111,10 @@ pub struct ServerArgs {
     /// Seconds without a pipeline tick after which `/healthz` answers 503.
     #[arg(long, env = "ARIO_MLFLOW_STUCK_AFTER", default_value_t = 300)]
     pub stuck_after: u64,
+    /// Seconds between coverage passes exported as `ario_mlflow_worker_coverage_entities`
+    /// (tags only: three MLflow searches; `coverage` verifies); 0 turns it off.
+    #[arg(long, env = "ARIO_MLFLOW_COVERAGE_INTERVAL", default_value_t = 300)]
+    pub coverage_interval: u64,
 }
 
 /// What the guard checks with (its assets come from the `[guard]` table of `--config`).
@@ -130,11 +134,17 @@ pub struct GuardArgs {
         value_delimiter = ','
     )]
     pub trusted_keys: Vec<String>,
+    /// ar.io Verify base URL: the guard's checks then need this attestation level too.
+    #[arg(long, env = "ARIO_MLFLOW_ARIO_VERIFY_URL")]
+    pub ario_verify_url: Option<String>,
+    /// Attestation level the guard's checks need (with `--ario-verify-url`).
+    #[arg(long, default_value_t = 2)]
+    pub min_attestation_level: u64,
 }
 
 /// The guard of `--config`'s `[guard]` table, with the verifier it checks through and the
 /// management secret its endpoint requires; `None` without a policy.
-pub(crate) fn guard_from_config(
+pub(crate) async fn guard_from_config(
     config: Option<&std::path::Path>,
     args: &GuardArgs,
     mlflow: &crate::mlflow::MlflowClient,
@@ -169,12 +179,16 @@ pub(crate) fn guard_from_config(
         }
         trusted.push(k);
     }
+    let attestation = match &args.ario_verify_url {
+        Some(url) => crate::verify::ArioVerifyClient::connect(url, &http).await?,
+        None => None,
+    };
     let verifier = crate::verify::Verifier {
         mlflow: mlflow.clone(),
         gateways: reader,
         trusted_keys: trusted,
-        attestation: None,
-        min_attestation_level: 2,
+        attestation,
+        min_attestation_level: args.min_attestation_level,
     };
     let secret = crate::guard::management_secret(state_dir)?;
     tracing::info!(assets = policy.assets.len(), policy_hash = %policy.policy_hash(), secret_file = %state_dir.join("management-secret").display(), "guard: policy loaded");
@@ -192,6 +206,28 @@ pub(crate) fn guard_from_config(
         guard = guard.with_events(events);
     }
     Ok(Some((Arc::new(guard), Arc::new(verifier), secret)))
+}
+
+/// The guard of `config` with its signing parts (see [`guard_from_config`]).
+async fn load_guard(
+    config: Option<&std::path::Path>,
+    args: &GuardArgs,
+    anchor: &AnchorSettings,
+    mlflow: &crate::mlflow::MlflowClient,
+    turbo: &TurboClient,
+    state_dir: &std::path::Path,
+) -> Result<Option<GuardParts>, String> {
+    let signing = guard_signing(anchor, turbo)?;
+    guard_from_config(
+        config,
+        args,
+        mlflow,
+        &anchor.http,
+        &anchor.gateway_host,
+        state_dir,
+        Some(signing),
+    )
+    .await
 }
 
 /// The envelope key, the wallet and Turbo the guard signs and uploads its events with (loaded
@@ -421,6 +457,12 @@ impl Surface {
             let stop = shutdown.clone();
             tokio::spawn(guard.run(verifier, stop));
         }
+        if args.coverage_interval > 0 && !args.listen.eq_ignore_ascii_case("off") {
+            let every = Duration::from_secs(args.coverage_interval);
+            let stop = shutdown.clone();
+            let mlflow = mlflow.clone();
+            tokio::spawn(async move { coverage_gauges(mlflow, every, stop).await });
+        }
         let probe_health = health.clone();
         let mlflow = mlflow.clone();
         let turbo = turbo.cloned();
@@ -452,6 +494,48 @@ impl Surface {
         self.shutdown.notify_waiters();
         if let Some(server) = self.server {
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+    }
+}
+
+/// Tags-only coverage every `every`, as gauges (the `coverage` command verifies as well).
+async fn coverage_gauges(
+    mlflow: crate::mlflow::MlflowClient,
+    every: Duration,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    let gateways = match crate::arweave::gateway::gateway_list(&[], None, None) {
+        Ok(g) => g,
+        Err(_) => return,
+    };
+    let Ok(reader) = crate::arweave::GatewayReader::new(gateways, &Default::default()) else {
+        return;
+    };
+    let verifier = crate::verify::Verifier {
+        mlflow,
+        gateways: reader,
+        trusted_keys: Vec::new(),
+        attestation: None,
+        min_attestation_level: 2,
+    };
+    loop {
+        match verifier.coverage(false, 1).await {
+            Ok(c) => {
+                for (event_type, n) in &c.counts {
+                    for (standing, count) in [
+                        ("anchored", n.anchored),
+                        ("signed_only", n.signed_only),
+                        ("not_anchored", n.not_anchored),
+                    ] {
+                        crate::telemetry::coverage(event_type, standing, count);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "coverage pass failed; retrying next interval"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.notified() => return,
         }
     }
 }
@@ -616,17 +700,16 @@ pub async fn run(
     let guard = if until_caught_up {
         None
     } else {
-        match guard_signing(&args.anchor, &anchorer.turbo).and_then(|signing| {
-            guard_from_config(
-                config,
-                &args.guard,
-                &anchorer.mlflow,
-                &args.anchor.http,
-                &args.anchor.gateway_host,
-                &args.state_dir,
-                Some(signing),
-            )
-        }) {
+        match load_guard(
+            config,
+            &args.guard,
+            &args.anchor,
+            &anchorer.mlflow,
+            &anchorer.turbo,
+            &args.state_dir,
+        )
+        .await
+        {
             Ok(g) => g,
             Err(e) => return fail(e),
         }
@@ -849,17 +932,16 @@ async fn run_kafka(
     if args.server.webhook_secret.iter().any(|s| !s.is_empty()) {
         tracing::warn!("webhooks are served with `--source poll` only; in Kafka mode the route answers 404 (run `feed` with the poller instead)");
     }
-    let guard = match guard_signing(&args.anchor, &turbo).and_then(|signing| {
-        guard_from_config(
-            config_file,
-            &args.guard,
-            &mlflow,
-            &args.anchor.http,
-            &args.anchor.gateway_host,
-            &args.state_dir,
-            Some(signing),
-        )
-    }) {
+    let guard = match load_guard(
+        config_file,
+        &args.guard,
+        &args.anchor,
+        &mlflow,
+        &turbo,
+        &args.state_dir,
+    )
+    .await
+    {
         Ok(g) => g,
         Err(e) => {
             consumer.shutdown().await;
@@ -1084,17 +1166,7 @@ pub async fn guard(args: GuardCommandArgs, config: Option<&std::path::Path>) -> 
         Ok(a) => a,
         Err(e) => return fail(e),
     };
-    let parts = match guard_signing(&args.anchor, &anchorer.turbo).and_then(|signing| {
-        guard_from_config(
-            config,
-            &args.guard,
-            &anchorer.mlflow,
-            &args.anchor.http,
-            &args.anchor.gateway_host,
-            &args.state_dir,
-            Some(signing),
-        )
-    }) {
+    let parts = match load_guard(config, &args.guard, &args.anchor, &anchorer.mlflow, &anchorer.turbo, &args.state_dir).await {
         Ok(Some(p)) => p,
         Ok(None) => {
             return fail(

@@ -109,6 +109,7 @@ impl MlflowClient {
                 size += chunk.len() as u64;
                 hasher.update(&chunk);
             }
+            crate::telemetry::bytes_hashed(size);
             Ok((hasher.finalize().into(), size))
         })
         .retry(self.backoff())

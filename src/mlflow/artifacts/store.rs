@@ -345,6 +345,7 @@ impl ObjectStores {
             size += chunk.len() as u64;
             hasher.update(&chunk);
         }
+        crate::telemetry::bytes_hashed(size);
         Ok((hasher.finalize().into(), size))
     }
 

@@ -83,6 +83,11 @@ const RULES: &[(&str, Rule, &str)] = &[
         Rule::Only(&[]),
         "the config file works on any clap command, knowing none of them",
     ),
+    (
+        "guard",
+        Rule::Never(&["store", "feed", "server", "cmd"]),
+        "it re-verifies and signs its own events; it keeps no job state and serves nothing itself",
+    ),
 ];
 
 /// One `crate::<module>` reference found in a file.

@@ -189,6 +189,9 @@ pub(crate) async fn guard_from_config(
         trusted_keys: trusted,
         attestation,
         min_attestation_level: args.min_attestation_level,
+        checksum_memo: Some(crate::verify::ChecksumMemo::new(
+            std::time::Duration::from_secs(1),
+        )),
     };
     let secret = crate::guard::management_secret(state_dir)?;
     tracing::info!(assets = policy.assets.len(), policy_hash = %policy.policy_hash(), secret_file = %state_dir.join("management-secret").display(), "guard: policy loaded");
@@ -517,6 +520,7 @@ async fn coverage_gauges(
         trusted_keys: Vec::new(),
         attestation: None,
         min_attestation_level: 2,
+        checksum_memo: None,
     };
     loop {
         match verifier.coverage(false, 1).await {

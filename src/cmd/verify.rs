@@ -239,6 +239,7 @@ async fn verifier(a: &VerifierArgs) -> Result<Verifier, String> {
         trusted_keys: trusted,
         attestation,
         min_attestation_level: a.min_attestation_level,
+        checksum_memo: None,
     })
 }
 

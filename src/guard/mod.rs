@@ -455,12 +455,12 @@ pub async fn check(verifier: &Verifier, asset: &AssetPolicy) -> Observation {
             .tag(crate::profile::tags::ARTIFACT_HASH)
             .map(str::to_owned);
         if outcome == Outcome::Tampered {
-            // What the files hash to now, for the tamper event (a second pass over the model,
-            // only on the check that found the difference).
+            // What the files hash to now, for the tamper event (the check's own pass, from the
+            // verifier's memo when the paths agree).
             let path = registration::parse_runs_uri(&mv.source)
                 .1
                 .unwrap_or_else(|| "model".into());
-            if let Ok(Some(now)) = verifier.mlflow.model_checksums(run, &path).await {
+            if let Ok(Some(now)) = verifier.model_checksums(run, &path).await {
                 o.observed_hash = training::artifact_hash(&now);
             }
         }

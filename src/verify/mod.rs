@@ -200,6 +200,41 @@ pub struct Verifier {
     pub attestation: Option<ArioVerifyClient>,
     /// Attestation level needed to pass check 4.
     pub min_attestation_level: u64,
+    /// Model checksums reused for a moment (the guard verifies a version's registration and
+    /// its run's training proof one after the other: one re-hash serves both). `None`: every
+    /// check hashes afresh.
+    pub checksum_memo: Option<ChecksumMemo>,
+}
+
+/// Model checksums keyed by (run, artifact path), each kept for `ttl`.
+#[derive(Debug)]
+pub struct ChecksumMemo {
+    ttl: std::time::Duration,
+    entries: std::sync::Mutex<std::collections::HashMap<(String, String), MemoEntry>>,
+}
+
+/// When an entry was computed, and the checksums (`None`: no model files).
+type MemoEntry = (std::time::Instant, Option<BTreeMap<String, String>>);
+
+impl ChecksumMemo {
+    /// Entries live for `ttl`.
+    pub fn new(ttl: std::time::Duration) -> ChecksumMemo {
+        ChecksumMemo {
+            ttl,
+            entries: Default::default(),
+        }
+    }
+
+    fn get(&self, key: &(String, String)) -> Option<Option<BTreeMap<String, String>>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|_, (at, _)| at.elapsed() <= self.ttl);
+        entries.get(key).map(|(_, c)| c.clone())
+    }
+
+    fn put(&self, key: (String, String), value: Option<BTreeMap<String, String>>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.insert(key, (std::time::Instant::now(), value));
+    }
 }
 
 /// The envelope read from a gateway, with what was learnt on the way.
@@ -210,6 +245,25 @@ struct Fetched {
 }
 
 impl Verifier {
+    /// The model files' checksums, through the memo when there is one.
+    pub async fn model_checksums(
+        &self,
+        run: &Run,
+        path: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, MlflowError> {
+        let key = (run.info.run_id.clone(), path.to_string());
+        if let Some(memo) = &self.checksum_memo {
+            if let Some(hit) = memo.get(&key) {
+                return Ok(hit);
+            }
+        }
+        let computed = self.mlflow.model_checksums(run, path).await?;
+        if let Some(memo) = &self.checksum_memo {
+            memo.put(key, computed.clone());
+        }
+        Ok(computed)
+    }
+
     /// Verifies the proof anchored as `tx_id`, expected to be about `entity`.
     pub async fn verify_tx(&self, tx_id: &str, entity: &Entity) -> ProofVerdict {
         let fetched = match self.fetch(tx_id).await {
@@ -587,7 +641,7 @@ impl Verifier {
             .await
             .map_err(|e| format!("run {run_id}: {e}"))?;
         let path = self.logged_model_path(&run).await;
-        let checksums = match self.mlflow.model_checksums(&run, &path).await {
+        let checksums = match self.model_checksums(&run, &path).await {
             Ok(Some(c)) => c,
             Ok(None) => BTreeMap::new(),
             Err(e) => return Err(format!("artifacts under {path}: {e}")),
@@ -645,7 +699,6 @@ impl Verifier {
         let source = original.get("source").and_then(Value::as_str).unwrap_or("");
         let path = parse_runs_uri(source).1.unwrap_or_else(|| "model".into());
         let checksums = self
-            .mlflow
             .model_checksums(&run, &path)
             .await
             .map_err(|e| format!("artifacts under {path}: {e}"))?

@@ -166,19 +166,7 @@ pub(crate) async fn guard_from_config(
     .map_err(|e| e.to_string())?;
     let http = super::connect::http_settings(http)?;
     let reader = crate::arweave::GatewayReader::new(gateways, &http).map_err(|e| e.to_string())?;
-    let mut trusted = Vec::new();
-    for k in &args.trusted_keys {
-        let k = k.trim().to_ascii_lowercase();
-        if k.is_empty() {
-            continue;
-        }
-        if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!(
-                "--trusted-key {k:?} is not 64 hex characters (an Ed25519 public key)"
-            ));
-        }
-        trusted.push(k);
-    }
+    let trusted = super::verify::trusted_keys(&args.trusted_keys)?;
     let attestation = match &args.ario_verify_url {
         Some(url) => crate::verify::ArioVerifyClient::connect(url, &http).await?,
         None => None,

@@ -216,19 +216,7 @@ async fn verifier(a: &VerifierArgs) -> Result<Verifier, String> {
     .map_err(|e| e.to_string())?;
     let http = super::connect::http_settings(&a.http)?;
     let reader = GatewayReader::new(gateways, &http).map_err(|e| e.to_string())?;
-    let mut trusted = Vec::new();
-    for k in &a.trusted_keys {
-        let k = k.trim().to_ascii_lowercase();
-        if k.is_empty() {
-            continue;
-        }
-        if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!(
-                "--trusted-key {k:?} is not 64 hex characters (an Ed25519 public key)"
-            ));
-        }
-        trusted.push(k);
-    }
+    let trusted = trusted_keys(&a.trusted_keys)?;
     let attestation = match &a.ario_verify_url {
         Some(url) => ArioVerifyClient::connect(url, &http).await?,
         None => None,
@@ -241,6 +229,24 @@ async fn verifier(a: &VerifierArgs) -> Result<Verifier, String> {
         min_attestation_level: a.min_attestation_level,
         checksum_memo: None,
     })
+}
+
+/// `--trusted-key` values: lowercase 64-hex Ed25519 public keys (blanks skipped).
+pub(crate) fn trusted_keys(keys: &[String]) -> Result<Vec<String>, String> {
+    let mut trusted = Vec::new();
+    for k in keys {
+        let k = k.trim().to_ascii_lowercase();
+        if k.is_empty() {
+            continue;
+        }
+        if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "--trusted-key {k:?} is not 64 hex characters (an Ed25519 public key)"
+            ));
+        }
+        trusted.push(k);
+    }
+    Ok(trusted)
 }
 
 /// `NAME/VERSION` split at the last `/`, or `--name`/`--version`.

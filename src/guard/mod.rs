@@ -523,28 +523,18 @@ pub fn classify(verdicts: &[(&str, ProofVerdict)]) -> (Outcome, String, Vec<Stri
         }
     }
     for (what, v) in verdicts {
-        let c = &v.checks;
-        for (name, check) in [
-            ("data item", &v.data_item),
-            ("key", &v.key_binding),
-            ("signature", &c.signature),
-            ("anchored bytes", &c.anchored_bytes),
-            ("live record", &c.source_of_truth),
-            ("attestation", &c.ario_attestation),
-        ] {
-            if check.ok == Some(false) {
-                let detail = check
-                    .detail
-                    .get("detail")
-                    .and_then(Value::as_str)
-                    .map(|d| format!(" ({d})"))
-                    .unwrap_or_default();
-                return (
-                    Outcome::Tampered,
-                    format!("{what} {name}: {}{detail}", check.reason),
-                    files,
-                );
-            }
+        if let Some((name, check)) = v.first_failed() {
+            let detail = check
+                .detail
+                .get("detail")
+                .and_then(Value::as_str)
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            return (
+                Outcome::Tampered,
+                format!("{what} {name}: {}{detail}", check.reason),
+                files,
+            );
         }
     }
     if verdicts.iter().all(|(_, v)| v.overall_ok) {

@@ -235,21 +235,10 @@ impl Verifier {
 }
 
 fn first_failure(v: &super::ProofVerdict) -> String {
-    let c = &v.checks;
-    for (name, check) in [
-        ("proof found", &v.proof_found),
-        ("data item", &v.data_item),
-        ("key", &v.key_binding),
-        ("signature", &c.signature),
-        ("anchored bytes", &c.anchored_bytes),
-        ("live record", &c.source_of_truth),
-        ("attestation", &c.ario_attestation),
-    ] {
-        if check.ok == Some(false) {
-            return format!("{name}: {}", check.reason);
-        }
+    match v.first_failed() {
+        Some((name, check)) => format!("{name}: {}", check.reason),
+        None => "a required check could not run".into(),
     }
-    "a required check could not run".into()
 }
 
 /// The text report.

@@ -167,6 +167,27 @@ impl ProofVerdict {
         }
     }
 
+    /// Every check by its short name, in the order a failure is reported.
+    pub fn named_checks(&self) -> [(&'static str, &Check); 7] {
+        let c = &self.checks;
+        [
+            ("proof found", &self.proof_found),
+            ("data item", &self.data_item),
+            ("key", &self.key_binding),
+            ("signature", &c.signature),
+            ("anchored bytes", &c.anchored_bytes),
+            ("live record", &c.source_of_truth),
+            ("attestation", &c.ario_attestation),
+        ]
+    }
+
+    /// The first check that failed, by its short name.
+    pub fn first_failed(&self) -> Option<(&'static str, &Check)> {
+        self.named_checks()
+            .into_iter()
+            .find(|(_, check)| check.ok == Some(false))
+    }
+
     /// The "record matches" row of the plugin's panel: checks 2 and 3 consolidated.
     pub fn record_matches(&self) -> Check {
         let (a, s) = (&self.checks.anchored_bytes, &self.checks.source_of_truth);

@@ -75,6 +75,9 @@ fn the_lifecycle_anchored_here_verifies_with_the_plugin() {
         key: EnvelopeKey::from_seed(&seed, KeySource::Env),
         wallet,
         gateway_host: gateway.clone(),
+        prediction_tags: Default::default(),
+        traces: Default::default(),
+        served_models: Default::default(),
     };
 
     // 1. Payload parity with the plugin, ours computed before either writes.

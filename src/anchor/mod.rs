@@ -102,6 +102,12 @@ pub struct Anchorer {
     pub wallet: Wallet,
     /// Host used in `ario.arweave_url` tags (`ARIO_MLFLOW_GATEWAY_HOST`).
     pub gateway_host: String,
+    /// What a per-trace prediction writes back (`--prediction-tags`).
+    pub prediction_tags: prediction::PredictionTags,
+    /// Traces read in bulk ahead of resolving them.
+    pub traces: prediction::TraceCache,
+    /// Served models by LoggedModel id.
+    pub served_models: prediction::ServedModels,
 }
 
 /// The wallet's mode and type tags (`ario.wallet_mode`, `ario.wallet_type`), in that order.

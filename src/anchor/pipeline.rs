@@ -207,6 +207,15 @@ impl Pipeline {
             let (resolving, publishing): (Vec<Job>, Vec<Job>) = due
                 .into_iter()
                 .partition(|j| matches!(j.state, JobState::Detected | JobState::Waiting { .. }));
+            // Predictions come in volume: read their traces in bulk before resolving them.
+            let traces: Vec<String> = resolving
+                .iter()
+                .filter_map(|j| match &j.event {
+                    ChangeEvent::TraceLogged { trace_id } => Some(trace_id.clone()),
+                    _ => None,
+                })
+                .collect();
+            self.anchorer.prefetch_traces(&traces).await;
             // Signed jobs flow from the resolve stage straight into the publish stage.
             let (mut signed_tx, signed_rx) = futures::channel::mpsc::unbounded::<Job>();
             for job in publishing {
@@ -705,8 +714,8 @@ impl Pipeline {
                 ))
             }
             ChangeEvent::TraceLogged { trace_id } => {
-                let info = match a.mlflow.get_trace_info(trace_id).await {
-                    Ok(i) => i,
+                let (info, spans) = match a.take_trace(trace_id).await {
+                    Ok(t) => t,
                     Err(e) if e.is_not_found() => {
                         return Ok(Resolution::Skip(format!(
                             "trace {trace_id} no longer exists"
@@ -722,7 +731,7 @@ impl Pipeline {
                 let mut out = Vec::new();
                 let wait_for_registration = !self.waited_too_long(job);
                 match a
-                    .prepare_prediction(&info, &mut out, !wait_for_registration)
+                    .prepare_prediction(&info, &spans, &mut out, !wait_for_registration)
                     .await
                 {
                     Ok(p) => Ok(Resolution::Sign(Box::new(p), None, Vec::new())),

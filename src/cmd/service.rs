@@ -294,6 +294,16 @@ pub struct AnchorSettings {
         default_value = "turbo-gateway.com"
     )]
     pub gateway_host: String,
+    /// What a prediction writes back to its trace: `minimal` (the payload witness artifact,
+    /// `ario.payload_json`, `ario.prediction_tx`: 3 MLflow calls, enough for both `verify
+    /// trace` commands) or `full` (also the plugin's mirror tags and the proof artifact: 12).
+    #[arg(
+        long,
+        value_enum,
+        env = "ARIO_MLFLOW_PREDICTION_TAGS",
+        default_value = "minimal"
+    )]
+    pub prediction_tags: crate::anchor::prediction::PredictionTags,
     /// Directory of the plugin-format envelope key files [default: ~/.ario-mlflow/keys].
     #[arg(long, global = true, env = "ARIO_MLFLOW_KEY_DIR")]
     pub key_dir: Option<PathBuf>,
@@ -357,6 +367,9 @@ pub(crate) fn anchorer(s: &AnchorSettings) -> Result<Anchorer, String> {
         key,
         wallet,
         gateway_host: s.gateway_host.clone(),
+        prediction_tags: s.prediction_tags,
+        traces: Default::default(),
+        served_models: Default::default(),
     })
 }
 

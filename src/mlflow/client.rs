@@ -722,6 +722,58 @@ impl MlflowClient {
         Ok(v["trace"]["spans"].as_array().cloned().unwrap_or_default())
     }
 
+    /// `GET traces/get` (v3): the trace's info and its spans in one call.
+    pub async fn get_trace(&self, trace_id: &str) -> Result<(TraceInfo, Vec<Value>), MlflowError> {
+        let v: Value = self
+            .call(
+                "traces/get",
+                Request::get("api/3.0/mlflow/traces/get", &[("trace_id", trace_id)]),
+            )
+            .await?;
+        let info = serde_json::from_value(v["trace"]["trace_info"].clone()).map_err(|e| {
+            MlflowError::Decode {
+                call: "traces/get",
+                cause: e.to_string(),
+            }
+        })?;
+        Ok((info, v["trace"]["spans"].as_array().cloned().unwrap_or_default()))
+    }
+
+    /// `GET traces/batchGet` (MLflow 3's v3 API; a `GET` with repeated `trace_ids`, not the
+    /// `POST` one might expect): infos and spans of many traces in one call. `Ok(None)` when the
+    /// server has no such endpoint (MLflow 2.x, older 3.x): read trace by trace then. Traces the
+    /// server does not know are absent from the answer.
+    pub async fn batch_get_traces(
+        &self,
+        trace_ids: &[String],
+    ) -> Result<Option<Vec<(TraceInfo, Vec<Value>)>>, MlflowError> {
+        let query: Vec<(&str, &str)> = trace_ids.iter().map(|t| ("trace_ids", t.as_str())).collect();
+        let v: Value = match self
+            .call(
+                "traces/batch-get",
+                Request::get("api/3.0/mlflow/traces/batchGet", &query),
+            )
+            .await
+        {
+            Ok(v) => v,
+            Err(MlflowError::Http { status: 404 | 405 | 501, .. }) => return Ok(None),
+            Err(MlflowError::Http { code: Some(c), .. }) if c == "ENDPOINT_NOT_FOUND" => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for t in v["traces"].as_array().into_iter().flatten() {
+            let info: TraceInfo =
+                serde_json::from_value(t["trace_info"].clone()).map_err(|e| MlflowError::Decode {
+                    call: "traces/batch-get",
+                    cause: e.to_string(),
+                })?;
+            out.push((info, t["spans"].as_array().cloned().unwrap_or_default()));
+        }
+        Ok(Some(out))
+    }
+
     /// `POST runs/log-batch` with tags only (one call for many tags).
     pub async fn set_run_tags(
         &self,

@@ -74,6 +74,16 @@ pub enum ChangeEvent {
         /// Trace id.
         trace_id: String,
     },
+    /// A batch of one version's predictions sealed into a Merkle checkpoint (made by the
+    /// pipeline in `--predictions batched` mode, never detected from a source).
+    PredictionCheckpoint {
+        /// Registered model name.
+        name: String,
+        /// Version.
+        version: String,
+        /// The checkpoint's TX (data item id), fixed when the batch was sealed.
+        tx_id: String,
+    },
 }
 
 impl ChangeEvent {
@@ -103,6 +113,11 @@ impl ChangeEvent {
                 )
             }
             ChangeEvent::TraceLogged { trace_id } => format!("trace/{trace_id}"),
+            ChangeEvent::PredictionCheckpoint {
+                name,
+                version,
+                tx_id,
+            } => format!("checkpoint/{name}/{version}/{tx_id}"),
         }
     }
 
@@ -115,6 +130,7 @@ impl ChangeEvent {
             ChangeEvent::StageChanged { .. } => profile::promotion::EVENT_TYPE,
             ChangeEvent::AliasChanged { .. } => profile::alias::EVENT_TYPE,
             ChangeEvent::TraceLogged { .. } => profile::prediction::EVENT_TYPE,
+            ChangeEvent::PredictionCheckpoint { .. } => profile::checkpoint::EVENT_TYPE,
         }
     }
 }
@@ -145,6 +161,9 @@ impl ChangeEvent {
                 Some(ChainOwner::RegisteredModel(name.clone()).chain_key())
             }
             ChangeEvent::TraceLogged { trace_id } => Some(format!("trace/{trace_id}")),
+            ChangeEvent::PredictionCheckpoint { name, version, .. } => {
+                Some(profile::checkpoint::chain_key(name, version))
+            }
         }
     }
 
@@ -158,6 +177,9 @@ impl ChangeEvent {
             | ChangeEvent::StageChanged { name, version, .. } => format!("{name}/{version}"),
             ChangeEvent::AliasChanged { name, alias, .. } => format!("{name}@{alias}"),
             ChangeEvent::TraceLogged { trace_id } => trace_id.clone(),
+            ChangeEvent::PredictionCheckpoint { name, version, .. } => {
+                format!("{name}/{version}")
+            }
         }
     }
 }

@@ -20,6 +20,7 @@
 //! its stored envelope is uploaded as is, so it keeps its id and is never signed twice.
 
 pub mod alias;
+pub mod checkpoint;
 pub mod dataset;
 pub mod pipeline;
 pub mod prediction;
@@ -203,7 +204,7 @@ fn per_event_witness(
         .map(|(file, content)| Write::Artifact {
             artifact_uri: r.info.artifact_uri.clone(),
             path: witness::per_event_path(dir, event_id, file),
-            content: *content,
+            content: content.clone(),
         })
         .collect()
 }

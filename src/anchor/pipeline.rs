@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt, TryStreamExt};
 
+use super::checkpoint::{CheckpointConfig, Leaf};
 use super::prepared::{Prepared, Publisher};
 use super::registration::{registration_anchored_writes, registration_source_run};
 use super::training::training_anchored_writes;
@@ -64,6 +65,8 @@ pub struct PipelineConfig {
     pub publish_concurrency: usize,
     /// The `source` label of this pipeline's metrics (`poll` or `kafka`).
     pub metrics_source: &'static str,
+    /// Merkle-batched predictions (`--predictions batched`); `None`: one proof per trace.
+    pub checkpoints: Option<CheckpointConfig>,
 }
 
 impl Default for PipelineConfig {
@@ -76,6 +79,7 @@ impl Default for PipelineConfig {
             resolve_concurrency: 4,
             publish_concurrency: 8,
             metrics_source: "poll",
+            checkpoints: None,
         }
     }
 }
@@ -105,6 +109,8 @@ enum Resolution {
     Seal(Box<TrainingDraft>),
     Skip(String),
     Wait(String),
+    /// A prediction fixed as a leaf of its version's checkpoint batch.
+    Leaf(Box<Leaf>),
 }
 
 /// A training run's payload, built concurrently, waiting for its chain head.
@@ -200,7 +206,11 @@ impl Pipeline {
             (on_step.lock().unwrap_or_else(|p| p.into_inner()))(job);
         };
         loop {
-            let due = self.store.due(now_ms())?;
+            self.seal_batches(false).await?;
+            let mut due = self.store.due(now_ms())?;
+            if due.is_empty() && self.seal_batches(true).await? > 0 {
+                due = self.store.due(now_ms())?;
+            }
             if due.is_empty() || stop.load(Ordering::SeqCst) {
                 break;
             }
@@ -318,9 +328,14 @@ impl Pipeline {
             (JobState::Signed | JobState::SignedWritten | JobState::Uploaded { .. }, None) => {
                 Err(missing())
             }
-            (JobState::Done | JobState::Skipped { .. } | JobState::Parked { .. }, _) => {
-                return Ok(job)
-            }
+            (
+                JobState::Done
+                | JobState::Skipped { .. }
+                | JobState::Parked { .. }
+                | JobState::Batched { .. }
+                | JobState::Sealed { .. },
+                _,
+            ) => return Ok(job),
         };
         let after = match result {
             Ok(state) => self.store.update(&key, |j| {
@@ -426,6 +441,10 @@ impl Pipeline {
                     chain.as_ref().map(|(k, h)| (k.as_str(), h.as_str())),
                 )
             }
+            Resolution::Leaf(leaf) => {
+                let value = serde_json::to_value(&*leaf).unwrap_or_default();
+                self.store.add_leaf(&job.key, &leaf.batch(), &value)
+            }
             Resolution::Seal(_) => Err(StoreError::Corrupt {
                 key: job.key.clone(),
                 cause: "training draft reached the store unsealed".into(),
@@ -514,10 +533,104 @@ impl Pipeline {
         matches!(&job.state, JobState::Waiting { since_ms, .. } if now_ms().saturating_sub(*since_ms) > self.config.max_dependency_wait.as_millis() as u64)
     }
 
+    /// Seals the open checkpoint batches that are full or whose oldest leaf is older than the
+    /// interval — every non-empty one with `idle` when the config says to seal when idle.
+    /// Each seal is one store transaction, flushed before anything is published. Returns how
+    /// many checkpoints were sealed.
+    async fn seal_batches(&self, idle: bool) -> Result<usize, StoreError> {
+        let Some(config) = &self.config.checkpoints else {
+            return Ok(0);
+        };
+        if idle && !config.seal_when_idle {
+            return Ok(0);
+        }
+        let size = config.size.max(1);
+        let interval = config.interval.as_millis() as u64;
+        let mut sealed = 0;
+        for (batch, slots) in self.store.batches()? {
+            let mut leaves: Vec<(u64, Leaf)> = Vec::new();
+            for (seq, value) in slots {
+                match serde_json::from_value::<Leaf>(value) {
+                    Ok(leaf) => leaves.push((seq, leaf)),
+                    Err(e) => {
+                        return Err(StoreError::Corrupt {
+                            key: batch.clone(),
+                            cause: format!("a checkpoint leaf cannot be read: {e}"),
+                        })
+                    }
+                }
+            }
+            let mut rest = leaves.as_slice();
+            while !rest.is_empty() {
+                let oldest = rest.iter().map(|(_, l)| l.batched_ms).min().unwrap_or(0);
+                let take = if rest.len() >= size {
+                    size
+                } else if idle || now_ms().saturating_sub(oldest) >= interval {
+                    rest.len()
+                } else {
+                    break;
+                };
+                let (now, later) = rest.split_at(take);
+                if let Err(e) = self.seal_one(&batch, now).await {
+                    tracing::error!(%batch, error = %e, "cannot seal a checkpoint; its leaves stay batched");
+                    break;
+                }
+                sealed += 1;
+                rest = later;
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// Signs and seals one checkpoint over `leaves` (one version's, in batching order), chained
+    /// to the version's previous checkpoint (the store's chain head).
+    async fn seal_one(&self, batch: &str, leaves: &[(u64, Leaf)]) -> Result<(), AnchorError> {
+        let first = &leaves[0].1;
+        let chain_key = crate::profile::checkpoint::chain_key(
+            &first.links.model_name,
+            &first.links.model_version,
+        );
+        let mut links = first.links.clone();
+        if let Some(head) = self.store.chain_head(&chain_key)? {
+            let previous = self.store.job(&head.job)?.and_then(|j| j.prepared);
+            links.previous_hash = head.head.clone();
+            links.previous_tx = previous.map(|p| p.tx_id).unwrap_or_default();
+        }
+        let just_leaves: Vec<Leaf> = leaves.iter().map(|(_, l)| l.clone()).collect();
+        let prepared = self.anchorer.prepare_checkpoint(&just_leaves, &links)?;
+        let event = ChangeEvent::PredictionCheckpoint {
+            name: links.model_name.clone(),
+            version: links.model_version.clone(),
+            tx_id: prepared.tx_id.clone(),
+        };
+        let head = prepared.payload_hash.clone();
+        let job = Job {
+            key: event.dedupe_key(),
+            seq: 0,
+            event,
+            state: JobState::Signed,
+            attempts: 0,
+            next_attempt_ms: 0,
+            last_error: None,
+            prepared: Some(prepared),
+            chain_key: Some(chain_key.clone()),
+            detected_ms: leaves.iter().map(|(_, l)| l.batched_ms).min().unwrap_or(0),
+        };
+        let members: Vec<(u64, String)> = leaves.iter().map(|(s, l)| (*s, l.job.clone())).collect();
+        self.store
+            .seal(batch, &members, &job, (&chain_key, &head))?;
+        self.store.flush().await?;
+        tracing::info!(checkpoint = %job.key, leaves = leaves.len(), "sealed");
+        Ok(())
+    }
+
     /// Decides what a detected (or waiting) job becomes, signing it when it can.
     async fn resolve(&self, job: &Job) -> Result<Resolution, AnchorError> {
         let a = &self.anchorer;
         match &job.event {
+            ChangeEvent::PredictionCheckpoint { .. } => Ok(Resolution::Skip(
+                "a checkpoint is created signed; this one lost its prepared event".into(),
+            )),
             ChangeEvent::RunFinished { run_id, chain } => {
                 let run = match a.mlflow.get_run(run_id).await {
                     Ok(r) => r,
@@ -730,6 +843,18 @@ impl Pipeline {
                 }
                 let mut out = Vec::new();
                 let wait_for_registration = !self.waited_too_long(job);
+                if self.config.checkpoints.is_some() {
+                    match a
+                        .prediction_leaf(&info, &spans, &job.key, !wait_for_registration)
+                        .await
+                    {
+                        Ok(Some(leaf)) => return Ok(Resolution::Leaf(Box::new(leaf))),
+                        // Served by no anchored version: anchored on its own, below.
+                        Ok(None) => {}
+                        Err(AnchorError::NotReady(on)) => return Ok(Resolution::Wait(on)),
+                        Err(e) => return Err(e),
+                    }
+                }
                 match a
                     .prepare_prediction(&info, &spans, &mut out, !wait_for_registration)
                     .await

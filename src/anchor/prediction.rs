@@ -137,7 +137,9 @@ impl Anchorer {
             return Ok(vec![done]);
         }
         let mut out = Vec::new();
-        let p = self.prepare_prediction(&info, &spans, &mut out, true).await?;
+        let p = self
+            .prepare_prediction(&info, &spans, &mut out, true)
+            .await?;
         self.publish(&p).await?;
         out.push(Self::anchored(&p, AnchorStatus::Anchored));
         Ok(out)
@@ -180,10 +182,7 @@ impl Anchorer {
     }
 
     /// A prefetched trace (taken: a second call reads MLflow), else one `traces/get`.
-    pub async fn take_trace(
-        &self,
-        trace_id: &str,
-    ) -> Result<(TraceInfo, Vec<Value>), MlflowError> {
+    pub async fn take_trace(&self, trace_id: &str) -> Result<(TraceInfo, Vec<Value>), MlflowError> {
         let cached = self
             .traces
             .entries
@@ -248,7 +247,7 @@ impl Anchorer {
                 signed.push(Write::Artifact {
                     artifact_uri: artifact_uri.clone(),
                     path: prediction::witness_path(trace_id, file),
-                    content: *content,
+                    content: content.clone(),
                 });
             }
         }
@@ -337,11 +336,7 @@ impl Anchorer {
                     model_uri = format!("models:/{name}/{version}");
                     previous = match (tx, anchor_dependencies) {
                         (Some(tx), _) => tx.clone(),
-                        (None, true) => {
-                            Box::pin(self.registration_tx(name, version, out))
-                                .await?
-                                .1
-                        }
+                        (None, true) => Box::pin(self.registration_tx(name, version, out)).await?.1,
                         (None, false) => {
                             return Err(AnchorError::NotReady(format!(
                                 "waiting for the registration of {name}/{version}"

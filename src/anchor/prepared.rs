@@ -7,6 +7,7 @@
 //! idempotent phases: [`Publisher::write_signed`] (witness artifacts, pending tags),
 //! [`Publisher::upload`] (Turbo), [`Publisher::write_anchored`] (TX tags, receipt, chain head).
 
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -14,6 +15,9 @@ use super::sign::SignedEvent;
 use crate::arweave::{Receipt, TurboClient, UploadOutcome};
 use crate::mlflow::artifacts::join_uri;
 use crate::mlflow::{MlflowClient, MlflowError};
+
+/// Trace-tag writes of one event in flight at once.
+const TRACE_TAG_CONCURRENCY: usize = 8;
 
 /// A tag value, resolved at write time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,8 +31,10 @@ pub enum TagValue {
 }
 
 /// What an artifact write contains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ArtifactContent {
+    /// A document fixed when the event was signed (a checkpoint's batch document).
+    Document(String),
     /// The canonical payload bytes.
     Payload,
     /// The envelope, pretty-printed.
@@ -179,7 +185,36 @@ impl Publisher<'_> {
         writes: &[Write],
         receipt: Option<&Receipt>,
     ) -> Result<(), MlflowError> {
-        for w in writes {
+        let mut i = 0;
+        while i < writes.len() {
+            // A run of trace tags (a checkpoint tags every trace it covers) goes out in
+            // parallel: the writes are independent, and each one is idempotent.
+            let run = writes[i..]
+                .iter()
+                .take_while(|w| matches!(w, Write::TraceTag { .. }))
+                .count();
+            if run > 1 {
+                futures::stream::iter(&writes[i..i + run])
+                    .map(|w| self.apply_one(p, w, receipt))
+                    .buffer_unordered(TRACE_TAG_CONCURRENCY)
+                    .try_collect::<Vec<()>>()
+                    .await?;
+                i += run;
+                continue;
+            }
+            self.apply_one(p, &writes[i], receipt).await?;
+            i += 1;
+        }
+        Ok(())
+    }
+
+    async fn apply_one(
+        &self,
+        p: &Prepared,
+        w: &Write,
+        receipt: Option<&Receipt>,
+    ) -> Result<(), MlflowError> {
+        {
             match w {
                 Write::Artifact {
                     artifact_uri,
@@ -187,13 +222,14 @@ impl Publisher<'_> {
                     content,
                 } => {
                     let bytes = match content {
+                        ArtifactContent::Document(text) => text.clone().into_bytes(),
                         ArtifactContent::Payload => p.payload_bytes.clone(),
                         ArtifactContent::Proof => {
                             serde_json::to_vec_pretty(&p.envelope).unwrap_or_default()
                         }
                         ArtifactContent::Receipt => match receipt {
                             Some(r) => serde_json::to_vec_pretty(r).unwrap_or_default(),
-                            None => continue,
+                            None => return Ok(()),
                         },
                     };
                     self.mlflow

@@ -73,6 +73,59 @@ pub fn sign_event(
     })
 }
 
+/// RFC 3339 UTC with milliseconds and `Z` (the `ario.events/v1` time format).
+pub fn rfc3339_ms(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// Signs a checkpoint record (`ario.events/v1`, spec §8.2) as a skeleton envelope committing
+/// to the record's JCS bytes, and builds its data item.
+pub fn sign_checkpoint(
+    record: &Value,
+    key: &EnvelopeKey,
+    signer: &ItemSigner,
+) -> Result<SignedEvent, EventError> {
+    let payload_bytes = jcs::canonicalize(record)?;
+    let payload_hash = sha256_hex(&payload_bytes);
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let signed_at = rfc3339_ms(time::OffsetDateTime::now_utc());
+    let unsigned =
+        crate::profile::checkpoint::unsigned_envelope(&payload_hash, &event_id, &signed_at);
+    let envelope = sign_envelope(&unsigned, key.signing_key())?;
+    let data = jcs::canonicalize(&envelope)?;
+    let tags = [
+        ("Content-Type", envelope::CONTENT_TYPE.to_string()),
+        ("App-Name", crate::profile::APP_NAME.to_string()),
+        ("App-Version", envelope::app_version()),
+        (
+            "Event-Type",
+            crate::profile::checkpoint::EVENT_TYPE.to_string(),
+        ),
+        ("Event-Id", event_id.clone()),
+    ]
+    .into_iter()
+    .map(|(name, value)| Tag::new(name, value))
+    .collect();
+    let item = DataItem::sign(signer, tags, data, None, None)?;
+    Ok(SignedEvent {
+        envelope,
+        payload_bytes,
+        payload_hash,
+        event_id,
+        item,
+    })
+}
+
 /// The data item carrying a signed envelope (deterministic for Ed25519 signers).
 pub fn envelope_item(envelope: &Value, signer: &ItemSigner) -> Result<DataItem, EventError> {
     let data = jcs::canonicalize(envelope)?;

@@ -62,6 +62,22 @@ pub struct ServiceArgs {
     /// Signed events published at once (MLflow writes and uploads).
     #[arg(long, env = "ARIO_MLFLOW_PUBLISH_CONCURRENCY", default_value_t = 8, value_parser = concurrency)]
     pub publish_concurrency: usize,
+    /// How predictions are anchored: `per-trace` (one proof per trace, verifiable by the
+    /// plugin) or `batched` (Merkle checkpoints: one upload per `--checkpoint-size` predictions
+    /// of a version; verified by `verify trace`, not by the plugin).
+    #[arg(
+        long,
+        value_enum,
+        env = "ARIO_MLFLOW_PREDICTIONS",
+        default_value = "per-trace"
+    )]
+    pub predictions: PredictionMode,
+    /// Predictions per checkpoint at most (`--predictions batched`).
+    #[arg(long, env = "ARIO_MLFLOW_CHECKPOINT_SIZE", default_value_t = 256, value_parser = concurrency)]
+    pub checkpoint_size: usize,
+    /// Seconds after which a batch is sealed even if not full (`--predictions batched`).
+    #[arg(long, env = "ARIO_MLFLOW_CHECKPOINT_INTERVAL", default_value_t = 30.0)]
+    pub checkpoint_interval: f64,
     /// Where events come from (`run`): `poll` (MLflow's REST API), `kafka` (the change-event
     /// topic, as a consumer group member), or both (`poll,kafka`: the poller then produces to
     /// the topic, like `feed`, and every event is anchored from Kafka).
@@ -321,6 +337,15 @@ pub struct AnchorSettings {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub http: ArweaveHttpArgs,
+}
+
+/// How predictions are anchored (`--predictions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PredictionMode {
+    /// One proof per trace.
+    PerTrace,
+    /// Merkle-batched checkpoints per model version.
+    Batched,
 }
 
 /// Arguments of `status`.
@@ -666,10 +691,32 @@ pub async fn run(
             anchorer.mlflow.tracking_uri()
         ));
     }
+    let checkpoints = match args.predictions {
+        PredictionMode::PerTrace => None,
+        PredictionMode::Batched => {
+            if !(args.checkpoint_interval.is_finite() && args.checkpoint_interval > 0.0) {
+                return fail(format!(
+                    "--checkpoint-interval must be a positive number of seconds, not {}",
+                    args.checkpoint_interval
+                ));
+            }
+            Some(crate::anchor::checkpoint::CheckpointConfig {
+                size: args.checkpoint_size,
+                interval: Duration::from_secs_f64(args.checkpoint_interval),
+                seal_when_idle: until_caught_up,
+            })
+        }
+    };
+    if checkpoints.is_some() && args.sources.contains(&Source::Kafka) {
+        return fail(
+            "--predictions batched keeps its open batches in the local store: use it with --source poll (not kafka)".into(),
+        );
+    }
     let pipeline_config = PipelineConfig {
         max_dependency_wait: Duration::from_secs(args.max_dependency_wait),
         resolve_concurrency: args.resolve_concurrency,
         publish_concurrency: args.publish_concurrency,
+        checkpoints,
         ..PipelineConfig::default()
     };
     if args.sources.contains(&Source::Kafka) {

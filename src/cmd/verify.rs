@@ -301,13 +301,27 @@ async fn verify_entity(
         return ExitCode::from(1);
     };
     let verdict = v.verify_tx(&tx, &entity).await;
-    let chain = match (&verdict.envelope, out.chain) {
+    report_verdict(&v, &entity, verdict, title, out).await
+}
+
+/// Prints a verdict (text or JSON), walks its chain with `--chain`, writes back with
+/// `--write-back`; exit 0 only for a passing verdict (and chain).
+async fn report_verdict(
+    v: &Verifier,
+    entity: &Entity,
+    verdict: crate::verify::ProofVerdict,
+    title: String,
+    out: &VerifyOutputArgs,
+) -> ExitCode {
+    let checkpointed = verdict.subject.as_ref().and_then(|s| s["type"].as_str())
+        == Some("mlflow_prediction_checkpoint");
+    let chain = match (&verdict.envelope, out.chain && !checkpointed) {
         (Some(env), true) => Some(v.walk_chain(env).await),
         _ => None,
     };
     let mut written = Vec::new();
     if out.write_back {
-        match v.write_back(&entity, &verdict).await {
+        match v.write_back(entity, &verdict).await {
             Ok(w) => written = w,
             Err(e) => eprintln!("warning: write-back failed: {e}"),
         }
@@ -395,6 +409,25 @@ pub async fn trace(args: VerifyTraceArgs) -> ExitCode {
         .or_else(|| info.tags.get(prediction::LEGACY_TX_TAG))
         .cloned();
     let title = format!("Prediction proof of trace {}", args.trace_id);
+    if let (None, Some(checkpoint)) = (
+        &tx,
+        info.tags
+            .get(crate::profile::checkpoint::TX_TAG)
+            .filter(|t| !t.is_empty()),
+    ) {
+        let verdict = v
+            .verify_checkpointed_trace(&args.trace_id, checkpoint)
+            .await;
+        let title = format!("{title} (Merkle checkpoint)");
+        return report_verdict(
+            &v,
+            &Entity::Trace(args.trace_id.clone()),
+            verdict,
+            title,
+            &args.output,
+        )
+        .await;
+    }
     verify_entity(
         v,
         Entity::Trace(args.trace_id.clone()),

@@ -292,6 +292,11 @@ fn identities(event: &ChangeEvent) -> Vec<&str> {
         } => vec![name, version, from, to],
         ChangeEvent::AliasChanged { name, alias, .. } => vec![name, alias],
         ChangeEvent::TraceLogged { trace_id } => vec![trace_id],
+        ChangeEvent::PredictionCheckpoint {
+            name,
+            version,
+            tx_id,
+        } => vec![name, version, tx_id],
     }
 }
 

@@ -10,11 +10,13 @@
 //! * stage changes: each version's stage compared with the snapshot kept in sled (MLflow keeps no
 //!   stage history; a version first seen in a stage is recorded as reaching it from `None`);
 //! * aliases: registered-model snapshots diffed (alias changes bump no timestamp);
-//! * traces: v3 search, `status = 'OK'` and `tags.ario.prediction_tx IS NULL`, paged.
+//! * traces: v3 search, `status = 'OK'`, `tags.ario.prediction_tx IS NULL` and
+//!   `tags.ario.checkpoint_tx IS NULL`, paged.
 //!
 //! One failing query is logged and the others still run; deleted entities simply stop matching.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{json, Value};
 
@@ -287,7 +289,7 @@ pub async fn poll_filtered(
             stats.failed_queries += 1;
         }
     }
-    let found = if filter.runs_and_traces() {
+    let found = if filter.runs_and_traces() && !NO_TRACES_API.load(Ordering::Relaxed) {
         traces(mlflow, &experiments, since).await
     } else {
         Ok(Vec::new())
@@ -296,6 +298,17 @@ pub async fn poll_filtered(
         Ok(ids) => {
             for trace_id in ids {
                 record(store, ChangeEvent::TraceLogged { trace_id }, &mut stats)?;
+            }
+        }
+        Err(e) if e.is_not_found() => {
+            // MLflow 2.x has no v3 traces API (and no served-model traces to anchor): say so
+            // once and anchor everything else.
+            if !NO_TRACES_API.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    tracking_uri = %mlflow.tracking_uri(),
+                    error = %e,
+                    "MLflow has no v3 traces API (MLflow 2.x?): predictions are not anchored; runs, versions, stages and aliases are"
+                );
             }
         }
         Err(e) => {
@@ -316,18 +329,41 @@ async fn finished_runs(
     experiments: &[String],
     since: Option<i64>,
 ) -> Result<Vec<String>, MlflowError> {
-    let mut filter =
-        "attributes.status = 'FINISHED' and tags.`ario.training_tx` IS NULL".to_string();
-    if let Some(s) = since {
-        filter.push_str(&format!(" and attributes.start_time >= {s}"));
+    let since = since
+        .map(|s| format!(" and attributes.start_time >= {s}"))
+        .unwrap_or_default();
+    let ids = |runs: Vec<Value>| -> Vec<String> {
+        runs.iter()
+            .filter(|r| {
+                // The fallback query cannot leave anchored runs out: skip them here.
+                !r["data"]["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t["key"] == crate::profile::training::TX_TAG)
+            })
+            .filter_map(|r| r["info"]["run_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    if !NO_TAG_IS_NULL.load(Ordering::Relaxed) {
+        let filter =
+            format!("attributes.status = 'FINISHED' and tags.`ario.training_tx` IS NULL{since}");
+        match mlflow.search_runs(experiments, &filter).await {
+            Ok(runs) => return Ok(ids(runs)),
+            Err(MlflowError::Http { status: 400, .. }) => {
+                // MLflow 2.x's run search has no `IS NULL` on tags.
+                NO_TAG_IS_NULL.store(true, Ordering::Relaxed);
+                tracing::info!("this MLflow's run search has no `tags.… IS NULL` (MLflow 2.x): finished runs are listed and the anchored ones skipped here");
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(mlflow
-        .search_runs(experiments, &filter)
-        .await?
-        .iter()
-        .filter_map(|r| r["info"]["run_id"].as_str().map(str::to_owned))
-        .collect())
+    let filter = format!("attributes.status = 'FINISHED'{since}");
+    Ok(ids(mlflow.search_runs(experiments, &filter).await?))
 }
+
+/// Set once the server refused `tags.… IS NULL` in a run search.
+static NO_TAG_IS_NULL: AtomicBool = AtomicBool::new(false);
 
 async fn model_versions(
     mlflow: &MlflowClient,
@@ -385,12 +421,16 @@ async fn registered_models(
     }
 }
 
+/// Set once the server answered that it has no v3 traces API.
+static NO_TRACES_API: AtomicBool = AtomicBool::new(false);
+
 async fn traces(
     mlflow: &MlflowClient,
     experiments: &[String],
     since: Option<i64>,
 ) -> Result<Vec<String>, MlflowError> {
-    let mut filter = "trace.status = 'OK' and tags.`ario.prediction_tx` IS NULL".to_string();
+    // Anchored either way (a proof of its own, or a leaf of a checkpoint): not searched again.
+    let mut filter = "trace.status = 'OK' and tags.`ario.prediction_tx` IS NULL and tags.`ario.checkpoint_tx` IS NULL".to_string();
     if let Some(s) = since {
         filter.push_str(&format!(" and trace.timestamp_ms >= {s}"));
     }

@@ -736,7 +736,10 @@ impl MlflowClient {
                 cause: e.to_string(),
             }
         })?;
-        Ok((info, v["trace"]["spans"].as_array().cloned().unwrap_or_default()))
+        Ok((
+            info,
+            v["trace"]["spans"].as_array().cloned().unwrap_or_default(),
+        ))
     }
 
     /// `GET traces/batchGet` (MLflow 3's v3 API; a `GET` with repeated `trace_ids`, not the
@@ -747,7 +750,10 @@ impl MlflowClient {
         &self,
         trace_ids: &[String],
     ) -> Result<Option<Vec<(TraceInfo, Vec<Value>)>>, MlflowError> {
-        let query: Vec<(&str, &str)> = trace_ids.iter().map(|t| ("trace_ids", t.as_str())).collect();
+        let query: Vec<(&str, &str)> = trace_ids
+            .iter()
+            .map(|t| ("trace_ids", t.as_str()))
+            .collect();
         let v: Value = match self
             .call(
                 "traces/batch-get",
@@ -756,7 +762,10 @@ impl MlflowClient {
             .await
         {
             Ok(v) => v,
-            Err(MlflowError::Http { status: 404 | 405 | 501, .. }) => return Ok(None),
+            Err(MlflowError::Http {
+                status: 404 | 405 | 501,
+                ..
+            }) => return Ok(None),
             Err(MlflowError::Http { code: Some(c), .. }) if c == "ENDPOINT_NOT_FOUND" => {
                 return Ok(None)
             }
@@ -764,11 +773,12 @@ impl MlflowClient {
         };
         let mut out = Vec::new();
         for t in v["traces"].as_array().into_iter().flatten() {
-            let info: TraceInfo =
-                serde_json::from_value(t["trace_info"].clone()).map_err(|e| MlflowError::Decode {
+            let info: TraceInfo = serde_json::from_value(t["trace_info"].clone()).map_err(|e| {
+                MlflowError::Decode {
                     call: "traces/batch-get",
                     cause: e.to_string(),
-                })?;
+                }
+            })?;
             out.push((info, t["spans"].as_array().cloned().unwrap_or_default()));
         }
         Ok(Some(out))

@@ -15,6 +15,7 @@
 //! * [`round`] — Python's `round()`, which the plugin applies to metrics and latencies.
 
 pub mod alias;
+pub mod checkpoint;
 pub mod dataset;
 pub mod envelope;
 pub mod prediction;

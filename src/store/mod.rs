@@ -21,6 +21,7 @@
 //! flush-before-side-effect rule carries over unchanged. Such a store is rebuilt from the
 //! journal with [`Store::restore`] before it takes an event.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -130,6 +131,19 @@ pub enum JobState {
         /// does not know its shape: the pipeline that wrote it reads it back.
         receipt: Option<serde_json::Value>,
     },
+    /// A prediction fixed as a leaf of its version's open checkpoint batch
+    /// (`--predictions batched`); the batch's sealing moves it on.
+    Batched {
+        /// The batch (`name/version`).
+        batch: String,
+    },
+    /// A prediction sealed into a checkpoint: the checkpoint's job anchors it.
+    Sealed {
+        /// The checkpoint job's key.
+        checkpoint: String,
+        /// The prediction's leaf index in the checkpoint.
+        leaf_index: u64,
+    },
     /// Recorded in MLflow; finished.
     Done,
     /// Nothing to do (e.g. the plugin anchored it already).
@@ -153,6 +167,8 @@ impl JobState {
             JobState::Signed => "signed",
             JobState::SignedWritten => "signed_written",
             JobState::Uploaded { .. } => "uploaded",
+            JobState::Batched { .. } => "batched",
+            JobState::Sealed { .. } => "sealed",
             JobState::Done => "done",
             JobState::Skipped { .. } => "skipped",
             JobState::Parked { .. } => "parked",
@@ -163,7 +179,10 @@ impl JobState {
     pub fn is_open(&self) -> bool {
         !matches!(
             self,
-            JobState::Done | JobState::Skipped { .. } | JobState::Parked { .. }
+            JobState::Done
+                | JobState::Skipped { .. }
+                | JobState::Parked { .. }
+                | JobState::Sealed { .. }
         )
     }
 }
@@ -213,6 +232,8 @@ pub struct Store {
     chains: sled::Tree,
     cursors: sled::Tree,
     snapshots: sled::Tree,
+    /// Open checkpoint batches: `batch \0 seq` → the leaf (JSON the pipeline wrote).
+    batches: sled::Tree,
     /// Sequence numbers handed out are above this (restored stores keep their jobs' order).
     seq_floor: Arc<AtomicU64>,
     /// Replication of every change, when the store is one partition's (Kafka mode).
@@ -239,6 +260,14 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, St
         key: key.to_string(),
         cause: e.to_string(),
     })
+}
+
+/// A leaf's slot in the batches tree: the batch, a 0 byte, the job's sequence number.
+fn batch_slot(batch: &str, seq: u64) -> Vec<u8> {
+    let mut k = batch.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
 }
 
 /// Every (key, decoded value) of a tree, in key order.
@@ -323,6 +352,7 @@ impl Store {
             chains: db.open_tree("chains")?,
             cursors: db.open_tree("cursors")?,
             snapshots: db.open_tree("snapshots")?,
+            batches: db.open_tree("batches")?,
             db,
             seq_floor: Arc::new(AtomicU64::new(floor)),
             journal,
@@ -580,7 +610,11 @@ impl Store {
         Ok(self
             .open_jobs()?
             .into_iter()
-            .filter(|j| j.state.is_open() && j.next_attempt_ms <= now)
+            .filter(|j| {
+                j.state.is_open()
+                    && !matches!(j.state, JobState::Batched { .. })
+                    && j.next_attempt_ms <= now
+            })
             .collect())
     }
 
@@ -679,6 +713,138 @@ impl Store {
                 }
                 jobs.insert(key.as_bytes(), encode(&job))?;
                 Ok(job)
+            })
+            .map_err(tx_err)
+    }
+
+    /// Fixes a prediction job as a leaf of `batch` (one transaction: the job's state and the
+    /// leaf). A job already batched or sealed is left as it is.
+    pub fn add_leaf(
+        &self,
+        key: &str,
+        batch: &str,
+        leaf: &serde_json::Value,
+    ) -> Result<Job, StoreError> {
+        if self.journal.is_some() {
+            return Err(StoreError::Journal(
+                "checkpoint batches are kept only in a local store (poll mode)".into(),
+            ));
+        }
+        (&self.jobs, &self.batches)
+            .transaction(|(jobs, batches)| {
+                let bytes =
+                    jobs.get(key.as_bytes())?
+                        .ok_or(ConflictableTransactionError::Abort(StoreError::NoJob(
+                            key.to_string(),
+                        )))?;
+                let mut job: Job =
+                    decode(key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                if matches!(
+                    job.state,
+                    JobState::Batched { .. } | JobState::Sealed { .. }
+                ) {
+                    return Ok(job);
+                }
+                job.state = JobState::Batched {
+                    batch: batch.to_string(),
+                };
+                job.last_error = None;
+                job.attempts = 0;
+                job.next_attempt_ms = 0;
+                jobs.insert(key.as_bytes(), encode(&job))?;
+                batches.insert(batch_slot(batch, job.seq), encode(leaf))?;
+                Ok(job)
+            })
+            .map_err(tx_err)
+    }
+
+    /// Every open batch: its leaves as (job seq, leaf), in batching order.
+    pub fn batches(&self) -> Result<BTreeMap<String, Vec<(u64, serde_json::Value)>>, StoreError> {
+        let mut out: BTreeMap<String, Vec<(u64, serde_json::Value)>> = BTreeMap::new();
+        for entry in self.batches.iter() {
+            let (k, v) = entry?;
+            let split = k.len().saturating_sub(9);
+            if k.len() < 9 || k[split] != 0 {
+                return Err(StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    cause: "not a batch slot".into(),
+                });
+            }
+            let batch = String::from_utf8_lossy(&k[..split]).into_owned();
+            let mut seq = [0u8; 8];
+            seq.copy_from_slice(&k[split + 1..]);
+            let leaf = decode(&batch, &v)?;
+            out.entry(batch)
+                .or_default()
+                .push((u64::from_be_bytes(seq), leaf));
+        }
+        Ok(out)
+    }
+
+    /// Seals leaves of `batch` into the signed `checkpoint` job in one transaction: the job is
+    /// created (signed, with its prepared event), its chain head moved, the leaves leave the
+    /// batch and their jobs become [`JobState::Sealed`] at their index. `members` are (job seq,
+    /// job key) in leaf order. A crash leaves either the open batch or the sealed checkpoint.
+    pub fn seal(
+        &self,
+        batch: &str,
+        members: &[(u64, String)],
+        checkpoint: &Job,
+        chain: (&str, &str),
+    ) -> Result<(), StoreError> {
+        let key = checkpoint.key.clone();
+        let mut job = checkpoint.clone();
+        job.seq = self.next_seq()?;
+        job.state = JobState::Signed;
+        job.chain_key = Some(chain.0.to_string());
+        (
+            &self.jobs,
+            &self.queue,
+            &self.open,
+            &self.inbox,
+            &self.chains,
+            &self.batches,
+        )
+            .transaction(|(jobs, queue, open, inbox, chains, batches)| {
+                if inbox.get(key.as_bytes())?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(StoreError::Corrupt {
+                        key: key.clone(),
+                        cause: "checkpoint sealed twice".into(),
+                    }));
+                }
+                for (index, (seq, member)) in members.iter().enumerate() {
+                    if batches.remove(batch_slot(batch, *seq))?.is_none() {
+                        return Err(ConflictableTransactionError::Abort(StoreError::Corrupt {
+                            key: member.clone(),
+                            cause: format!("not a leaf of the open batch {batch}"),
+                        }));
+                    }
+                    let bytes =
+                        jobs.get(member.as_bytes())?
+                            .ok_or(ConflictableTransactionError::Abort(StoreError::NoJob(
+                                member.clone(),
+                            )))?;
+                    let mut m: Job =
+                        decode(member, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                    m.state = JobState::Sealed {
+                        checkpoint: key.clone(),
+                        leaf_index: index as u64,
+                    };
+                    jobs.insert(member.as_bytes(), encode(&m))?;
+                    open.remove(&m.seq.to_be_bytes())?;
+                }
+                inbox.insert(key.as_bytes(), encode(&now_ms()))?;
+                jobs.insert(key.as_bytes(), encode(&job))?;
+                queue.insert(&job.seq.to_be_bytes(), key.as_bytes())?;
+                open.insert(&job.seq.to_be_bytes(), key.as_bytes())?;
+                chains.insert(
+                    chain.0.as_bytes(),
+                    encode(&ChainHead {
+                        head: chain.1.to_string(),
+                        job: key.clone(),
+                    }),
+                )?;
+                Ok(())
             })
             .map_err(tx_err)
     }

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::{Entity, ProofVerdict, Verifier};
 use crate::mlflow::{ModelVersion, Run};
+use crate::profile::checkpoint::{self, BatchDocument};
 use crate::profile::{alias, prediction, promotion, registration, tags, training, witness};
 
 /// Which predictions to verify.
@@ -20,7 +21,7 @@ pub enum PredictionSample {
 /// One stage of the audit.
 #[derive(Debug, Clone)]
 pub struct Stage {
-    /// `dataset`, `training`, `registration`, `promotion`, `alias` or `prediction`.
+    /// `dataset`, `training`, `registration`, `promotion`, `alias`, `prediction` or `checkpoint`.
     pub stage: String,
     /// What it is (dataset name, `None → Staging`, `@champion`, trace id…).
     pub label: String,
@@ -35,6 +36,18 @@ impl Stage {
     pub fn ok(&self) -> Option<bool> {
         self.verdict.as_ref().map(|v| v.overall_ok)
     }
+}
+
+/// A version's Merkle checkpoints (`--predictions batched`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointSummary {
+    /// Checkpoints found.
+    pub count: usize,
+    /// Predictions they hold.
+    pub predictions: usize,
+    /// `None`: no checkpoints; `Some(Ok(()))`: one chain from GENESIS, no fork, no gap;
+    /// `Some(Err(why))` otherwise.
+    pub chain: Option<Result<(), String>>,
 }
 
 /// The whole audit.
@@ -62,6 +75,8 @@ pub struct Audit {
     pub stages: Vec<Stage>,
     /// Predictions found (verified ones are in `stages`).
     pub predictions_found: usize,
+    /// Merkle checkpoints of the version (each is a stage) and how many predictions they hold.
+    pub checkpoints: CheckpointSummary,
     /// Every anchored stage passed.
     pub overall_ok: bool,
 }
@@ -140,8 +155,32 @@ impl Verifier {
                 stages.push(self.stage("prediction", &trace_id, tx.as_deref(), &e).await);
             }
         }
+        let mut checkpoints = CheckpointSummary::default();
+        if let Some(run) = &run {
+            let docs = self.checkpoints(run, &mv).await;
+            checkpoints.count = docs.len();
+            checkpoints.predictions = docs.iter().map(|d| d.leaves.len()).sum();
+            if !docs.is_empty() {
+                checkpoints.chain = Some(checkpoint_chain(&docs));
+            }
+            for doc in &docs {
+                let Some(first) = doc.leaves.first() else {
+                    continue;
+                };
+                let verdict = self
+                    .verify_checkpointed_trace(&first.trace_id, &doc.checkpoint_tx)
+                    .await;
+                stages.push(Stage {
+                    stage: "checkpoint".into(),
+                    label: format!("{} predictions", doc.leaves.len()),
+                    tx_id: Some(doc.checkpoint_tx.clone()),
+                    verdict: Some(verdict),
+                });
+            }
+        }
         let overall_ok = stages.iter().all(|s| s.ok() != Some(false))
-            && stages.iter().any(|s| s.ok() == Some(true));
+            && stages.iter().any(|s| s.ok() == Some(true))
+            && !matches!(checkpoints.chain, Some(Err(_)));
         Ok(Audit {
             model: name.to_string(),
             version: version.to_string(),
@@ -157,6 +196,7 @@ impl Verifier {
             gateway_host: gateway_host.to_string(),
             stages,
             predictions_found,
+            checkpoints,
             overall_ok,
         })
     }
@@ -339,6 +379,41 @@ impl Verifier {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// The batch documents of this version's checkpoints (`ario/checkpoints/*.json`).
+    async fn checkpoints(&self, run: &Run, mv: &ModelVersion) -> Vec<BatchDocument> {
+        let root = crate::mlflow::artifacts::join_uri(
+            &run.info.artifact_uri,
+            &format!("ario/{}", checkpoint::DIR),
+        );
+        let files = self
+            .mlflow
+            .list_artifact_dir(&root)
+            .await
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for f in files.iter().filter(|e| !e.is_dir) {
+            let name = f.path.rsplit('/').next().unwrap_or(&f.path);
+            let path = format!("ario/{}/{name}", checkpoint::DIR);
+            let Some(doc) = self
+                .json_artifact(run, &path)
+                .await
+                .and_then(|v| serde_json::from_value::<BatchDocument>(v).ok())
+            else {
+                continue;
+            };
+            let record = hex::decode(&doc.record_bytes)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .unwrap_or(Value::Null);
+            if record["metadata"]["model_name"].as_str() == Some(mv.name.as_str())
+                && record["metadata"]["model_version"].as_str() == Some(mv.version.as_str())
+            {
+                out.push(doc);
+            }
+        }
+        out
+    }
+
     /// Predictions of this version: witnesses under `ario/predictions/` whose payload names
     /// this version; TX from the trace's `ario.prediction_tx` tag.
     async fn predictions(&self, run: &Run, mv: &ModelVersion) -> Vec<(String, Option<String>)> {
@@ -375,6 +450,44 @@ impl Verifier {
         }
         out
     }
+}
+
+/// Whether a version's checkpoints form one chain: exactly one first (`GENESIS`), every other
+/// record's `previous_hash` the hash of exactly one other record, none claimed twice.
+fn checkpoint_chain(docs: &[BatchDocument]) -> Result<(), String> {
+    let mut previous_of: std::collections::BTreeMap<String, String> = Default::default();
+    for d in docs {
+        let bytes = hex::decode(&d.record_bytes)
+            .map_err(|e| format!("checkpoint {}: record bytes: {e}", d.checkpoint_tx))?;
+        let record: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("checkpoint {}: record: {e}", d.checkpoint_tx))?;
+        let prev = record["previous_hash"].as_str().unwrap_or("").to_string();
+        previous_of.insert(crate::proof::sha256_hex(&bytes), prev);
+    }
+    let firsts = previous_of
+        .values()
+        .filter(|p| p.as_str() == crate::profile::GENESIS)
+        .count();
+    if firsts != 1 {
+        return Err(format!(
+            "{firsts} checkpoints start a chain (GENESIS); expected 1"
+        ));
+    }
+    let mut claimed = std::collections::BTreeSet::new();
+    for prev in previous_of
+        .values()
+        .filter(|p| p.as_str() != crate::profile::GENESIS)
+    {
+        if !previous_of.contains_key(prev) {
+            return Err(format!(
+                "a checkpoint follows {prev}, which is not among them"
+            ));
+        }
+        if !claimed.insert(prev.clone()) {
+            return Err(format!("two checkpoints follow {prev} (a fork)"));
+        }
+    }
+    Ok(())
 }
 
 /// `%Y-%m-%dT%H:%M:%S.%fZ` (the plugin's `generated_at`).
@@ -434,6 +547,15 @@ impl Audit {
             "overall_ok": self.overall_ok,
             "aliases": self.aliases,
             "predictions_found": self.predictions_found,
+            "checkpoints": {
+                "count": self.checkpoints.count,
+                "predictions": self.checkpoints.predictions,
+                "chain": match &self.checkpoints.chain {
+                    None => Value::Null,
+                    Some(Ok(())) => json!("linear"),
+                    Some(Err(why)) => json!(why),
+                },
+            },
             "generator": format!("ario-mlflow-worker/{}", env!("CARGO_PKG_VERSION")),
         })
     }

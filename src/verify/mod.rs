@@ -17,6 +17,7 @@
 pub mod attestation;
 pub mod audit;
 pub mod chain;
+pub mod checkpoint;
 pub mod coverage;
 pub mod report;
 

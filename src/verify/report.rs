@@ -232,6 +232,23 @@ pub fn audit_text(a: &Audit, colour: bool) -> String {
             a.predictions_found
         );
     }
+    match &a.checkpoints.chain {
+        None => {}
+        Some(Ok(())) => {
+            let _ = writeln!(
+                out,
+                "  {} Merkle checkpoints hold {} predictions; their chain is linear",
+                a.checkpoints.count, a.checkpoints.predictions
+            );
+        }
+        Some(Err(why)) => {
+            let _ = writeln!(
+                out,
+                "  {} Merkle checkpoints hold {} predictions; chain broken: {why}",
+                a.checkpoints.count, a.checkpoints.predictions
+            );
+        }
+    }
     let verdict = if a.overall_ok { Mark::Pass } else { Mark::Fail };
     let _ = writeln!(out, "{} audit verdict", verdict.paint(colour));
     out

@@ -311,8 +311,26 @@ pub mod mlflow {
         },
     }
 
+    /// MLflow 2.x (the last 2.x release) for the compatibility tests. SQLAlchemy is pinned:
+    /// MLflow 2.22 imports a pool class newer SQLAlchemy releases removed.
+    pub const PIP_PACKAGES_MLFLOW2: [&str; 3] =
+        ["mlflow==2.22.1", "sqlalchemy==2.0.36", "scikit-learn"];
+
     /// The venv, created if needed; `None` (with a notice) when python3 is absent outside CI.
     pub fn venv() -> Option<PathBuf> {
+        venv_with("ARIO_TEST_VENV", "venv-mlflow", &PIP_PACKAGES)
+    }
+
+    /// The MLflow 2.x venv ([`PIP_PACKAGES_MLFLOW2`]), created if needed.
+    pub fn venv_mlflow2() -> Option<PathBuf> {
+        venv_with(
+            "ARIO_TEST_VENV_MLFLOW2",
+            "venv-mlflow2",
+            &PIP_PACKAGES_MLFLOW2,
+        )
+    }
+
+    fn venv_with(env_var: &str, name: &str, packages: &[&str]) -> Option<PathBuf> {
         if Command::new("python3").arg("--version").output().is_err() {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -321,17 +339,18 @@ pub mod mlflow {
             eprintln!("NOTICE: python3 not found; MLflow integration tests SKIPPED");
             return None;
         }
-        let dir = std::env::var_os("ARIO_TEST_VENV")
+        let dir = std::env::var_os(env_var)
             .map(PathBuf::from)
             .unwrap_or_else(|| {
                 PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                    .join(".cache/ario-mlflow-worker/venv-mlflow")
+                    .join(".cache/ario-mlflow-worker")
+                    .join(name)
             });
         // Tests of one binary run in parallel threads: one of them creates the venv.
         static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one_at_a_time = CREATING.lock().unwrap_or_else(|p| p.into_inner());
         let marker = dir.join(".ario-packages");
-        let wanted = PIP_PACKAGES.join(" ");
+        let wanted = packages.join(" ");
         if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
             let started = Instant::now();
             let status = Command::new("python3")
@@ -342,7 +361,7 @@ pub mod mlflow {
             assert!(status.success(), "python3 -m venv {} failed", dir.display());
             let out = Command::new(dir.join("bin/pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check"])
-                .args(PIP_PACKAGES)
+                .args(packages)
                 .output()
                 .expect("pip");
             assert!(

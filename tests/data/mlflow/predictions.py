@@ -13,9 +13,14 @@
       "seconds", "per_second", "anchored"}.
 """
 import json
+import os
 import sys
 import time
 import warnings
+
+# MLflow's asynchronous trace export drops traces (or their metadata) when a tight loop outruns
+# its queue: export each trace before the next, so every prediction made is a complete trace.
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
 
 warnings.filterwarnings("ignore")
 import mlflow
@@ -61,6 +66,9 @@ elif mode == "traces":
             traces.append(mlflow.get_last_active_trace_id())
     mlflow.flush_trace_async_logging()
     seconds = time.time() - started
+    for t in traces[:: max(1, len(traces) // 20)] + traces[-1:]:
+        info = client.get_trace_info(t) if hasattr(client, "get_trace_info") else client.get_trace(t).info
+        assert info.trace_metadata.get("mlflow.modelId"), f"trace {t} lost its model id"
     print(json.dumps({"experiment_id": exp.experiment_id, "traces": traces,
                       "seconds": seconds, "per_second": len(traces) / seconds}))
 elif mode == "plugin":
@@ -84,5 +92,21 @@ elif mode == "plugin":
     seconds = time.time() - started
     print(json.dumps({"experiment_id": exp.experiment_id, "seconds": seconds,
                       "per_second": n / seconds, "anchored": anchored}))
+elif mode == "tamper":
+    # The suffix argument is the sqlite path here: rewrite a trace's root-span output in place.
+    import sqlite3
+
+    db, trace_id = suffix, sys.argv[4]
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT span_id, content FROM spans WHERE trace_id = ?", (trace_id,)).fetchall()
+    assert rows, f"no spans of {trace_id}"
+    for span_id, content in rows:
+        span = json.loads(content)
+        if span.get("parent_span_id") is None:
+            span["attributes"]["mlflow.spanOutputs"] = json.dumps([42])
+            con.execute("UPDATE spans SET content = ? WHERE trace_id = ? AND span_id = ?",
+                        (json.dumps(span), trace_id, span_id))
+    con.commit()
+    print(json.dumps({"tampered": trace_id}))
 else:
     sys.exit(f"unknown mode {mode}")

@@ -1,0 +1,156 @@
+//! Merkle-batched prediction checkpoints (`--predictions batched`): a trace becomes a leaf
+//! (its canonical prediction payload, fixed in the store), and a batch of one version's leaves
+//! becomes one signed `ario.events/v1` checkpoint — one upload for up to `--checkpoint-size`
+//! predictions. What a checkpoint *is* lives in [`crate::profile::checkpoint`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::prepared::{ArtifactContent, Prepared, TagValue, Write};
+use super::sign::{rfc3339_ms, sign_checkpoint};
+use super::{AnchorError, Anchorer};
+use crate::mlflow::TraceInfo;
+use crate::profile::checkpoint::{self, BatchDocument, CheckpointLinks};
+use crate::profile::{prediction, GENESIS};
+use crate::proof::jcs;
+
+/// Checkpoint batching tuning.
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    /// Leaves per checkpoint at most; a full batch is sealed at once.
+    pub size: usize,
+    /// A batch is sealed when its oldest leaf is this old, full or not.
+    pub interval: std::time::Duration,
+    /// Seal every open batch as soon as nothing else is due (`backfill`: catch up now).
+    pub seal_when_idle: bool,
+}
+
+/// One prediction fixed as a leaf, as kept in the store until its batch is sealed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Leaf {
+    /// The trace's job key.
+    pub job: String,
+    /// The trace.
+    pub trace_id: String,
+    /// The canonical prediction payload.
+    pub payload: String,
+    /// When it was batched (ms).
+    pub batched_ms: u64,
+    /// The version and its registration (the previous-checkpoint fields are filled at sealing).
+    pub links: CheckpointLinks,
+    /// The version's source-run artifact root (the batch document goes there).
+    pub artifact_uri: String,
+}
+
+impl Leaf {
+    /// The batch this leaf belongs to: one per served version.
+    pub fn batch(&self) -> String {
+        format!("{}/{}", self.links.model_name, self.links.model_version)
+    }
+}
+
+impl Anchorer {
+    /// A trace's prediction as a checkpoint leaf; `None` when the trace is served by no
+    /// anchored registered version (such a prediction is anchored on its own, per trace).
+    pub async fn prediction_leaf(
+        &self,
+        info: &TraceInfo,
+        spans: &[Value],
+        job: &str,
+        anchor_dependencies: bool,
+    ) -> Result<Option<Leaf>, AnchorError> {
+        let mut out = Vec::new();
+        let (facts, previous, artifact_uri) = self
+            .prediction_facts(info, spans, &mut out, anchor_dependencies)
+            .await?;
+        let Some(artifact_uri) = artifact_uri else {
+            return Ok(None);
+        };
+        if facts.model_name == prediction::UNKNOWN || previous == GENESIS {
+            return Ok(None);
+        }
+        let payload = jcs::canonicalize(&prediction::payload(&facts)?)
+            .map_err(crate::profile::PayloadError::from)?;
+        Ok(Some(Leaf {
+            job: job.to_string(),
+            trace_id: info.trace_id.clone(),
+            payload: String::from_utf8_lossy(&payload).into_owned(),
+            batched_ms: crate::store::now_ms(),
+            links: checkpoint::first_links(
+                &facts.model_name,
+                &facts.model_version,
+                &facts.run_id,
+                &previous,
+            ),
+            artifact_uri,
+        }))
+    }
+
+    /// Signs a checkpoint over `leaves` (one version's, in leaf order) chained by `links`, with
+    /// its MLflow writes: the batch document before the upload; the version's and every trace's
+    /// `ario.checkpoint_tx` after it.
+    pub fn prepare_checkpoint(
+        &self,
+        leaves: &[Leaf],
+        links: &CheckpointLinks,
+    ) -> Result<Prepared, AnchorError> {
+        let first = leaves
+            .first()
+            .ok_or_else(|| AnchorError::Inconsistent("an empty checkpoint batch".into()))?;
+        let ids: Vec<String> = leaves.iter().map(|l| l.trace_id.clone()).collect();
+        let payloads: Vec<Vec<u8>> = leaves
+            .iter()
+            .map(|l| l.payload.clone().into_bytes())
+            .collect();
+        let (hashes, batch_leaves) = checkpoint::batch_leaves(&ids, &payloads);
+        let time = |ms: u64| {
+            rfc3339_ms(
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            )
+        };
+        let start = leaves.iter().map(|l| l.batched_ms).min().unwrap_or(0);
+        let end = leaves.iter().map(|l| l.batched_ms).max().unwrap_or(0);
+        let record = checkpoint::record(links, &hashes, &time(start), &time(end));
+        let ev = sign_checkpoint(&record, &self.key, &self.wallet.signer)?;
+        let tx_id = ev.item.id();
+        let doc = BatchDocument {
+            schema: checkpoint::BATCH_SCHEMA.into(),
+            checkpoint_tx: tx_id.clone(),
+            envelope: ev.envelope.clone(),
+            record_bytes: hex::encode(&ev.payload_bytes),
+            leaves: batch_leaves,
+        };
+        let doc_text = serde_json::to_string(&doc).map_err(|e| {
+            AnchorError::Inconsistent(format!("cannot serialize the batch document: {e}"))
+        })?;
+        let signed = vec![Write::Artifact {
+            artifact_uri: first.artifact_uri.clone(),
+            path: checkpoint::batch_path(&tx_id),
+            content: ArtifactContent::Document(doc_text),
+        }];
+        let mut anchored = vec![Write::ModelVersionTag {
+            name: links.model_name.clone(),
+            version: links.model_version.clone(),
+            key: checkpoint::VERSION_TX_TAG.into(),
+            value: TagValue::TxId,
+        }];
+        anchored.extend(leaves.iter().map(|l| Write::TraceTag {
+            trace_id: l.trace_id.clone(),
+            key: checkpoint::TX_TAG.into(),
+            value: TagValue::TxId,
+        }));
+        Ok(Prepared::new(
+            ev,
+            checkpoint::EVENT_TYPE,
+            format!(
+                "{}/{} ({} predictions)",
+                links.model_name,
+                links.model_version,
+                leaves.len()
+            ),
+            signed,
+            anchored,
+        ))
+    }
+}

@@ -372,6 +372,21 @@ fn batched_predictions_seal_one_checkpoint_per_256_and_survive_sigkill() {
         [232, 256, 256, 256],
         "3 full checkpoints and 1 by interval"
     );
+    // Every one of the 1,000 proves its inclusion: the envelope's signature, the record bytes
+    // against its payload_hash, the leaf's payload → leaf hash → audit path → merkle_root.
+    let mut proven = 0;
+    for d in &docs {
+        let doc: ario_mlflow_worker::profile::checkpoint::BatchDocument =
+            serde_json::from_value(d.clone()).unwrap();
+        assert!(ario_mlflow_worker::proof::verify_envelope(&doc.envelope, None).signature_valid);
+        let signed = doc.envelope["payload_hash"].as_str().unwrap();
+        for leaf in &doc.leaves {
+            ario_mlflow_worker::profile::checkpoint::check_inclusion(&doc, signed, &leaf.trace_id)
+                .unwrap_or_else(|e| panic!("{}: {e}", leaf.trace_id));
+            proven += 1;
+        }
+    }
+    assert_eq!(proven, 1000, "every trace proven by inclusion");
     assert_eq!(
         lab.dn.handle.items().len() - before,
         4,

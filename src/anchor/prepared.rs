@@ -187,11 +187,12 @@ impl Publisher<'_> {
     ) -> Result<(), MlflowError> {
         let mut i = 0;
         while i < writes.len() {
-            // A run of trace tags (a checkpoint tags every trace it covers) goes out in
-            // parallel: the writes are independent, and each one is idempotent.
+            // A run of artifacts and trace tags (a prediction's witness and its payload tag; a
+            // checkpoint's tag on every trace it covers) goes out in parallel: the writes are
+            // independent, each is idempotent, and the phase is done only when all are.
             let run = writes[i..]
                 .iter()
-                .take_while(|w| matches!(w, Write::TraceTag { .. }))
+                .take_while(|w| matches!(w, Write::TraceTag { .. } | Write::Artifact { .. }))
                 .count();
             if run > 1 {
                 futures::stream::iter(&writes[i..i + run])

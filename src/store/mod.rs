@@ -69,6 +69,9 @@ pub enum StoreError {
     /// The journal (Kafka state topic) did not take the change.
     #[error("state journal: {0}")]
     Journal(String),
+    /// The flush task did not finish (it panicked or the runtime is shutting down).
+    #[error("store flush did not finish: {0}")]
+    Flush(String),
 }
 
 /// One changed record, as handed to a [`Journal`].
@@ -241,6 +244,8 @@ pub struct Store {
     /// Held across a transaction and its journal record, so records reach the journal in
     /// transaction order.
     journal_order: Arc<Mutex<()>>,
+    /// One flush at a time (see [`Store::flush`]).
+    flush_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Milliseconds since the epoch (the clock jobs are stamped with).
@@ -357,6 +362,7 @@ impl Store {
             seq_floor: Arc::new(AtomicU64::new(floor)),
             journal,
             journal_order: Arc::new(Mutex::new(())),
+            flush_lock: Default::default(),
         })
     }
 
@@ -438,7 +444,16 @@ impl Store {
             // The journal is the durable copy; the local store is a temporary cache.
             Some(journal) => journal.commit().await,
             None => {
-                self.db.flush_async().await?;
+                // sled 0.34's `flush_async` deadlocks when called concurrently (sled issue
+                // #1308, fixed on its main branch, never released): seen here as a hung
+                // `backfill` on one CPU, every sled-io thread waiting in `make_stable` and a
+                // transaction waiting for their read locks. A blocking `flush` on the blocking
+                // pool, one at a time, does the same job without the async flusher.
+                let _one = self.flush_lock.lock().await;
+                let db = self.db.clone();
+                tokio::task::spawn_blocking(move || db.flush())
+                    .await
+                    .map_err(|e| StoreError::Flush(e.to_string()))??;
                 Ok(())
             }
         }

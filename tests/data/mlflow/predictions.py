@@ -20,7 +20,9 @@ import warnings
 
 # MLflow's asynchronous trace export drops traces (or their metadata) when a tight loop outruns
 # its queue: export each trace before the next, so every prediction made is a complete trace.
-os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
+# The plugin's side keeps MLflow's default (its rate is measured as a serving process sees it).
+if sys.argv[2:3] != ["plugin"]:
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
 
 warnings.filterwarnings("ignore")
 import mlflow

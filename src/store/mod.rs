@@ -450,6 +450,11 @@ impl Store {
                 // transaction waiting for their read locks. A blocking `flush` on the blocking
                 // pool, one at a time, does the same job without the async flusher.
                 let _one = self.flush_lock.lock().await;
+                if tokio::runtime::Handle::try_current().is_err() {
+                    // Outside a Tokio runtime (a plain executor): flush on this thread.
+                    self.db.flush()?;
+                    return Ok(());
+                }
                 let db = self.db.clone();
                 tokio::task::spawn_blocking(move || db.flush())
                     .await

@@ -267,6 +267,17 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, St
     })
 }
 
+/// Reads and decodes job `key` inside a transaction (aborting with [`StoreError::NoJob`]).
+fn job_in_tx(
+    jobs: &sled::transaction::TransactionalTree,
+    key: &str,
+) -> Result<Job, ConflictableTransactionError<StoreError>> {
+    let bytes = jobs
+        .get(key.as_bytes())?
+        .ok_or_else(|| ConflictableTransactionError::Abort(StoreError::NoJob(key.to_string())))?;
+    decode(key, &bytes).map_err(ConflictableTransactionError::Abort)
+}
+
 /// A leaf's slot in the batches tree: the batch, a 0 byte, the job's sequence number.
 fn batch_slot(batch: &str, seq: u64) -> Vec<u8> {
     let mut k = batch.as_bytes().to_vec();
@@ -650,13 +661,7 @@ impl Store {
     fn update_local(&self, key: &str, change: &impl Fn(&mut Job)) -> Result<Job, StoreError> {
         (&self.jobs, &self.open)
             .transaction(|(jobs, open)| {
-                let bytes =
-                    jobs.get(key.as_bytes())?
-                        .ok_or(ConflictableTransactionError::Abort(StoreError::NoJob(
-                            key.to_string(),
-                        )))?;
-                let mut job: Job =
-                    decode(key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                let mut job = job_in_tx(jobs, key)?;
                 change(&mut job);
                 jobs.insert(key.as_bytes(), encode(&job))?;
                 if job.state.is_open() {
@@ -703,13 +708,7 @@ impl Store {
     ) -> Result<Job, StoreError> {
         (&self.jobs, &self.chains)
             .transaction(|(jobs, chains)| {
-                let bytes =
-                    jobs.get(key.as_bytes())?
-                        .ok_or(ConflictableTransactionError::Abort(StoreError::NoJob(
-                            key.to_string(),
-                        )))?;
-                let mut job: Job =
-                    decode(key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                let mut job = job_in_tx(jobs, key)?;
                 if job.prepared.is_some() {
                     return Err(ConflictableTransactionError::Abort(StoreError::Corrupt {
                         key: key.to_string(),
@@ -752,13 +751,7 @@ impl Store {
         }
         (&self.jobs, &self.batches)
             .transaction(|(jobs, batches)| {
-                let bytes =
-                    jobs.get(key.as_bytes())?
-                        .ok_or(ConflictableTransactionError::Abort(StoreError::NoJob(
-                            key.to_string(),
-                        )))?;
-                let mut job: Job =
-                    decode(key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                let mut job = job_in_tx(jobs, key)?;
                 if matches!(
                     job.state,
                     JobState::Batched { .. } | JobState::Sealed { .. }
@@ -839,13 +832,7 @@ impl Store {
                             cause: format!("not a leaf of the open batch {batch}"),
                         }));
                     }
-                    let bytes =
-                        jobs.get(member.as_bytes())?
-                            .ok_or(ConflictableTransactionError::Abort(StoreError::NoJob(
-                                member.clone(),
-                            )))?;
-                    let mut m: Job =
-                        decode(member, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                    let mut m = job_in_tx(jobs, member)?;
                     m.state = JobState::Sealed {
                         checkpoint: key.clone(),
                         leaf_index: index as u64,

@@ -52,6 +52,11 @@ pub const STORE_BYTES: &str = "ario_mlflow_worker_store_size_bytes";
 /// MLflow webhook deliveries, by `outcome` (accepted, ignored, unauthorized, stale, replayed,
 /// malformed, too_large, unavailable).
 pub const WEBHOOK_DELIVERIES: &str = "ario_mlflow_worker_webhook_deliveries_total";
+/// Debezium records the CDC stage skipped, by `table` (`other` for a table it does not know)
+/// and `reason` (tombstone, no_event, unknown_table, missing_column, no_before_image, …).
+pub const CDC_SKIPPED: &str = "ario_mlflow_worker_cdc_records_skipped_total";
+/// Change events the CDC stage produced to the event topic, by `event_type`.
+pub const CDC_EVENTS: &str = "ario_mlflow_worker_cdc_events_produced_total";
 /// Readiness checks, by `check`: 1 passing, 0 failing.
 pub const READY: &str = "ario_mlflow_worker_ready";
 /// Guard checks, by `outcome`.
@@ -121,6 +126,14 @@ fn describe() {
     describe_counter!(
         DEAD_LETTERS,
         "Kafka messages sent to the dead-letter topic."
+    );
+    describe_counter!(
+        CDC_SKIPPED,
+        "Debezium records that carried no change event, by table and reason."
+    );
+    describe_counter!(
+        CDC_EVENTS,
+        "Change events the CDC stage produced to the event topic."
     );
     describe_gauge!(
         JOBS,
@@ -243,6 +256,21 @@ pub fn upload(ok: bool, took: Duration) {
 /// One dead letter.
 pub fn dead_letter(reason: &'static str) {
     counter!(DEAD_LETTERS, "reason" => reason).increment(1);
+}
+
+/// One Debezium record skipped by the CDC stage.
+pub fn cdc_skipped(table: &str, reason: &'static str) {
+    let table = match crate::feed::debezium::TABLES.iter().find(|t| **t == table) {
+        Some(t) => *t,
+        None if table.is_empty() => "none",
+        None => "other",
+    };
+    counter!(CDC_SKIPPED, "table" => table, "reason" => reason).increment(1);
+}
+
+/// One change event produced by the CDC stage.
+pub fn cdc_event(event_type: &'static str) {
+    counter!(CDC_EVENTS, "event_type" => event_type).increment(1);
 }
 
 /// One webhook delivery.

@@ -627,6 +627,10 @@ impl Pipeline {
     /// Decides what a detected (or waiting) job becomes, signing it when it can.
     async fn resolve(&self, job: &Job) -> Result<Resolution, AnchorError> {
         let a = &self.anchorer;
+        if let Some(earlier) = self.earlier_unsigned(job)? {
+            // Its proof is signed first, so the signing times follow the order of the changes.
+            return Ok(Resolution::Wait(earlier));
+        }
         match &job.event {
             ChangeEvent::PredictionCheckpoint { .. } => Ok(Resolution::Skip(
                 "a checkpoint is created signed; this one lost its prepared event".into(),
@@ -865,6 +869,47 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// An earlier-detected open job about the same alias (or the same version's stage) that is
+    /// not signed yet. Alias and stage proofs chain to the registration TX, not to each other:
+    /// their `signed_at` is what orders them, so a later change of one alias or one version's
+    /// stage is signed only after the earlier one (jobs resolve concurrently).
+    fn earlier_unsigned(&self, job: &Job) -> Result<Option<String>, StoreError> {
+        let same = |other: &ChangeEvent| match (&job.event, other) {
+            (
+                ChangeEvent::AliasChanged { name, alias, .. },
+                ChangeEvent::AliasChanged {
+                    name: n, alias: a, ..
+                },
+            ) => name == n && alias == a,
+            (
+                ChangeEvent::StageChanged { name, version, .. },
+                ChangeEvent::StageChanged {
+                    name: n,
+                    version: v,
+                    ..
+                },
+            ) => name == n && version == v,
+            _ => false,
+        };
+        if !matches!(
+            job.event,
+            ChangeEvent::AliasChanged { .. } | ChangeEvent::StageChanged { .. }
+        ) {
+            return Ok(None);
+        }
+        for other in self.store.open_jobs()? {
+            if other.seq >= job.seq {
+                break;
+            }
+            if same(&other.event)
+                && matches!(other.state, JobState::Detected | JobState::Waiting { .. })
+            {
+                return Ok(Some(other.key));
+            }
+        }
+        Ok(None)
     }
 
     /// The version, its run, and its registration TX — or the resolution to take while the

@@ -154,6 +154,45 @@ pub struct KafkaArgs {
     /// fences its previous incarnation [default: random per start, dynamic membership].
     #[arg(long, env = "ARIO_MLFLOW_KAFKA_INSTANCE_ID")]
     pub kafka_instance_id: Option<String>,
+    /// What the messages of --kafka-topic are: `cloudevents` (the change events `feed`
+    /// produces) or `debezium` (Debezium change records of MLflow's tables: give every CDC topic,
+    /// comma-separated, e.g. `mlflow.public.runs,mlflow.public.model_versions,…`).
+    #[arg(long, env = "ARIO_MLFLOW_KAFKA_FORMAT", value_enum, default_value_t = crate::feed::kafka::KafkaFormat::Cloudevents)]
+    pub kafka_format: crate::feed::kafka::KafkaFormat,
+    /// With `--kafka-format debezium`: the keyed event topic the CDC stage produces to (created
+    /// when missing) and the consumer group anchors from.
+    #[arg(long, env = "ARIO_MLFLOW_KAFKA_EVENTS_TOPIC", default_value = crate::feed::kafka::DEFAULT_TOPIC)]
+    pub kafka_events_topic: String,
+}
+
+/// The CDC stage's configuration: `settings.topic` holds the Debezium topics (comma-separated),
+/// `events_topic` is where the change events go.
+pub(crate) fn rekey_config(
+    settings: &crate::feed::kafka::KafkaSettings,
+    events_topic: &str,
+    mode: crate::feed::cloudevents::Mode,
+    source: String,
+) -> Result<crate::feed::kafka::rekey::RekeyConfig, String> {
+    let cdc_topics: Vec<String> = settings
+        .topic
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    if cdc_topics.is_empty() || settings.topic == crate::feed::kafka::DEFAULT_TOPIC {
+        return Err(format!(
+            "--kafka-format debezium reads Debezium's topics: give them with --kafka-topic (comma-separated, e.g. mlflow.public.runs,mlflow.public.model_versions,mlflow.public.registered_model_aliases,mlflow.public.trace_info); the change events go to {events_topic}"
+        ));
+    }
+    let mut kafka = settings.clone();
+    kafka.topic = events_topic.to_string();
+    Ok(crate::feed::kafka::rekey::RekeyConfig {
+        kafka,
+        cdc_topics,
+        mode,
+        source,
+    })
 }
 
 /// Kafka settings from the shared flags; brokers are required.

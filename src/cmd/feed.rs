@@ -12,6 +12,8 @@ use clap::Args;
 use super::connect::{kafka_settings, KafkaArgs, MlflowArgs};
 use crate::feed::cloudevents::Mode;
 use crate::feed::kafka::producer::{feed_once, FeedProducer};
+use crate::feed::kafka::rekey::Rekeyer;
+use crate::feed::kafka::KafkaFormat;
 use crate::feed::poller::PollFilter;
 use crate::store::Store;
 
@@ -38,8 +40,13 @@ pub struct FeedArgs {
     #[arg(long, default_value_t = 5.0)]
     pub poll_interval: f64,
     /// One pass, then exit (0 when everything detected was produced).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from_debezium")]
     pub once: bool,
+    /// Instead of polling MLflow, re-key Debezium's change records of MLflow's database
+    /// (`--kafka-topic` = the CDC topics, comma-separated) onto `--to-kafka`, transactionally
+    /// with the CDC offsets (implies `--kafka-format debezium`).
+    #[arg(long)]
+    pub from_debezium: bool,
 }
 
 /// Runs the feed until stopped (or one pass with `--once`).
@@ -48,6 +55,9 @@ pub async fn run(args: FeedArgs) -> ExitCode {
         eprintln!("error: {m}");
         ExitCode::from(2)
     };
+    if args.from_debezium || args.kafka.kafka_format == KafkaFormat::Debezium {
+        return run_from_debezium(&args).await;
+    }
     let mut kafka = args.kafka.clone();
     kafka.kafka_topic = args.to_kafka.clone();
     let settings = match kafka_settings(&kafka) {
@@ -125,4 +135,52 @@ pub async fn run(args: FeedArgs) -> ExitCode {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// `feed --from-debezium`: the re-keying stage alone, until stopped.
+async fn run_from_debezium(args: &FeedArgs) -> ExitCode {
+    let fail = |m: String| {
+        eprintln!("error: {m}");
+        ExitCode::from(2)
+    };
+    let settings = match kafka_settings(&args.kafka) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let mlflow = match super::connect::mlflow_client(&args.mlflow) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let config = match super::connect::rekey_config(
+        &settings,
+        &args.to_kafka,
+        args.kafka_mode,
+        mlflow.tracking_uri().to_string(),
+    ) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let rekeyer = match Rekeyer::start(config, mlflow).await {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            super::devnet::shutdown_signal().await;
+            stop.store(true, Ordering::SeqCst);
+            super::devnet::shutdown_signal().await;
+            std::process::exit(130);
+        });
+    }
+    while !stop.load(Ordering::SeqCst) {
+        if !rekeyer.is_running() {
+            eprintln!("error: the CDC stage stopped unexpectedly");
+            return ExitCode::from(1);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rekeyer.shutdown().await;
+    ExitCode::SUCCESS
 }

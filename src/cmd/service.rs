@@ -954,13 +954,36 @@ async fn run_kafka(
         eprintln!("error: {m}");
         ExitCode::from(2)
     };
-    let settings = match kafka_settings(&args.kafka) {
+    let mut settings = match kafka_settings(&args.kafka) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
     let source = anchorer.mlflow.tracking_uri().to_string();
     let mlflow = anchorer.mlflow.clone();
     let turbo = anchorer.turbo.clone();
+    // Change data capture: the CDC stage re-keys Debezium's records onto the event topic, and
+    // this process consumes that topic like any member.
+    let rekeyer = if args.kafka.kafka_format == crate::feed::kafka::KafkaFormat::Debezium {
+        if args.sources.contains(&Source::Poll) {
+            return fail("--kafka-format debezium carries every change MLflow's database makes: use --source kafka alone (not poll,kafka)".into());
+        }
+        let rekey = match super::connect::rekey_config(
+            &settings,
+            &args.kafka.kafka_events_topic,
+            Default::default(),
+            source.clone(),
+        ) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        settings.topic = rekey.kafka.topic.clone();
+        match crate::feed::kafka::rekey::Rekeyer::start(rekey, mlflow.clone()).await {
+            Ok(r) => Some(r),
+            Err(e) => return fail(e.to_string()),
+        }
+    } else {
+        None
+    };
     let feed = if args.sources.contains(&Source::Poll) {
         let store = match Store::open(&args.state_dir) {
             Ok(s) => s,
@@ -978,7 +1001,12 @@ async fn run_kafka(
             .await
         {
             Ok(c) => c,
-            Err(e) => return fail(e.to_string()),
+            Err(e) => {
+                if let Some(r) = rekeyer {
+                    r.shutdown().await;
+                }
+                return fail(e.to_string());
+            }
         };
     tracing::info!(topic = %settings.topic, group = %settings.group, brokers = %settings.brokers, properties = ?settings.redacted_properties(), "consuming the change feed");
     if args.server.webhook_secret.iter().any(|s| !s.is_empty()) {
@@ -1027,6 +1055,10 @@ async fn run_kafka(
             eprintln!("error: the Kafka consumer stopped unexpectedly");
             return ExitCode::from(1);
         }
+        if rekeyer.as_ref().is_some_and(|r| !r.is_running()) {
+            eprintln!("error: the CDC stage stopped unexpectedly");
+            return ExitCode::from(1);
+        }
         if let Some((store, producer)) = &feed {
             if Instant::now() >= next_poll {
                 if let Err(e) = feed_once(&mlflow, store, producer, &filter).await {
@@ -1036,6 +1068,9 @@ async fn run_kafka(
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Some(r) = rekeyer {
+        r.shutdown().await;
     }
     consumer.shutdown().await;
     surface.stop().await;

@@ -8,8 +8,11 @@
 //!   --source kafka` consumes it as a consumer group, with the partition state in a state topic.
 //! * [`webhook`] — MLflow 3.x registry webhooks (signed deliveries), a latency hint over the poller.
 //! * [`cloudevents`] — the change-event message (CloudEvents 1.0) both sides share.
+//! * [`debezium`] — Debezium change events of MLflow's own tables (`--kafka-format debezium`),
+//!   re-keyed onto the event topic by [`kafka::rekey`].
 
 pub mod cloudevents;
+pub mod debezium;
 pub mod kafka;
 pub mod poller;
 pub mod webhook;

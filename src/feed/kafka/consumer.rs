@@ -203,7 +203,7 @@ impl Inner {
         let restored = restore(&self.settings, &self.state_topic, &stores)?;
         for (p, next, live, store) in taken {
             if seek {
-                seek_to(consumer, topic, p, next)?;
+                seek_to(consumer, topic, p, Offset::Offset(next))?;
             }
             self.shared.mark_offset(p, next);
             let stop = Arc::new(AtomicBool::new(false));
@@ -437,6 +437,42 @@ fn same_change_seen(store: &Store, event: &ChangeEvent) -> Result<bool, crate::s
 /// headers.
 fn dead_letter(
     m: &BorrowedMessage<'_>,
+    headers: Vec<(String, Vec<u8>)>,
+    rejection: &cloudevents::Rejection,
+    dlq_topic: &str,
+) -> OutRecord {
+    dead_letter_record(
+        Origin {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            value: m.payload(),
+        },
+        headers,
+        rejection,
+        dlq_topic,
+    )
+}
+
+/// Where a rejected message came from.
+pub struct Origin<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<&'a [u8]>,
+    /// Value.
+    pub value: Option<&'a [u8]>,
+}
+
+/// The dead-letter record of a message (its original key, value and headers plus Kafka
+/// Connect-style error headers).
+pub fn dead_letter_record(
+    m: Origin<'_>,
     mut headers: Vec<(String, Vec<u8>)>,
     rejection: &cloudevents::Rejection,
     dlq_topic: &str,
@@ -446,16 +482,16 @@ fn dead_letter(
         .map(|d| d.as_millis())
         .unwrap_or(0);
     for (k, v) in [
-        ("__ario.errors.topic", m.topic().to_string()),
-        ("__ario.errors.partition", m.partition().to_string()),
-        ("__ario.errors.offset", m.offset().to_string()),
+        ("__ario.errors.topic", m.topic.to_string()),
+        ("__ario.errors.partition", m.partition.to_string()),
+        ("__ario.errors.offset", m.offset.to_string()),
         ("__ario.errors.exception.class", rejection.class.to_string()),
         ("__ario.errors.exception.message", rejection.message.clone()),
         ("__ario.errors.timestamp", now.to_string()),
     ] {
         headers.push((k.to_string(), v.into_bytes()));
     }
-    let mut value = m.payload().map(<[u8]>::to_vec);
+    let mut value = m.value.map(<[u8]>::to_vec);
     if let Some(v) = value.as_mut().filter(|v| v.len() > MAX_DEAD_LETTER_BYTES) {
         // Too big to forward whole: keep its head, its size and its hash.
         headers.push((
@@ -471,7 +507,7 @@ fn dead_letter(
     OutRecord {
         topic: dlq_topic.to_string(),
         partition: None,
-        key: m.key().unwrap_or_default().to_vec(),
+        key: m.key.unwrap_or_default().to_vec(),
         value,
         headers,
     }
@@ -480,16 +516,22 @@ fn dead_letter(
 /// Dead-letter values above this are truncated (with their size and SHA-256 in headers).
 pub const MAX_DEAD_LETTER_BYTES: usize = 8 << 20;
 
-fn seek_to(consumer: &BaseConsumer<Member>, topic: &str, p: i32, next: i64) -> Result<(), String> {
+/// Seeks `topic[p]` to `next`, retrying while the partition is not fetch-ready yet.
+pub(super) fn seek_to<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    p: i32,
+    next: Offset,
+) -> Result<(), String> {
     let mut last = String::new();
     for _ in 0..50 {
-        match consumer.seek(topic, p, Offset::Offset(next), Duration::from_secs(5)) {
+        match consumer.seek(topic, p, next, Duration::from_secs(5)) {
             Ok(()) => return Ok(()),
             Err(e) => last = e.to_string(),
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Err(format!("seek {topic}[{p}] to {next}: {last}"))
+    Err(format!("seek {topic}[{p}] to {next:?}: {last}"))
 }
 
 /// Reads the given partitions of the state topic from the start to their last stable offsets

@@ -450,7 +450,12 @@ fn fail_waiters(shared: &TxnShared, error: &str) {
     }
 }
 
-fn new_producer(settings: &KafkaSettings, id: &str) -> Result<ThreadedProducer<Reporting>, String> {
+/// A transactional producer with id `id`, its transactions initialised (which fences an
+/// earlier producer with the same id and aborts what it left open).
+pub fn new_producer(
+    settings: &KafkaSettings,
+    id: &str,
+) -> Result<ThreadedProducer<Reporting>, String> {
     let p: ThreadedProducer<Reporting> = producer_config(settings, id)
         .create_with_context(Reporting::default())
         .map_err(|e| e.to_string())?;
@@ -469,6 +474,23 @@ fn transaction<C: ConsumerContext>(
     event_topic: &str,
     records: &[OutRecord],
     offsets: &BTreeMap<i32, i64>,
+) -> Result<(), String> {
+    let mut tpl = TopicPartitionList::new();
+    for (part, next) in offsets {
+        tpl.add_partition_offset(event_topic, *part, Offset::Offset(*next))
+            .map_err(|e| format!("offsets: {e}"))?;
+    }
+    transaction_with_offsets(p, consumer, records, &tpl)
+}
+
+/// One transaction: `records` produced, then `offsets` (the next offset to consume per
+/// partition) committed for `consumer`'s group with its current metadata — a member the group
+/// has moved on from is fenced here — then committed. On error the caller aborts.
+pub fn transaction_with_offsets<C: ConsumerContext>(
+    p: &ThreadedProducer<Reporting>,
+    consumer: &BaseConsumer<C>,
+    records: &[OutRecord],
+    offsets: &TopicPartitionList,
 ) -> Result<(), String> {
     let err = |what: &str, e: rdkafka::error::KafkaError| format!("{what}: {e}");
     p.begin_transaction().map_err(|e| err("begin", e))?;
@@ -502,15 +524,10 @@ fn transaction<C: ConsumerContext>(
             }
         }
     }
-    let mut tpl = TopicPartitionList::new();
-    for (part, next) in offsets {
-        tpl.add_partition_offset(event_topic, *part, Offset::Offset(*next))
-            .map_err(|e| err("offsets", e))?;
-    }
     let meta = consumer
         .group_metadata()
         .ok_or_else(|| "the consumer has no group metadata".to_string())?;
-    p.send_offsets_to_transaction(&tpl, &meta, Duration::from_secs(10))
+    p.send_offsets_to_transaction(offsets, &meta, Duration::from_secs(10))
         .map_err(|e| err("send offsets (fenced if the group moved on)", e))?;
     p.commit_transaction(Duration::from_secs(30))
         .map_err(|e| err("commit", e))

@@ -7,6 +7,8 @@
 //!   state record and the consumed offsets are written in one Kafka transaction, so an instance
 //!   that lost a partition is fenced and the next owner restores the exact state before it takes
 //!   an event.
+//! * [`rekey`] — `--kafka-format debezium`: Debezium records of MLflow's own tables re-keyed
+//!   onto the event topic by chain key, transactionally with the CDC offsets.
 //!
 //! Settings pass through to librdkafka (`--kafka-property key=value`); secrets among them are
 //! never logged ([`redacted`]).
@@ -14,6 +16,7 @@
 pub mod consumer;
 pub mod journal;
 pub mod producer;
+pub mod rekey;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +32,17 @@ pub const DEFAULT_TOPIC: &str = "ario.mlflow.events";
 
 /// Default consumer group.
 pub const DEFAULT_GROUP: &str = "ario-mlflow-worker";
+
+/// What the messages of the consumed topics are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum KafkaFormat {
+    /// The change events `feed` produces (CloudEvents 1.0).
+    #[default]
+    Cloudevents,
+    /// Debezium change records of MLflow's own tables (change data capture), re-keyed onto the
+    /// event topic first ([`rekey`]).
+    Debezium,
+}
 
 /// Why Kafka could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,22 @@
+-- Run once as a superuser (or the owner of MLflow's tables) in MLflow's database, after MLflow
+-- created its tables (`mlflow server` / `mlflow db upgrade` does) and before the connector starts.
+-- Needs wal_level = logical in postgresql.conf (a restart), and a replication slot to spare.
+
+-- The connector's role: it reads the WAL and the four tables, nothing else.
+CREATE ROLE mlflow_cdc WITH LOGIN REPLICATION PASSWORD 'change-me';
+GRANT CONNECT ON DATABASE mlflow TO mlflow_cdc;
+GRANT USAGE ON SCHEMA public TO mlflow_cdc;
+GRANT SELECT ON public.runs, public.model_versions, public.registered_model_aliases, public.trace_info TO mlflow_cdc;
+
+-- Updates and deletes must carry the whole old row: the stage a version left (a promotion's
+-- from_stage) and the version an alias pointed at when it was deleted are only in "before".
+ALTER TABLE public.runs REPLICA IDENTITY FULL;
+ALTER TABLE public.model_versions REPLICA IDENTITY FULL;
+ALTER TABLE public.registered_model_aliases REPLICA IDENTITY FULL;
+ALTER TABLE public.trace_info REPLICA IDENTITY FULL;
+
+-- publication.autocreate.mode=filtered makes the connector create the publication itself when
+-- its role owns the tables; otherwise create it here (as the tables' owner):
+-- CREATE PUBLICATION mlflow_cdc FOR TABLE public.runs, public.model_versions,
+--   public.registered_model_aliases, public.trace_info;
+-- and set "publication.autocreate.mode": "disabled" in the connector.

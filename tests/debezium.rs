@@ -702,3 +702,36 @@ fn cdc_feed_alone_anchors_snapshot_and_stream_once_through_kills_with_true_stage
     worker.sigterm();
     println!("cdc test total {:.0} s", started.elapsed().as_secs_f64());
 }
+
+#[test]
+fn debezium_mode_without_its_topics_is_a_clear_startup_error() {
+    let worker = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
+            .args(args)
+            .env("ARIO_MLFLOW_KAFKA_BROKERS", "127.0.0.1:9")
+            .env("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = worker(&["feed", "--from-debezium", "--to-kafka", EVENTS]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("give them with --kafka-topic") && err.contains("mlflow.public.runs"),
+        "{err}"
+    );
+    let (code, err) = worker(&[
+        "feed",
+        "--from-debezium",
+        "--kafka-topic",
+        EVENTS,
+        "--to-kafka",
+        EVENTS,
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("both a Debezium topic"), "{err}");
+    println!("cdc: missing or clashing topics are exit 2 with the fix named");
+}

@@ -50,6 +50,18 @@ pub struct Decoded {
     pub committed_ms: Option<i64>,
 }
 
+impl Decoded {
+    /// The table as a metric label: one of [`TABLES`], `other`, or `none` (no table: a
+    /// tombstone or heartbeat).
+    pub fn table_label(&self) -> &'static str {
+        match TABLES.iter().find(|t| **t == self.table) {
+            Some(t) => t,
+            None if self.table.is_empty() => "none",
+            None => "other",
+        }
+    }
+}
+
 /// Why a record gave no event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip {

@@ -385,7 +385,7 @@ impl Session {
                     }
                 };
                 if let Some(s) = &decoded.skipped {
-                    crate::telemetry::cdc_skipped(&decoded.table, s.reason);
+                    crate::telemetry::cdc_skipped(decoded.table_label(), s.reason);
                     if s.is_warning() {
                         tracing::warn!(topic = %t.topic, offset = t.offset, reason = s.reason, "cdc: skipped: {}", s.detail);
                     } else {

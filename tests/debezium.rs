@@ -43,6 +43,8 @@ struct Cdc {
     home: tempfile::TempDir,
     venv: PathBuf,
     env: BTreeMap<String, String>,
+    /// Kafka Connect's JsonConverter `schemas.enable`.
+    schemas: bool,
 }
 
 impl Cdc {
@@ -56,6 +58,7 @@ impl Cdc {
             .args(args)
             .env("CDC_HOME", self.home.path())
             .env("CDC_VENV", &self.venv)
+            .env("CDC_SCHEMAS", self.schemas.to_string())
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -78,7 +81,7 @@ impl Cdc {
     }
 
     /// PostgreSQL, MLflow on it, and the broker — not Connect yet.
-    fn start(venv: &Path) -> Cdc {
+    fn start(venv: &Path, schemas: bool) -> Cdc {
         let home = tempfile::tempdir().unwrap();
         // The postgres user runs the cluster inside it.
         use std::os::unix::fs::PermissionsExt;
@@ -87,6 +90,7 @@ impl Cdc {
             home,
             venv: venv.to_path_buf(),
             env: BTreeMap::new(),
+            schemas,
         };
         cdc.must(&["install"]);
         cdc.must(&["pg", "start"]);
@@ -189,7 +193,52 @@ struct Lab {
     listen: String,
 }
 
+/// The two end-to-end tests share the machine: one stack at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Lab {
+    /// The CDC stack (Connect not started) and devnet over TLS; `None` (with a notice) where
+    /// PostgreSQL 15 is not installed outside CI.
+    fn start(schemas: bool) -> Option<(std::sync::MutexGuard<'static, ()>, Lab)> {
+        if std::env::var_os("CI").is_none()
+            && !Path::new("/usr/lib/postgresql/15/bin/initdb").exists()
+        {
+            eprintln!("NOTICE: PostgreSQL 15 not installed; CDC test SKIPPED (CI installs it)");
+            return None;
+        }
+        let venv = venv()?;
+        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let started = Instant::now();
+        let cdc = Cdc::start(&venv, schemas);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dn = rt.block_on(start_devnet(true, &[]));
+        let home = tempfile::tempdir().unwrap();
+        let ca = home.path().join("devnet-ca.pem");
+        std::fs::write(&ca, dn.handle.ca_pem().unwrap()).unwrap();
+        let gateway = dn.handle.url().trim_start_matches("https://").to_string();
+        eprintln!(
+            "CDC stack (schemas.enable={schemas}) up in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        Some((
+            guard,
+            Lab {
+                cdc,
+                _rt: rt,
+                dn,
+                home,
+                ca,
+                gateway,
+                venv,
+                listen: free_listen(),
+            },
+        ))
+    }
+
     fn env(&self, state: &Path) -> Vec<(String, String)> {
         vec![
             (
@@ -345,6 +394,20 @@ fn counts(envelopes: &[(Value, u64)]) -> BTreeMap<(String, String), usize> {
     out
 }
 
+/// Snapshot records (`op = r`) on the four CDC topics.
+fn snapshot_reads(broker: &Broker) -> usize {
+    CDC_TOPICS
+        .split(',')
+        .flat_map(|t| broker.read_all(t))
+        .filter(|r| {
+            r.value
+                .as_deref()
+                .and_then(|v| serde_json::from_slice::<Value>(v).ok())
+                .is_some_and(|v| v["op"] == "r" || v["payload"]["op"] == "r")
+        })
+        .count()
+}
+
 fn of_type<'a>(envelopes: &'a [(Value, u64)], t: &str) -> Vec<&'a (Value, u64)> {
     envelopes
         .iter()
@@ -354,39 +417,15 @@ fn of_type<'a>(envelopes: &'a [(Value, u64)], t: &str) -> Vec<&'a (Value, u64)> 
 
 #[test]
 fn cdc_feed_alone_anchors_snapshot_and_stream_once_through_kills_with_true_stage_history() {
-    if std::env::var_os("CI").is_none() && !Path::new("/usr/lib/postgresql/15/bin/initdb").exists()
-    {
-        eprintln!("NOTICE: PostgreSQL 15 not installed; CDC test SKIPPED (CI installs it)");
+    let Some((_one_at_a_time, mut lab)) = Lab::start(false) else {
         return;
-    }
-    let Some(venv) = venv() else { return };
-    let started = Instant::now();
-    let cdc = Cdc::start(&venv);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dn = rt.block_on(start_devnet(true, &[]));
-    let home = tempfile::tempdir().unwrap();
-    let ca = home.path().join("devnet-ca.pem");
-    std::fs::write(&ca, dn.handle.ca_pem().unwrap()).unwrap();
-    let gateway = dn.handle.url().trim_start_matches("https://").to_string();
-    let mut lab = Lab {
-        cdc,
-        _rt: rt,
-        dn,
-        home,
-        ca,
-        gateway,
-        venv: venv.clone(),
-        listen: free_listen(),
     };
+    let started = Instant::now();
+    let venv = lab.venv.clone();
     let suffix = format!("{}", std::process::id());
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("state");
     let (log_run, log_feed) = (work.path().join("run.log"), work.path().join("feed.log"));
-    eprintln!("stack up in {:.0} s", started.elapsed().as_secs_f64());
 
     // --- 1. Snapshot: the lifecycle exists before the connector does.
     let (mut child, mut out) = lab.lifecycle(&["snapshot", &suffix]);
@@ -513,7 +552,11 @@ fn cdc_feed_alone_anchors_snapshot_and_stream_once_through_kills_with_true_stage
     println!("cdc: unknown table and missing column skipped and counted (metric 1 each), garbage → {dlq} (InvalidJson)");
 
     // A Connect restart after the snapshot does not snapshot again.
-    let before_restart = lab.envelopes().len();
+    let reads_after_snapshot = snapshot_reads(&broker);
+    assert!(
+        reads_after_snapshot >= 4,
+        "the snapshot read the lifecycle's rows"
+    );
     lab.cdc.connect_kill();
     lab.cdc.connect_start();
 
@@ -615,9 +658,10 @@ fn cdc_feed_alone_anchors_snapshot_and_stream_once_through_kills_with_true_stage
     assert_eq!(n(profile::alias::EVENT_TYPE), 4, "snap + set, move, delete");
     assert_eq!(n(profile::prediction::EVENT_TYPE), 4, "1 + 3 traces");
     assert!(n(profile::dataset::EVENT_TYPE) >= 1, "datasets anchored");
-    assert!(
-        envs.len() >= before_restart,
-        "the Connect restart re-snapshotted nothing (counts above are exact)"
+    assert_eq!(
+        snapshot_reads(&broker),
+        reads_after_snapshot,
+        "Kafka Connect restarts (one clean, two SIGKILLs) never snapshotted again"
     );
     // The alias proofs were signed in the database's commit order.
     let signed_at = |h: &str| {
@@ -734,4 +778,98 @@ fn debezium_mode_without_its_topics_is_a_clear_startup_error() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("both a Debezium topic"), "{err}");
     println!("cdc: missing or clashing topics are exit 2 with the fix named");
+}
+
+#[test]
+fn embedded_schemas_are_decoded_like_plain_json() {
+    // Kafka Connect's JsonConverter with schemas.enable=true wraps every record in
+    // {schema, payload}: the snapshot of a lifecycle anchors the same proofs.
+    let Some((_one_at_a_time, mut lab)) = Lab::start(true) else {
+        return;
+    };
+    let suffix = format!("s{}", std::process::id());
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("run.log");
+    let (mut child, mut out) = lab.lifecycle(&["snapshot", &suffix]);
+    let snap = until_step(&mut out, "done");
+    assert!(child.wait().unwrap().success());
+    let model = snap["model_name"].as_str().unwrap().to_string();
+    lab.cdc.connect_start();
+    let broker = Broker::attach(&lab.cdc.get("KAFKA_BOOTSTRAP"));
+    let mut record = None;
+    wait_for(
+        "the snapshot in Kafka",
+        Duration::from_secs(60),
+        &[],
+        || {
+            record = broker
+                .read_all("mlflow.public.model_versions")
+                .into_iter()
+                .find_map(|r| r.value);
+            record.is_some()
+        },
+    );
+    let record = record.unwrap_or_default();
+    let record: Value = serde_json::from_slice(&record).unwrap();
+    assert!(
+        record["schema"].is_object() && record["payload"]["op"] == "r",
+        "the records carry their schema: {record}"
+    );
+    let mut worker = lab.spawn(
+        &work.path().join("state"),
+        &[
+            "run",
+            "--source",
+            "kafka",
+            "--kafka-format",
+            "debezium",
+            "--kafka-topic",
+            CDC_TOPICS,
+            "--kafka-events-topic",
+            EVENTS,
+        ],
+        &log,
+    );
+    let promotion = hash(&profile::promotion::payload(
+        &model,
+        "1",
+        "None",
+        "Production",
+    ));
+    let alias = hash(&profile::alias::payload(
+        &model,
+        "1",
+        "snap",
+        AliasAction::Set,
+        None,
+    ));
+    wait_for(
+        "the snapshot anchored",
+        Duration::from_secs(240),
+        &[&log],
+        || {
+            let envs = lab.envelopes();
+            let n = |t: &str| of_type(&envs, t).len();
+            n(profile::training::EVENT_TYPE) == 1
+                && n(profile::registration::EVENT_TYPE) == 1
+                && n(profile::prediction::EVENT_TYPE) == 1
+                && envs
+                    .iter()
+                    .any(|(e, _)| e["payload_hash"] == promotion.as_str())
+                && envs
+                    .iter()
+                    .any(|(e, _)| e["payload_hash"] == alias.as_str())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let twice: Vec<_> = counts(&lab.envelopes())
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .collect();
+    assert!(twice.is_empty(), "anchored more than once: {twice:?}");
+    worker.sigterm();
+    println!(
+        "cdc (schemas.enable=true): the snapshot anchored {} proofs, each once",
+        lab.envelopes().len()
+    );
 }

@@ -24,9 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::devnet::{start_devnet, TestDevnet};
+use common::devnet::TestDevnet;
 use common::kafka::Broker;
-use common::lab::SEED_B64;
+use common::lab::{Arweave, SEED_B64};
 use common::mlflow::venv;
 use common::run::{mlflow_data, show};
 use serde_json::Value;
@@ -37,6 +37,18 @@ use ario_mlflow_worker::proof::{jcs, sha256_hex};
 const CDC_TOPICS: &str = "mlflow.public.runs,mlflow.public.model_versions,mlflow.public.registered_model_aliases,mlflow.public.trace_info";
 const EVENTS: &str = "cdc.events";
 const GROUP: &str = "cdc-test";
+/// One process from the CDC topics to proofs.
+const RUN_DEBEZIUM: [&str; 9] = [
+    "run",
+    "--source",
+    "kafka",
+    "--kafka-format",
+    "debezium",
+    "--kafka-topic",
+    CDC_TOPICS,
+    "--kafka-events-topic",
+    EVENTS,
+];
 
 /// The stack `cdc-local.sh` runs, in a directory of its own; torn down (slot dropped) on drop.
 struct Cdc {
@@ -210,16 +222,13 @@ impl Lab {
         let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
         let cdc = Cdc::start(&venv, schemas);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let dn = rt.block_on(start_devnet(true, &[]));
-        let home = tempfile::tempdir().unwrap();
-        let ca = home.path().join("devnet-ca.pem");
-        std::fs::write(&ca, dn.handle.ca_pem().unwrap()).unwrap();
-        let gateway = dn.handle.url().trim_start_matches("https://").to_string();
+        let Arweave {
+            rt,
+            dn,
+            home,
+            ca,
+            gateway,
+        } = Arweave::start();
         eprintln!(
             "CDC stack (schemas.enable={schemas}) up in {:.0} s",
             started.elapsed().as_secs_f64()
@@ -353,23 +362,8 @@ fn until_step(out: &mut BufReader<ChildStdout>, name: &str) -> Value {
     }
 }
 
-fn wait_for(what: &str, timeout: Duration, logs: &[&Path], mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for log in logs {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        eprintln!("--- {} (last 200 lines)", log.display());
-        for l in &lines[lines.len().saturating_sub(200)..] {
-            eprintln!("{l}");
-        }
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
+fn wait_for(what: &str, timeout: Duration, logs: &[&Path], done: impl FnMut() -> bool) {
+    common::run::wait_for(what, timeout, Duration::from_millis(100), logs, done)
 }
 
 fn hash(payload: &Value) -> String {
@@ -433,19 +427,7 @@ fn cdc_feed_alone_anchors_snapshot_and_stream_once_through_kills_with_true_stage
     assert!(child.wait().unwrap().success());
     let snap_model = snap["model_name"].as_str().unwrap().to_string();
     lab.cdc.connect_start();
-    let single = [
-        "run",
-        "--source",
-        "kafka",
-        "--kafka-format",
-        "debezium",
-        "--kafka-topic",
-        CDC_TOPICS,
-        "--kafka-events-topic",
-        EVENTS,
-        "--kafka-instance-id",
-        "w1",
-    ];
+    let single = [&RUN_DEBEZIUM[..], &["--kafka-instance-id", "w1"]].concat();
     let mut worker = lab.spawn(&state, &single, &log_run);
     // training, dataset(s), registration, promotion None→Production, alias, prediction
     let snapshot_expected = |envs: &[(Value, u64)]| {
@@ -815,21 +797,7 @@ fn embedded_schemas_are_decoded_like_plain_json() {
         record["schema"].is_object() && record["payload"]["op"] == "r",
         "the records carry their schema: {record}"
     );
-    let mut worker = lab.spawn(
-        &work.path().join("state"),
-        &[
-            "run",
-            "--source",
-            "kafka",
-            "--kafka-format",
-            "debezium",
-            "--kafka-topic",
-            CDC_TOPICS,
-            "--kafka-events-topic",
-            EVENTS,
-        ],
-        &log,
-    );
+    let mut worker = lab.spawn(&work.path().join("state"), &RUN_DEBEZIUM, &log);
     let promotion = hash(&profile::promotion::payload(
         &model,
         "1",

@@ -178,23 +178,8 @@ fn check_training_chains(envelopes: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
-fn wait_for(what: &str, timeout: Duration, logs: &[&Path], mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    for log in logs {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        eprintln!("--- {} (last 80 lines)", log.display());
-        for l in &lines[lines.len().saturating_sub(400)..] {
-            eprintln!("{l}");
-        }
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
+fn wait_for(what: &str, timeout: Duration, logs: &[&Path], done: impl FnMut() -> bool) {
+    common::run::wait_for(what, timeout, Duration::from_millis(250), logs, done)
 }
 
 fn cloudevent(key: &str, ce_type: &str, body: &str) -> kafka::Raw {

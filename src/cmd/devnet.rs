@@ -80,6 +80,18 @@ pub async fn run(args: DevnetArgs) -> ExitCode {
     }
 }
 
+/// Sets `stop` on the first SIGINT/SIGTERM (the command finishes the step in flight) and exits
+/// at once (130) on the second. Spawned on the current Tokio runtime.
+pub fn stop_on_signal(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping: finishing the step in flight (signal again to exit at once)");
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        shutdown_signal().await;
+        std::process::exit(130);
+    });
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

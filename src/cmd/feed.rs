@@ -84,15 +84,7 @@ pub async fn run(args: FeedArgs) -> ExitCode {
     };
     tracing::info!(topic = %settings.topic, brokers = %settings.brokers, properties = ?settings.redacted_properties(), "feed: producing the change feed");
     let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            super::devnet::shutdown_signal().await;
-            stop.store(true, Ordering::SeqCst);
-            super::devnet::shutdown_signal().await;
-            std::process::exit(130);
-        });
-    }
+    super::devnet::stop_on_signal(stop.clone());
     let filter = PollFilter::default();
     loop {
         match feed_once(&mlflow, &store, &producer, &filter).await {
@@ -165,15 +157,7 @@ async fn run_from_debezium(args: &FeedArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            super::devnet::shutdown_signal().await;
-            stop.store(true, Ordering::SeqCst);
-            super::devnet::shutdown_signal().await;
-            std::process::exit(130);
-        });
-    }
+    super::devnet::stop_on_signal(stop.clone());
     while !stop.load(Ordering::SeqCst) {
         if !rekeyer.is_running() {
             eprintln!("error: the CDC stage stopped unexpectedly");

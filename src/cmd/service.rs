@@ -637,16 +637,6 @@ async fn probe(
     }
 }
 
-fn signals(stop: Arc<AtomicBool>) {
-    tokio::spawn(async move {
-        super::devnet::shutdown_signal().await;
-        tracing::info!("stopping: finishing the step in flight (signal again to exit at once)");
-        stop.store(true, Ordering::SeqCst);
-        super::devnet::shutdown_signal().await;
-        std::process::exit(130);
-    });
-}
-
 /// Runs the service (`backfill`: until caught up); `config` is the `--config` file, whose
 /// `[guard]` table starts the guard beside `run`.
 pub async fn run(
@@ -783,7 +773,7 @@ pub async fn run(
     let health = surface.health.clone();
     let pipeline = Pipeline::new(anchorer, store, pipeline_config);
     let stop = Arc::new(AtomicBool::new(false));
-    signals(stop.clone());
+    super::devnet::stop_on_signal(stop.clone());
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut last_blocked_check = Instant::now();
@@ -1046,7 +1036,7 @@ async fn run_kafka(
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
-    signals(stop.clone());
+    super::devnet::stop_on_signal(stop.clone());
     let filter = PollFilter::default();
     let mut next_poll = Instant::now();
     while !stop.load(Ordering::SeqCst) {
@@ -1277,7 +1267,7 @@ pub async fn guard(args: GuardCommandArgs, config: Option<&std::path::Path>) -> 
         Err(e) => return fail(e),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    signals(stop.clone());
+    super::devnet::stop_on_signal(stop.clone());
     while !stop.load(Ordering::SeqCst) {
         surface.health.tick();
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -24,7 +24,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::journal::{run_committer, OutRecord, PartitionJournal, TxnShared};
-use super::{create_topic, partition_count, KafkaSettings, KafkaSetupError, Reporting};
+use super::{create_topic, partition_count, Background, KafkaSettings, KafkaSetupError, Reporting};
 use crate::event::ChangeEvent;
 use crate::feed::cloudevents;
 use crate::store::{JournalEntry, Store};
@@ -598,8 +598,7 @@ fn restore(
 
 /// A running consumer: stop it with [`KafkaConsumer::shutdown`].
 pub struct KafkaConsumer {
-    thread: Option<std::thread::JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
+    background: Background,
     /// Counters.
     pub stats: Arc<ConsumerStats>,
 }
@@ -714,33 +713,21 @@ impl KafkaConsumer {
                 .spawn(move || run_committer(shared, consumer, settings, transactional_id))
                 .map_err(|e| KafkaSetupError::Config(e.to_string()))?
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("kafka-consumer".into())
-                .spawn(move || consume(consumer, inner, stop, committer))
-                .map_err(|e| KafkaSetupError::Config(e.to_string()))?
-        };
-        Ok(KafkaConsumer {
-            thread: Some(thread),
-            stop,
-            stats,
-        })
+        let background = Background::spawn("kafka-consumer", move |stop| {
+            consume(consumer, inner, stop, committer)
+        })?;
+        Ok(KafkaConsumer { background, stats })
     }
 
     /// Whether the consumer thread is still running.
     pub fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+        self.background.is_running()
     }
 
     /// Stops taking messages, finishes the in-flight steps (bounded), commits and leaves the
     /// group.
-    pub async fn shutdown(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
+    pub async fn shutdown(self) {
+        self.background.shutdown().await
     }
 }
 

@@ -226,6 +226,45 @@ fn is_specific(reason: &str) -> bool {
         .any(|w| r.contains(w))
 }
 
+/// A client loop on a thread of its own (every rdkafka call there may block), run until its
+/// stop flag is set.
+pub struct Background {
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Background {
+    /// Starts `run` on a thread named `name`; `run` gets the stop flag to watch.
+    pub fn spawn(
+        name: &str,
+        run: impl FnOnce(Arc<std::sync::atomic::AtomicBool>) + Send + 'static,
+    ) -> Result<Background, KafkaSetupError> {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || run(flag))
+            .map_err(|e| KafkaSetupError::Config(format!("cannot start thread {name}: {e}")))?;
+        Ok(Background {
+            thread: Some(thread),
+            stop,
+        })
+    }
+
+    /// Whether the thread is still running.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Sets the stop flag and waits (off the async runtime) for the loop to end.
+    pub async fn shutdown(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
 /// Asks the cluster for `topic`'s partition count (`None`: no such topic), naming the cause
 /// when the cluster cannot be reached (wrong address, TLS or SASL failure).
 pub fn partition_count<C: ClientContext>(

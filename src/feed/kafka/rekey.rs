@@ -40,7 +40,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::consumer::{dead_letter_record, seek_to, Origin};
 use super::journal::{new_producer, transaction_with_offsets, OutRecord};
 use super::producer::run_chain;
-use super::{create_topic, partition_count, KafkaSettings, KafkaSetupError, Reporting};
+use super::{create_topic, partition_count, Background, KafkaSettings, KafkaSetupError, Reporting};
 use crate::event::ChangeEvent;
 use crate::feed::cloudevents::{self, Mode, Rejection};
 use crate::feed::debezium::{self, CommitPosition, Decoded};
@@ -96,8 +96,7 @@ pub struct RekeyStats {
 
 /// The running stage: stop it with [`Rekeyer::shutdown`].
 pub struct Rekeyer {
-    thread: Option<std::thread::JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
+    background: Background,
     /// Counters.
     pub stats: Arc<RekeyStats>,
 }
@@ -160,33 +159,24 @@ impl Rekeyer {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let stats = Arc::new(RekeyStats::default());
-        let stop = Arc::new(AtomicBool::new(false));
         let handle = tokio::runtime::Handle::current();
-        let thread = {
-            let (stop, stats) = (stop.clone(), stats.clone());
-            std::thread::Builder::new()
-                .name("kafka-cdc".into())
-                .spawn(move || run(config, instance, mlflow, handle, stop, stats))
-                .map_err(|e| KafkaSetupError::Config(e.to_string()))?
+        let background = {
+            let stats = stats.clone();
+            Background::spawn("kafka-cdc", move |stop| {
+                run(config, instance, mlflow, handle, stop, stats)
+            })?
         };
-        Ok(Rekeyer {
-            thread: Some(thread),
-            stop,
-            stats,
-        })
+        Ok(Rekeyer { background, stats })
     }
 
     /// Whether the stage's thread is still running.
     pub fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+        self.background.is_running()
     }
 
     /// Stops after the batch in flight (committed or aborted) and leaves the group.
-    pub async fn shutdown(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
+    pub async fn shutdown(self) {
+        self.background.shutdown().await
     }
 }
 

@@ -174,6 +174,35 @@ fn helm_chart_lints_and_renders_both_modes() {
         text.contains("kafka_property = [\"security.protocol=SASL_SSL\"]  # file"),
         "{text}"
     );
+    // Change data capture: each member re-keys Debezium's topics onto the event topic.
+    let cdc = ok(
+        &template(&[
+            "mode=kafka",
+            "kafka.format=debezium",
+            "kafka.topic=mlflow.public.runs\\,mlflow.public.model_versions",
+            "kafka.eventsTopic=ario.mlflow.events",
+        ]),
+        "helm template kafka debezium",
+    );
+    for needle in [
+        "name: ARIO_MLFLOW_KAFKA_FORMAT",
+        "value: debezium",
+        "value: \"mlflow.public.runs,mlflow.public.model_versions\"",
+        "name: ARIO_MLFLOW_KAFKA_EVENTS_TOPIC",
+    ] {
+        assert!(cdc.contains(needle), "debezium lacks {needle:?}:\n{cdc}");
+    }
+    assert!(
+        !kafka.contains("ARIO_MLFLOW_KAFKA_FORMAT"),
+        "cloudevents is the default"
+    );
+    let out = template(&["mode=kafka", "kafka.format=debezium"]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr)
+                .contains("set kafka.topic to the Debezium topics"),
+        "debezium without its topics is refused"
+    );
     // Bad values are refused at render time.
     let out = template(&["mode=both"]);
     assert!(
@@ -185,7 +214,7 @@ fn helm_chart_lints_and_renders_both_modes() {
         !out.status.success()
             && String::from_utf8_lossy(&out.stderr).contains("signingKeySecret is required")
     );
-    println!("helm: lint --strict and template pass for poll and kafka");
+    println!("helm: lint --strict and template pass for poll, kafka and kafka with Debezium");
 }
 
 #[test]

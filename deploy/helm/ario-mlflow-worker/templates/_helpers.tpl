@@ -26,6 +26,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if not .Values.signingKeySecret -}}{{- fail "signingKeySecret is required (a Secret with key signing-key)" -}}{{- end -}}
 {{- if not .Values.walletSecret -}}{{- fail "walletSecret is required (a Secret with key wallet.json)" -}}{{- end -}}
 {{- if and (eq .Values.mode "kafka") (not .Values.kafka.brokers) -}}{{- fail "kafka.brokers is required in kafka mode" -}}{{- end -}}
+{{- if not (has .Values.kafka.format (list "cloudevents" "debezium")) -}}
+{{- fail (printf "kafka.format must be cloudevents or debezium, not %q" .Values.kafka.format) -}}
+{{- end -}}
+{{- if and (eq .Values.kafka.format "debezium") (eq .Values.kafka.topic .Values.kafka.eventsTopic) -}}
+{{- fail "kafka.format debezium: set kafka.topic to the Debezium topics (comma-separated), kafka.eventsTopic is where the change events go" -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The pod template both workloads share. */}}
@@ -93,6 +99,12 @@ spec:
           value: {{ .Values.kafka.topic | quote }}
         - name: ARIO_MLFLOW_KAFKA_GROUP
           value: {{ .Values.kafka.group | quote }}
+        {{- if eq .Values.kafka.format "debezium" }}
+        - name: ARIO_MLFLOW_KAFKA_FORMAT
+          value: debezium
+        - name: ARIO_MLFLOW_KAFKA_EVENTS_TOPIC
+          value: {{ .Values.kafka.eventsTopic | quote }}
+        {{- end }}
         {{- if .Values.kafka.saslSecret }}
         - name: ARIO_MLFLOW_KAFKA_SASL_USERNAME
           valueFrom:

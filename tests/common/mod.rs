@@ -586,14 +586,21 @@ pub mod mlflow {
     /// SIGTERM to the `mlflow server` process only: it forwards the signal to its uvicorn worker
     /// and reaps it, so no orphan is left for PID 1 (signalling the whole group would orphan the
     /// worker). SIGKILL only if it has not exited after 15 s.
+    /// SIGTERM to the server's whole process group (MLflow 2.x's `mlflow server` leaves its
+    /// gunicorn workers running when only it is signalled), SIGKILL to the group after 15 s.
     fn stop_child(child: &mut Child) {
+        let group = format!("-{}", child.id());
+        let signal_group = |signal: &str| {
+            let _ = Command::new("kill")
+                .args([signal, "--", group.as_str()])
+                .stderr(std::process::Stdio::null())
+                .status();
+        };
         if let Ok(Some(_)) = child.try_wait() {
+            signal_group("-TERM");
             return;
         }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
+        signal_group("-TERM");
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -601,6 +608,7 @@ pub mod mlflow {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        signal_group("-KILL");
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -769,6 +777,33 @@ pub mod run {
         cmd.output().unwrap()
     }
 
+    /// Polls `done` every `every` until it holds; after `timeout`, prints the tail of each log
+    /// (200 lines) and fails naming `what`.
+    pub fn wait_for(
+        what: &str,
+        timeout: std::time::Duration,
+        every: std::time::Duration,
+        logs: &[&Path],
+        mut done: impl FnMut() -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if done() {
+                return;
+            }
+            std::thread::sleep(every);
+        }
+        for log in logs {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("--- {} (last 200 lines)", log.display());
+            for l in &lines[lines.len().saturating_sub(200)..] {
+                eprintln!("{l}");
+            }
+        }
+        panic!("timed out after {timeout:?} waiting for {what}");
+    }
+
     /// A file under `tests/data/mlflow/`.
     pub fn mlflow_data(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -812,6 +847,37 @@ pub mod lab {
         /// Starts MLflow keeping artifacts as `mode` says, and devnet with TLS.
         pub fn start_with(venv: &Path, mode: super::mlflow::ArtifactMode) -> Lab {
             let server = MlflowServer::start_with(venv, mode);
+            let Arweave {
+                rt,
+                dn,
+                home,
+                ca,
+                gateway,
+            } = Arweave::start();
+            Lab {
+                server,
+                rt,
+                dn,
+                home,
+                ca,
+                gateway,
+            }
+        }
+    }
+
+    /// The Arweave side of a lab: devnet over TLS on a runtime of its own, a home directory,
+    /// devnet's CA written in it, and the gateway host.
+    pub struct Arweave {
+        pub rt: tokio::runtime::Runtime,
+        pub dn: TestDevnet,
+        pub home: tempfile::TempDir,
+        pub ca: PathBuf,
+        pub gateway: String,
+    }
+
+    impl Arweave {
+        /// Starts devnet with TLS.
+        pub fn start() -> Arweave {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -822,8 +888,7 @@ pub mod lab {
             let ca = home.path().join("devnet-ca.pem");
             std::fs::write(&ca, dn.handle.ca_pem().unwrap()).unwrap();
             let gateway = dn.handle.url().trim_start_matches("https://").to_string();
-            Lab {
-                server,
+            Arweave {
                 rt,
                 dn,
                 home,

@@ -327,13 +327,16 @@ impl Lab {
             .collect()
     }
 
-    fn metrics(&self) -> String {
+    /// The body of `GET path` on the worker's listener.
+    fn get(&self, path: &str) -> String {
         let mut s = std::net::TcpStream::connect(&self.listen).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
             .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
-        text
+        text.split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or(text)
     }
 }
 
@@ -513,7 +516,7 @@ fn cdc_feed_alone_anchors_snapshot_and_stream_once_through_kills_with_true_stage
         Some("InvalidJson")
     );
     assert_eq!(dead[0].value.as_deref(), Some(&b"\x00\x01 not json {"[..]));
-    let metrics = lab.metrics();
+    let metrics = lab.get("/metrics");
     let metric = |reason: &str, table: &str| {
         metrics
             .lines()
@@ -531,6 +534,15 @@ fn cdc_feed_alone_anchors_snapshot_and_stream_once_through_kills_with_true_stage
     let log = std::fs::read_to_string(&log_run).unwrap();
     assert!(log.contains("reason=\"unknown_table\"") || log.contains("reason=unknown_table"));
     assert!(worker.alive(), "the worker survives what it cannot decode");
+    let readyz = || serde_json::from_str::<Value>(&lab.get("/readyz")).unwrap();
+    assert_eq!(readyz()["checks"]["cdc"]["ok"], true, "{}", readyz());
+    // The other checks are probed every --health-interval.
+    wait_for(
+        "/readyz ready",
+        Duration::from_secs(60),
+        &[&log_run],
+        || readyz()["ready"] == true,
+    );
     println!("cdc: unknown table and missing column skipped and counted (metric 1 each), garbage → {dlq} (InvalidJson)");
 
     // A Connect restart after the snapshot does not snapshot again.

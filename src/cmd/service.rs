@@ -1045,9 +1045,14 @@ async fn run_kafka(
             eprintln!("error: the Kafka consumer stopped unexpectedly");
             return ExitCode::from(1);
         }
-        if rekeyer.as_ref().is_some_and(|r| !r.is_running()) {
-            eprintln!("error: the CDC stage stopped unexpectedly");
-            return ExitCode::from(1);
+        if let Some(r) = &rekeyer {
+            if !r.is_running() {
+                eprintln!("error: the CDC stage stopped unexpectedly");
+                return ExitCode::from(1);
+            }
+            surface
+                .health
+                .report(crate::server::health::Check::Cdc, r.stats.session());
         }
         if let Some((store, producer)) = &feed {
             if Instant::now() >= next_poll {

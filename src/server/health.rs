@@ -3,7 +3,7 @@
 //!
 //! Liveness is one question — is the pipeline loop still ticking? — answered from the time of
 //! its last tick. Readiness is a set of named checks (store open, MLflow reachable, Turbo
-//! reachable, Kafka partitions assigned), each with the time it last passed, so "reachable
+//! reachable, Kafka partitions assigned, the CDC stage connected), each with the time it last passed, so "reachable
 //! within the last interval" is a property of the state, not of one probe's luck.
 
 use std::collections::BTreeMap;
@@ -24,6 +24,9 @@ pub enum Check {
     Turbo,
     /// This consumer group member owns partitions (Kafka mode only).
     Kafka,
+    /// The CDC re-keying stage has a session: its consumer subscribed and its transactional
+    /// producer initialised (`--kafka-format debezium` only).
+    Cdc,
 }
 
 impl Check {
@@ -34,6 +37,7 @@ impl Check {
             Check::Mlflow => "mlflow",
             Check::Turbo => "turbo",
             Check::Kafka => "kafka",
+            Check::Cdc => "cdc",
         }
     }
 }

@@ -78,7 +78,7 @@ impl RekeyConfig {
 }
 
 /// Counters of the stage (also what tests read).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RekeyStats {
     /// Records taken.
     pub records: AtomicU64,
@@ -92,6 +92,37 @@ pub struct RekeyStats {
     pub transactions: AtomicU64,
     /// Sessions restarted after a failed transaction.
     pub restarts: AtomicU64,
+    /// Whether a session is up, or why not (for `/readyz`).
+    session: std::sync::Mutex<Result<(), String>>,
+}
+
+impl Default for RekeyStats {
+    fn default() -> RekeyStats {
+        RekeyStats {
+            records: AtomicU64::new(0),
+            produced: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+            transactions: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            session: std::sync::Mutex::new(Err("starting".into())),
+        }
+    }
+}
+
+impl RekeyStats {
+    fn set_session(&self, state: Result<(), String>) {
+        *self.session.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
+    /// `Ok` while a session is up (consumer subscribed, transactional producer initialised),
+    /// else why not.
+    pub fn session(&self) -> Result<(), String> {
+        self.session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// The running stage: stop it with [`Rekeyer::shutdown`].
@@ -195,13 +226,18 @@ fn run(
         let started = Instant::now();
         let outcome = Session::open(&config, &instance).and_then(|s| {
             tracing::info!(topics = ?config.cdc_topics, group = %config.group(), to = %config.kafka.topic, "cdc: re-keying Debezium records onto the event topic");
+            stats.set_session(Ok(()));
             s.run(&config, &mlflow, &handle, &stop, &stats)
         });
         match outcome {
-            Ok(()) => return,
+            Ok(()) => {
+                stats.set_session(Err("stopped".into()));
+                return;
+            }
             Err(e) => {
                 stats.restarts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "cdc: session ended; resuming from the committed offsets");
+                stats.set_session(Err(format!("session ended, restarting: {e}")));
             }
         }
         if started.elapsed() > Duration::from_secs(30) {

@@ -249,31 +249,27 @@ impl Lab {
     }
 
     fn env(&self, state: &Path) -> Vec<(String, String)> {
-        vec![
-            (
-                "MLFLOW_TRACKING_URI".into(),
-                self.cdc.get("MLFLOW_TRACKING_URI"),
-            ),
-            ("ARIO_MLFLOW_SIGNING_KEY".into(), SEED_B64.to_string()),
-            (
-                "ARIO_MLFLOW_UPLOAD_URL".into(),
-                self.dn.handle.url().to_string(),
-            ),
-            ("ARIO_MLFLOW_CA_CERT".into(), self.ca.display().to_string()),
-            ("ARIO_MLFLOW_GATEWAY_HOST".into(), self.gateway.clone()),
-            ("ARIO_MLFLOW_STATE_DIR".into(), state.display().to_string()),
+        let mut env = common::lab::anchoring_env(
+            &self.cdc.get("MLFLOW_TRACKING_URI"),
+            &self.dn,
+            &self.ca,
+            &self.gateway,
+            self.home.path(),
+            state,
+        );
+        env.extend([
             (
                 "ARIO_MLFLOW_KAFKA_BROKERS".into(),
                 self.cdc.get("KAFKA_BOOTSTRAP"),
             ),
             ("ARIO_MLFLOW_KAFKA_GROUP".into(), GROUP.into()),
             ("ARIO_MLFLOW_KAFKA_PARTITIONS".into(), "3".into()),
-            ("HOME".into(), self.home.path().display().to_string()),
             (
                 "RUST_LOG".into(),
                 std::env::var("CDC_TEST_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into()),
             ),
-        ]
+        ]);
+        env
     }
 
     fn spawn(&self, state: &Path, args: &[&str], log: &Path) -> Proc {

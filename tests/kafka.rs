@@ -33,23 +33,15 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn worker_env(lab: &Lab, broker: &Broker, state: &Path) -> Vec<(String, String)> {
-    vec![
-        ("MLFLOW_TRACKING_URI".into(), lab.server.uri.clone()),
-        ("ARIO_MLFLOW_SIGNING_KEY".into(), SEED_B64.to_string()),
-        (
-            "ARIO_MLFLOW_UPLOAD_URL".into(),
-            lab.dn.handle.url().to_string(),
-        ),
-        ("ARIO_MLFLOW_CA_CERT".into(), lab.ca.display().to_string()),
-        ("ARIO_MLFLOW_GATEWAY_HOST".into(), lab.gateway.clone()),
-        ("ARIO_MLFLOW_STATE_DIR".into(), state.display().to_string()),
+    let mut env = lab.worker_env(state);
+    env.extend([
         ("ARIO_MLFLOW_KAFKA_BROKERS".into(), broker.bootstrap.clone()),
-        ("HOME".into(), lab.home.path().display().to_string()),
         (
             "RUST_LOG".into(),
             std::env::var("KAFKA_TEST_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into()),
         ),
-    ]
+    ]);
+    env
 }
 
 fn worker(env: &[(String, String)], args: &[&str]) -> std::process::Output {

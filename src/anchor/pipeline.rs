@@ -899,17 +899,13 @@ impl Pipeline {
         ) {
             return Ok(None);
         }
-        for other in self.store.open_jobs()? {
-            if other.seq >= job.seq {
-                break;
-            }
-            if same(&other.event)
-                && matches!(other.state, JobState::Detected | JobState::Waiting { .. })
-            {
-                return Ok(Some(other.key));
-            }
-        }
-        Ok(None)
+        Ok(self
+            .store
+            .first_open_before(job.seq, |other| {
+                same(&other.event)
+                    && matches!(other.state, JobState::Detected | JobState::Waiting { .. })
+            })?
+            .map(|other| other.key))
     }
 
     /// The version, its run, and its registration TX — or the resolution to take while the

@@ -257,6 +257,20 @@ fn optional<'r>(row: &'r Map<String, Value>, column: &str) -> Option<&'r str> {
     row.get(column).and_then(Value::as_str)
 }
 
+/// MLflow 3's `workspace` key column: rows of another workspace than `default` are skipped (the
+/// REST calls the pipeline makes read the default workspace); MLflow 2.x rows have none.
+fn default_workspace(row: &Map<String, Value>, table: &str) -> Result<(), Skip> {
+    match optional(row, "workspace") {
+        Some(w) if w != "default" => Err(skip(
+            "other_workspace",
+            format!(
+                "{table} row of MLflow workspace {w:?} (only the default workspace is anchored)"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn none(detail: impl Into<String>) -> Outcome {
     Err(skip("no_event", detail))
 }
@@ -273,13 +287,8 @@ impl<'a> Change<'a> {
                 format!("{table} change without an after image"),
             )
         })?;
-        match optional(row, "workspace") {
-            Some(w) if w != "default" => Err(skip(
-                "other_workspace",
-                format!("{table} row of MLflow workspace {w:?} (only the default workspace is anchored)"),
-            )),
-            _ => Ok(row),
-        }
+        default_workspace(row, table)?;
+        Ok(row)
     }
 
     /// Whether `column` reached `value` in this change (inserted or read with it, or updated
@@ -410,14 +419,7 @@ impl<'a> Change<'a> {
                     ))
                 }
             };
-            if let Some(w) = optional(before, "workspace").filter(|w| *w != "default") {
-                return Err(skip(
-                    "other_workspace",
-                    format!(
-                        "alias of MLflow workspace {w:?} (only the default workspace is anchored)"
-                    ),
-                ));
-            }
+            default_workspace(before, TABLE)?;
             return Ok((vec![changed(before, None, Some(previous))?], None));
         }
         let after = self.after(TABLE)?;

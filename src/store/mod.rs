@@ -594,6 +594,25 @@ impl Store {
         Ok(out)
     }
 
+    /// The earliest-detected open job detected before `seq` that `pred` accepts (reads only
+    /// the open jobs before it, in detection order, and stops at the first match).
+    pub fn first_open_before(
+        &self,
+        seq: u64,
+        pred: impl Fn(&Job) -> bool,
+    ) -> Result<Option<Job>, StoreError> {
+        for entry in self.open.range(..seq.to_be_bytes()) {
+            let (_, key) = entry?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            if let Some(job) = self.job(&key)? {
+                if pred(&job) {
+                    return Ok(Some(job));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// How many jobs are not yet closed.
     pub fn open_count(&self) -> usize {
         self.open.len()

@@ -865,6 +865,44 @@ pub mod lab {
         }
     }
 
+    /// What a worker needs to anchor against `tracking_uri` and this devnet: the signing key,
+    /// Turbo's URL, devnet's CA, the gateway host, a state directory and a home.
+    pub fn anchoring_env(
+        tracking_uri: &str,
+        dn: &TestDevnet,
+        ca: &Path,
+        gateway: &str,
+        home: &Path,
+        state: &Path,
+    ) -> Vec<(String, String)> {
+        [
+            ("MLFLOW_TRACKING_URI", tracking_uri.to_string()),
+            ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
+            ("ARIO_MLFLOW_UPLOAD_URL", dn.handle.url().to_string()),
+            ("ARIO_MLFLOW_CA_CERT", ca.display().to_string()),
+            ("ARIO_MLFLOW_GATEWAY_HOST", gateway.to_string()),
+            ("ARIO_MLFLOW_STATE_DIR", state.display().to_string()),
+            ("HOME", home.display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    impl Lab {
+        /// [`anchoring_env`] for this lab's MLflow.
+        pub fn worker_env(&self, state: &Path) -> Vec<(String, String)> {
+            anchoring_env(
+                &self.server.uri,
+                &self.dn,
+                &self.ca,
+                &self.gateway,
+                self.home.path(),
+                state,
+            )
+        }
+    }
+
     /// The Arweave side of a lab: devnet over TLS on a runtime of its own, a home directory,
     /// devnet's CA written in it, and the gateway host.
     pub struct Arweave {

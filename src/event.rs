@@ -26,6 +26,11 @@ pub enum ChangeEvent {
         /// decides when it anchors (poller mode).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         chain: Option<String>,
+        /// The run's `end_time` (ms) when it was seen finished. A run re-opened and finished
+        /// again has a new one, so its final state is a new event (a training proof that
+        /// supersedes the earlier). `None` in events written before it existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        end_time: Option<i64>,
     },
     /// A dataset input of an anchored run.
     DatasetInput {
@@ -42,6 +47,12 @@ pub enum ChangeEvent {
         name: String,
         /// Version.
         version: String,
+        /// The version's `creation_timestamp` (ms): a model deleted and re-created under the
+        /// same name has new versions with the same numbers, told apart by it (the store keeps
+        /// the earlier one's job under `mv/<name>/<version>@<created_ms>`). `None` from sources
+        /// that do not know it (webhooks) and in events written before it existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        created_ms: Option<i64>,
     },
     /// A version's stage changed.
     StageChanged {
@@ -74,6 +85,16 @@ pub enum ChangeEvent {
         /// Trace id.
         trace_id: String,
     },
+    /// A registered model was renamed (its versions, tags and aliases moved with it).
+    ModelRenamed {
+        /// The name before.
+        from: String,
+        /// The name after.
+        to: String,
+        /// The model's `last_updated_timestamp` after the rename (ms): renamed back and forth,
+        /// each rename is its own event.
+        updated_ms: i64,
+    },
     /// A batch of one version's predictions sealed into a Merkle checkpoint (made by the
     /// pipeline in `--predictions batched` mode, never detected from a source).
     PredictionCheckpoint {
@@ -90,9 +111,23 @@ impl ChangeEvent {
     /// The dedupe key (DESIGN.md §2), also the job key.
     pub fn dedupe_key(&self) -> String {
         match self {
-            ChangeEvent::RunFinished { run_id, .. } => format!("run/{run_id}"),
+            ChangeEvent::RunFinished {
+                run_id, end_time, ..
+            } => match end_time {
+                Some(t) => format!("run/{run_id}@{t}"),
+                None => format!("run/{run_id}"),
+            },
             ChangeEvent::DatasetInput { name, digest, .. } => format!("dataset/{name}/{digest}"),
-            ChangeEvent::ModelVersionCreated { name, version } => format!("mv/{name}/{version}"),
+            // The creation time is not part of the key (a webhook does not know it): the
+            // store tells a re-created version apart by it (`Store::detect`).
+            ChangeEvent::ModelVersionCreated { name, version, .. } => {
+                format!("mv/{name}/{version}")
+            }
+            ChangeEvent::ModelRenamed {
+                from,
+                to,
+                updated_ms,
+            } => format!("rename/{from}/{to}/{updated_ms}"),
             ChangeEvent::StageChanged {
                 name,
                 version,
@@ -127,6 +162,7 @@ impl ChangeEvent {
             ChangeEvent::RunFinished { .. } => profile::training::EVENT_TYPE,
             ChangeEvent::DatasetInput { .. } => profile::dataset::EVENT_TYPE,
             ChangeEvent::ModelVersionCreated { .. } => profile::registration::EVENT_TYPE,
+            ChangeEvent::ModelRenamed { .. } => profile::rename::EVENT_TYPE,
             ChangeEvent::StageChanged { .. } => profile::promotion::EVENT_TYPE,
             ChangeEvent::AliasChanged { .. } => profile::alias::EVENT_TYPE,
             ChangeEvent::TraceLogged { .. } => profile::prediction::EVENT_TYPE,
@@ -141,7 +177,43 @@ impl ChangeEvent {
         ChangeEvent::RunFinished {
             run_id: run_id.into(),
             chain: None,
+            end_time: None,
         }
+    }
+
+    /// A run seen FINISHED with this `end_time`, its chain decided by the pipeline.
+    pub fn run_finished(run_id: impl Into<String>, end_time: Option<i64>) -> ChangeEvent {
+        ChangeEvent::RunFinished {
+            run_id: run_id.into(),
+            chain: None,
+            end_time,
+        }
+    }
+
+    /// The registered model the event is about, when it is a registry event.
+    pub fn model_name(&self) -> Option<&str> {
+        match self {
+            ChangeEvent::ModelVersionCreated { name, .. }
+            | ChangeEvent::StageChanged { name, .. }
+            | ChangeEvent::AliasChanged { name, .. }
+            | ChangeEvent::PredictionCheckpoint { name, .. } => Some(name),
+            ChangeEvent::ModelRenamed { to, .. } => Some(to),
+            _ => None,
+        }
+    }
+
+    /// The same event about the registered model called `name` (a registry event detected
+    /// under a later name is recorded under the name the store first knew the model by, so
+    /// a rename never makes one change two jobs). Other events are returned unchanged.
+    pub fn with_model_name(&self, name: &str) -> ChangeEvent {
+        let mut e = self.clone();
+        match &mut e {
+            ChangeEvent::ModelVersionCreated { name: n, .. }
+            | ChangeEvent::StageChanged { name: n, .. }
+            | ChangeEvent::AliasChanged { name: n, .. } => *n = name.to_string(),
+            _ => {}
+        }
+        e
     }
 
     /// The key that places the event in a Kafka partition: its chain key where the event is
@@ -157,7 +229,8 @@ impl ChangeEvent {
             }
             ChangeEvent::ModelVersionCreated { name, .. }
             | ChangeEvent::StageChanged { name, .. }
-            | ChangeEvent::AliasChanged { name, .. } => {
+            | ChangeEvent::AliasChanged { name, .. }
+            | ChangeEvent::ModelRenamed { to: name, .. } => {
                 Some(ChainOwner::RegisteredModel(name.clone()).chain_key())
             }
             ChangeEvent::TraceLogged { trace_id } => Some(format!("trace/{trace_id}")),
@@ -173,8 +246,9 @@ impl ChangeEvent {
             ChangeEvent::RunFinished { run_id, .. } | ChangeEvent::DatasetInput { run_id, .. } => {
                 run_id.clone()
             }
-            ChangeEvent::ModelVersionCreated { name, version }
+            ChangeEvent::ModelVersionCreated { name, version, .. }
             | ChangeEvent::StageChanged { name, version, .. } => format!("{name}/{version}"),
+            ChangeEvent::ModelRenamed { from, to, .. } => format!("{from}→{to}"),
             ChangeEvent::AliasChanged { name, alias, .. } => format!("{name}@{alias}"),
             ChangeEvent::TraceLogged { trace_id } => trace_id.clone(),
             ChangeEvent::PredictionCheckpoint { name, version, .. } => {
@@ -224,6 +298,7 @@ mod tests {
         let pinned = ChangeEvent::RunFinished {
             run_id: "r".into(),
             chain: Some("rm/m".into()),
+            end_time: None,
         };
         assert_eq!(
             e(pinned.clone()),
@@ -243,10 +318,29 @@ mod tests {
         assert_eq!(
             e(ChangeEvent::ModelVersionCreated {
                 name: "m".into(),
-                version: "2".into()
+                version: "2".into(),
+                created_ms: None,
             }),
             "mv/m/2"
         );
+        // The creation time is not identity by itself (the store compares it).
+        assert_eq!(
+            e(ChangeEvent::ModelVersionCreated {
+                name: "m".into(),
+                version: "2".into(),
+                created_ms: Some(17),
+            }),
+            "mv/m/2"
+        );
+        // A run re-opened and finished again: a new event per finish.
+        assert_eq!(e(ChangeEvent::run_finished("r", Some(5))), "run/r@5");
+        let renamed = ChangeEvent::ModelRenamed {
+            from: "a".into(),
+            to: "b".into(),
+            updated_ms: 3,
+        };
+        assert_eq!(renamed.partition_key().as_deref(), Some("rm/b"));
+        assert_eq!(e(renamed), "rename/a/b/3");
         let stage = ChangeEvent::StageChanged {
             name: "m".into(),
             version: "2".into(),

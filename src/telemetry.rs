@@ -29,6 +29,9 @@ pub const EVENTS_FAILED: &str = "ario_mlflow_worker_events_failed_total";
 pub const EVENTS_PARKED: &str = "ario_mlflow_worker_events_parked_total";
 /// Jobs skipped (nothing to do), by `event_type` and `source`.
 pub const EVENTS_SKIPPED: &str = "ario_mlflow_worker_events_skipped_total";
+/// Jobs skipped, by `event_type` and `reason` (`already_anchored`, `plugin`, `gone`,
+/// `no_model`, `not_applicable`).
+pub const SKIPS: &str = "ario_mlflow_worker_skips_total";
 /// Kafka messages sent to the dead-letter topic, by `reason`.
 pub const DEAD_LETTERS: &str = "ario_mlflow_worker_kafka_dead_letters_total";
 /// Jobs per `state` in the store (open states, plus parked).
@@ -123,6 +126,10 @@ fn describe() {
         "Jobs parked on a permanent error (need `retry`)."
     );
     describe_counter!(EVENTS_SKIPPED, "Jobs closed with nothing to do.");
+    describe_counter!(
+        SKIPS,
+        "Jobs closed with nothing to do, by event type and reason (already anchored, anchored by the plugin, gone, no model, not applicable)."
+    );
     describe_counter!(
         DEAD_LETTERS,
         "Kafka messages sent to the dead-letter topic."
@@ -224,6 +231,11 @@ pub fn mlflow_endpoint(path: &str) -> &'static str {
 /// One event detected.
 pub fn detected(event_type: &'static str, source: &'static str) {
     counter!(EVENTS_DETECTED, "event_type" => event_type, "source" => source).increment(1);
+}
+
+/// A job skipped, and why.
+pub fn skipped(event_type: &'static str, reason: &'static str) {
+    counter!(SKIPS, "event_type" => event_type, "reason" => reason).increment(1);
 }
 
 /// A job's step outcome, counted by the pipeline.

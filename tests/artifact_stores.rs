@@ -154,7 +154,7 @@ fn lifecycle(mode: ArtifactMode, label: &str, s3: Option<&common::s3::S3>) {
     let parked = status["parked"].as_array().unwrap();
     let job = parked
         .iter()
-        .find(|p| p["job"].as_str().unwrap_or("").ends_with(&s("deleted_run")))
+        .find(|p| p["job"].as_str().unwrap_or("").contains(&s("deleted_run")))
         .unwrap_or_else(|| panic!("[{label}] deleted-model run not parked: {status:#}"));
     let error = job["error"].as_str().unwrap_or("");
     assert!(

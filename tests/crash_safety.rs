@@ -56,6 +56,8 @@ fn sigkill_at_random_moments_never_loses_duplicates_or_forks() {
     let mut rng_state = 0x5eed_u64;
     while kills < KILLS {
         let mut cmd = Command::new(bin);
+        // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+        cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
         cmd.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
         cmd.args(["run", "--poll-interval", "0.2"])
             .stdout(Stdio::null())
@@ -75,6 +77,8 @@ fn sigkill_at_random_moments_never_loses_duplicates_or_forks() {
     }
     let anchored_before_catch_up = dn.handle.items().len();
     let mut cmd = Command::new(bin);
+    // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+    cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
     cmd.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
     cmd.arg("backfill");
     for (k, v) in &env {
@@ -88,6 +92,8 @@ fn sigkill_at_random_moments_never_loses_duplicates_or_forks() {
     );
     // What the store says, for the record (and for diagnosing a failure below).
     let mut status = Command::new(bin);
+    // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+    status.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
     status.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
     status.args(["status", "--json"]);
     for (k, v) in &env {

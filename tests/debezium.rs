@@ -35,6 +35,8 @@ use ario_mlflow_worker::profile::{self, alias::AliasAction};
 use ario_mlflow_worker::proof::{jcs, sha256_hex};
 
 const CDC_TOPICS: &str = "mlflow.public.runs,mlflow.public.model_versions,mlflow.public.registered_model_aliases,mlflow.public.trace_info";
+/// The four tables and `registered_models` (renames).
+const CDC_TABLES_WITH_MODELS: &str = "public.runs,public.model_versions,public.registered_model_aliases,public.trace_info,public.registered_models";
 const EVENTS: &str = "cdc.events";
 const GROUP: &str = "cdc-test";
 /// One process from the CDC topics to proofs.
@@ -57,6 +59,8 @@ struct Cdc {
     env: BTreeMap<String, String>,
     /// Kafka Connect's JsonConverter `schemas.enable`.
     schemas: bool,
+    /// The captured tables (`CDC_TABLES`), when not the recipe's default four.
+    tables: Option<&'static str>,
 }
 
 impl Cdc {
@@ -71,6 +75,7 @@ impl Cdc {
             .env("CDC_HOME", self.home.path())
             .env("CDC_VENV", &self.venv)
             .env("CDC_SCHEMAS", self.schemas.to_string())
+            .envs(self.tables.map(|t| ("CDC_TABLES", t)))
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -93,7 +98,7 @@ impl Cdc {
     }
 
     /// PostgreSQL, MLflow on it, and the broker — not Connect yet.
-    fn start(venv: &Path, schemas: bool) -> Cdc {
+    fn start(venv: &Path, schemas: bool, tables: Option<&'static str>) -> Cdc {
         let home = tempfile::tempdir().unwrap();
         // The postgres user runs the cluster inside it.
         use std::os::unix::fs::PermissionsExt;
@@ -103,6 +108,7 @@ impl Cdc {
             venv: venv.to_path_buf(),
             env: BTreeMap::new(),
             schemas,
+            tables,
         };
         cdc.must(&["install"]);
         cdc.must(&["pg", "start"]);
@@ -212,6 +218,14 @@ impl Lab {
     /// The CDC stack (Connect not started) and devnet over TLS; `None` (with a notice) where
     /// PostgreSQL 15 is not installed outside CI.
     fn start(schemas: bool) -> Option<(std::sync::MutexGuard<'static, ()>, Lab)> {
+        Self::start_with(schemas, None)
+    }
+
+    /// [`Self::start`] capturing `tables`.
+    fn start_with(
+        schemas: bool,
+        tables: Option<&'static str>,
+    ) -> Option<(std::sync::MutexGuard<'static, ()>, Lab)> {
         if std::env::var_os("CI").is_none()
             && !Path::new("/usr/lib/postgresql/15/bin/initdb").exists()
         {
@@ -221,7 +235,7 @@ impl Lab {
         let venv = venv()?;
         let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
-        let cdc = Cdc::start(&venv, schemas);
+        let cdc = Cdc::start(&venv, schemas, tables);
         let Arweave {
             rt,
             dn,
@@ -281,6 +295,7 @@ impl Lab {
         Proc(
             Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
                 .env("ARIO_MLFLOW_LISTEN", &self.listen)
+                .env("ARIO_MLFLOW_PLUGIN_GRACE", "0")
                 .args(args)
                 .envs(self.env(state))
                 .stdout(Stdio::null())
@@ -848,4 +863,141 @@ fn embedded_schemas_are_decoded_like_plain_json() {
         "cdc (schemas.enable=true): the snapshot anchored {} proofs, each once",
         lab.envelopes().len()
     );
+}
+
+/// Renames and deleted-and-re-created models through CDC (issue 23): a rename is one proof, its
+/// versions and aliases (which Debezium sees as deleted and created again under the new key)
+/// are not new events, and proofs made under the old name verify as the new one; a model
+/// deleted and re-created has its new version 1 anchored without a false "alias removed".
+#[test]
+fn cdc_follows_a_rename_and_a_recreated_model_without_false_events() {
+    let Some((_one_at_a_time, mut lab)) = Lab::start_with(false, Some(CDC_TABLES_WITH_MODELS))
+    else {
+        return;
+    };
+    let topics = format!("{CDC_TOPICS},mlflow.public.registered_models");
+    lab.cdc.connect_start();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let log = work.path().join("worker.log");
+    let mut worker = lab.spawn(
+        &state,
+        &[
+            "run",
+            "--source",
+            "kafka",
+            "--kafka-format",
+            "debezium",
+            "--kafka-topic",
+            &topics,
+            "--kafka-events-topic",
+            "cdc.renames",
+        ],
+        &log,
+    );
+    let uri = lab.cdc.get("MLFLOW_TRACKING_URI");
+    let messy = |args: &[&str]| {
+        let mut cmd = Command::new(lab.venv.join("bin/python"));
+        cmd.arg(mlflow_data("messy.py"))
+            .args([uri.as_str(), lab.dn.handle.url(), "cdc"])
+            .args(args)
+            .env("REQUESTS_CA_BUNDLE", &lab.ca)
+            .env("HOME", lab.home.path());
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "messy.py {args:?}: {}", show(&out));
+        common::lab::last_json_line(&out.stdout)
+    };
+    let tag = |name: &str, version: &str, key: &str| -> Option<String> {
+        let out = Command::new("curl")
+            .args(["-sf"])
+            .arg(format!(
+                "{uri}/api/2.0/mlflow/model-versions/get?name={name}&version={version}"
+            ))
+            .output()
+            .ok()?;
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["model_version"]["tags"]
+            .as_array()?
+            .iter()
+            .find(|t| t["key"] == key)
+            .and_then(|t| t["value"].as_str())
+            .map(str::to_owned)
+    };
+    let (ren, re, renamed) = ("cdc-ren", "cdc-re", "cdc-renamed");
+    messy(&["registry", ren, "Staging", "live"]);
+    messy(&["registry", re, "Production", "champion"]);
+    wait_for(
+        "both models anchored through CDC",
+        Duration::from_secs(180),
+        &[&log],
+        || {
+            tag(ren, "1", "ario.alias_tx.live").is_some()
+                && tag(re, "1", "ario.alias_tx.champion").is_some()
+        },
+    );
+    let before: Vec<String> = lab
+        .envelopes()
+        .iter()
+        .map(|(e, _)| e["event_id"].to_string())
+        .collect();
+    messy(&["rename", ren, renamed]);
+    messy(&["recreate", re]);
+    wait_for(
+        "the renamed model's new version and the re-created model anchored",
+        Duration::from_secs(180),
+        &[&log],
+        || {
+            tag(renamed, "2", "ario.alias_tx.live").is_some()
+                && tag(re, "1", "ario.registration_tx").is_some()
+        },
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    worker.sigterm();
+    let all = lab.envelopes();
+    let new: Vec<&Value> = all
+        .iter()
+        .map(|(e, _)| e)
+        .filter(|e| !before.contains(&e["event_id"].to_string()))
+        .collect();
+    let of = |t: &str| new.iter().filter(|e| e["event_type"] == t).count();
+    for e in &new {
+        eprintln!("after: {} {}", e["event_type"], e["subject"]);
+    }
+    assert_eq!(of("model_renamed"), 1, "one rename proof");
+    assert!(
+        !new.iter().any(|e| e["subject"]["version"] == "1"
+            && (e["subject"]["name"] == renamed || e["subject"]["name"] == ren)
+            && e["event_type"] != "model_renamed"),
+        "version 1's rows moved with the rename: nothing of it anchored again"
+    );
+    assert!(
+        !new.iter().any(|e| e["subject"]["name"] == re
+            && (e["event_type"] == "alias_changed" || e["event_type"] == "stage_transition")),
+        "the deleted model's alias and stage are not anchored as changes"
+    );
+    let env = lab.env(&state);
+    for target in [
+        format!("{renamed}/1"),
+        format!("{renamed}/2"),
+        format!("{re}/1"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
+            .args(["verify", "model", &target])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("ARIO_MLFLOW_GATEWAYS", &lab.gateway)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "verify model {target}: {}",
+            show(&out)
+        );
+        if target.ends_with("/1") && target.starts_with(renamed) {
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains(&format!("anchored as {ren}/1")),
+                "{}",
+                show(&out)
+            );
+        }
+    }
 }

@@ -53,6 +53,8 @@ fn transient_devnet_faults_and_an_mlflow_outage_end_fully_anchored() {
     ];
     let bin = env!("CARGO_BIN_EXE_ario-mlflow-worker");
     let mut cmd = Command::new(bin);
+    // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+    cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
     cmd.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
     cmd.args(["run", "--poll-interval", "0.5"])
         .stdout(Stdio::null())
@@ -110,6 +112,8 @@ fn transient_devnet_faults_and_an_mlflow_outage_end_fully_anchored() {
     assert!(status.success(), "SIGTERM → exit 0, got {status:?}");
 
     let mut cmd = Command::new(bin);
+    // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+    cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
     cmd.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
     cmd.args(["status", "--json"]);
     for (k, v) in &env {

@@ -152,6 +152,8 @@ fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages(
     child_env.push(("NO_COLOR", "1".into()));
     let start = || {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+        // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+        cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
         cmd.args([
             "--config",
             &config.display().to_string(),
@@ -657,6 +659,8 @@ fn coverage_counts_verifying_failing_signed_only_and_unanchored_entities() {
     .unwrap();
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+    // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+    cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
     cmd.args([
         "--config",
         &config.display().to_string(),

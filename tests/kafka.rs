@@ -46,6 +46,8 @@ fn worker_env(lab: &Lab, broker: &Broker, state: &Path) -> Vec<(String, String)>
 
 fn worker(env: &[(String, String)], args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+    // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+    cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
     cmd.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
     cmd.args(args).envs(env.iter().map(|(k, v)| (k, v)));
     cmd.output().unwrap()
@@ -83,6 +85,7 @@ fn spawn(env: &[(String, String)], args: &[&str], log: &Path) -> Proc {
     Proc(
         Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
             .env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0")
+            .env("ARIO_MLFLOW_PLUGIN_GRACE", "0")
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())

@@ -129,6 +129,7 @@ fn registration_payload_from_a_recorded_model_version() {
         source_run_id: Some(&mv.run_id),
         artifact_verified: Some(true),
         artifact_hash: Some("ab"),
+        artifact_checksums: None,
     });
     assert_eq!(
         jcs::canonicalize_to_string(&p).unwrap(),
@@ -144,6 +145,7 @@ fn registration_payload_from_a_recorded_model_version() {
         source_run_id: None,
         artifact_verified: None,
         artifact_hash: None,
+        artifact_checksums: None,
     });
     assert_eq!(nulls["source_run_id"], Value::Null);
     assert_eq!(nulls["artifact_verified"], Value::Null);

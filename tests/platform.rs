@@ -26,6 +26,8 @@ impl Worker {
     fn start(env: &[(&str, String)], args: &[&str], log: PathBuf) -> Worker {
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+        // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+        cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
         cmd.args(args)
             .env_remove("NO_COLOR")
             .stdout(Stdio::null())
@@ -626,6 +628,8 @@ fn config_file_sits_under_env_and_flags_and_never_shows_a_secret() {
     let config = file.display().to_string();
     let run = |env: &[(&str, String)], args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+        // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+        cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
         cmd.args(args)
             .env_remove("ARIO_MLFLOW_STATE_DIR")
             .env_remove("MLFLOW_TRACKING_URI");
@@ -728,6 +732,8 @@ fn tls_trusts_the_system_store_and_mlflow_s_own_cert_variables() {
     let h = |name: &str| home.path().join(name);
     let bare = |env: &[(&str, String)], args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+        // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+        cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
         cmd.args(args)
             .env_remove("SSL_CERT_FILE")
             .env_remove("SSL_CERT_DIR")

@@ -273,6 +273,8 @@ fn batched_predictions_seal_one_checkpoint_per_256_and_survive_sigkill() {
     let bin = env!("CARGO_BIN_EXE_ario-mlflow-worker");
     let spawn = || {
         let mut cmd = Command::new(bin);
+        // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+        cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
         cmd.args([
             "run",
             "--experiment",
@@ -453,6 +455,8 @@ fn batched_predictions_seal_one_checkpoint_per_256_and_survive_sigkill() {
     let env2: Vec<(&str, String)> = env.clone();
     let spawn_more = |log: &str| {
         let mut cmd = Command::new(bin);
+        // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+        cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
         cmd.args([
             "run",
             "--experiment",

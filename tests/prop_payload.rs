@@ -456,6 +456,7 @@ fn version_payloads_from_arbitrary_versions_canonicalize() {
                 source_run_id: source_run.ok().flatten().as_deref(),
                 artifact_verified: verified,
                 artifact_hash: hash.as_deref(),
+                artifact_checksums: None,
             });
             prop_assert!(jcs::canonicalize(&registration).is_ok());
             prop_assert!(jcs::canonicalize(&registration::subject(&mv.name, &mv.version)).is_ok());

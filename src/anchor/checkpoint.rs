@@ -4,14 +4,12 @@
 //! predictions. What a checkpoint *is* lives in [`crate::profile::checkpoint`].
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::sign::{rfc3339_ms, sign_checkpoint};
 use super::{AnchorError, Anchorer};
-use crate::mlflow::TraceInfo;
 use crate::profile::checkpoint::{self, BatchDocument, CheckpointLinks};
-use crate::profile::{prediction, GENESIS};
+use crate::profile::prediction::{self, PredictionFacts};
 use crate::proof::jcs;
 
 /// Checkpoint batching tuning.
@@ -50,40 +48,67 @@ impl Leaf {
 }
 
 impl Anchorer {
-    /// A trace's prediction as a checkpoint leaf; `None` when the trace is served by no
-    /// anchored registered version (such a prediction is anchored on its own, per trace).
-    pub async fn prediction_leaf(
+    /// A trace's prediction as a checkpoint leaf of its version's batch (`previous`: the
+    /// version's registration TX).
+    pub fn prediction_leaf(
         &self,
-        info: &TraceInfo,
-        spans: &[Value],
-        job: &str,
-        anchor_dependencies: bool,
-    ) -> Result<Option<Leaf>, AnchorError> {
-        let mut out = Vec::new();
-        let (facts, previous, artifact_uri) = self
-            .prediction_facts(info, spans, &mut out, anchor_dependencies)
-            .await?;
-        let Some(artifact_uri) = artifact_uri else {
-            return Ok(None);
-        };
-        if facts.model_name == prediction::UNKNOWN || previous == GENESIS {
-            return Ok(None);
-        }
-        let payload = jcs::canonicalize(&prediction::payload(&facts)?)
+        facts: &PredictionFacts,
+        previous: &str,
+        job_trace: &str,
+        artifact_uri: &str,
+    ) -> Result<Leaf, AnchorError> {
+        let payload = jcs::canonicalize(&prediction::payload(facts)?)
             .map_err(crate::profile::PayloadError::from)?;
-        Ok(Some(Leaf {
-            job: job.to_string(),
-            trace_id: info.trace_id.clone(),
+        Ok(Leaf {
+            job: format!("trace/{job_trace}"),
+            trace_id: facts.trace_id.clone(),
             payload: String::from_utf8_lossy(&payload).into_owned(),
             batched_ms: crate::store::now_ms(),
             links: checkpoint::first_links(
                 &facts.model_name,
                 &facts.model_version,
                 &facts.run_id,
-                &previous,
+                previous,
             ),
-            artifact_uri,
-        }))
+            artifact_uri: artifact_uri.to_string(),
+        })
+    }
+
+    /// The head of a version's checkpoint chain as MLflow records it: the newest uploaded
+    /// checkpoint (`ario.last_checkpoint_tx`) and its record hash, read from its batch document
+    /// on the version's run. `None` when the version has none.
+    pub async fn checkpoint_head(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<(String, String)>, AnchorError> {
+        let mv = match self.mlflow.get_model_version(name, version).await {
+            Ok(mv) => mv,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(tx) = mv.tag(checkpoint::VERSION_TX_TAG).map(str::to_owned) else {
+            return Ok(None);
+        };
+        let run = self.mlflow.get_run(&mv.run_id).await?;
+        let bytes = self
+            .mlflow
+            .download_run_artifact(&run, &checkpoint::batch_path(&tx))
+            .await?;
+        let doc: BatchDocument = serde_json::from_slice(&bytes).map_err(|e| {
+            AnchorError::Inconsistent(format!(
+                "{name}/{version}: the batch document of checkpoint {tx} cannot be read ({e}); refusing to start its chain again"
+            ))
+        })?;
+        let hash = doc.envelope["payload_hash"]
+            .as_str()
+            .filter(|h| *h == crate::proof::sha256_hex(&hex::decode(&doc.record_bytes).unwrap_or_default()))
+            .ok_or_else(|| {
+                AnchorError::Inconsistent(format!(
+                    "{name}/{version}: checkpoint {tx}'s batch document does not hash to its envelope"
+                ))
+            })?;
+        Ok(Some((hash.to_string(), tx)))
     }
 
     /// Signs a checkpoint over `leaves` (one version's, in leaf order) chained by `links`, with

@@ -2,6 +2,7 @@
 //! (GENESIS); step 2 tags the run with the dataset's TX.
 
 use super::prepared::{Prepared, TagValue, Write};
+use super::resolve::{Resolution, SignPlan, Skip, SkipKind};
 use super::sign::sign_event;
 use super::{AnchorError, AnchorStatus, Anchored, Anchorer};
 use crate::mlflow::{Dataset, Run};
@@ -9,6 +10,50 @@ use crate::profile::{dataset, PayloadError, GENESIS};
 use crate::proof::{jcs, sha256_hex};
 
 impl Anchorer {
+    /// What a dataset input of an anchored run becomes: skipped when the run already names its
+    /// TX or no longer has it, else signed (GENESIS).
+    pub async fn resolve_dataset(
+        &self,
+        run_id: &str,
+        name: &str,
+        digest: &str,
+    ) -> Result<Resolution, AnchorError> {
+        let run = match self.mlflow.get_run(run_id).await {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => {
+                return Ok(Skip::because(
+                    SkipKind::Gone,
+                    format!("run {run_id} no longer exists"),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(tx) = run.tag(&dataset::tx_tag(name)) {
+            return Ok(Skip::anchored(
+                SkipKind::AlreadyAnchored,
+                "already anchored",
+                dataset::EVENT_TYPE,
+                name,
+                tx,
+                "",
+            ));
+        }
+        let Some(input) = run
+            .inputs
+            .dataset_inputs
+            .iter()
+            .find(|i| i.dataset.name == name && i.dataset.digest == digest)
+        else {
+            return Ok(Skip::because(
+                SkipKind::Gone,
+                format!("dataset {name}/{digest} no longer on run {run_id}"),
+            ));
+        };
+        Ok(SignPlan::signed(
+            self.prepare_dataset(&run, &input.dataset)?,
+        ))
+    }
+
     /// Builds and signs one dataset event (GENESIS); step 2 tags the run with its TX.
     pub fn prepare_dataset(&self, run: &Run, ds: &Dataset) -> Result<Prepared, AnchorError> {
         let facts = ds.facts();

@@ -7,9 +7,11 @@
 //! What a proof *is* comes from [`crate::profile`]; this module reads the facts from MLflow and
 //! drives the side effects:
 //!
+//! * [`resolve`] — what an event becomes (sign, seal, skip, wait, park), one code path per
+//!   event type shared by the pipeline and the `anchor …` commands;
 //! * one file per event type — [`training`], [`dataset`], [`registration`], [`promotion`],
-//!   [`alias`], [`prediction`] — each reads that event's MLflow facts and prepares the signed
-//!   event (a [`Prepared`]), and anchors it end to end for the `anchor …` commands;
+//!   [`alias`], [`prediction`], [`rename`] — each reads that event's MLflow facts, recognises
+//!   what is already anchored, and prepares the signed event (a [`Prepared`]);
 //! * [`sign`] — the envelope and its ANS-104 data item, signed;
 //! * [`prepared`] — a signed event and its MLflow writes as data, and the [`Publisher`] that
 //!   applies them;
@@ -27,6 +29,8 @@ pub mod prediction;
 pub mod prepared;
 pub mod promotion;
 pub mod registration;
+pub mod rename;
+pub mod resolve;
 pub mod sign;
 pub mod training;
 

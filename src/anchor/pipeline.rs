@@ -28,7 +28,7 @@
 //! that never finishes) is waited for a bounded time, then the event is anchored on GENESIS with
 //! the reason logged.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,15 +37,10 @@ use futures::{SinkExt, StreamExt, TryStreamExt};
 
 use super::checkpoint::{CheckpointConfig, Leaf};
 use super::prepared::{Prepared, Publisher};
-use super::registration::{registration_anchored_writes, registration_source_run};
-use super::training::training_anchored_writes;
+use super::resolve::{Context, Limits, Resolution, SignPlan, TrainingDraft};
 use super::{AnchorError, Anchorer};
 use crate::arweave::Receipt;
-use crate::event::{ChainOwner, ChangeEvent};
-use crate::mlflow::{MlflowError, Run};
-use crate::profile::alias::AliasAction;
-use crate::profile::{dataset, prediction, registration, tags, training};
-use crate::proof::sha256_hex;
+use crate::event::ChangeEvent;
 use crate::store::{Job, JobState, Store, StoreError};
 
 /// Pipeline tuning.
@@ -57,8 +52,8 @@ pub struct PipelineConfig {
     pub max_backoff: Duration,
     /// How often a waiting job re-checks its dependency.
     pub wait_recheck: Duration,
-    /// How long a dependency is waited for before anchoring on GENESIS.
-    pub max_dependency_wait: Duration,
+    /// How long dependencies, incomplete traces and the plugin are waited for.
+    pub limits: Limits,
     /// Jobs resolved (MLflow reads, payload building) at once.
     pub resolve_concurrency: usize,
     /// Signed jobs published (writes, upload) at once.
@@ -75,7 +70,7 @@ impl Default for PipelineConfig {
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             wait_recheck: Duration::from_secs(2),
-            max_dependency_wait: Duration::from_secs(3600),
+            limits: Limits::default(),
             resolve_concurrency: 4,
             publish_concurrency: 8,
             metrics_source: "poll",
@@ -95,33 +90,6 @@ pub struct DrainStats {
     pub skipped: u64,
     /// Jobs parked.
     pub parked: u64,
-}
-
-/// What resolving a job decided.
-enum Resolution {
-    /// Sign: the prepared event, the chain (key, new head) it moves, datasets to enqueue.
-    Sign(
-        Box<Prepared>,
-        Option<(String, String)>,
-        Vec<(String, String)>,
-    ),
-    /// A training payload to sign onto its chain's head at commit time.
-    Seal(Box<TrainingDraft>),
-    Skip(String),
-    Wait(String),
-    /// A prediction fixed as a leaf of its version's checkpoint batch.
-    Leaf(Box<Leaf>),
-}
-
-/// A training run's payload, built concurrently, waiting for its chain head.
-struct TrainingDraft {
-    run: Run,
-    payload: serde_json::Value,
-    checksums: BTreeMap<String, String>,
-    owner: ChainOwner,
-    /// The head MLflow's tag gave, used when the store knows no head for the chain.
-    mlflow_head: String,
-    datasets: Vec<(String, String)>,
 }
 
 /// The state machine over a store.
@@ -379,16 +347,28 @@ impl Pipeline {
             .store
             .chain_head(&chain_key)?
             .map(|h| h.head)
-            .unwrap_or(d.mlflow_head);
-        let prepared =
-            self.anchorer
-                .seal_training(&d.run, &d.payload, &d.checksums, &previous, &d.owner)?;
+            .unwrap_or_else(|| d.mlflow_head.clone());
+        let prepared = self.anchorer.seal_training(&d, &previous)?;
         let head = prepared.payload_hash.clone();
-        Ok(Resolution::Sign(
-            Box::new(prepared),
-            Some((chain_key, head)),
-            d.datasets,
-        ))
+        let derived = d
+            .datasets
+            .iter()
+            .map(|(name, digest)| ChangeEvent::DatasetInput {
+                run_id: d.run.info.run_id.clone(),
+                name: name.clone(),
+                digest: digest.clone(),
+            })
+            .collect();
+        Ok(Resolution::Sign(Box::new(SignPlan {
+            prepared,
+            chain: Some(super::resolve::ChainMove {
+                key: chain_key,
+                head,
+                extends: None,
+            }),
+            derived,
+            adopted: false,
+        })))
     }
 
     /// Step-2 writes. A training job moves its chain's MLflow head tag only while it is the
@@ -422,23 +402,42 @@ impl Pipeline {
     /// moves the chain head; a signed training run's datasets become jobs of their own.
     fn apply_resolution(&self, job: &Job, r: Resolution) -> Result<Job, StoreError> {
         match r {
-            Resolution::Sign(prepared, chain, datasets) => {
-                // The datasets are detected *before* the run is signed: sled recovers a prefix
-                // of its log, so a crash can never keep the signature and lose them (a signed
-                // run is never resolved again, and nothing else detects its datasets).
-                if let ChangeEvent::RunFinished { run_id, .. } = &job.event {
-                    for (name, digest) in datasets {
-                        self.store.detect_derived(&ChangeEvent::DatasetInput {
-                            run_id: run_id.clone(),
-                            name,
-                            digest,
-                        })?;
-                    }
+            Resolution::Sign(plan) => {
+                let SignPlan {
+                    mut prepared,
+                    chain,
+                    derived,
+                    adopted,
+                } = *plan;
+                // Derived events are detected *before* the job is signed: sled recovers a
+                // prefix of its log, so a crash can never keep the signature and lose them (a
+                // signed job is never resolved again, and nothing else detects them).
+                for event in &derived {
+                    self.store.detect_derived(event)?;
+                }
+                // A proof adopted from elsewhere moves its chain only if it extends the head
+                // this store knows; otherwise it is uploaded without touching the chain.
+                let chain = match chain {
+                    Some(c) => match (&c.extends, self.store.chain_head(&c.key)?) {
+                        (Some(extends), Some(head)) if &head.head != extends => {
+                            tracing::warn!(job = %job.key, chain = %c.key, "adopted proof does not extend the chain head; uploaded without moving it");
+                            prepared.anchored_writes.retain(|w| !w.moves_chain_head());
+                            None
+                        }
+                        _ => Some(c),
+                    },
+                    None => None,
+                };
+                if adopted {
+                    tracing::info!(job = %job.key, tx = %prepared.tx_id, "adopting a proof signed earlier and never uploaded");
+                }
+                if let ChangeEvent::ModelRenamed { from, to, .. } = &job.event {
+                    self.store.record_rename(from, to)?;
                 }
                 self.store.sign(
                     &job.key,
                     &prepared,
-                    chain.as_ref().map(|(k, h)| (k.as_str(), h.as_str())),
+                    chain.as_ref().map(|c| (c.key.as_str(), c.head.as_str())),
                 )
             }
             Resolution::Leaf(leaf) => {
@@ -449,27 +448,54 @@ impl Pipeline {
                 key: job.key.clone(),
                 cause: "training draft reached the store unsealed".into(),
             }),
-            Resolution::Skip(reason) => {
-                tracing::info!(job = %job.key, %reason, "skipped");
+            Resolution::Skip(skip) => {
+                tracing::info!(job = %job.key, reason = %skip.reason, kind = skip.kind.label(), "skipped");
+                crate::telemetry::skipped(job.event.event_type(), skip.kind.label());
+                if let (
+                    ChangeEvent::ModelRenamed { from, to, .. },
+                    super::resolve::SkipKind::AlreadyAnchored,
+                ) = (&job.event, skip.kind)
+                {
+                    self.store.record_rename(from, to)?;
+                }
                 self.store.update(&job.key, |j| {
                     j.state = JobState::Skipped {
-                        reason: reason.clone(),
+                        reason: skip.reason.clone(),
+                        kind: Some(skip.kind.label().to_string()),
+                        redetect: skip.kind.redetectable(),
                     }
                 })
             }
-            Resolution::Wait(on) => {
-                tracing::debug!(job = %job.key, %on, "waiting on a dependency");
+            Resolution::Wait(wait) => {
+                tracing::debug!(job = %job.key, on = %wait.on, "waiting");
+                if let Some(dep) = &wait.dependency {
+                    self.store.detect_derived(dep)?;
+                }
                 let since = match &job.state {
                     JobState::Waiting { since_ms, .. } => *since_ms,
                     _ => now_ms(),
                 };
                 let next = now_ms() + self.config.wait_recheck.as_millis() as u64;
+                let on = wait
+                    .dependency
+                    .as_ref()
+                    .map(|d| self.store.job_key(d))
+                    .unwrap_or(wait.on);
                 self.store.update(&job.key, |j| {
                     j.state = JobState::Waiting {
                         on: on.clone(),
                         since_ms: since,
                     };
                     j.next_attempt_ms = next;
+                })
+            }
+            Resolution::Park(reason) => {
+                tracing::warn!(job = %job.key, %reason, "parked");
+                self.store.update(&job.key, |j| {
+                    j.state = JobState::Parked {
+                        error: reason.clone(),
+                    };
+                    j.last_error = Some(reason.clone());
                 })
             }
         }
@@ -527,10 +553,6 @@ impl Pipeline {
                 j.next_attempt_ms = next;
             }
         })
-    }
-
-    fn waited_too_long(&self, job: &Job) -> bool {
-        matches!(&job.state, JobState::Waiting { since_ms, .. } if now_ms().saturating_sub(*since_ms) > self.config.max_dependency_wait.as_millis() as u64)
     }
 
     /// Seals the open checkpoint batches that are full or whose oldest leaf is older than the
@@ -595,6 +617,15 @@ impl Pipeline {
             let previous = self.store.job(&head.job)?.and_then(|j| j.prepared);
             links.previous_hash = head.head.clone();
             links.previous_tx = previous.map(|p| p.tx_id).unwrap_or_default();
+        } else if let Some((record_hash, tx)) = self
+            .anchorer
+            .checkpoint_head(&links.model_name, &links.model_version)
+            .await?
+        {
+            // A store that never saw this chain (new, or lost): continue the chain MLflow
+            // records instead of starting a second one at GENESIS.
+            links.previous_hash = record_hash;
+            links.previous_tx = tx;
         }
         let just_leaves: Vec<Leaf> = leaves.iter().map(|(_, l)| l.clone()).collect();
         let prepared = self.anchorer.prepare_checkpoint(&just_leaves, &links)?;
@@ -624,251 +655,30 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Decides what a detected (or waiting) job becomes, signing it when it can.
+    /// Decides what a detected (or waiting) job becomes: the event type's resolution
+    /// (`anchor/<type>.rs`), given how long the job has waited and the renames the store knows.
     async fn resolve(&self, job: &Job) -> Result<Resolution, AnchorError> {
-        let a = &self.anchorer;
         if let Some(earlier) = self.earlier_unsigned(job)? {
             // Its proof is signed first, so the signing times follow the order of the changes.
-            return Ok(Resolution::Wait(earlier));
+            return Ok(Resolution::Wait(super::resolve::Wait {
+                on: earlier,
+                dependency: None,
+            }));
         }
-        match &job.event {
-            ChangeEvent::PredictionCheckpoint { .. } => Ok(Resolution::Skip(
-                "a checkpoint is created signed; this one lost its prepared event".into(),
-            )),
-            ChangeEvent::RunFinished { run_id, chain } => {
-                let run = match a.mlflow.get_run(run_id).await {
-                    Ok(r) => r,
-                    Err(e) if e.is_not_found() => {
-                        return Ok(Resolution::Skip(format!("run {run_id} no longer exists")))
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                if run.tag(training::TX_TAG).is_some() {
-                    return Ok(Resolution::Skip(
-                        "already anchored (ario.training_tx present)".into(),
-                    ));
-                }
-                if run.info.lifecycle_stage == "deleted" {
-                    return Ok(Resolution::Skip("run deleted".into()));
-                }
-                // A chain pinned by the source (Kafka: the partition that owns it) wins.
-                let (mlflow_head, owner) = match chain.as_deref().map(ChainOwner::from_chain_key) {
-                    Some(Some(owner)) => (a.chain_head_of(&owner).await?, owner),
-                    Some(None) => {
-                        return Err(AnchorError::Inconsistent(format!(
-                        "{}: the event names chain {:?}, which is neither rm/<name> nor exp/<id>",
-                        job.key,
-                        chain.as_deref().unwrap_or("")
-                    )))
-                    }
-                    None => a.training_chain_head(&run).await?,
-                };
-                let chain_key = owner.chain_key();
-                let prepared = if run.tag(tags::PAYLOAD_HASH).is_some() {
-                    // Signed elsewhere (the plugin offline) and never uploaded: publish that proof.
-                    let proof = a
-                        .mlflow
-                        .download_run_artifact(&run, training::PROOF_ARTIFACT)
-                        .await?;
-                    let payload = a
-                        .mlflow
-                        .download_run_artifact(&run, training::PAYLOAD_ARTIFACT)
-                        .await?;
-                    let hash = sha256_hex(&payload);
-                    a.restore(
-                        &proof,
-                        payload,
-                        training::EVENT_TYPE,
-                        run_id.clone(),
-                        training_anchored_writes(&run, &owner, &hash),
-                    )?
-                } else {
-                    let (payload, checksums) = a.training_payload(&run, None).await?;
-                    return Ok(Resolution::Seal(Box::new(TrainingDraft {
-                        datasets: run_datasets(&run),
-                        run,
-                        payload,
-                        checksums,
-                        owner,
-                        mlflow_head,
-                    })));
-                };
-                let datasets = run_datasets(&run);
-                let head = prepared.payload_hash.clone();
-                Ok(Resolution::Sign(
-                    Box::new(prepared),
-                    Some((chain_key, head)),
-                    datasets,
-                ))
-            }
-            ChangeEvent::DatasetInput {
-                run_id,
-                name,
-                digest,
-            } => {
-                let run = a.mlflow.get_run(run_id).await?;
-                if run.tag(&dataset::tx_tag(name)).is_some() {
-                    return Ok(Resolution::Skip("already anchored".into()));
-                }
-                let Some(input) = run
-                    .inputs
-                    .dataset_inputs
-                    .iter()
-                    .find(|i| &i.dataset.name == name && &i.dataset.digest == digest)
-                else {
-                    return Ok(Resolution::Skip(format!(
-                        "dataset {name}/{digest} no longer on run {run_id}"
-                    )));
-                };
-                Ok(Resolution::Sign(
-                    Box::new(a.prepare_dataset(&run, &input.dataset)?),
-                    None,
-                    Vec::new(),
-                ))
-            }
-            ChangeEvent::ModelVersionCreated { name, version } => {
-                let mv = match a.mlflow.get_model_version(name, version).await {
-                    Ok(mv) => mv,
-                    Err(e) if e.is_not_found() => {
-                        return Ok(Resolution::Skip(format!(
-                            "{name}/{version} no longer exists"
-                        )))
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                if mv.tag(registration::TX_TAG).is_some() {
-                    return Ok(Resolution::Skip(
-                        "already anchored (ario.registration_tx present)".into(),
-                    ));
-                }
-                let source_run_id = registration_source_run(&mv)?;
-                let mut run = None;
-                if let Some(run_id) = &source_run_id {
-                    let r = a.mlflow.get_run(run_id).await?;
-                    if r.tag(training::TX_TAG).is_none() && !self.waited_too_long(job) {
-                        if r.info.status == "FINISHED" {
-                            self.store
-                                .detect_derived(&ChangeEvent::run(run_id.clone()))?;
-                        }
-                        return Ok(Resolution::Wait(format!("run/{run_id}")));
-                    }
-                    if r.tag(training::TX_TAG).is_none() {
-                        tracing::warn!(job = %job.key, run_id, "source run never got a training proof; registration chains to GENESIS");
-                    }
-                    run = Some(r);
-                }
-                if let (Some(r), Some(_)) = (&run, mv.tag(tags::PAYLOAD_HASH)) {
-                    let proof = a
-                        .mlflow
-                        .download_run_artifact(r, registration::PROOF_ARTIFACT)
-                        .await?;
-                    let payload = a
-                        .mlflow
-                        .download_run_artifact(r, registration::PAYLOAD_ARTIFACT)
-                        .await?;
-                    let p = a.restore(
-                        &proof,
-                        payload,
-                        registration::EVENT_TYPE,
-                        format!("{name}/{version}"),
-                        registration_anchored_writes(&mv, run.as_ref()),
-                    )?;
-                    return Ok(Resolution::Sign(Box::new(p), None, Vec::new()));
-                }
-                Ok(Resolution::Sign(
-                    Box::new(
-                        a.prepare_registration(&mv, run.as_ref(), source_run_id.as_deref())
-                            .await?,
-                    ),
-                    None,
-                    Vec::new(),
-                ))
-            }
-            ChangeEvent::StageChanged {
-                name,
-                version,
-                from,
-                to,
-                ..
-            } => {
-                let (mv, run, reg) = match self.registered(job, name, version).await? {
-                    Ok(parts) => parts,
-                    Err(r) => return Ok(r),
-                };
-                Ok(Resolution::Sign(
-                    Box::new(a.prepare_promotion(&mv, run.as_ref(), &reg, from, to)?),
-                    None,
-                    Vec::new(),
-                ))
-            }
-            ChangeEvent::AliasChanged {
-                name,
-                alias,
-                version,
-                previous,
-                ..
-            } => {
-                let (target, action) = match (version, previous) {
-                    (Some(v), _) => (v.clone(), AliasAction::Set),
-                    (None, Some(p)) => (p.clone(), AliasAction::Removed),
-                    (None, None) => {
-                        return Ok(Resolution::Skip("alias change without a version".into()))
-                    }
-                };
-                let (mv, run, reg) = match self.registered(job, name, &target).await? {
-                    Ok(parts) => parts,
-                    Err(r) => return Ok(r),
-                };
-                let prev = if action == AliasAction::Set {
-                    previous.as_deref()
-                } else {
-                    None
-                };
-                Ok(Resolution::Sign(
-                    Box::new(a.prepare_alias(&mv, run.as_ref(), &reg, alias, action, prev)?),
-                    None,
-                    Vec::new(),
-                ))
-            }
-            ChangeEvent::TraceLogged { trace_id } => {
-                let (info, spans) = match a.take_trace(trace_id).await {
-                    Ok(t) => t,
-                    Err(e) if e.is_not_found() => {
-                        return Ok(Resolution::Skip(format!(
-                            "trace {trace_id} no longer exists"
-                        )))
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                if info.tags.contains_key(prediction::TX_TAG) {
-                    return Ok(Resolution::Skip(
-                        "already anchored (ario.prediction_tx present)".into(),
-                    ));
-                }
-                let mut out = Vec::new();
-                let wait_for_registration = !self.waited_too_long(job);
-                if self.config.checkpoints.is_some() {
-                    match a
-                        .prediction_leaf(&info, &spans, &job.key, !wait_for_registration)
-                        .await
-                    {
-                        Ok(Some(leaf)) => return Ok(Resolution::Leaf(Box::new(leaf))),
-                        // Served by no anchored version: anchored on its own, below.
-                        Ok(None) => {}
-                        Err(AnchorError::NotReady(on)) => return Ok(Resolution::Wait(on)),
-                        Err(e) => return Err(e),
-                    }
-                }
-                match a
-                    .prepare_prediction(&info, &spans, &mut out, !wait_for_registration)
-                    .await
-                {
-                    Ok(p) => Ok(Resolution::Sign(Box::new(p), None, Vec::new())),
-                    Err(AnchorError::NotReady(on)) => Ok(Resolution::Wait(on)),
-                    Err(e) => Err(e),
-                }
-            }
-        }
+        let renames = self.store.renames()?;
+        let ctx = Context {
+            limits: &self.config.limits,
+            waiting_since_ms: match &job.state {
+                JobState::Waiting { since_ms, .. } => Some(*since_ms),
+                _ => None,
+            },
+            now_ms: now_ms(),
+            renames: &renames,
+            oneshot: false,
+        };
+        self.anchorer
+            .resolve(&job.event, &ctx, self.config.checkpoints.is_some())
+            .await
     }
 
     /// An earlier-detected open job about the same alias (or the same version's stage) that is
@@ -907,69 +717,6 @@ impl Pipeline {
             })?
             .map(|other| other.key))
     }
-
-    /// The version, its run, and its registration TX — or the resolution to take while the
-    /// registration is not anchored yet (its job is enqueued if missing).
-    async fn registered(
-        &self,
-        job: &Job,
-        name: &str,
-        version: &str,
-    ) -> Result<
-        Result<
-            (
-                crate::mlflow::ModelVersion,
-                Option<crate::mlflow::Run>,
-                String,
-            ),
-            Resolution,
-        >,
-        AnchorError,
-    > {
-        let a = &self.anchorer;
-        let mv = match a.mlflow.get_model_version(name, version).await {
-            Ok(mv) => mv,
-            Err(e) if e.is_not_found() => {
-                return Ok(Err(Resolution::Skip(format!(
-                    "{name}/{version} no longer exists"
-                ))))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let reg = match mv.tag(registration::TX_TAG) {
-            Some(tx) => tx.to_string(),
-            None if !self.waited_too_long(job) => {
-                self.store
-                    .detect_derived(&ChangeEvent::ModelVersionCreated {
-                        name: name.into(),
-                        version: version.into(),
-                    })?;
-                return Ok(Err(Resolution::Wait(format!("mv/{name}/{version}"))));
-            }
-            None => crate::profile::GENESIS.to_string(),
-        };
-        let run = if mv.run_id.is_empty() {
-            None
-        } else {
-            match a.mlflow.get_run(&mv.run_id).await {
-                Ok(r) => Some(r),
-                Err(MlflowError::Http { status: 404, .. }) => None,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        Ok(Ok((mv, run, reg)))
-    }
-}
-
-/// A run's dataset inputs (name, digest), first occurrence of each.
-fn run_datasets(run: &Run) -> Vec<(String, String)> {
-    let mut seen = std::collections::BTreeSet::new();
-    run.inputs
-        .dataset_inputs
-        .iter()
-        .map(|i| (i.dataset.name.clone(), i.dataset.digest.clone()))
-        .filter(|d| seen.insert(d.clone()))
-        .collect()
 }
 
 impl From<StoreError> for AnchorError {

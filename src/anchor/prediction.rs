@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::prepared::{ArtifactContent, Prepared, TagValue, Write};
+use super::resolve::{Context, Resolution, SignPlan, Skip, SkipKind, Wait};
 use super::sign::sign_event;
 use super::{AnchorError, AnchorStatus, Anchored, Anchorer};
 use crate::mlflow::spans::{root_span, span_attribute, span_latency_ms};
@@ -59,28 +60,52 @@ const BATCH_GET_CHUNK: usize = 50;
 /// What a trace's `mlflow.modelId` resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServedModel {
-    /// The LoggedModel's source run (`unknown` when it has none).
+    /// The LoggedModel's name.
+    pub name: String,
+    /// The LoggedModel's source run.
     pub run_id: String,
-    /// The source run's artifact root, where the witness goes.
+    /// The source run's artifact root, where the witness goes (`None`: the run is gone).
     pub artifact_uri: Option<String>,
-    /// The registered version serving it: (name, version, registration TX if anchored).
-    pub version: Option<(String, String, Option<String>)>,
+    /// The registered version serving exactly this LoggedModel, when one does.
+    pub version: Option<ServingVersion>,
+}
+
+/// The registered version a trace's model is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServingVersion {
+    /// Registered model.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Its registration TX, once anchored.
+    pub registration_tx: Option<String>,
+    /// Its creation time (ms).
+    pub created_ms: Option<i64>,
 }
 
 /// Served models by LoggedModel id, bounded; an entry without a registration TX is re-read
 /// after [`INCOMPLETE_TTL`].
 #[derive(Debug, Default)]
-pub struct ServedModels(Mutex<HashMap<String, (ServedModel, Instant)>>);
+pub struct ServedModels(Mutex<HashMap<String, (Option<ServedModel>, Instant)>>);
 
 impl ServedModels {
-    fn get(&self, model_id: &str) -> Option<ServedModel> {
+    fn get(&self, model_id: &str) -> Option<Option<ServedModel>> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let (model, at) = map.get(model_id)?;
-        let complete = matches!(&model.version, Some((_, _, Some(_))));
+        let complete = matches!(
+            model,
+            Some(ServedModel {
+                version: Some(ServingVersion {
+                    registration_tx: Some(_),
+                    ..
+                }),
+                ..
+            })
+        );
         (complete || at.elapsed() < INCOMPLETE_TTL).then(|| model.clone())
     }
 
-    fn put(&self, model_id: &str, model: ServedModel) {
+    fn put(&self, model_id: &str, model: Option<ServedModel>) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= SERVED_MODELS_MAX {
             map.clear();
@@ -89,7 +114,10 @@ impl ServedModels {
     }
 }
 
-/// Resolves a LoggedModel id to its source run and serving version (three reads).
+/// Resolves a LoggedModel id to its source run and the version serving it: a version whose
+/// source is `models:/<id>` (MLflow 3's registration of that LoggedModel), else one whose source
+/// is `runs:/<run>/<its name>` (the same files); the oldest when several do. `None` when the
+/// model is gone or has no run: nothing certain to attribute a prediction to.
 async fn resolve_served_model(
     mlflow: &MlflowClient,
     model_id: &str,
@@ -102,47 +130,219 @@ async fn resolve_served_model(
     let Some(run_id) = model.source_run_id.filter(|r| !r.is_empty()) else {
         return Ok(None);
     };
-    let model_uri = format!("models:/{model_id}");
-    let versions = mlflow
-        .search_model_versions(&format!("run_id='{run_id}'"))
-        .await?;
-    let version = versions
-        .iter()
-        .find(|v| v.source == model_uri)
-        .or(versions.first())
-        .map(|v| {
-            (
-                v.name.clone(),
-                v.version.clone(),
-                v.tag(registration::TX_TAG).map(str::to_owned),
-            )
-        });
     let artifact_uri = match mlflow.get_run(&run_id).await {
         Ok(run) => Some(run.info.artifact_uri),
-        Err(e) if e.is_not_found() => None,
+        Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => return Err(e),
     };
+    let exact = format!("models:/{model_id}");
+    let by_path = format!("runs:/{run_id}/{}", model.name.trim_matches('/'));
+    let mut versions = mlflow
+        .search_model_versions(&format!("run_id='{run_id}'"))
+        .await?;
+    versions.sort_by_key(|v| {
+        (
+            v.creation_timestamp.unwrap_or(0),
+            v.version.parse::<u64>().unwrap_or(0),
+        )
+    });
+    let serving = versions
+        .iter()
+        .find(|v| v.source == exact)
+        .or_else(|| {
+            versions
+                .iter()
+                .find(|v| v.source.trim_end_matches('/') == by_path)
+        })
+        .map(|v| ServingVersion {
+            name: v.name.clone(),
+            version: v.version.clone(),
+            registration_tx: v.tag(registration::TX_TAG).map(str::to_owned),
+            created_ms: v.creation_timestamp,
+        });
     Ok(Some(ServedModel {
+        name: model.name,
         run_id,
         artifact_uri,
-        version,
+        version: serving,
     }))
 }
 
+/// Whether the plugin's `VerifiedModel` anchors this trace: it writes `ario.proof_status`
+/// (`anchoring`, then `anchored` or `failed`) with a decision id of its own (ours, in the full
+/// tag mode, is the trace id). Returns the status.
+pub fn plugin_trace(info: &TraceInfo) -> Option<&str> {
+    let status = info.tags.get(prediction::PROOF_STATUS_TAG)?;
+    (info
+        .tags
+        .get(prediction::DECISION_ID_TAG)
+        .map(String::as_str)
+        != Some(info.trace_id.as_str()))
+    .then_some(status.as_str())
+}
+
 impl Anchorer {
-    /// Anchors a prediction from an MLflow trace (`anchor trace <trace_id>`).
+    /// Anchors a prediction from an MLflow trace (`anchor trace <trace_id>`), its version's
+    /// registration first when missing.
     pub async fn anchor_trace(&self, trace_id: &str) -> Result<Vec<Anchored>, AnchorError> {
-        let (info, spans) = self.mlflow.get_trace(trace_id).await?;
+        self.anchor_event(&crate::event::ChangeEvent::TraceLogged {
+            trace_id: trace_id.into(),
+        })
+        .await
+    }
+
+    /// A logged trace:
+    /// * anchored already (ours, the legacy `ario.arweave_tx`, a checkpoint) → skipped;
+    /// * anchored (or being anchored) by the plugin's `VerifiedModel` → skipped, never twice;
+    /// * ERROR → not a prediction to prove; IN_PROGRESS, or spans not arrived yet → waited for,
+    ///   then parked with the reason;
+    /// * served by no model known for certain (no `mlflow.modelId`, the model gone or without
+    ///   a run) → skipped as "no model";
+    /// * served by a registered version → chained to its registration TX (waited for);
+    ///   by an unregistered LoggedModel → GENESIS, as the plugin does for `models:/<id>`.
+    pub async fn resolve_trace(
+        &self,
+        trace_id: &str,
+        ctx: &Context<'_>,
+        batched: bool,
+    ) -> Result<Resolution, AnchorError> {
+        let (info, spans) = match self.take_trace(trace_id).await {
+            Ok(t) => t,
+            Err(e) if e.is_not_found() => {
+                return Ok(Skip::because(
+                    SkipKind::Gone,
+                    format!("trace {trace_id} no longer exists"),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
         if let Some(done) = already_anchored(&info) {
-            return Ok(vec![done]);
+            return Ok(Resolution::Skip(Skip {
+                reason: "already anchored (ario.prediction_tx present)".into(),
+                kind: SkipKind::AlreadyAnchored,
+                anchored: Some(done),
+            }));
         }
-        let mut out = Vec::new();
-        let p = self
-            .prepare_prediction(&info, &spans, &mut out, true)
-            .await?;
-        self.publish(&p).await?;
-        out.push(Self::anchored(&p, AnchorStatus::Anchored));
-        Ok(out)
+        if let Some(tx) = info.tags.get(crate::profile::checkpoint::TX_TAG) {
+            return Ok(Skip::anchored(
+                SkipKind::AlreadyAnchored,
+                "already anchored in a checkpoint",
+                prediction::EVENT_TYPE,
+                trace_id,
+                tx,
+                "",
+            ));
+        }
+        if let Some(status) = plugin_trace(&info) {
+            return Ok(Skip::because(
+                SkipKind::Plugin,
+                format!("the plugin's VerifiedModel anchors this prediction (ario.proof_status={status})"),
+            ));
+        }
+        let waited = |what: String| {
+            if ctx.expired(ctx.limits.max_trace_wait) && !ctx.oneshot {
+                Resolution::Park(format!(
+                    "{what} after {} s; `retry` it once the trace is complete",
+                    ctx.limits.max_trace_wait.as_secs()
+                ))
+            } else {
+                Wait::on(what)
+            }
+        };
+        match info.state.as_str() {
+            "ERROR" => {
+                return Ok(Skip::because(
+                    SkipKind::NotApplicable,
+                    format!("trace {trace_id} ended in ERROR: no prediction to prove"),
+                ))
+            }
+            "IN_PROGRESS" => return Ok(waited(format!("trace {trace_id} is still in progress"))),
+            _ => {}
+        }
+        let Some(root) = root_span(&spans) else {
+            return Ok(waited(format!(
+                "the spans of trace {trace_id} have not arrived"
+            )));
+        };
+        let Some(model_id) = info
+            .trace_metadata
+            .get("mlflow.modelId")
+            .filter(|m| !m.is_empty())
+        else {
+            return Ok(Skip::because(
+                SkipKind::NoModel,
+                format!("trace {trace_id} names no model (no mlflow.modelId): nothing to attribute it to"),
+            ));
+        };
+        let Some(served) = self.served_model(model_id).await? else {
+            return Ok(Skip::because(
+                SkipKind::NoModel,
+                format!("trace {trace_id}: its model {model_id} no longer exists or has no run"),
+            ));
+        };
+        let (model_name, model_version, model_uri, previous) = match &served.version {
+            Some(v) => {
+                let previous = match &v.registration_tx {
+                    Some(tx) => tx.clone(),
+                    None if !ctx.expired(ctx.limits.max_dependency_wait) || ctx.oneshot => {
+                        return Ok(Wait::for_event(
+                            crate::event::ChangeEvent::ModelVersionCreated {
+                                name: v.name.clone(),
+                                version: v.version.clone(),
+                                created_ms: v.created_ms,
+                            },
+                        ))
+                    }
+                    None => GENESIS.to_string(),
+                };
+                (
+                    v.name.clone(),
+                    v.version.clone(),
+                    format!("models:/{}/{}", v.name, v.version),
+                    previous,
+                )
+            }
+            None => (
+                served.name.clone(),
+                model_id.clone(),
+                format!("models:/{model_id}"),
+                GENESIS.to_string(),
+            ),
+        };
+        let facts = PredictionFacts {
+            trace_id: trace_id.into(),
+            model_name,
+            model_version,
+            run_id: served.run_id.clone(),
+            model_uri,
+            input: span_attribute(root, "mlflow.spanInputs").unwrap_or(Value::Null),
+            output: span_attribute(root, "mlflow.spanOutputs").unwrap_or(Value::Null),
+            latency_ms: span_latency_ms(root)
+                .or_else(|| info.execution_ms())
+                .unwrap_or(0.0),
+        };
+        let Some(artifact_uri) = served.artifact_uri.clone() else {
+            return Ok(Skip::because(
+                SkipKind::NoModel,
+                format!(
+                    "trace {trace_id}: its model's run {} is gone",
+                    served.run_id
+                ),
+            ));
+        };
+        if batched && served.version.is_some() && previous != GENESIS {
+            return Ok(Resolution::Leaf(Box::new(self.prediction_leaf(
+                &facts,
+                &previous,
+                trace_id,
+                &artifact_uri,
+            )?)));
+        }
+        Ok(SignPlan::signed(self.prepare_prediction(
+            &facts,
+            &previous,
+            &artifact_uri,
+        )?))
     }
 
     /// Reads the infos and spans of `trace_ids` in bulk (one `traces/batchGet` per 50) for
@@ -198,58 +398,47 @@ impl Anchorer {
     /// The served model of a LoggedModel id, from the cache or MLflow.
     async fn served_model(&self, model_id: &str) -> Result<Option<ServedModel>, MlflowError> {
         if let Some(m) = self.served_models.get(model_id) {
-            return Ok(Some(m));
+            return Ok(m);
         }
         let resolved = resolve_served_model(&self.mlflow, model_id).await?;
-        if let Some(m) = &resolved {
-            self.served_models.put(model_id, m.clone());
-        }
+        self.served_models.put(model_id, resolved.clone());
         Ok(resolved)
     }
 
-    /// Builds and signs a prediction from a trace and its spans; anchors the model version's
-    /// registration first when the trace is linked to one that is not anchored yet (recorded
-    /// in `out`). With `anchor_dependencies` false, a linked version whose registration is not
-    /// anchored yet is [`AnchorError::NotReady`] (the durable service waits for its own
-    /// registration job).
-    pub async fn prepare_prediction(
+    /// Builds and signs a prediction from its facts, chained to `previous`, its witness under
+    /// the model's run.
+    pub fn prepare_prediction(
         &self,
-        info: &TraceInfo,
-        spans: &[Value],
-        out: &mut Vec<Anchored>,
-        anchor_dependencies: bool,
+        facts: &PredictionFacts,
+        previous: &str,
+        artifact_uri: &str,
     ) -> Result<Prepared, AnchorError> {
-        let (facts, previous, artifact_uri) = self
-            .prediction_facts(info, spans, out, anchor_dependencies)
-            .await?;
-        let trace_id = info.trace_id.as_str();
-        let payload = prediction::payload(&facts)?;
+        let trace_id = facts.trace_id.as_str();
+        let payload = prediction::payload(facts)?;
         let ev = sign_event(
             prediction::EVENT_TYPE,
             prediction::subject(trace_id, &facts.run_id),
-            &previous,
+            previous,
             &payload,
             &self.key,
             &self.wallet.signer,
         )?;
         let full = self.prediction_tags == PredictionTags::Full;
         let mut signed = Vec::new();
-        if let Some(artifact_uri) = artifact_uri {
-            let files: &[(&str, ArtifactContent)] = if full {
-                &[
-                    (witness::PAYLOAD_FILE, ArtifactContent::Payload),
-                    (witness::PROOF_FILE, ArtifactContent::Proof),
-                ]
-            } else {
-                &[(witness::PAYLOAD_FILE, ArtifactContent::Payload)]
-            };
-            for (file, content) in files {
-                signed.push(Write::Artifact {
-                    artifact_uri: artifact_uri.clone(),
-                    path: prediction::witness_path(trace_id, file),
-                    content: content.clone(),
-                });
-            }
+        let files: &[(&str, ArtifactContent)] = if full {
+            &[
+                (witness::PAYLOAD_FILE, ArtifactContent::Payload),
+                (witness::PROOF_FILE, ArtifactContent::Proof),
+            ]
+        } else {
+            &[(witness::PAYLOAD_FILE, ArtifactContent::Payload)]
+        };
+        for (file, content) in files {
+            signed.push(Write::Artifact {
+                artifact_uri: artifact_uri.to_string(),
+                path: prediction::witness_path(trace_id, file),
+                content: content.clone(),
+            });
         }
         let tag = |key: &str, value: TagValue| Write::TraceTag {
             trace_id: trace_id.into(),
@@ -290,73 +479,6 @@ impl Anchorer {
             signed,
             anchored,
         ))
-    }
-
-    /// The facts a prediction payload commits to, the `previous_hash` it chains to (the
-    /// serving version's registration TX, or GENESIS) and the artifact root of its witness.
-    pub async fn prediction_facts(
-        &self,
-        info: &TraceInfo,
-        spans: &[Value],
-        out: &mut Vec<Anchored>,
-        anchor_dependencies: bool,
-    ) -> Result<(PredictionFacts, String, Option<String>), AnchorError> {
-        let trace_id = info.trace_id.as_str();
-        if info.state == "IN_PROGRESS" {
-            return Err(AnchorError::NotReady(format!(
-                "trace {trace_id} is still in progress"
-            )));
-        }
-        let root = root_span(spans).ok_or_else(|| {
-            AnchorError::NotReady(format!("trace {trace_id} has no root span (pruned?)"))
-        })?;
-        let input = span_attribute(root, "mlflow.spanInputs").unwrap_or(Value::Null);
-        let output = span_attribute(root, "mlflow.spanOutputs").unwrap_or(Value::Null);
-        let latency_ms = span_latency_ms(root)
-            .or_else(|| info.execution_ms())
-            .unwrap_or(0.0);
-
-        let unknown = || prediction::UNKNOWN.to_string();
-        let (mut model_name, mut model_version, mut run_id, mut model_uri) =
-            (unknown(), unknown(), unknown(), unknown());
-        let mut previous = GENESIS.to_string();
-        let mut artifact_uri = None;
-        if let Some(model_id) = info
-            .trace_metadata
-            .get("mlflow.modelId")
-            .filter(|m| !m.is_empty())
-        {
-            model_uri = format!("models:/{model_id}");
-            if let Some(served) = self.served_model(model_id).await? {
-                run_id = served.run_id.clone();
-                artifact_uri = served.artifact_uri.clone();
-                if let Some((name, version, tx)) = &served.version {
-                    model_name = name.clone();
-                    model_version = version.clone();
-                    model_uri = format!("models:/{name}/{version}");
-                    previous = match (tx, anchor_dependencies) {
-                        (Some(tx), _) => tx.clone(),
-                        (None, true) => Box::pin(self.registration_tx(name, version, out)).await?.1,
-                        (None, false) => {
-                            return Err(AnchorError::NotReady(format!(
-                                "waiting for the registration of {name}/{version}"
-                            )))
-                        }
-                    };
-                }
-            }
-        }
-        let facts = PredictionFacts {
-            trace_id: trace_id.into(),
-            model_name,
-            model_version,
-            run_id,
-            model_uri,
-            input,
-            output,
-            latency_ms,
-        };
-        Ok((facts, previous, artifact_uri))
     }
 }
 

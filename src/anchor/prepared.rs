@@ -19,6 +19,9 @@ use crate::mlflow::{MlflowClient, MlflowError};
 /// Trace-tag writes of one event in flight at once.
 const TRACE_TAG_CONCURRENCY: usize = 8;
 
+/// One shared-witness claim at a time in this process (check, then write).
+static SHARED_CLAIMS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A tag value, resolved at write time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TagValue {
@@ -91,6 +94,20 @@ pub enum Write {
         /// Value.
         value: TagValue,
     },
+    /// An artifact at a path several events share (the plugin's one-per-run registration
+    /// witness): written only while the file at `claim` is absent or holds this event's
+    /// payload, so whoever claimed the path first (the plugin, or us) keeps it and nothing
+    /// overwrites it.
+    SharedArtifact {
+        /// The root URI.
+        artifact_uri: String,
+        /// Path below the root.
+        path: String,
+        /// Content.
+        content: ArtifactContent,
+        /// The payload file whose content says who owns the shared witness.
+        claim: String,
+    },
     /// A trace tag.
     TraceTag {
         /// Trace id.
@@ -103,6 +120,16 @@ pub enum Write {
 }
 
 impl Write {
+    /// The registered model a write is about, if any.
+    pub fn model_name(&self) -> Option<&str> {
+        match self {
+            Write::ModelVersionTag { name, .. } | Write::RegisteredModelTag { name, .. } => {
+                Some(name)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether this write moves a training chain's head tag (`ario.last_training_hash`).
     pub fn moves_chain_head(&self) -> bool {
         matches!(
@@ -137,6 +164,33 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Whether a write of this event names registered model `name`.
+    pub fn names_model(&self, name: &str) -> bool {
+        self.signed_writes
+            .iter()
+            .chain(&self.anchored_writes)
+            .any(|w| w.model_name() == Some(name))
+    }
+
+    /// Points the event's MLflow writes about registered model `from` at `to` (the model was
+    /// renamed before they were made). The signed bytes are untouched.
+    pub fn rename_model(&mut self, from: &str, to: &str) {
+        for w in self
+            .signed_writes
+            .iter_mut()
+            .chain(&mut self.anchored_writes)
+        {
+            match w {
+                Write::ModelVersionTag { name, .. } | Write::RegisteredModelTag { name, .. }
+                    if name == from =>
+                {
+                    *name = to.to_string()
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// A prepared event from a signed one and its writes.
     pub fn new(
         ev: SignedEvent,
@@ -209,6 +263,20 @@ impl Publisher<'_> {
         Ok(())
     }
 
+    /// The bytes of an artifact write (`None`: a receipt Turbo never issued).
+    fn bytes(
+        p: &Prepared,
+        content: &ArtifactContent,
+        receipt: Option<&Receipt>,
+    ) -> Option<Vec<u8>> {
+        Some(match content {
+            ArtifactContent::Document(text) => text.clone().into_bytes(),
+            ArtifactContent::Payload => p.payload_bytes.clone(),
+            ArtifactContent::Proof => serde_json::to_vec_pretty(&p.envelope).unwrap_or_default(),
+            ArtifactContent::Receipt => serde_json::to_vec_pretty(receipt?).unwrap_or_default(),
+        })
+    }
+
     async fn apply_one(
         &self,
         p: &Prepared,
@@ -222,20 +290,38 @@ impl Publisher<'_> {
                     path,
                     content,
                 } => {
-                    let bytes = match content {
-                        ArtifactContent::Document(text) => text.clone().into_bytes(),
-                        ArtifactContent::Payload => p.payload_bytes.clone(),
-                        ArtifactContent::Proof => {
-                            serde_json::to_vec_pretty(&p.envelope).unwrap_or_default()
-                        }
-                        ArtifactContent::Receipt => match receipt {
-                            Some(r) => serde_json::to_vec_pretty(r).unwrap_or_default(),
-                            None => return Ok(()),
-                        },
+                    let Some(bytes) = Self::bytes(p, content, receipt) else {
+                        return Ok(());
                     };
                     self.mlflow
                         .upload_artifact(&join_uri(artifact_uri, path), bytes)
                         .await?;
+                }
+                Write::SharedArtifact {
+                    artifact_uri,
+                    path,
+                    content,
+                    claim,
+                } => {
+                    let Some(bytes) = Self::bytes(p, content, receipt) else {
+                        return Ok(());
+                    };
+                    let _one = SHARED_CLAIMS.lock().await;
+                    let ours = match self
+                        .mlflow
+                        .download_artifact(&join_uri(artifact_uri, claim))
+                        .await
+                    {
+                        Ok(held) => held == p.payload_bytes,
+                        // Unclaimed: only the claim itself takes it.
+                        Err(e) if e.is_not_found() => path == claim,
+                        Err(e) => return Err(e),
+                    };
+                    if ours {
+                        self.mlflow
+                            .upload_artifact(&join_uri(artifact_uri, path), bytes)
+                            .await?;
+                    }
                 }
                 Write::RunTags { run_id, tags } => {
                     let tags: Vec<(String, String)> = tags

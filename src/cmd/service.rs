@@ -39,6 +39,15 @@ pub struct ServiceArgs {
     /// event is anchored on GENESIS.
     #[arg(long, default_value_t = 3600)]
     pub max_dependency_wait: u64,
+    /// Seconds a trace that is still IN_PROGRESS, or whose spans have not arrived, is waited
+    /// for before its job is parked with the reason.
+    #[arg(long, env = "ARIO_MLFLOW_MAX_TRACE_WAIT", default_value_t = 900)]
+    pub max_trace_wait: u64,
+    /// Seconds the registrations and promotions of runs started with the ar-io-mlflow plugin
+    /// installed (`ario.enabled`) are left to the plugin's own background anchoring before
+    /// this service anchors what it did not (so the two never anchor one event twice).
+    #[arg(long, env = "ARIO_MLFLOW_PLUGIN_GRACE", default_value_t = 120)]
+    pub plugin_grace: u64,
     /// Only runs, versions and traces created at or after this time (`2026-11-01`, an RFC 3339
     /// time, or epoch milliseconds).
     #[arg(long, value_parser = parse_since)]
@@ -556,6 +565,7 @@ async fn coverage_gauges(
                         ("anchored", n.anchored),
                         ("signed_only", n.signed_only),
                         ("not_anchored", n.not_anchored),
+                        ("no_model", n.no_model),
                     ] {
                         crate::telemetry::coverage(event_type, standing, count);
                     }
@@ -703,7 +713,11 @@ pub async fn run(
         );
     }
     let pipeline_config = PipelineConfig {
-        max_dependency_wait: Duration::from_secs(args.max_dependency_wait),
+        limits: crate::anchor::resolve::Limits {
+            max_dependency_wait: Duration::from_secs(args.max_dependency_wait),
+            max_trace_wait: Duration::from_secs(args.max_trace_wait),
+            plugin_grace: Duration::from_secs(args.plugin_grace),
+        },
         resolve_concurrency: args.resolve_concurrency,
         publish_concurrency: args.publish_concurrency,
         checkpoints,

@@ -72,13 +72,14 @@ fn reject(class: &'static str, message: impl Into<String>) -> Rejection {
 }
 
 /// The event type names `ce_type` may carry (after the prefix).
-pub const EVENT_TYPES: [&str; 6] = [
+pub const EVENT_TYPES: [&str; 7] = [
     profile::training::EVENT_TYPE,
     profile::dataset::EVENT_TYPE,
     profile::registration::EVENT_TYPE,
     profile::promotion::EVENT_TYPE,
     profile::alias::EVENT_TYPE,
     profile::prediction::EVENT_TYPE,
+    profile::rename::EVENT_TYPE,
 ];
 
 /// The JSON body (the `data`): the event's identities plus the schema version.
@@ -282,7 +283,8 @@ fn identities(event: &ChangeEvent) -> Vec<&str> {
             name,
             digest,
         } => vec![run_id, name, digest],
-        ChangeEvent::ModelVersionCreated { name, version } => vec![name, version],
+        ChangeEvent::ModelVersionCreated { name, version, .. } => vec![name, version],
+        ChangeEvent::ModelRenamed { from, to, .. } => vec![from, to],
         ChangeEvent::StageChanged {
             name,
             version,
@@ -309,10 +311,12 @@ mod tests {
             ChangeEvent::RunFinished {
                 run_id: "r1".into(),
                 chain: Some("rm/m".into()),
+                end_time: None,
             },
             ChangeEvent::RunFinished {
                 run_id: "r2".into(),
                 chain: Some("exp/3".into()),
+                end_time: Some(1_796_000_000_000),
             },
             ChangeEvent::DatasetInput {
                 run_id: "r1".into(),
@@ -322,6 +326,12 @@ mod tests {
             ChangeEvent::ModelVersionCreated {
                 name: "m".into(),
                 version: "1".into(),
+                created_ms: Some(1_796_000_000_001),
+            },
+            ChangeEvent::ModelRenamed {
+                from: "m-old".into(),
+                to: "m".into(),
+                updated_ms: 7,
             },
             ChangeEvent::StageChanged {
                 name: "m".into(),
@@ -409,6 +419,7 @@ mod tests {
         let ev = ChangeEvent::ModelVersionCreated {
             name: "m".into(),
             version: "1".into(),
+            created_ms: None,
         };
         let good = encode(&ev, "s", "t", Mode::Binary).unwrap();
         let with_header = |name: &str, value: &str| {

@@ -12,6 +12,13 @@
 //! | `model_versions` | a `READY` version appeared → [`ChangeEvent::ModelVersionCreated`]; `current_stage` changed → [`ChangeEvent::StageChanged`] with the **`before` image's** stage as `from` |
 //! | `registered_model_aliases` | created, moved (`version` updated in place) or deleted → [`ChangeEvent::AliasChanged`] |
 //! | `trace_info` | `status` became `OK` → [`ChangeEvent::TraceLogged`] |
+//! | `registered_models` | its `name` (the primary key) changed → [`ChangeEvent::ModelRenamed`] |
+//!
+//! A rename changes primary keys: Debezium emits it as a delete of the old key and a create of
+//! the new one, marked by the `__debezium.newkey` / `__debezium.oldkey` headers — for the
+//! registered model and for every version and alias that moved with it. Only the registered
+//! model's becomes an event (the rename); the rows that moved with it are skipped as `renamed`
+//! (they are not new versions, stages or aliases).
 //!
 //! Snapshot reads (`op = r`) are the backfill: a version read in a stage other than `None`
 //! gives its registration and a `None → stage` promotion, as the poller's first pass does (the
@@ -66,7 +73,8 @@ impl Decoded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip {
     /// A stable reason, the metric label: `tombstone`, `heartbeat`, `no_event`, `deleted`,
-    /// `truncate`, `unknown_table`, `missing_column`, `no_before_image`, `other_workspace`.
+    /// `truncate`, `unknown_table`, `missing_column`, `no_before_image`, `other_workspace`,
+    /// `renamed`.
     pub reason: &'static str,
     /// What exactly, for the log.
     pub detail: String,
@@ -84,12 +92,18 @@ impl Skip {
 }
 
 /// The tables the decoder knows.
-pub const TABLES: [&str; 4] = [
+pub const TABLES: [&str; 5] = [
     "runs",
     "model_versions",
     "registered_model_aliases",
     "trace_info",
+    "registered_models",
 ];
+
+/// The header Debezium puts on the create half of a primary-key change (the old key).
+pub const OLD_KEY_HEADER: &str = "__debezium.oldkey";
+/// The header Debezium puts on the delete half of a primary-key change (the new key).
+pub const NEW_KEY_HEADER: &str = "__debezium.newkey";
 
 fn reject(class: &'static str, message: impl Into<String>) -> Rejection {
     Rejection {
@@ -107,6 +121,51 @@ fn skip(reason: &'static str, detail: impl Into<String>) -> Skip {
 
 /// Decodes one record value (`None`: a tombstone).
 pub fn decode(value: Option<&[u8]>, max_bytes: usize) -> Result<Decoded, Rejection> {
+    decode_with_headers(value, &[], max_bytes)
+}
+
+/// Decodes one record, its headers telling a primary-key change (a rename) from a real create
+/// or delete.
+pub fn decode_with_headers(
+    value: Option<&[u8]>,
+    headers: &[(String, Vec<u8>)],
+    max_bytes: usize,
+) -> Result<Decoded, Rejection> {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    };
+    let old_key = header(OLD_KEY_HEADER).map(key_name);
+    let mut decoded = decode_value(value, max_bytes, old_key.as_ref())?;
+    if header(NEW_KEY_HEADER).is_some()
+        || (old_key.is_some() && decoded.table != "registered_models")
+    {
+        decoded.events.clear();
+        decoded.skipped = Some(skip(
+            "renamed",
+            format!(
+                "a {} row moved with its registered model's rename (a primary-key change)",
+                decoded.table
+            ),
+        ));
+    }
+    Ok(decoded)
+}
+
+/// The `name` in a primary key as the key converter wrote it (`{schema, payload}` or bare).
+fn key_name(bytes: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(bytes).ok()?;
+    let key = v.get("payload").filter(|p| p.is_object()).unwrap_or(&v);
+    key.get("name").and_then(Value::as_str).map(str::to_owned)
+}
+
+fn decode_value(
+    value: Option<&[u8]>,
+    max_bytes: usize,
+    old_key: Option<&Option<String>>,
+) -> Result<Decoded, Rejection> {
     let nothing = |table: String, s: Skip| Decoded {
         table,
         events: Vec::new(),
@@ -188,6 +247,7 @@ pub fn decode(value: Option<&[u8]>, max_bytes: usize) -> Result<Decoded, Rejecti
             "model_versions" => change.model_version(),
             "registered_model_aliases" => change.alias(),
             "trace_info" => change.trace(),
+            "registered_models" => change.registered_model(old_key),
             other => Err(skip(
                 "unknown_table",
                 format!(
@@ -312,7 +372,8 @@ impl<'a> Change<'a> {
             return none(format!("run {run_id} is deleted"));
         }
         if self.reached(after, "status", "FINISHED") {
-            Ok((vec![ChangeEvent::run(run_id)], None))
+            let end_time = after.get("end_time").and_then(Value::as_i64);
+            Ok((vec![ChangeEvent::run_finished(run_id, end_time)], None))
         } else {
             none(format!("run {run_id} did not finish in this change"))
         }
@@ -332,6 +393,7 @@ impl<'a> Change<'a> {
         let created = ChangeEvent::ModelVersionCreated {
             name: name.clone(),
             version: version.clone(),
+            created_ms: after.get("creation_time").and_then(Value::as_i64),
         };
         let promoted = |from: String| ChangeEvent::StageChanged {
             name: name.clone(),
@@ -434,6 +496,35 @@ impl<'a> Change<'a> {
         Ok((vec![changed(after, Some(version), previous)?], None))
     }
 
+    /// A registered model's row: only a rename (the create half of a primary-key change,
+    /// `old_key` from its header) is an event.
+    fn registered_model(&self, old_key: Option<&Option<String>>) -> Outcome {
+        const TABLE: &str = "registered_models";
+        let Some(old) = old_key else {
+            return none("a registered model row changed without a rename");
+        };
+        let after = self.after(TABLE)?;
+        let to = text(after, TABLE, "name")?;
+        let Some(from) = old.clone().filter(|f| f != &to) else {
+            return Err(skip(
+                "missing_column",
+                format!("{TABLE} key change without the old name in {OLD_KEY_HEADER}"),
+            ));
+        };
+        let updated_ms = after
+            .get("last_updated_time")
+            .and_then(Value::as_i64)
+            .unwrap_or(self.committed_ms);
+        Ok((
+            vec![ChangeEvent::ModelRenamed {
+                from,
+                to,
+                updated_ms,
+            }],
+            None,
+        ))
+    }
+
     fn trace(&self) -> Outcome {
         let after = self.after("trace_info")?;
         let trace_id = text(after, "trace_info", "request_id")?;
@@ -473,13 +564,17 @@ mod tests {
     fn captured_records_become_their_events() {
         assert_eq!(
             events("run_finished"),
-            vec![ChangeEvent::run("7491ec8351d54323816f91bd70f9a22f")]
+            vec![ChangeEvent::run_finished(
+                "7491ec8351d54323816f91bd70f9a22f",
+                Some(1796115759852)
+            )]
         );
         assert_eq!(
             events("model_version_created"),
             vec![ChangeEvent::ModelVersionCreated {
                 name: "cdc-model".into(),
-                version: "1".into()
+                version: "1".into(),
+                created_ms: Some(1796115775040),
             }]
         );
         assert_eq!(
@@ -692,5 +787,72 @@ mod tests {
             v["after"]["workspace"] = "team-b".into()
         });
         assert_eq!(d.skipped.unwrap().reason, "other_workspace");
+    }
+
+    #[test]
+    fn a_rename_is_one_event_and_the_rows_that_moved_with_it_are_not_new() {
+        let record = |table: &str, op: &str, row: Value| {
+            serde_json::to_vec(&serde_json::json!({
+                "before": if op == "d" { row.clone() } else { Value::Null },
+                "after": if op == "d" { Value::Null } else { row },
+                "source": {"table": table, "ts_ms": 5, "lsn": 10},
+                "op": op,
+            }))
+            .unwrap()
+        };
+        let old_key = |name: &str| {
+            vec![(
+                OLD_KEY_HEADER.to_string(),
+                format!(r#"{{"schema":{{}},"payload":{{"workspace":"default","name":"{name}"}}}}"#)
+                    .into_bytes(),
+            )]
+        };
+        let rm = serde_json::json!({"name": "new", "workspace": "default", "creation_time": 1, "last_updated_time": 9});
+        let d = decode_with_headers(
+            Some(&record("registered_models", "c", rm.clone())),
+            &old_key("old"),
+            MAX,
+        )
+        .unwrap();
+        assert_eq!(
+            d.events,
+            vec![ChangeEvent::ModelRenamed {
+                from: "old".into(),
+                to: "new".into(),
+                updated_ms: 9
+            }]
+        );
+        // The version that moved with it is not a new registration, nor a stage change.
+        let mv = serde_json::json!({"name": "new", "version": 1, "current_stage": "Production",
+            "status": "READY", "creation_time": 1, "last_updated_time": 9});
+        let d = decode_with_headers(
+            Some(&record("model_versions", "c", mv.clone())),
+            &old_key("old"),
+            MAX,
+        )
+        .unwrap();
+        assert!(d.events.is_empty());
+        assert_eq!(d.skipped.unwrap().reason, "renamed");
+        let new_key = vec![(NEW_KEY_HEADER.to_string(), br#"{"name":"new"}"#.to_vec())];
+        let d = decode_with_headers(
+            Some(&record(
+                "registered_model_aliases",
+                "d",
+                serde_json::json!({"name": "old", "alias": "a", "version": "1"}),
+            )),
+            &new_key,
+            MAX,
+        )
+        .unwrap();
+        assert!(
+            d.events.is_empty(),
+            "the old key's delete is no alias removal"
+        );
+        assert_eq!(d.skipped.unwrap().reason, "renamed");
+        // Without the header a registered model row is no event, and a version is registered.
+        let d = decode(Some(&record("registered_models", "c", rm)), MAX).unwrap();
+        assert!(d.events.is_empty());
+        let d = decode(Some(&record("model_versions", "c", mv)), MAX).unwrap();
+        assert_eq!(d.events.len(), 2, "registration + None → Production");
     }
 }

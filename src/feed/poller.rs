@@ -1,8 +1,15 @@
 //! The MLflow poller: detects lifecycle events with the queries of spec/mlflow-rest.md §7 and
 //! records them in the store (which de-duplicates). It only detects; the pipeline acts.
 //!
-//! * finished runs: `status = 'FINISHED' and tags.ario.training_tx IS NULL` over every
-//!   experiment (the marker-tag queue: stateless, self-healing), paged;
+//! * finished runs: by an `end_time` watermark (`status = 'FINISHED' and end_time >= watermark -
+//!   overlap`), which also finds a run re-opened and finished again (a new `end_time`, so a new
+//!   event when the run's `ario.training_end_time` is not it); and on the first poll and every
+//!   [`FULL_SCAN_EVERY`], the reconciliation `status = 'FINISHED' and tags.ario.training_tx IS
+//!   NULL` over every experiment (the marker-tag queue: self-healing), paged;
+//! * registered models first: a model gone whose creation time reappears under a new name was
+//!   renamed ([`ChangeEvent::ModelRenamed`]; the store moves its snapshots, chains and open jobs
+//!   to the new name); a model gone for good, or re-created (another creation time), has its
+//!   snapshots dropped without events;
 //! * model versions: ordered by `last_updated_timestamp` DESC and paged only down to the
 //!   watermark minus an overlap (creation and stage transitions bump the timestamp), with a full
 //!   scan on the first poll and every [`FULL_SCAN_EVERY`] (self-healing); versions without
@@ -21,9 +28,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::{json, Value};
 
 use crate::event::ChangeEvent;
-use crate::mlflow::client::Request;
-use crate::mlflow::{MlflowClient, MlflowError};
-use crate::profile::registration;
+use crate::mlflow::{MlflowClient, MlflowError, RegisteredModel};
+use crate::profile::{registration, training};
 use crate::store::{Store, StoreError};
 
 /// What to poll (`backfill --experiment/--model/--since`). The default polls everything.
@@ -80,8 +86,13 @@ pub enum PollError {
 /// Overlap below the version watermark: clock skew between MLflow replicas and commit delays.
 pub const VERSION_WATERMARK_OVERLAP_MS: i64 = 10 * 60 * 1000;
 
-/// A full version scan at least this often, even with a watermark (self-healing).
+/// A full version scan, and the run reconciliation, at least this often even with a watermark
+/// (self-healing).
 pub const FULL_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Overlap below the run `end_time` watermark: `end_time` is the client's clock, written when
+/// the run ends, so it can be late or skewed.
+pub const RUN_WATERMARK_OVERLAP_MS: i64 = 10 * 60 * 1000;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -117,28 +128,47 @@ pub async fn poll_filtered(
             }
             Ok(())
         };
-    let runs = if filter.runs_and_traces() {
-        finished_runs(mlflow, &experiments, since).await
+    let unfiltered = filter == &PollFilter::default();
+    if filter.runs_and_traces() {
+        match poll_runs(mlflow, store, &experiments, filter, unfiltered).await {
+            Ok(events) => {
+                for ev in events {
+                    record(store, ev, &mut stats)?;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "poll: runs query failed");
+                stats.failed_queries += 1;
+            }
+        }
+    }
+    // Registered models before their versions: a rename moves the snapshots the version diff
+    // reads, so the versions of a renamed model are not taken for new ones.
+    let models = if filter.registry() {
+        mlflow.search_registered_models().await
     } else {
         Ok(Vec::new())
     };
-    match runs {
-        Ok(runs) => {
-            for run_id in runs {
-                record(store, ChangeEvent::run(run_id), &mut stats)?;
+    let models = match models {
+        Ok(models) => {
+            if unfiltered {
+                for ev in reconcile_models(store, &models)? {
+                    record(store, ev, &mut stats)?;
+                }
             }
+            Some(models)
         }
         Err(e) => {
-            tracing::warn!(error = %e, "poll: runs query failed");
+            tracing::warn!(error = %e, "poll: registered models query failed");
             stats.failed_queries += 1;
+            None
         }
-    }
+    };
     // The version watermark: the newest `last_updated_timestamp` seen, and when the last full
     // scan ran. A filtered backfill (`--since`/`--model`) always scans fully and keeps no cursor.
     let cursor = store.cursor("model_versions")?.unwrap_or(Value::Null);
     let watermark = cursor["watermark_ms"].as_i64();
     let last_full = cursor["full_scan_ms"].as_i64().unwrap_or(0);
-    let unfiltered = filter == &PollFilter::default();
     let incremental = unfiltered
         && watermark.is_some()
         && now_ms() - last_full < FULL_SCAN_EVERY.as_millis() as i64;
@@ -193,16 +223,24 @@ pub async fn poll_filtered(
                         ChangeEvent::ModelVersionCreated {
                             name: mv.name.clone(),
                             version: mv.version.clone(),
+                            created_ms: mv.creation_timestamp,
                         },
                         &mut stats,
                     )?;
                 }
                 let key = format!("stage/{}/{}", mv.name, mv.version);
-                let before = store
-                    .snapshot(&key)?
-                    .and_then(|v| v.as_str().map(str::to_owned));
-                let from = before.clone().unwrap_or_else(|| "None".to_string());
+                let before = StageSnapshot::read(store.snapshot(&key)?)
+                    // A snapshot of an earlier version with the same number (the model was
+                    // deleted and re-created) says nothing about this one.
+                    .filter(|b| b.created_ms.is_none() || b.created_ms == mv.creation_timestamp);
+                let from = before
+                    .as_ref()
+                    .map(|b| b.stage.clone())
+                    .unwrap_or_else(|| "None".to_string());
                 if from != mv.current_stage {
+                    // First sight in a stage: recorded as reaching it from None (MLflow keeps no
+                    // stage history); a proof already on record for it is recognised when the
+                    // job resolves, so a store rebuilt from scratch re-anchors nothing.
                     let ev = ChangeEvent::StageChanged {
                         name: mv.name.clone(),
                         version: mv.version.clone(),
@@ -212,8 +250,12 @@ pub async fn poll_filtered(
                     };
                     record(store, ev, &mut stats)?;
                 }
-                if before.as_deref() != Some(mv.current_stage.as_str()) {
-                    store.set_snapshot(&key, &json!(mv.current_stage))?;
+                let now = StageSnapshot {
+                    stage: mv.current_stage.clone(),
+                    created_ms: mv.creation_timestamp,
+                };
+                if before.as_ref() != Some(&now) {
+                    store.set_snapshot(&key, &now.value())?;
                 }
             }
         }
@@ -225,68 +267,63 @@ pub async fn poll_filtered(
     if let Some(cursor) = version_cursor {
         store.set_cursor("model_versions", &cursor)?;
     }
-    let models = if filter.registry() {
-        registered_models(mlflow).await
-    } else {
-        Ok(Vec::new())
-    };
-    match models {
-        Ok(models) => {
-            for (name, aliases) in models {
-                if !filter.model_selected(&name) {
-                    continue;
-                }
-                let key = format!("aliases/{name}");
-                let before: BTreeMap<String, String> = store
-                    .snapshot(&key)?
-                    .and_then(|v| serde_json::from_value(v).ok())
-                    .unwrap_or_default();
-                let seen_ms = now_ms();
-                let too_old = |version: &String| {
-                    since.is_some_and(|s| {
-                        created
-                            .get(&(name.clone(), version.clone()))
-                            .copied()
-                            .unwrap_or(0)
-                            < s
-                    })
-                };
-                if aliases.values().chain(before.values()).any(too_old) {
-                    // Outside `--since`: neither detected nor remembered, so a later run sees it.
-                    continue;
-                }
-                for (alias, version) in &aliases {
-                    if before.get(alias) != Some(version) {
-                        let ev = ChangeEvent::AliasChanged {
-                            name: name.clone(),
-                            alias: alias.clone(),
-                            version: Some(version.clone()),
-                            previous: before.get(alias).cloned(),
-                            seen_ms,
-                        };
-                        record(store, ev, &mut stats)?;
-                    }
-                }
-                for (alias, version) in &before {
-                    if !aliases.contains_key(alias) {
-                        let ev = ChangeEvent::AliasChanged {
-                            name: name.clone(),
-                            alias: alias.clone(),
-                            version: None,
-                            previous: Some(version.clone()),
-                            seen_ms,
-                        };
-                        record(store, ev, &mut stats)?;
-                    }
-                }
-                if before != aliases {
-                    store.set_snapshot(&key, &json!(aliases))?;
+    if let Some(models) = models {
+        for rm in models {
+            let name = rm.name.clone();
+            let aliases: BTreeMap<String, String> = rm
+                .aliases
+                .iter()
+                .map(|a| (a.alias.clone(), a.version.clone()))
+                .collect();
+            if !filter.model_selected(&name) {
+                continue;
+            }
+            let key = format!("aliases/{name}");
+            let before: BTreeMap<String, String> = store
+                .snapshot(&key)?
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+            let seen_ms = now_ms();
+            let too_old = |version: &String| {
+                since.is_some_and(|s| {
+                    created
+                        .get(&(name.clone(), version.clone()))
+                        .copied()
+                        .unwrap_or(0)
+                        < s
+                })
+            };
+            if aliases.values().chain(before.values()).any(too_old) {
+                // Outside `--since`: neither detected nor remembered, so a later run sees it.
+                continue;
+            }
+            for (alias, version) in &aliases {
+                if before.get(alias) != Some(version) {
+                    let ev = ChangeEvent::AliasChanged {
+                        name: name.clone(),
+                        alias: alias.clone(),
+                        version: Some(version.clone()),
+                        previous: before.get(alias).cloned(),
+                        seen_ms,
+                    };
+                    record(store, ev, &mut stats)?;
                 }
             }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "poll: registered models query failed");
-            stats.failed_queries += 1;
+            for (alias, version) in &before {
+                if !aliases.contains_key(alias) {
+                    let ev = ChangeEvent::AliasChanged {
+                        name: name.clone(),
+                        alias: alias.clone(),
+                        version: None,
+                        previous: Some(version.clone()),
+                        seen_ms,
+                    };
+                    record(store, ev, &mut stats)?;
+                }
+            }
+            if before != aliases {
+                store.set_snapshot(&key, &json!(aliases))?;
+            }
         }
     }
     let found = if filter.runs_and_traces() && !NO_TRACES_API.load(Ordering::Relaxed) {
@@ -324,32 +361,111 @@ pub async fn poll_filtered(
     Ok(stats)
 }
 
-async fn finished_runs(
+/// The finished runs to detect: those past the `end_time` watermark (new finishes, and runs
+/// finished again since their proof), and — on the first poll, every [`FULL_SCAN_EVERY`], and
+/// for a filtered backfill — every finished run without a training proof.
+async fn poll_runs(
+    mlflow: &MlflowClient,
+    store: &Store,
+    experiments: &[String],
+    filter: &PollFilter,
+    unfiltered: bool,
+) -> Result<Vec<ChangeEvent>, PollError> {
+    let cursor = store.cursor("runs")?.unwrap_or(Value::Null);
+    let watermark = cursor["watermark_ms"].as_i64();
+    let last_full = cursor["full_scan_ms"].as_i64().unwrap_or(0);
+    let reconcile = !unfiltered
+        || watermark.is_none()
+        || now_ms() - last_full >= FULL_SCAN_EVERY.as_millis() as i64;
+    let mut runs = Vec::new();
+    if reconcile {
+        runs.extend(finished_without_proof(mlflow, experiments, filter.since_ms).await?);
+    }
+    if let (true, Some(w)) = (unfiltered, watermark) {
+        let q = format!(
+            "attributes.status = 'FINISHED' and attributes.end_time >= {}",
+            w - RUN_WATERMARK_OVERLAP_MS
+        );
+        runs.extend(mlflow.search_runs(experiments, &q).await?);
+    }
+    let mut events = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut newest = watermark;
+    for r in &runs {
+        let Some(id) = r["info"]["run_id"].as_str() else {
+            continue;
+        };
+        let end_time = r["info"]["end_time"]
+            .as_i64()
+            .or_else(|| r["info"]["end_time"].as_str().and_then(|t| t.parse().ok()));
+        newest = newest.max(end_time);
+        if !seen.insert((id.to_string(), end_time)) {
+            continue;
+        }
+        let tag = |k: &str| {
+            r["data"]["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["key"] == k)
+                .and_then(|t| t["value"].as_str())
+        };
+        // Anchored for this very finish: nothing to do. Anchored earlier (re-opened since, or
+        // anchored mid-run by the plugin): the job compares the run with its proof.
+        if tag(training::TX_TAG).is_some()
+            && tag(training::END_TIME_TAG) == end_time.map(|t| t.to_string()).as_deref()
+        {
+            continue;
+        }
+        // Signed elsewhere and never uploaded (a lost store, the plugin offline): detected
+        // first, so its proof is adopted onto its chain before a newer run is signed there.
+        let pending =
+            tag(training::TX_TAG).is_none() && tag(crate::profile::tags::PAYLOAD_HASH).is_some();
+        events.push((!pending, ChangeEvent::run_finished(id, end_time)));
+    }
+    events.sort_by_key(|(later, _)| *later);
+    let events: Vec<ChangeEvent> = events.into_iter().map(|(_, e)| e).collect();
+    if unfiltered {
+        let full_scan_ms = if reconcile { now_ms() } else { last_full };
+        store.set_cursor(
+            "runs",
+            &json!({
+                "watermark_ms": newest.unwrap_or_else(now_ms),
+                "full_scan_ms": full_scan_ms,
+                "last_scan": if reconcile { "full" } else { "incremental" },
+                "runs_read": runs.len(),
+            }),
+        )?;
+    }
+    Ok(events)
+}
+
+/// Every finished run without a training proof (the reconciliation query).
+async fn finished_without_proof(
     mlflow: &MlflowClient,
     experiments: &[String],
     since: Option<i64>,
-) -> Result<Vec<String>, MlflowError> {
+) -> Result<Vec<Value>, MlflowError> {
     let since = since
         .map(|s| format!(" and attributes.start_time >= {s}"))
         .unwrap_or_default();
-    let ids = |runs: Vec<Value>| -> Vec<String> {
-        runs.iter()
+    let unanchored = |runs: Vec<Value>| -> Vec<Value> {
+        runs.into_iter()
             .filter(|r| {
                 // The fallback query cannot leave anchored runs out: skip them here.
                 !r["data"]["tags"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .any(|t| t["key"] == crate::profile::training::TX_TAG)
+                    .any(|t| t["key"] == training::TX_TAG)
             })
-            .filter_map(|r| r["info"]["run_id"].as_str().map(str::to_owned))
             .collect()
     };
     if !NO_TAG_IS_NULL.load(Ordering::Relaxed) {
         let filter =
             format!("attributes.status = 'FINISHED' and tags.`ario.training_tx` IS NULL{since}");
         match mlflow.search_runs(experiments, &filter).await {
-            Ok(runs) => return Ok(ids(runs)),
+            Ok(runs) => return Ok(unanchored(runs)),
             Err(MlflowError::Http { status: 400, .. }) => {
                 // MLflow 2.x's run search has no `IS NULL` on tags.
                 NO_TAG_IS_NULL.store(true, Ordering::Relaxed);
@@ -359,7 +475,105 @@ async fn finished_runs(
         }
     }
     let filter = format!("attributes.status = 'FINISHED'{since}");
-    Ok(ids(mlflow.search_runs(experiments, &filter).await?))
+    Ok(unanchored(mlflow.search_runs(experiments, &filter).await?))
+}
+
+/// What the poller remembers of a version's stage: the stage, and the version's creation time
+/// (so a re-created version with the same number is not diffed against its predecessor).
+/// Stores written before it held the stage as a plain string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StageSnapshot {
+    stage: String,
+    created_ms: Option<i64>,
+}
+
+impl StageSnapshot {
+    fn read(v: Option<Value>) -> Option<StageSnapshot> {
+        match v? {
+            Value::String(stage) => Some(StageSnapshot {
+                stage,
+                created_ms: None,
+            }),
+            Value::Object(m) => Some(StageSnapshot {
+                stage: m.get("stage")?.as_str()?.to_string(),
+                created_ms: m.get("created_ms").and_then(Value::as_i64),
+            }),
+            _ => None,
+        }
+    }
+
+    fn value(&self) -> Value {
+        json!({"stage": self.stage, "created_ms": self.created_ms})
+    }
+}
+
+/// Diffs the registered models with what the store last saw (`models`: name → creation time):
+/// a name gone whose creation time reappears under one new name is a rename (recorded in the
+/// store, which moves snapshots, chains and open jobs; returned as an event); a model gone for
+/// good or re-created has its snapshots dropped, without events.
+fn reconcile_models(
+    store: &Store,
+    models: &[RegisteredModel],
+) -> Result<Vec<ChangeEvent>, StoreError> {
+    let before: BTreeMap<String, i64> = store
+        .snapshot("models")?
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let now: BTreeMap<String, i64> = models
+        .iter()
+        .map(|m| (m.name.clone(), m.creation_timestamp.unwrap_or(0)))
+        .collect();
+    let mut events = Vec::new();
+    let gone: Vec<(&String, &i64)> = before
+        .iter()
+        .filter(|(n, _)| !now.contains_key(*n))
+        .collect();
+    for (old, created) in gone {
+        let renamed: Vec<&RegisteredModel> = models
+            .iter()
+            .filter(|m| {
+                m.creation_timestamp == Some(*created)
+                    && *created != 0
+                    && !before.contains_key(&m.name)
+            })
+            .collect();
+        match renamed.as_slice() {
+            [to] => {
+                tracing::info!(from = %old, to = %to.name, "registered model renamed");
+                store.record_rename(old, &to.name)?;
+                events.push(ChangeEvent::ModelRenamed {
+                    from: old.clone(),
+                    to: to.name.clone(),
+                    updated_ms: to.last_updated_timestamp.unwrap_or(0),
+                });
+            }
+            _ => {
+                tracing::info!(model = %old, "registered model deleted; its snapshots are dropped");
+                drop_snapshots(store, old)?;
+            }
+        }
+    }
+    for (name, created) in &now {
+        if before.get(name).is_some_and(|b| b != created && *b != 0) {
+            tracing::info!(model = %name, "registered model deleted and re-created; the old one's snapshots are dropped");
+            drop_snapshots(store, name)?;
+        }
+    }
+    if before != now {
+        store.set_snapshot("models", &json!(now))?;
+    }
+    Ok(events)
+}
+
+/// Forgets what the poller saw of model `name` (its stages and aliases).
+fn drop_snapshots(store: &Store, name: &str) -> Result<(), StoreError> {
+    store.remove_snapshot(&format!("aliases/{name}"))?;
+    for key in store.snapshot_keys(&format!("stage/{name}/"))? {
+        if !key[format!("stage/{name}/").len()..].contains('/') {
+            store.remove_snapshot(&key)?;
+        }
+    }
+    Ok(())
 }
 
 /// Set once the server refused `tags.… IS NULL` in a run search.
@@ -381,44 +595,6 @@ fn oldest_first(mut all: Vec<crate::mlflow::ModelVersion>) -> Vec<crate::mlflow:
         )
     });
     all
-}
-
-async fn registered_models(
-    mlflow: &MlflowClient,
-) -> Result<Vec<(String, BTreeMap<String, String>)>, MlflowError> {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let mut query = vec![("max_results", "1000")];
-        if !token.is_empty() {
-            query.push(("page_token", token.as_str()));
-        }
-        let v: Value = mlflow
-            .call(
-                "registered-models/search",
-                Request::get("api/2.0/mlflow/registered-models/search", &query),
-            )
-            .await?;
-        for rm in v["registered_models"].as_array().into_iter().flatten() {
-            let name = rm["name"].as_str().unwrap_or_default().to_string();
-            let aliases = rm["aliases"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| {
-                    Some((
-                        a["alias"].as_str()?.to_string(),
-                        a["version"].as_str()?.to_string(),
-                    ))
-                })
-                .collect();
-            out.push((name, aliases));
-        }
-        match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
-            Some(t) => token = t.to_string(),
-            None => return Ok(out),
-        }
-    }
 }
 
 /// Set once the server answered that it has no v3 traces API.

@@ -356,6 +356,7 @@ impl WebhookReceiver {
                 vec![ChangeEvent::ModelVersionCreated {
                     name: name.clone(),
                     version: version.clone(),
+                    created_ms: None,
                 }]
             }
             WebhookChange::AliasSet {

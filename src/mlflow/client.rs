@@ -117,10 +117,12 @@ pub enum MlflowError {
 }
 
 impl MlflowError {
-    /// Whether the entity does not exist (404 or `RESOURCE_DOES_NOT_EXIST`).
+    /// Whether the entity does not exist (404, `RESOURCE_DOES_NOT_EXIST`, or an artifact a
+    /// directly-read store does not hold).
     pub fn is_not_found(&self) -> bool {
         matches!(self, MlflowError::Http { status: 404, .. })
             || matches!(self, MlflowError::Http { code: Some(c), .. } if c == "RESOURCE_DOES_NOT_EXIST")
+            || matches!(self, MlflowError::Artifact(a) if a.kind == crate::mlflow::artifacts::ArtifactErrorKind::NotFound)
     }
 
     /// Whether retrying later may help.
@@ -459,6 +461,57 @@ impl MlflowClient {
             )
             .await?;
         Ok(r.model_version)
+    }
+
+    /// `GET registered-models/alias`: the version an alias points at.
+    pub async fn get_model_version_by_alias(
+        &self,
+        name: &str,
+        alias: &str,
+    ) -> Result<ModelVersion, MlflowError> {
+        #[derive(serde::Deserialize)]
+        struct R {
+            model_version: ModelVersion,
+        }
+        let r: R = self
+            .call(
+                "registered-models/alias",
+                Request::get(
+                    "api/2.0/mlflow/registered-models/alias",
+                    &[("name", name), ("alias", alias)],
+                ),
+            )
+            .await?;
+        Ok(r.model_version)
+    }
+
+    /// `GET registered-models/search`, every page (1000 a page): names, tags, aliases and
+    /// timestamps of every registered model.
+    pub async fn search_registered_models(&self) -> Result<Vec<RegisteredModel>, MlflowError> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let mut query = vec![("max_results", "1000")];
+            if !token.is_empty() {
+                query.push(("page_token", token.as_str()));
+            }
+            let v: Value = self
+                .call(
+                    "registered-models/search",
+                    Request::get("api/2.0/mlflow/registered-models/search", &query),
+                )
+                .await?;
+            let page: Vec<RegisteredModel> = serde_json::from_value(v["registered_models"].clone())
+                .map_err(|e| MlflowError::Decode {
+                    call: "registered-models/search",
+                    cause: e.to_string(),
+                })?;
+            out.extend(page);
+            match v["next_page_token"].as_str().filter(|t| !t.is_empty()) {
+                Some(t) => token = t.to_string(),
+                None => return Ok(out),
+            }
+        }
     }
 
     /// Registers a webhook on an MLflow 3.x server (`POST webhooks`) for `events`

@@ -9,6 +9,7 @@
 
 pub mod artifacts;
 pub mod client;
+pub mod model_source;
 pub mod spans;
 pub mod types;
 

@@ -231,7 +231,7 @@ impl Run {
 }
 
 /// An MLflow 3 LoggedModel.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct LoggedModel {
     /// `m-…`.
     #[serde(default)]
@@ -271,6 +271,9 @@ pub struct RegisteredModel {
     /// Aliases.
     #[serde(default)]
     pub aliases: Vec<Alias>,
+    /// Creation (ms): kept across a rename, new when a model is deleted and re-created.
+    #[serde(default)]
+    pub creation_timestamp: Option<i64>,
     /// Last update (ms).
     #[serde(default)]
     pub last_updated_timestamp: Option<i64>,

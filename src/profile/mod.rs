@@ -10,6 +10,7 @@
 //! * [`envelope`] — the nine-field envelope and its data-item tags, `GENESIS`, the spec version;
 //! * [`tags`] — tag names and values shared by several event types;
 //! * one module per event type: [`training`], [`dataset`], [`registration`], [`promotion`],
+//!   [`rename`] (our addition),
 //!   [`alias`] (our addition), [`prediction`] — each with its `EVENT_TYPE`, `payload`, `subject`,
 //!   witness paths and tag names;
 //! * [`round`] — Python's `round()`, which the plugin applies to metrics and latencies.
@@ -21,6 +22,7 @@ pub mod envelope;
 pub mod prediction;
 pub mod promotion;
 pub mod registration;
+pub mod rename;
 pub mod round;
 pub mod tags;
 pub mod training;

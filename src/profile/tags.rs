@@ -20,3 +20,9 @@ pub const ARTIFACT_HASH: &str = "ario.artifact_hash";
 pub const STATUS_SIGNED: &str = "signed";
 /// [`VERIFY_STATUS`] once uploaded.
 pub const STATUS_ANCHORED: &str = "anchored";
+
+/// Run tag the plugin's run-context provider sets on every run started with it installed
+/// (`"true"`): the plugin may be anchoring this run's registrations and promotions itself.
+pub const PLUGIN_ENABLED: &str = "ario.enabled";
+/// Run tag: the plugin version that started the run.
+pub const PLUGIN_VERSION: &str = "ario.version";

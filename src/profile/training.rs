@@ -19,6 +19,13 @@ pub const PAYLOAD_ARTIFACT: &str = "ario/payload.json";
 pub const PROOF_ARTIFACT: &str = "ario/proof.json";
 /// The upload receipt.
 pub const RECEIPT_ARTIFACT: &str = "ario/receipt.json";
+/// Where an earlier training proof of a run that was re-opened and finished again keeps its
+/// witness (`ario/trainings/<event_id>/…`): `ario/payload.json` always holds the newest proof's,
+/// the one `ario.training_tx` names, so both verifiers check the run's final state.
+pub const SUPERSEDED_DIR: &str = "trainings";
+/// Run tag (ours): the run's `end_time` (ms) when its newest training proof was signed, so a
+/// run finished again later is told apart from the one anchored.
+pub const END_TIME_TAG: &str = "ario.training_end_time";
 /// Run tag: the training TX.
 pub const TX_TAG: &str = "ario.training_tx";
 /// Registered-model or experiment tag: the payload hash of the chain's newest training event.
@@ -169,6 +176,34 @@ pub fn payload(facts: &TrainingFacts<'_>) -> Result<Value, PayloadError> {
     }))
 }
 
+/// `ario/trainings/<event_id>/<file>`: the witness of a superseded training proof.
+pub fn superseded_path(event_id: &str, file: &str) -> String {
+    super::witness::per_event_path(SUPERSEDED_DIR, event_id, file)
+}
+
+/// The payload keys a re-opened run can change (what [`payload`] reads of the run, without the
+/// artifact checksums): comparing them with an anchored payload tells whether the run changed
+/// since, without re-hashing its model.
+pub const RUN_STATE_KEYS: [&str; 5] = [
+    "params",
+    "metrics",
+    "source_name",
+    "git_commit",
+    "dataset_inputs",
+];
+
+/// The keys of [`RUN_STATE_KEYS`] whose anchored value differs from the live one (a key the
+/// anchored payload does not have is not compared, as the plugin's check 3).
+pub fn changed_run_state(anchored: &Value, live: &Value) -> Vec<&'static str> {
+    RUN_STATE_KEYS
+        .into_iter()
+        .filter(|k| {
+            anchored.get(*k).is_some()
+                && jcs::canonicalize(&anchored[*k]).ok() != jcs::canonicalize(&live[*k]).ok()
+        })
+        .collect()
+}
+
 /// The envelope subject.
 pub fn subject(run_id: &str) -> Value {
     json!({"type": "mlflow_run", "run_id": run_id})
@@ -229,6 +264,21 @@ mod tests {
         assert_eq!(list[0]["schema_hash"], json!(""));
         assert_eq!(list[1]["schema_hash"], json!(sha256_hex(b"not json")));
         assert_eq!(list[2]["schema_hash"], json!(sha256_hex(br#"{"x":[1]}"#)));
+    }
+
+    #[test]
+    fn run_state_changes_are_named_and_formatting_is_not_a_change() {
+        let anchored = json!({"params": {"a": "1"}, "metrics": {"m": 1.0}, "source_name": "",
+            "git_commit": "", "artifact_checksums": {"x": "1"}});
+        let same = json!({"params": {"a": "1"}, "metrics": {"m": 1}, "source_name": "",
+            "git_commit": "", "dataset_inputs": [], "artifact_checksums": {"x": "2"}});
+        assert!(
+            changed_run_state(&anchored, &same).is_empty(),
+            "checksums and absent keys are not compared"
+        );
+        let more = json!({"params": {"a": "1"}, "metrics": {"m": 1, "eval": 0.5}, "source_name": "",
+            "git_commit": ""});
+        assert_eq!(changed_run_state(&anchored, &more), ["metrics"]);
     }
 
     #[test]

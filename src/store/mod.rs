@@ -3,8 +3,9 @@
 //! Trees: `inbox` (dedupe key → first-seen time), `jobs` (key → [`Job`]), `queue` (sequence →
 //! key, detection order), `open` (sequence → key of the jobs not yet closed, so finding due work
 //! costs the open jobs, not the store's whole history), `chains` (chain key → [`ChainHead`]),
-//! `cursors` (source → JSON), `snapshots` (what the poller last saw: stages, aliases) and `meta`
-//! (schema version).
+//! `cursors` (source → JSON), `snapshots` (what the poller last saw: stages, aliases),
+//! `renames` (registered models renamed since first seen: `cur/<old>` → current name,
+//! `first/<current>` → the name first seen) and `meta` (schema version).
 //!
 //! Invariants:
 //! * detection is idempotent: a dedupe key enters the inbox and becomes a job exactly once, in
@@ -153,6 +154,14 @@ pub enum JobState {
     Skipped {
         /// Why.
         reason: String,
+        /// The kind of skip (`already_anchored`, `plugin`, `gone`, `no_model`,
+        /// `not_applicable`), for counting; absent in records written before it existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
+        /// The entity may come back (a run restored, re-finished, a version re-created): a
+        /// later detection of the same key reopens the job instead of being absorbed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        redetect: bool,
     },
     /// A permanent error; needs `retry` after the cause is fixed.
     Parked {
@@ -235,6 +244,8 @@ pub struct Store {
     chains: sled::Tree,
     cursors: sled::Tree,
     snapshots: sled::Tree,
+    /// Registered-model renames (see the module doc).
+    renames: sled::Tree,
     /// Open checkpoint batches: `batch \0 seq` → the leaf (JSON the pipeline wrote).
     batches: sled::Tree,
     /// Sequence numbers handed out are above this (restored stores keep their jobs' order).
@@ -265,6 +276,41 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, St
         key: key.to_string(),
         cause: e.to_string(),
     })
+}
+
+/// How a detection relates to the job already holding its key.
+enum Incarnation {
+    /// The same change: absorbed.
+    Same,
+    /// The same change, and the detection knows more (a version's creation time).
+    Learnt,
+    /// The job was skipped as redetectable: reopen it.
+    Reopen,
+    /// Another entity with the same identity (a version of a model deleted and re-created):
+    /// the old job moves to this key.
+    New(String),
+}
+
+fn incarnation(old: &Job, event: &ChangeEvent) -> Incarnation {
+    if matches!(old.state, JobState::Skipped { redetect: true, .. }) {
+        return Incarnation::Reopen;
+    }
+    match (&old.event, event) {
+        (
+            ChangeEvent::ModelVersionCreated {
+                created_ms: before, ..
+            },
+            ChangeEvent::ModelVersionCreated {
+                created_ms: Some(now),
+                ..
+            },
+        ) => match before {
+            None => Incarnation::Learnt,
+            Some(b) if b == now => Incarnation::Same,
+            Some(b) => Incarnation::New(format!("{}@{b}", old.key)),
+        },
+        _ => Incarnation::Same,
+    }
 }
 
 /// Reads and decodes job `key` inside a transaction (aborting with [`StoreError::NoJob`]).
@@ -368,6 +414,7 @@ impl Store {
             chains: db.open_tree("chains")?,
             cursors: db.open_tree("cursors")?,
             snapshots: db.open_tree("snapshots")?,
+            renames: db.open_tree("renames")?,
             batches: db.open_tree("batches")?,
             db,
             seq_floor: Arc::new(AtomicU64::new(floor)),
@@ -500,10 +547,13 @@ impl Store {
         Ok(new)
     }
 
-    /// Records a detected event; `true` when it is new (a job was created), `false` when its
-    /// dedupe key was seen before. Inbox entry, job and queue slot are one transaction.
+    /// Records a detected event; `true` when it is new (a job was created, or a job skipped
+    /// as redetectable was reopened), `false` when its dedupe key was seen before. Inbox entry,
+    /// job and queue slot are one transaction. A registry event about a renamed model is keyed
+    /// by the name the store first knew it by, so the same change seen under both names is one
+    /// job.
     pub fn detect(&self, event: &ChangeEvent) -> Result<bool, StoreError> {
-        let key = event.dedupe_key();
+        let key = self.job_key(event);
         let seq = self.next_seq()?;
         let now = now_ms();
         let job = Job {
@@ -523,24 +573,195 @@ impl Store {
                 (&self.inbox, &self.jobs, &self.queue, &self.open)
                     .transaction(|(inbox, jobs, queue, open)| {
                         if inbox.get(key.as_bytes())?.is_some() {
-                            return Ok(false);
+                            let Some(bytes) = jobs.get(key.as_bytes())? else {
+                                return Ok(None);
+                            };
+                            let mut old: Job = decode(&key, &bytes)
+                                .map_err(ConflictableTransactionError::Abort)?;
+                            match incarnation(&old, event) {
+                                Incarnation::Same => return Ok(None),
+                                Incarnation::Learnt => {
+                                    // The same version, now with its creation time.
+                                    old.event = event.clone();
+                                    jobs.insert(key.as_bytes(), encode(&old))?;
+                                    return Ok(None);
+                                }
+                                Incarnation::Reopen => {
+                                    // Skipped because the entity was gone or not ready: seen
+                                    // again, it is reopened (a restored run, say).
+                                    old.event = event.clone();
+                                    old.state = JobState::Detected;
+                                    old.attempts = 0;
+                                    old.next_attempt_ms = 0;
+                                    old.last_error = None;
+                                    jobs.insert(key.as_bytes(), encode(&old))?;
+                                    open.insert(&old.seq.to_be_bytes(), key.as_bytes())?;
+                                    return Ok(Some(old));
+                                }
+                                Incarnation::New(archived) => {
+                                    // A model deleted and re-created: the earlier version's job
+                                    // moves aside under `<key>@<created>`, the new one takes the
+                                    // key.
+                                    let mut moved = old.clone();
+                                    moved.key = archived.clone();
+                                    jobs.insert(archived.as_bytes(), encode(&moved))?;
+                                    inbox.insert(archived.as_bytes(), encode(&now))?;
+                                    queue.insert(&old.seq.to_be_bytes(), archived.as_bytes())?;
+                                    if old.state.is_open() {
+                                        open.insert(&old.seq.to_be_bytes(), archived.as_bytes())?;
+                                    }
+                                }
+                            }
                         }
                         inbox.insert(key.as_bytes(), encode(&now))?;
                         jobs.insert(key.as_bytes(), encode(&job))?;
                         queue.insert(&seq.to_be_bytes(), key.as_bytes())?;
                         open.insert(&seq.to_be_bytes(), key.as_bytes())?;
-                        Ok(true)
+                        Ok(Some(job.clone()))
                     })
                     .map_err(|e: TransactionError<StoreError>| tx_err(e))
             },
-            |new| {
-                if *new {
-                    vec![JournalEntry::Job(Box::new(job.clone()))]
-                } else {
-                    Vec::new()
-                }
+            |changed| match changed {
+                Some(j) => vec![JournalEntry::Job(Box::new(j.clone()))],
+                None => Vec::new(),
             },
         )
+        .map(|changed| changed.is_some())
+    }
+
+    /// The key of `event`'s job: its dedupe key, with a renamed model's name replaced by the
+    /// name the store first knew it by.
+    pub fn job_key(&self, event: &ChangeEvent) -> String {
+        match event.model_name().and_then(|n| self.first_name(n)) {
+            Some(first) if !matches!(event, ChangeEvent::ModelRenamed { .. }) => {
+                event.with_model_name(&first).dedupe_key()
+            }
+            _ => event.dedupe_key(),
+        }
+    }
+
+    /// The name the store first knew a renamed model by (`None`: never renamed).
+    pub fn first_name(&self, name: &str) -> Option<String> {
+        let v = self.renames.get(format!("first/{name}")).ok()??;
+        Some(String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// Every rename known: former name → current name.
+    pub fn renames(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut out = BTreeMap::new();
+        for entry in self.renames.scan_prefix("cur/") {
+            let (k, v) = entry?;
+            out.insert(
+                String::from_utf8_lossy(&k[4..]).into_owned(),
+                String::from_utf8_lossy(&v).into_owned(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Records that registered model `from` is now called `to`, and moves what the store keeps
+    /// under the old name to the new one: the poller's stage and alias snapshots, the training
+    /// and checkpoint chain heads (when the new name has none), and every open job's event and
+    /// signed MLflow writes (so in-flight jobs follow the model instead of failing on the old
+    /// name). Idempotent.
+    pub fn record_rename(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        if from == to {
+            return Ok(());
+        }
+        let first = self.first_name(from).unwrap_or_else(|| from.to_string());
+        for entry in self.renames.scan_prefix("cur/") {
+            let (k, v) = entry?;
+            if v.as_ref() == from.as_bytes() {
+                self.renames.insert(k, to.as_bytes())?;
+            }
+        }
+        self.renames.insert(format!("cur/{from}"), to.as_bytes())?;
+        self.renames.remove(format!("cur/{to}"))?;
+        self.renames.remove(format!("first/{from}"))?;
+        if first != to {
+            self.renames
+                .insert(format!("first/{to}"), first.as_bytes())?;
+        } else {
+            self.renames.remove(format!("first/{to}"))?;
+        }
+        // Snapshots: `stage/<name>/<version>` and `aliases/<name>`.
+        let stage_prefix = format!("stage/{from}/");
+        for entry in self.snapshots.scan_prefix(stage_prefix.as_bytes()) {
+            let (k, v) = entry?;
+            let version = String::from_utf8_lossy(&k[stage_prefix.len()..]).into_owned();
+            if !version.contains('/') {
+                self.snapshots
+                    .insert(format!("stage/{to}/{version}").as_bytes(), v)?;
+                self.snapshots.remove(k)?;
+            }
+        }
+        if let Some(v) = self.snapshots.remove(format!("aliases/{from}"))? {
+            self.snapshots.insert(format!("aliases/{to}"), v)?;
+        }
+        // Chain heads.
+        let mut moved = Vec::new();
+        let old_rm = format!("rm/{from}");
+        let old_checkpoints = format!("mlflow-predictions:{from}/");
+        for entry in self.chains.iter() {
+            let (k, v) = entry?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let new_key = if key == old_rm {
+                format!("rm/{to}")
+            } else if let Some(version) = key.strip_prefix(&old_checkpoints) {
+                format!("mlflow-predictions:{to}/{version}")
+            } else {
+                continue;
+            };
+            if self.chains.get(new_key.as_bytes())?.is_none() {
+                moved.push((new_key, decode::<ChainHead>(&key, &v)?));
+            }
+        }
+        for (key, head) in moved {
+            self.journaled_change(
+                || {
+                    self.chains.insert(key.as_bytes(), encode(&head))?;
+                    Ok(())
+                },
+                |_| {
+                    vec![JournalEntry::Chain {
+                        chain_key: key.clone(),
+                        head: head.clone(),
+                    }]
+                },
+            )?;
+        }
+        // Open jobs follow the model.
+        for job in self.open_jobs()? {
+            if job.event.model_name() != Some(from)
+                && !job.prepared.as_ref().is_some_and(|p| p.names_model(from))
+            {
+                continue;
+            }
+            self.update(&job.key, |j| {
+                if j.event.model_name() == Some(from) {
+                    j.event = j.event.with_model_name(to);
+                }
+                if let Some(p) = &mut j.prepared {
+                    p.rename_model(from, to);
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Removes a snapshot (a deleted model's, without events).
+    pub fn remove_snapshot(&self, key: &str) -> Result<(), StoreError> {
+        self.snapshots.remove(key.as_bytes())?;
+        Ok(())
+    }
+
+    /// Every snapshot key starting with `prefix`.
+    pub fn snapshot_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.snapshots
+            .scan_prefix(prefix.as_bytes())
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
     }
 
     /// One job.
@@ -971,6 +1192,7 @@ mod tests {
                 .detect(&ChangeEvent::ModelVersionCreated {
                     name: name.into(),
                     version: "1".into(),
+                    created_ms: None,
                 })
                 .unwrap();
             store
@@ -1094,6 +1316,7 @@ mod tests {
                 .detect(&ChangeEvent::ModelVersionCreated {
                     name: "m".into(),
                     version: "1".into(),
+                    created_ms: None,
                 })
                 .unwrap();
             store
@@ -1127,5 +1350,120 @@ mod tests {
             store.due(u64::MAX).unwrap().is_empty(),
             "parked jobs are not due"
         );
+    }
+
+    #[test]
+    fn a_job_skipped_as_gone_reopens_when_seen_again_and_others_do_not() {
+        let store = Store::temporary().unwrap();
+        let run = ChangeEvent::run_finished("r", Some(5));
+        assert!(store.detect(&run).unwrap());
+        let skip = |redetect: bool| JobState::Skipped {
+            reason: "run deleted".into(),
+            kind: Some("gone".into()),
+            redetect,
+        };
+        store.update("run/r@5", |j| j.state = skip(true)).unwrap();
+        assert_eq!(store.open_count(), 0);
+        assert!(store.detect(&run).unwrap(), "restored: reopened");
+        let job = store.job("run/r@5").unwrap().unwrap();
+        assert_eq!(job.state, JobState::Detected);
+        assert_eq!(store.open_count(), 1);
+        store.update("run/r@5", |j| j.state = skip(false)).unwrap();
+        assert!(
+            !store.detect(&run).unwrap(),
+            "an ordinary skip absorbs repeats"
+        );
+    }
+
+    #[test]
+    fn a_recreated_version_is_a_new_job_and_the_old_one_moves_aside() {
+        let store = Store::temporary().unwrap();
+        let mv = |created: Option<i64>| ChangeEvent::ModelVersionCreated {
+            name: "m".into(),
+            version: "1".into(),
+            created_ms: created,
+        };
+        // A webhook (no creation time), then the poller: the same version, learnt.
+        assert!(store.detect(&mv(None)).unwrap());
+        assert!(!store.detect(&mv(Some(10))).unwrap());
+        store
+            .update("mv/m/1", |j| j.state = JobState::Done)
+            .unwrap();
+        assert!(!store.detect(&mv(Some(10))).unwrap());
+        // Deleted and re-created: another creation time is another version.
+        assert!(store.detect(&mv(Some(20))).unwrap());
+        let new = store.job("mv/m/1").unwrap().unwrap();
+        assert_eq!(new.state, JobState::Detected);
+        assert!(matches!(
+            &new.event,
+            ChangeEvent::ModelVersionCreated {
+                created_ms: Some(20),
+                ..
+            }
+        ));
+        let old = store.job("mv/m/1@10").unwrap().unwrap();
+        assert_eq!(
+            (old.key.as_str(), &old.state),
+            ("mv/m/1@10", &JobState::Done)
+        );
+        assert_eq!(store.jobs().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_rename_moves_snapshots_chains_and_open_jobs_and_keys_stay_one() {
+        let store = Store::temporary().unwrap();
+        store
+            .set_snapshot("stage/old/1", &serde_json::json!("Staging"))
+            .unwrap();
+        store
+            .set_snapshot("aliases/old", &serde_json::json!({"live": "1"}))
+            .unwrap();
+        store
+            .detect(&ChangeEvent::ModelVersionCreated {
+                name: "old".into(),
+                version: "2".into(),
+                created_ms: Some(3),
+            })
+            .unwrap();
+        store.detect(&ChangeEvent::run("r")).unwrap();
+        store
+            .sign("run/r", &prepared("tx"), Some(("rm/old", "h1")))
+            .unwrap();
+        store.record_rename("old", "new").unwrap();
+        assert_eq!(
+            store.snapshot("stage/new/1").unwrap(),
+            Some(serde_json::json!("Staging"))
+        );
+        assert_eq!(store.snapshot("stage/old/1").unwrap(), None);
+        assert!(store.snapshot("aliases/new").unwrap().is_some());
+        assert_eq!(store.chain_head("rm/new").unwrap().unwrap().head, "h1");
+        let open = store.job("mv/old/2").unwrap().unwrap();
+        assert_eq!(
+            open.event.model_name(),
+            Some("new"),
+            "the open job follows the model"
+        );
+        // Seen again under the new name: the same job.
+        assert!(!store
+            .detect(&ChangeEvent::ModelVersionCreated {
+                name: "new".into(),
+                version: "2".into(),
+                created_ms: Some(3),
+            })
+            .unwrap());
+        assert_eq!(
+            store.renames().unwrap().get("old").map(String::as_str),
+            Some("new")
+        );
+        // Renamed again: the first name still keys it; back to the first name: no rename left.
+        store.record_rename("new", "newer").unwrap();
+        assert_eq!(store.first_name("newer").as_deref(), Some("old"));
+        assert_eq!(
+            store.renames().unwrap().get("old").map(String::as_str),
+            Some("newer")
+        );
+        store.record_rename("newer", "old").unwrap();
+        assert_eq!(store.first_name("old"), None);
+        assert!(!store.renames().unwrap().contains_key("old"));
     }
 }

@@ -114,6 +114,22 @@ impl Verifier {
                 let label = format!("{name} ({})", &digest[..digest.len().min(8)]);
                 stages.push(self.stage("dataset", &label, tx.as_deref(), &e).await);
             }
+            // Earlier proofs of a run re-opened and finished again: superseded, not failed.
+            for event_dir in self
+                .subdirs(run, &format!("ario/{}", training::SUPERSEDED_DIR))
+                .await
+            {
+                let receipt = training::superseded_path(&event_dir, witness::RECEIPT_FILE);
+                let tx = self
+                    .json_artifact(run, &receipt)
+                    .await
+                    .and_then(|r| r["id"].as_str().map(str::to_owned));
+                let label = format!("{} (superseded)", run.info.run_id);
+                stages.push(
+                    self.stage("training", &label, tx.as_deref(), &run_entity)
+                        .await,
+                );
+            }
             stages.push(
                 self.stage(
                     "training",
@@ -206,9 +222,18 @@ impl Verifier {
             Some(tx) => Some(self.verify_tx(tx, entity).await),
             None => None,
         };
+        // A proof anchored under the model's former name says so.
+        let label = match verdict
+            .as_ref()
+            .and_then(|v| v.proof_found.detail.get("anchored_as"))
+            .and_then(Value::as_str)
+        {
+            Some(former) => format!("{label} (anchored as {former})"),
+            None => label.to_string(),
+        };
         Stage {
             stage: stage.to_string(),
-            label: label.to_string(),
+            label,
             tx_id: tx.map(str::to_owned),
             verdict,
         }
@@ -227,6 +252,11 @@ impl Verifier {
     ) -> Vec<(String, Option<String>)> {
         // (event id, label, tx)
         let mut found: Vec<(String, String, Option<String>)> = Vec::new();
+        // Proofs made before the model was renamed name a former name.
+        let mut names = vec![mv.name.clone()];
+        if let Ok((_, former)) = self.former_names(&mv.name).await {
+            names.extend(former);
+        }
         if let Some(run) = run {
             for event_dir in self.subdirs(run, dir).await {
                 let read = |f: &str| format!("{dir}/{event_dir}/{f}");
@@ -238,7 +268,10 @@ impl Verifier {
                     .as_str()
                     .map(str::to_owned)
                     .unwrap_or_else(|| subject["version"].to_string());
-                if subject["name"].as_str() != Some(mv.name.as_str()) || version != mv.version {
+                let named = subject["name"]
+                    .as_str()
+                    .is_some_and(|n| names.iter().any(|m| m == n));
+                if !named || version != mv.version {
                     continue;
                 }
                 let payload = self

@@ -52,6 +52,7 @@ impl Verifier {
                 ario_attestation,
             },
             overall_ok: false,
+            superseded_by: None,
             envelope: Some(fetched.envelope.clone()),
         };
         verdict.overall_ok = overall(&verdict);

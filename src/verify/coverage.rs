@@ -4,7 +4,9 @@
 //! verification, and not anchored at all — with the entities of the last three listed.
 //!
 //! Covered: training runs (every FINISHED run of an active experiment), registrations (every
-//! model version), predictions (every OK trace). Each proof found is verified like `verify
+//! model version), predictions (every OK trace). A trace served by no model known for certain
+//! (no `mlflow.modelId`, or a model gone or without a run) is counted as "no model": there is
+//! nothing to attribute it to, and the service skips it by the same rule — it is not a gap. Each proof found is verified like `verify
 //! run|model|trace` (with `--tags-only`, only the tags are read).
 
 use futures::StreamExt;
@@ -28,6 +30,9 @@ pub enum Standing {
     SignedOnly,
     /// No proof.
     NotAnchored,
+    /// A trace served by no model known for certain: nothing to attribute a prediction to, so
+    /// nothing to prove (its own category, never "not anchored").
+    NoModel,
 }
 
 /// One entity that is not proven.
@@ -60,6 +65,8 @@ pub struct Counts {
     pub signed_only: usize,
     /// No proof.
     pub not_anchored: usize,
+    /// Traces served by no model (not a gap).
+    pub no_model: usize,
 }
 
 /// The reconciliation.
@@ -112,6 +119,8 @@ struct Candidate {
     entity: Entity,
     tx: Option<String>,
     status: Option<String>,
+    /// A trace with nothing to attribute it to.
+    no_model: bool,
 }
 
 impl Verifier {
@@ -139,6 +148,7 @@ impl Verifier {
                 entity: Entity::Run(id.to_string()),
                 tx: tag_of_run(r, training::TX_TAG),
                 status: tag_of_run(r, tags::VERIFY_STATUS),
+                no_model: false,
             });
         }
         let versions = self
@@ -153,6 +163,7 @@ impl Verifier {
                 entity: Entity::ModelVersion(mv.name.clone(), mv.version.clone()),
                 tx: mv.tag(registration::TX_TAG).map(str::to_owned),
                 status: mv.tag(tags::VERIFY_STATUS).map(str::to_owned),
+                no_model: false,
             });
         }
         // MLflow 2.x has no v3 traces: no predictions to cover there.
@@ -161,22 +172,54 @@ impl Verifier {
             .search_traces(&experiments, "trace.status = 'OK'")
             .await
             .unwrap_or_default();
+        // Whether a model id names a model a prediction can be attributed to (the pipeline's
+        // rule: a LoggedModel that exists and has a run), read once per model.
+        let mut served: std::collections::BTreeMap<String, bool> = Default::default();
         for t in &traces {
             let Some(id) = t["trace_id"].as_str() else {
                 continue;
             };
+            let tx = tag_of_trace(t, prediction::TX_TAG)
+                .or_else(|| tag_of_trace(t, prediction::LEGACY_TX_TAG))
+                .or_else(|| tag_of_trace(t, crate::profile::checkpoint::TX_TAG));
+            let model_id = t["trace_metadata"]["mlflow.modelId"]
+                .as_str()
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned);
+            let no_model = match (&tx, model_id) {
+                (Some(_), _) => false,
+                (None, None) => true,
+                (None, Some(m)) => {
+                    if !served.contains_key(&m) {
+                        let ok = match self.mlflow.get_logged_model(&m).await {
+                            Ok(lm) => lm.source_run_id.is_some_and(|r| !r.is_empty()),
+                            Err(e) if e.is_not_found() => false,
+                            Err(e) => return Err(e.to_string()),
+                        };
+                        served.insert(m.clone(), ok);
+                    }
+                    !served[&m]
+                }
+            };
+            // The plugin's VerifiedModel signs before it uploads (`ario.proof_status`).
+            let status = tag_of_trace(t, tags::VERIFY_STATUS).or_else(|| {
+                tag_of_trace(t, prediction::PROOF_STATUS_TAG)
+                    .filter(|s| s == "anchoring" || s == "failed")
+                    .map(|_| tags::STATUS_SIGNED.to_string())
+            });
             candidates.push(Candidate {
                 event_type: prediction::EVENT_TYPE,
                 name: format!("trace/{id}"),
                 entity: Entity::Trace(id.to_string()),
-                tx: tag_of_trace(t, prediction::TX_TAG)
-                    .or_else(|| tag_of_trace(t, prediction::LEGACY_TX_TAG)),
-                status: tag_of_trace(t, tags::VERIFY_STATUS),
+                tx,
+                status,
+                no_model,
             });
         }
         let judged: Vec<(Candidate, Standing, Option<String>)> =
             futures::stream::iter(candidates.into_iter().map(|c| async move {
                 match &c.tx {
+                    None if c.no_model => (c, Standing::NoModel, None),
                     None if c.status.as_deref() == Some(tags::STATUS_SIGNED) => {
                         (c, Standing::SignedOnly, None)
                     }
@@ -214,8 +257,12 @@ impl Verifier {
                 Standing::Failing => n.failing += 1,
                 Standing::SignedOnly => n.signed_only += 1,
                 Standing::NotAnchored => n.not_anchored += 1,
+                Standing::NoModel => n.no_model += 1,
             }
-            if !matches!(standing, Standing::Verifying | Standing::Anchored) {
+            if !matches!(
+                standing,
+                Standing::Verifying | Standing::Anchored | Standing::NoModel
+            ) {
                 unproven.push(Entry {
                     event_type: c.event_type,
                     entity: c.name,
@@ -244,7 +291,7 @@ fn first_failure(v: &super::ProofVerdict) -> String {
 /// The text report.
 pub fn coverage_text(c: &Coverage) -> String {
     let mut out = format!(
-        "Coverage of {}{}\n\n{:<20} {:>6} {:>10} {:>8} {:>12} {:>13}\n",
+        "Coverage of {}{}\n\n{:<20} {:>6} {:>10} {:>8} {:>12} {:>13} {:>9}\n",
         c.tracking_uri,
         if c.verified {
             ""
@@ -256,17 +303,19 @@ pub fn coverage_text(c: &Coverage) -> String {
         if c.verified { "verifying" } else { "anchored" },
         "failing",
         "signed only",
-        "not anchored"
+        "not anchored",
+        "no model"
     );
     for (t, n) in &c.counts {
         out.push_str(&format!(
-            "{:<20} {:>6} {:>10} {:>8} {:>12} {:>13}\n",
+            "{:<20} {:>6} {:>10} {:>8} {:>12} {:>13} {:>9}\n",
             t,
             n.total,
             if c.verified { n.verifying } else { n.anchored },
             n.failing,
             n.signed_only,
-            n.not_anchored
+            n.not_anchored,
+            n.no_model
         ));
     }
     if !c.unproven.is_empty() {
@@ -298,13 +347,14 @@ pub fn coverage_html(c: &Coverage) -> String {
     let mut rows = String::new();
     for (t, n) in &c.counts {
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(t),
             n.total,
             if c.verified { n.verifying } else { n.anchored },
             n.failing,
             n.signed_only,
-            n.not_anchored
+            n.not_anchored,
+            n.no_model
         ));
     }
     let mut list = String::new();
@@ -318,7 +368,7 @@ pub fn coverage_html(c: &Coverage) -> String {
         ));
     }
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Coverage</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body><h1>Coverage of {}</h1><table><tr><th>event type</th><th>total</th><th>{}</th><th>failing</th><th>signed only</th><th>not anchored</th></tr>{rows}</table><h2>Not proven</h2><table><tr><th>standing</th><th>event type</th><th>entity</th><th>reason</th></tr>{list}</table></body></html>",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Coverage</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body><h1>Coverage of {}</h1><table><tr><th>event type</th><th>total</th><th>{}</th><th>failing</th><th>signed only</th><th>not anchored</th><th>no model</th></tr>{rows}</table><h2>Not proven</h2><table><tr><th>standing</th><th>event type</th><th>entity</th><th>reason</th></tr>{list}</table></body></html>",
         esc(&c.tracking_uri),
         if c.verified { "verifying" } else { "anchored" }
     )

@@ -28,9 +28,9 @@ use serde_json::{Map, Value};
 
 use crate::arweave::{DataItem, GatewayReader};
 use crate::mlflow::{MlflowClient, MlflowError, Run};
-use crate::profile::registration::{self, parse_runs_uri};
+use crate::profile::registration;
 use crate::profile::training::{self, TrainingFacts};
-use crate::profile::{prediction, tags};
+use crate::profile::{prediction, rename, tags, witness};
 use crate::proof::{jcs, sha256_hex, verify_envelope, SpecVersionStatus};
 
 pub use attestation::ArioVerifyClient;
@@ -137,6 +137,10 @@ pub struct ProofVerdict {
     pub checks: Checks,
     /// The §5.2 verdict plus our stricter checks.
     pub overall_ok: bool,
+    /// A training proof of a run that was re-opened and finished again: the TX of the newer
+    /// proof that covers its final state (this one is superseded, not failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     /// The envelope as fetched.
     #[serde(skip)]
     pub envelope: Option<Value>,
@@ -164,6 +168,7 @@ impl ProofVerdict {
                 ario_attestation: none(),
             },
             overall_ok: false,
+            superseded_by: None,
             envelope: None,
         }
     }
@@ -259,6 +264,14 @@ impl ChecksumMemo {
     }
 }
 
+/// Where a proof's witness is.
+enum Witness {
+    /// Artifacts of a run, tried in order.
+    Run(String, Vec<String>),
+    /// The bytes of a tag (a version without a run, a rename).
+    Tag(String, Vec<u8>),
+}
+
 /// The envelope read from a gateway, with what was learnt on the way.
 struct Fetched {
     envelope: Value,
@@ -300,22 +313,51 @@ impl Verifier {
         let text = |k: &str| env.get(k).and_then(Value::as_str).map(str::to_owned);
         let event_type = text("event_type");
         let mut proof_found = f.proof_found;
+        // A proof anchored before its model was renamed names the former name: it is about the
+        // version asked for when a verifying rename proof of the model says so.
+        let mut lookup_name = None;
         if let Some(why) = subject_mismatch(env, entity) {
-            proof_found = Check::fail(format!("proof is about another entity: {why}")).with(
-                "served_by",
-                proof_found
-                    .detail
-                    .get("served_by")
-                    .cloned()
-                    .unwrap_or(Value::Null),
-            );
+            match self.renamed_subject(env, entity).await {
+                Ok(Some((former, rename_tx))) => {
+                    proof_found = proof_found
+                        .with("anchored_as", former.clone())
+                        .with("rename_tx", rename_tx);
+                    proof_found.reason = format!(
+                        "{} (anchored as {former}; renamed since, rename proof verified)",
+                        proof_found.reason
+                    );
+                    if let Entity::ModelVersion(name, _) = entity {
+                        lookup_name = Some(name.clone());
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    let extra = match self.renamed_subject(env, entity).await {
+                        Err(e) => format!("; {e}"),
+                        _ => String::new(),
+                    };
+                    proof_found =
+                        Check::fail(format!("proof is about another entity: {why}{extra}")).with(
+                            "served_by",
+                            proof_found
+                                .detail
+                                .get("served_by")
+                                .cloned()
+                                .unwrap_or(Value::Null),
+                        );
+                }
+            }
         }
         let signature = signature_check(env);
-        let anchored = self.anchored_bytes(env).await;
-        let (anchored_bytes, payload_bytes) = anchored;
-        let source_of_truth = match &payload_bytes {
-            Some(bytes) => self.source_of_truth(event_type.as_deref(), bytes).await,
-            None => Check::skipped("no_payload_to_compare"),
+        let (anchored_bytes, payload_bytes, superseded_by) = self
+            .anchored_bytes(env, tx_id, lookup_name.as_deref())
+            .await;
+        let source_of_truth = match (&payload_bytes, &superseded_by) {
+            (Some(_), Some(newer)) => Check::skipped(format!(
+                "superseded: the run was re-opened after this proof and its final state is proven by {newer}"
+            ))
+            .with("superseded_by", newer.clone()),
+            (Some(bytes), None) => self.source_of_truth(event_type.as_deref(), bytes).await,
+            (None, _) => Check::skipped("no_payload_to_compare"),
         };
         let ario_attestation = match &self.attestation {
             None => Check::skipped("ario_verify_not_enabled"),
@@ -343,10 +385,85 @@ impl Verifier {
                 ario_attestation,
             },
             overall_ok: false,
+            superseded_by,
             envelope: Some(f.envelope.clone()),
         };
         verdict.overall_ok = overall(&verdict);
         verdict
+    }
+
+    /// When `entity` is a model version whose proof names another model: the former name and
+    /// the rename proof's TX, if the model's rename proof verifies (signature, the payload in
+    /// its tag, a pinned or matching key) and lists that name among its former names; an error
+    /// saying why not when there is a rename proof that does not hold.
+    async fn renamed_subject(
+        &self,
+        env: &Value,
+        entity: &Entity,
+    ) -> Result<Option<(String, String)>, String> {
+        let Entity::ModelVersion(name, version) = entity else {
+            return Ok(None);
+        };
+        let subject = env.get("subject").cloned().unwrap_or(Value::Null);
+        let (Some(old), Some(v)) = (
+            subject.get("name").and_then(value_text),
+            subject.get("version").and_then(value_text),
+        ) else {
+            return Ok(None);
+        };
+        if &v != version || &old == name {
+            return Ok(None);
+        }
+        let former = self.former_names(name).await?;
+        Ok(former
+            .1
+            .iter()
+            .any(|n| n == &old)
+            .then(|| (format!("{old}/{v}"), former.0)))
+    }
+
+    /// The names registered model `name` had before, from its newest rename proof, verified:
+    /// (the rename TX, the former names). No rename proof: none.
+    pub async fn former_names(&self, name: &str) -> Result<(String, Vec<String>), String> {
+        let rm = match self.mlflow.get_registered_model(name).await {
+            Ok(rm) => rm,
+            Err(e) => return Err(format!("registered model {name}: {e}")),
+        };
+        let Some(tx) = rm.tag(rename::TX_TAG).map(str::to_owned) else {
+            return Ok((String::new(), Vec::new()));
+        };
+        let fetched = self
+            .fetch(&tx)
+            .await
+            .map_err(|c| format!("rename proof {tx}: {}", c.reason))?;
+        let env = &fetched.envelope;
+        if !verify_envelope(env, None).overall {
+            return Err(format!("rename proof {tx}: its signature does not verify"));
+        }
+        let key = env["public_key"]
+            .as_str()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if !self.trusted_keys.is_empty() && !self.trusted_keys.contains(&key) {
+            return Err(format!(
+                "rename proof {tx}: signed by {key}, which is not a pinned key"
+            ));
+        }
+        if env["subject"]["name"].as_str() != Some(name) {
+            return Err(format!("rename proof {tx} is about another model"));
+        }
+        let event_id = env["event_id"].as_str().unwrap_or("");
+        let payload = rm
+            .tag(&rename::payload_tag(event_id))
+            .ok_or_else(|| format!("rename proof {tx}: its payload tag is missing"))?;
+        if Some(sha256_hex(payload.as_bytes()).as_str()) != env["payload_hash"].as_str() {
+            return Err(format!(
+                "rename proof {tx}: its payload tag does not hash to the proof's payload_hash"
+            ));
+        }
+        let payload = jcs::parse(payload.as_bytes())
+            .map_err(|e| format!("rename proof {tx}: payload: {e}"))?;
+        Ok((tx, rename::former_names(&payload)))
     }
 
     /// Reads the envelope of `tx_id`, trying gateways in order and skipping any whose bytes do
@@ -484,77 +601,192 @@ impl Verifier {
         }
     }
 
-    /// Check 2: the witness artifact named by the subject hashes to `payload_hash`.
-    async fn anchored_bytes(&self, env: &Value) -> (Check, Option<Vec<u8>>) {
+    /// Check 2: the witness named by the subject hashes to `payload_hash`. Returns the check,
+    /// the witness bytes, and — for a training proof superseded by a newer one of the same run —
+    /// the newer proof's TX. `lookup_name` is the model's current name when the proof names a
+    /// former one.
+    async fn anchored_bytes(
+        &self,
+        env: &Value,
+        tx_id: &str,
+        lookup_name: Option<&str>,
+    ) -> (Check, Option<Vec<u8>>, Option<String>) {
         let subject = env.get("subject").cloned().unwrap_or(Value::Null);
         let s = |k: &str| subject.get(k).and_then(value_text);
         let event_type = env.get("event_type").and_then(Value::as_str).unwrap_or("");
         let event_id = s("event_id").or_else(|| env.get("event_id").and_then(value_text));
-        let located: Result<(String, String), Check> =
-            match subject.get("type").and_then(Value::as_str) {
-                Some("mlflow_run") => match s("run_id") {
-                    Some(run) => Ok((run, training::PAYLOAD_ARTIFACT.into())),
-                    None => Err(Check::fail("subject_missing_run_id")),
-                },
-                Some(t @ ("mlflow_model_version" | "mlflow_model_alias")) => {
-                    match (s("name"), s("version")) {
-                        (Some(name), Some(version)) => {
-                            match self.mlflow.get_model_version(&name, &version).await {
-                                Ok(mv) => {
-                                    let path = match (t, event_type) {
-                                        ("mlflow_model_alias", _) => event_id
-                                            .map(|id| format!("ario/aliases/{id}/payload.json")),
-                                        (_, "model_registered") => {
-                                            Some(registration::PAYLOAD_ARTIFACT.into())
-                                        }
-                                        (_, "stage_transition") => event_id
-                                            .map(|id| format!("ario/promotions/{id}/payload.json")),
-                                        _ => Some(training::PAYLOAD_ARTIFACT.into()),
-                                    };
-                                    match path {
-                                        Some(p) => Ok((mv.run_id, p)),
-                                        None => Err(Check::fail("subject_missing_event_id")),
-                                    }
-                                }
-                                Err(e) => Err(Check::fail(format!(
-                                    "could_not_resolve_model_version: {e}"
-                                ))),
-                            }
-                        }
-                        _ => Err(Check::fail("subject_missing_name_or_version")),
-                    }
-                }
-                Some("mlflow_prediction") => match (s("decision_id"), s("model_run_id")) {
-                    (Some(d), Some(r)) => Ok((r, format!("ario/predictions/{d}/payload.json"))),
-                    _ => Err(Check::fail("subject_missing_decision_id_or_run_id")),
-                },
-                Some("mlflow_trace" | "mlflow_decision") => {
-                    Err(Check::skipped("legacy_subject_type_no_artifact"))
-                }
-                Some("mlflow_dataset") => Err(Check::skipped("mlflow_check_deferred_for_subject")),
-                other => Err(Check::skipped(format!(
-                    "unknown_subject_type: '{}'",
-                    other.unwrap_or("")
-                ))),
-            };
-        let (run_id, path) = match located {
-            Ok(l) => l,
-            Err(c) => return (c, None),
-        };
-        let bytes = match self.download(&run_id, &path).await {
-            Ok(b) => b,
-            Err(e) => {
-                return (
-                    Check::fail(format!("download_failed: {e}")).with("artifact_expected", path),
-                    None,
-                )
-            }
-        };
-        let computed = sha256_hex(&bytes);
         let stored = env
             .get("payload_hash")
             .and_then(Value::as_str)
-            .unwrap_or("");
+            .unwrap_or("")
+            .to_string();
+        let mut superseded_by = None;
+        // Where the witness may be: (run, paths in order) or the bytes of a tag.
+        let located: Result<Witness, Check> = match subject.get("type").and_then(Value::as_str) {
+            Some("mlflow_run") => match s("run_id") {
+                Some(run) => {
+                    let mut paths = vec![training::PAYLOAD_ARTIFACT.to_string()];
+                    if let Some(id) = &event_id {
+                        paths.push(training::superseded_path(id, witness::PAYLOAD_FILE));
+                    }
+                    Ok(Witness::Run(run, paths))
+                }
+                None => Err(Check::fail("subject_missing_run_id")),
+            },
+            Some(t @ ("mlflow_model_version" | "mlflow_model_alias")) => {
+                match (
+                    lookup_name.map(str::to_owned).or_else(|| s("name")),
+                    s("version"),
+                ) {
+                    (Some(name), Some(version)) => {
+                        match self.mlflow.get_model_version(&name, &version).await {
+                            Ok(mv) => {
+                                let paths: Option<Vec<String>> = if t == "mlflow_model_alias" {
+                                    event_id
+                                        .as_ref()
+                                        .map(|id| vec![format!("ario/aliases/{id}/payload.json")])
+                                } else {
+                                    match event_type {
+                                        // Ours per event first, then the plugin's one per run.
+                                        "model_registered" => Some(
+                                            event_id
+                                                .iter()
+                                                .map(|id| {
+                                                    registration::witness_path(
+                                                        id,
+                                                        witness::PAYLOAD_FILE,
+                                                    )
+                                                })
+                                                .chain([registration::PAYLOAD_ARTIFACT.into()])
+                                                .collect(),
+                                        ),
+                                        "stage_transition" => event_id.as_ref().map(|id| {
+                                            vec![format!("ario/promotions/{id}/payload.json")]
+                                        }),
+                                        _ => Some(vec![training::PAYLOAD_ARTIFACT.into()]),
+                                    }
+                                };
+                                match paths {
+                                    None => Err(Check::fail("subject_missing_event_id")),
+                                    // A version with no run keeps its registration payload in
+                                    // a version tag.
+                                    Some(_)
+                                        if mv.run_id.is_empty()
+                                            && event_type == "model_registered" =>
+                                    {
+                                        match mv.tag(registration::PAYLOAD_TAG) {
+                                            Some(text) => Ok(Witness::Tag(
+                                                registration::PAYLOAD_TAG.into(),
+                                                text.as_bytes().to_vec(),
+                                            )),
+                                            None => Err(Check::fail(format!(
+                                                "download_failed: {name}/{version} has no run and no {} tag",
+                                                registration::PAYLOAD_TAG
+                                            ))),
+                                        }
+                                    }
+                                    Some(p) => Ok(Witness::Run(mv.run_id, p)),
+                                }
+                            }
+                            Err(e) => {
+                                Err(Check::fail(format!("could_not_resolve_model_version: {e}")))
+                            }
+                        }
+                    }
+                    _ => Err(Check::fail("subject_missing_name_or_version")),
+                }
+            }
+            Some("mlflow_prediction") => match (s("decision_id"), s("model_run_id")) {
+                (Some(d), Some(r)) => Ok(Witness::Run(
+                    r,
+                    vec![format!("ario/predictions/{d}/payload.json")],
+                )),
+                _ => Err(Check::fail("subject_missing_decision_id_or_run_id")),
+            },
+            Some(rename::SUBJECT_TYPE) => match (s("name"), &event_id) {
+                (Some(name), Some(id)) => match self.mlflow.get_registered_model(&name).await {
+                    Ok(rm) => match rm.tag(&rename::payload_tag(id)) {
+                        Some(text) => Ok(Witness::Tag(
+                            rename::payload_tag(id),
+                            text.as_bytes().to_vec(),
+                        )),
+                        None => Err(Check::fail(format!(
+                            "download_failed: {name} has no {} tag",
+                            rename::payload_tag(id)
+                        ))),
+                    },
+                    Err(e) => Err(Check::fail(format!(
+                        "could_not_resolve_registered_model: {e}"
+                    ))),
+                },
+                _ => Err(Check::fail("subject_missing_name_or_event_id")),
+            },
+            Some("mlflow_trace" | "mlflow_decision") => {
+                Err(Check::skipped("legacy_subject_type_no_artifact"))
+            }
+            Some("mlflow_dataset") => Err(Check::skipped("mlflow_check_deferred_for_subject")),
+            other => Err(Check::skipped(format!(
+                "unknown_subject_type: '{}'",
+                other.unwrap_or("")
+            ))),
+        };
+        let (path, bytes) = match located {
+            Err(c) => return (c, None, None),
+            Ok(Witness::Tag(tag, bytes)) => (format!("tag {tag}"), bytes),
+            Ok(Witness::Run(run_id, paths)) => {
+                let run = match self.mlflow.get_run(&run_id).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return (
+                            Check::fail(format!("download_failed: run {run_id}: {e}"))
+                                .with("artifact_expected", paths[0].clone()),
+                            None,
+                            None,
+                        )
+                    }
+                };
+                // The first path whose bytes hash to the proof; else the first readable one
+                // (its mismatch is the failure), else the first error.
+                let mut first: Option<(String, Result<Vec<u8>, MlflowError>)> = None;
+                let mut matched = None;
+                for path in &paths {
+                    let got = self.mlflow.download_run_artifact(&run, path).await;
+                    if matches!(&got, Ok(b) if sha256_hex(b) == stored) {
+                        matched = Some((path.clone(), got));
+                        break;
+                    }
+                    let readable = got.is_ok();
+                    if first.as_ref().is_none_or(|(_, f)| f.is_err() && readable) {
+                        first = Some((path.clone(), got));
+                    }
+                }
+                let (path, got) = matched.or(first).unwrap_or_else(|| {
+                    (
+                        String::new(),
+                        Err(MlflowError::Unsupported("no witness path".into())),
+                    )
+                });
+                let bytes = match got {
+                    Ok(b) => b,
+                    Err(e) => {
+                        return (
+                            Check::fail(format!("download_failed: {e}"))
+                                .with("artifact_expected", paths.join(" or ")),
+                            None,
+                            None,
+                        )
+                    }
+                };
+                if event_type == training::EVENT_TYPE && path != training::PAYLOAD_ARTIFACT {
+                    let newer = run.tag(training::TX_TAG).unwrap_or("");
+                    if newer != tx_id && !newer.is_empty() {
+                        superseded_by = Some(newer.to_string());
+                    }
+                }
+                (path, bytes)
+            }
+        };
+        let computed = sha256_hex(&bytes);
         let check = if computed == stored {
             Check::pass(format!("{path} hashes to payload_hash"))
         } else {
@@ -565,7 +797,7 @@ impl Verifier {
         .with("computed_hash", computed)
         .with("stored_hash", stored)
         .with("artifact_expected", path);
-        (check, Some(bytes))
+        (check, Some(bytes), superseded_by)
     }
 
     async fn download(&self, run_id: &str, path: &str) -> Result<Vec<u8>, MlflowError> {
@@ -596,8 +828,19 @@ impl Verifier {
             Ok(o) => o,
             Err(detail) => return Check::fail("live_refetch_incomplete").with("detail", detail),
         };
-        let mut rebuilt = original.clone();
-        let mut changed: Vec<String> = Vec::new();
+        // A prediction's live record is its whole payload (the trace tag): compared whole, so
+        // a tag emptied or cut down fails (the plugin overlays only the keys present).
+        let whole = event_type == Some("prediction");
+        let mut rebuilt = if whole { Map::new() } else { original.clone() };
+        let mut changed: Vec<String> = if whole {
+            original
+                .keys()
+                .filter(|k| !overlay.contains_key(*k))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         for (k, v) in &overlay {
             let canonical = |x: &Value| jcs::canonicalize(x).ok();
             if original.get(k).and_then(canonical) != canonical(v) {
@@ -701,35 +944,86 @@ impl Verifier {
             .unwrap_or_else(|_| "model".into())
     }
 
+    /// Check 3 of a registration: the files the payload's `source` names re-hashed now (the
+    /// same resolution the anchorer used, whatever the model is called), the source run's
+    /// `ario.artifact_hash` read now; `artifact_verified` recomputed from the two, and the file
+    /// map itself when the payload committed to it.
     async fn live_registration(
         &self,
         original: &Map<String, Value>,
     ) -> Result<Map<String, Value>, String> {
-        let run_id = original
-            .get("source_run_id")
-            .and_then(Value::as_str)
-            .ok_or("payload has no source_run_id")?;
-        let run = self
-            .mlflow
-            .get_run(run_id)
-            .await
-            .map_err(|e| format!("run {run_id}: {e}"))?;
+        let text = |k: &str| {
+            original
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let source = text("source");
+        let run_id = text("source_run_id");
+        let run = if run_id.is_empty() {
+            None
+        } else {
+            Some(
+                self.mlflow
+                    .get_run(&run_id)
+                    .await
+                    .map_err(|e| format!("run {run_id}: {e}"))?,
+            )
+        };
         let tag = run
-            .tag(tags::ARTIFACT_HASH)
-            .ok_or("source run has no ario.artifact_hash tag")?
-            .to_string();
-        let source = original.get("source").and_then(Value::as_str).unwrap_or("");
-        let path = parse_runs_uri(source).1.unwrap_or_else(|| "model".into());
+            .as_ref()
+            .and_then(|r| r.tag(tags::ARTIFACT_HASH))
+            .map(str::to_owned);
+        // The version as the payload describes it: its source and run.
+        let described = crate::mlflow::ModelVersion {
+            name: text("model_name"),
+            version: text("model_version"),
+            source: source.clone(),
+            run_id,
+            ..Default::default()
+        };
         let checksums = self
-            .model_checksums(&run, &path)
+            .version_checksums(&described)
             .await
-            .map_err(|e| format!("artifacts under {path}: {e}"))?
-            .unwrap_or_default();
-        let verified = training::artifact_hash(&checksums).as_deref() == Some(tag.as_str());
+            .map_err(|e| format!("the files of {source}: {e}"))?;
+        let actual = checksums.as_ref().and_then(training::artifact_hash);
+        let verified = match (&tag, &checksums) {
+            (Some(t), Some(_)) => Value::Bool(actual.as_deref() == Some(t.as_str())),
+            _ => Value::Null,
+        };
         let mut m = Map::new();
-        m.insert("artifact_hash".into(), Value::String(tag));
-        m.insert("artifact_verified".into(), Value::Bool(verified));
+        m.insert(
+            "artifact_hash".into(),
+            tag.map(Value::String).unwrap_or(Value::Null),
+        );
+        m.insert("artifact_verified".into(), verified);
+        if original.contains_key(registration::ARTIFACT_CHECKSUMS_KEY) {
+            m.insert(
+                registration::ARTIFACT_CHECKSUMS_KEY.into(),
+                serde_json::to_value(checksums.unwrap_or_default()).unwrap_or(Value::Null),
+            );
+        }
         Ok(m)
+    }
+
+    /// A version's files' checksums (its `source` resolved as the anchorer does), through the
+    /// memo when there is one.
+    pub async fn version_checksums(
+        &self,
+        mv: &crate::mlflow::ModelVersion,
+    ) -> Result<Option<BTreeMap<String, String>>, MlflowError> {
+        let key = (format!("source:{}", mv.source), mv.run_id.clone());
+        if let Some(memo) = &self.checksum_memo {
+            if let Some(hit) = memo.get(&key) {
+                return Ok(hit);
+            }
+        }
+        let computed = self.mlflow.version_files(mv).await?.checksums;
+        if let Some(memo) = &self.checksum_memo {
+            memo.put(key, computed.clone());
+        }
+        Ok(computed)
     }
 
     async fn live_prediction(
@@ -910,11 +1204,14 @@ pub fn overall(v: &ProofVerdict) -> bool {
         v.event_type.as_deref(),
         Some("training_complete" | "model_registered" | "prediction")
     );
-    if required
-        && [&c.signature, &c.anchored_bytes, &c.source_of_truth]
-            .iter()
-            .any(|k| k.ok.is_none())
-    {
+    // A superseded training proof has no live state to match (the run moved on, proven by
+    // the newer proof); its witness still binds it.
+    let live = if v.superseded_by.is_some() {
+        vec![&c.signature, &c.anchored_bytes]
+    } else {
+        vec![&c.signature, &c.anchored_bytes, &c.source_of_truth]
+    };
+    if required && live.iter().any(|k| k.ok.is_none()) {
         return false;
     }
     c.signature.ok == Some(true)

@@ -769,6 +769,8 @@ pub mod run {
     /// decisions are the binary's own).
     pub fn worker(env: &[(&str, String)], args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+        // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+        cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
         cmd.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
         cmd.args(args).env_remove("NO_COLOR");
         for (k, v) in env {
@@ -883,6 +885,9 @@ pub mod lab {
             ("ARIO_MLFLOW_GATEWAY_HOST", gateway.to_string()),
             ("ARIO_MLFLOW_STATE_DIR", state.display().to_string()),
             ("HOME", home.display().to_string()),
+            // The test venv has the plugin installed, so every run carries `ario.enabled`; only
+            // the tests of the plugin beside the service need its grace period.
+            ("ARIO_MLFLOW_PLUGIN_GRACE", "0".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

@@ -167,6 +167,7 @@ pub async fn feed_once(
         if let ChangeEvent::RunFinished {
             run_id,
             chain: None,
+            end_time,
         } = &event
         {
             match run_chain(mlflow, run_id).await {
@@ -174,6 +175,7 @@ pub async fn feed_once(
                     event = ChangeEvent::RunFinished {
                         run_id: run_id.clone(),
                         chain: Some(chain),
+                        end_time: *end_time,
                     };
                     let pinned = event.clone();
                     store.update(&job.key, |j| j.event = pinned.clone())?;
@@ -183,6 +185,8 @@ pub async fn feed_once(
                     store.update(&job.key, |j| {
                         j.state = JobState::Skipped {
                             reason: "run no longer exists".into(),
+                            kind: Some("gone".into()),
+                            redetect: true,
                         }
                     })?;
                     continue;

@@ -489,6 +489,7 @@ impl Session {
                                 .collect()
                         })
                         .unwrap_or_default();
+                    let decoded = debezium::decode_with_headers(m.payload(), &headers, max_bytes);
                     batch.push(Taken {
                         topic: m.topic().to_string(),
                         partition: m.partition(),
@@ -496,7 +497,7 @@ impl Session {
                         key: m.key().map(<[u8]>::to_vec),
                         value: m.payload().map(<[u8]>::to_vec),
                         headers,
-                        decoded: debezium::decode(m.payload(), max_bytes),
+                        decoded,
                     });
                     wait = BATCH_LINGER;
                 }
@@ -567,6 +568,7 @@ fn resolve(
     let ChangeEvent::RunFinished {
         run_id,
         chain: None,
+        end_time,
     } = event
     else {
         return Ok(Some(event.clone()));
@@ -579,6 +581,7 @@ fn resolve(
                 return Ok(Some(ChangeEvent::RunFinished {
                     run_id: run_id.clone(),
                     chain: Some(chain),
+                    end_time: *end_time,
                 }))
             }
             Ok(None) => {

@@ -292,6 +292,28 @@ impl MlflowClient {
                 sources.push((dir, files));
             }
         }
+        self.hash_sources(sources).await
+    }
+
+    /// `{relative path: sha256 hex}` of every file below one artifact directory URI (MLflow's
+    /// `registered_model_meta` excluded); `Ok(None)` when it holds no file.
+    pub async fn directory_checksums(
+        &self,
+        uri: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, MlflowError> {
+        let files = self.list_artifact_files(uri).await?;
+        if files.is_empty() {
+            return Ok(None);
+        }
+        self.hash_sources(vec![(uri.to_string(), files)]).await
+    }
+
+    /// Hashes every listed file of every source (later sources overlay earlier ones on the same
+    /// relative path); `None` when there is none.
+    async fn hash_sources(
+        &self,
+        sources: Vec<(String, Vec<ArtifactEntry>)>,
+    ) -> Result<Option<BTreeMap<String, String>>, MlflowError> {
         if sources.is_empty() {
             return Ok(None);
         }

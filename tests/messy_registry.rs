@@ -476,6 +476,11 @@ fn a_messy_registry_is_anchored_right_through_the_poller() {
         "…and not listed as unproven"
     );
 
+    // 5. A trace whose spans never arrive: waited for, then parked with the reason.
+    let spanless = m.act(&["trace-without-spans"])["trace"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // 4. A run deleted between detection and resolution, restored later.
     let late = m.act(&["finished-run", "late"]);
     let late_run = late["run"].as_str().unwrap().to_string();
@@ -503,6 +508,8 @@ fn a_messy_registry_is_anchored_right_through_the_poller() {
             "20",
             "--max-dependency-wait",
             "30",
+            "--max-trace-wait",
+            "5",
         ],
         lab.home.path().join("run.log"),
     );
@@ -542,6 +549,24 @@ fn a_messy_registry_is_anchored_right_through_the_poller() {
     let v = verdicts(&lab, &venv, &env, "tx", &first_training);
     report.push(row("3. re-opened run (first proof, superseded)", &v));
     assert!(v.ours, "the superseded proof still verifies: {v:?}");
+    let out = worker(&env, &["audit", &format!("{}/1", m.id("resumed_model"))]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("(superseded)"),
+        "the audit lists the earlier proof as superseded, not failed: {}",
+        show(&out)
+    );
+    let parked = status(&env)["parked"].as_array().unwrap().clone();
+    assert!(
+        parked
+            .iter()
+            .any(|p| p["job"] == format!("trace/{spanless}")
+                && p["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("have not arrived")),
+        "the span-less trace is parked with its reason: {parked:?}"
+    );
     // 4. Re-created: the new version 1 anchored, no false events for the old one.
     let v = verdicts(&lab, &venv, &env, "model", &format!("{re}/1"));
     report.push(row(&format!("4. re-created {re}/1"), &v));

@@ -206,6 +206,16 @@ impl Anchorer {
         ctx: &Context<'_>,
         batched: bool,
     ) -> Result<Resolution, AnchorError> {
+        let waited = |what: String| {
+            if ctx.expired(ctx.limits.max_trace_wait) && !ctx.oneshot {
+                Resolution::Park(format!(
+                    "{what} after {} s; `retry` it once the trace is complete",
+                    ctx.limits.max_trace_wait.as_secs()
+                ))
+            } else {
+                Wait::on(what)
+            }
+        };
         let (info, spans) = match self.take_trace(trace_id).await {
             Ok(t) => t,
             Err(e) if e.is_not_found() => {
@@ -214,7 +224,17 @@ impl Anchorer {
                     format!("trace {trace_id} no longer exists"),
                 ))
             }
-            Err(e) => return Err(e.into()),
+            // MLflow answers `traces/get` with an error while a trace's spans are not stored
+            // ("Trace data not stored in tracking store"): when its info is there, the spans
+            // have not arrived.
+            Err(e) => match self.mlflow.get_trace_info(trace_id).await {
+                Ok(info) if info.state != "ERROR" => {
+                    return Ok(waited(format!(
+                        "the spans of trace {trace_id} have not arrived ({e})"
+                    )))
+                }
+                _ => return Err(e.into()),
+            },
         };
         if let Some(done) = already_anchored(&info) {
             return Ok(Resolution::Skip(Skip {
@@ -239,16 +259,6 @@ impl Anchorer {
                 format!("the plugin's VerifiedModel anchors this prediction (ario.proof_status={status})"),
             ));
         }
-        let waited = |what: String| {
-            if ctx.expired(ctx.limits.max_trace_wait) && !ctx.oneshot {
-                Resolution::Park(format!(
-                    "{what} after {} s; `retry` it once the trace is complete",
-                    ctx.limits.max_trace_wait.as_secs()
-                ))
-            } else {
-                Wait::on(what)
-            }
-        };
         match info.state.as_str() {
             "ERROR" => {
                 return Ok(Skip::because(

@@ -10,6 +10,7 @@ proofs (issue 23), each a few lines. Prints what it made as one JSON line.
     messy.py URI UPLOAD_URL SUFFIX set-trace-tag TRACE KEY VALUE
     messy.py URI UPLOAD_URL SUFFIX finished-run NAME     a plain finished run
     messy.py URI UPLOAD_URL SUFFIX registry NAME STAGE ALIAS   a model's v1, staged, aliased
+    messy.py URI UPLOAD_URL SUFFIX trace-without-spans   a trace logged OK whose spans never come
 
 UPLOAD_URL is where the plugin uploads (devnet); the plugin's environment (signing key, CA
 bundle, gateways) comes from the caller.
@@ -96,8 +97,9 @@ if action == "setup":
     out["clf_run"], clf_info, _ = train("clf", model_name="clf", register=clf)
     out["clf"] = clf
 
-    # 3. A run that will be re-opened after it is anchored.
-    out["resumed_run"], _, _ = train("resumed")
+    # 3. A run that will be re-opened after it is anchored (registered, so it can be audited).
+    out["resumed_model"] = f"messy-resumed-{suffix}"
+    out["resumed_run"], _, _ = train("resumed", register=out["resumed_model"])
 
     # 4. A model that will be deleted and re-created: in Production, with an alias.
     re_name = f"messy-re-{suffix}"
@@ -216,6 +218,24 @@ elif action == "registry":
     client.transition_model_version_stage(name, "1", stage)
     client.set_registered_model_alias(name, alias, "1")
     out["run"] = run_id
+elif action == "trace-without-spans":
+    # A trace whose info is logged OK but whose spans never arrive.
+    import time
+    import uuid
+
+    from mlflow.entities import TraceInfo, TraceLocation, TraceState
+
+    exp = mlflow.get_experiment_by_name(f"messy-{suffix}")
+    info = TraceInfo(
+        trace_id="tr-" + uuid.uuid4().hex,
+        trace_location=TraceLocation.from_experiment_id(exp.experiment_id),
+        request_time=int(time.time() * 1000),
+        state=TraceState.OK,
+        execution_duration=5,
+        trace_metadata={},
+        tags={},
+    )
+    out["trace"] = client._tracking_client.store.start_trace(info).trace_id
 elif action == "finished-run":
     run_id, _, _ = train(args[0])
     out["run"] = run_id

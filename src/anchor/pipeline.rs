@@ -614,9 +614,13 @@ impl Pipeline {
         );
         let mut links = first.links.clone();
         if let Some(head) = self.store.chain_head(&chain_key)? {
-            let previous = self.store.job(&head.job)?.and_then(|j| j.prepared);
+            let previous = self.store.job(&head.job)?;
             links.previous_hash = head.head.clone();
-            links.previous_tx = previous.map(|p| p.tx_id).unwrap_or_default();
+            links.previous_tx = previous
+                .as_ref()
+                .and_then(|j| j.tx_id())
+                .unwrap_or_default()
+                .to_string();
         } else if let Some((record_hash, tx)) = self
             .anchorer
             .checkpoint_head(&links.model_name, &links.model_version)
@@ -646,6 +650,8 @@ impl Pipeline {
             prepared: Some(prepared),
             chain_key: Some(chain_key.clone()),
             detected_ms: leaves.iter().map(|(_, l)| l.batched_ms).min().unwrap_or(0),
+            done_ms: None,
+            summary: None,
         };
         let members: Vec<(u64, String)> = leaves.iter().map(|(s, l)| (*s, l.job.clone())).collect();
         self.store

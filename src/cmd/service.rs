@@ -48,6 +48,11 @@ pub struct ServiceArgs {
     /// this service anchors what it did not (so the two never anchor one event twice).
     #[arg(long, env = "ARIO_MLFLOW_PLUGIN_GRACE", default_value_t = 120)]
     pub plugin_grace: u64,
+    /// How long a finished (Done) job keeps its whole signed event in the store before it is
+    /// compacted to what dedupe, chains, `status` and audit need (key, TX, payload hash, chain
+    /// link, times): `7d`, `12h`, `30m`, or seconds.
+    #[arg(long, env = "ARIO_MLFLOW_RETAIN_DONE", default_value = "7d", value_parser = parse_duration)]
+    pub retain_done: Duration,
     /// Only runs, versions and traces created at or after this time (`2026-11-01`, an RFC 3339
     /// time, or epoch milliseconds).
     #[arg(long, value_parser = parse_since)]
@@ -272,6 +277,33 @@ pub enum Source {
     Poll,
     /// The Kafka change-event topic.
     Kafka,
+}
+
+/// Parses a duration: `7d`, `12h`, `30m`, `45s`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, "s"),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 7d, 12h, 30m, 45s, or seconds)"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use d, h, m or s)"
+            ))
+        }
+    };
+    if !(secs.is_finite() && secs >= 0.0) {
+        return Err(format!("{text:?} is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// `--since`: `YYYY-MM-DD` (UTC midnight), RFC 3339, or epoch milliseconds.
@@ -802,8 +834,14 @@ pub async fn run(
         bar.set_style(style);
         bar
     });
+    let mut last_compaction: Option<Instant> = None;
     loop {
         health.tick();
+        // Retention: Done jobs older than --retain-done keep only their summary (hourly).
+        if last_compaction.is_none_or(|t| t.elapsed() > COMPACTION_EVERY) {
+            last_compaction = Some(Instant::now());
+            compact_store(&pipeline.store, args.retain_done).await;
+        }
         let last_poll = Instant::now();
         let polled = {
             let _webhooks_wait = detect_lock.lock().await;
@@ -824,7 +862,7 @@ pub async fn run(
                     .drain_with(&stop, |_| {
                         health.tick();
                         if last.elapsed() > Duration::from_millis(200) {
-                            report_bar(bar, &pipeline.store.jobs().unwrap_or_default());
+                            report_bar(bar, &pipeline.store);
                             last = Instant::now();
                         }
                     })
@@ -857,17 +895,15 @@ pub async fn run(
             }
         }
         if let Some(bar) = &bar {
-            report_bar(bar, &pipeline.store.jobs().unwrap_or_default());
+            report_bar(bar, &pipeline.store);
         } else if until_caught_up && (last_report.elapsed() > Duration::from_secs(5) || open == 0) {
-            let jobs = pipeline.store.jobs().unwrap_or_default();
-            let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
-            for j in &jobs {
-                *by_state.entry(j.state.name()).or_default() += 1;
-            }
+            // Counters and indexes, never the whole history.
+            let store = &pipeline.store;
             println!(
-                "backfill: {} jobs {:?} after {:.1} s, {} MLflow calls",
-                jobs.len(),
-                by_state,
+                "backfill: {} jobs ({} open, {} parked) after {:.1} s, {} MLflow calls",
+                store.job_count(),
+                store.open_count(),
+                store.parked_count(),
                 started.elapsed().as_secs_f64(),
                 pipeline.anchorer.mlflow.calls_made()
             );
@@ -918,6 +954,7 @@ pub async fn run(
 fn partition_worker(
     anchorer: Anchorer,
     config: PipelineConfig,
+    retain_done: Duration,
 ) -> crate::feed::kafka::consumer::PartitionWorker {
     let anchorer = Arc::new(anchorer);
     let runtime = tokio::runtime::Handle::current();
@@ -926,7 +963,14 @@ fn partition_worker(
         let rt = runtime.clone();
         runtime.spawn_blocking(move || {
             rt.block_on(async move {
+                let mut last_compaction: Option<Instant> = None;
                 while !owned.stop.load(Ordering::SeqCst) {
+                    // Retention per owned partition: compacted jobs are tombstoned on the state
+                    // topic in the next transaction.
+                    if last_compaction.is_none_or(|t| t.elapsed() > COMPACTION_EVERY) {
+                        last_compaction = Some(Instant::now());
+                        compact_store(&pipeline.store, retain_done).await;
+                    }
                     if let Err(e) = pipeline.drain(&owned.stop).await {
                         if !owned.stop.load(Ordering::SeqCst) {
                             tracing::warn!(partition = owned.partition, error = %e, "kafka: partition pipeline failed; rebuilding");
@@ -1000,18 +1044,21 @@ async fn run_kafka(
     } else {
         None
     };
-    let consumer =
-        match KafkaConsumer::start(settings.clone(), partition_worker(anchorer, config), source)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                if let Some(r) = rekeyer {
-                    r.shutdown().await;
-                }
-                return fail(e.to_string());
+    let consumer = match KafkaConsumer::start(
+        settings.clone(),
+        partition_worker(anchorer, config, args.retain_done),
+        source,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(r) = rekeyer {
+                r.shutdown().await;
             }
-        };
+            return fail(e.to_string());
+        }
+    };
     tracing::info!(topic = %settings.topic, group = %settings.group, brokers = %settings.brokers, properties = ?settings.redacted_properties(), "consuming the change feed");
     if args.server.webhook_secret.iter().any(|s| !s.is_empty()) {
         tracing::warn!("webhooks are served with `--source poll` only; in Kafka mode the route answers 404 (run `feed` with the poller instead)");
@@ -1087,28 +1134,37 @@ async fn run_kafka(
 }
 
 /// Progress: closed jobs over all jobs, and what is done per event type.
-fn report_bar(bar: &indicatif::ProgressBar, jobs: &[crate::store::Job]) {
-    let mut done: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut parked = 0;
-    for j in jobs {
-        match j.state {
-            JobState::Done => *done.entry(j.event.event_type()).or_default() += 1,
-            JobState::Parked { .. } => parked += 1,
-            _ => {}
-        }
+fn report_bar(bar: &indicatif::ProgressBar, store: &Store) {
+    let total = store.job_count();
+    let open = store.open_count();
+    let parked = store.parked_count();
+    bar.set_length(total as u64);
+    bar.set_position(total.saturating_sub(open) as u64);
+    bar.set_message(if parked > 0 {
+        format!("{parked} parked")
+    } else {
+        String::new()
+    });
+}
+
+/// How often retention compacts the store.
+const COMPACTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Compacts the Done jobs of `store` older than `retain`, on the blocking pool (sled I/O).
+pub(crate) async fn compact_store(store: &Store, retain: Duration) {
+    let store = store.clone();
+    let before = crate::store::now_ms().saturating_sub(retain.as_millis() as u64);
+    let started = Instant::now();
+    match tokio::task::spawn_blocking(move || store.compact(before)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(
+            jobs = n,
+            took_ms = started.elapsed().as_millis() as u64,
+            "store: done jobs past retention compacted"
+        ),
+        Ok(Err(e)) => tracing::warn!(error = %e, "store compaction failed; retrying in an hour"),
+        Err(e) => tracing::warn!(error = %e, "store compaction did not finish"),
     }
-    bar.set_length(jobs.len() as u64);
-    bar.set_position(jobs.iter().filter(|j| !j.state.is_open()).count() as u64);
-    let summary: Vec<String> = done.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    bar.set_message(format!(
-        "{}{}",
-        summary.join(", "),
-        if parked > 0 {
-            format!(", {parked} parked")
-        } else {
-            String::new()
-        }
-    ));
 }
 
 /// `--dry-run`: detect into a throwaway store and report what would be anchored.
@@ -1293,4 +1349,23 @@ pub async fn guard(args: GuardCommandArgs, config: Option<&std::path::Path>) -> 
     }
     surface.stop().await;
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_or_seconds() {
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert_eq!(parse_duration("12h").unwrap(), Duration::from_secs(43_200));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1_800));
+        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("7w").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("soon").is_err());
+    }
 }

@@ -88,6 +88,12 @@ pub enum JournalEntry {
         /// The head.
         head: ChainHead,
     },
+    /// A Done job compacted away from the journal (a tombstone on the state topic: its key is
+    /// the job's record key, its value empty).
+    Removed {
+        /// The job key.
+        job: String,
+    },
 }
 
 impl JournalEntry {
@@ -96,7 +102,13 @@ impl JournalEntry {
         match self {
             JournalEntry::Job(job) => format!("job/{}", job.key),
             JournalEntry::Chain { chain_key, .. } => format!("chain/{chain_key}"),
+            JournalEntry::Removed { job } => format!("job/{job}"),
         }
+    }
+
+    /// Whether the record is a tombstone (written with an empty value).
+    pub fn is_tombstone(&self) -> bool {
+        matches!(self, JournalEntry::Removed { .. })
     }
 }
 
@@ -222,6 +234,36 @@ pub struct Job {
     pub chain_key: Option<String>,
     /// When it was detected (ms).
     pub detected_ms: u64,
+    /// When it reached Done (ms); absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_ms: Option<u64>,
+    /// What a Done job keeps of its signed event once compacted (after `--retain-done`): the
+    /// prepared event's bytes are dropped, this stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<JobSummary>,
+}
+
+impl Job {
+    /// The event's TX, whether the job still holds its prepared event or only its summary.
+    pub fn tx_id(&self) -> Option<&str> {
+        self.prepared
+            .as_ref()
+            .map(|p| p.tx_id.as_str())
+            .or_else(|| self.summary.as_ref().map(|s| s.tx_id.as_str()))
+    }
+}
+
+/// What a compacted Done job keeps: enough for dedupe, chains, `status` and audit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// The envelope `event_type`.
+    pub event_type: String,
+    /// The TX (data item id).
+    pub tx_id: String,
+    /// SHA-256 of the payload.
+    pub payload_hash: String,
+    /// The envelope's `previous_hash` (the chain link).
+    pub previous_hash: String,
 }
 
 /// A chain's head: the value the next event on it must carry as `previous_hash`.
@@ -246,6 +288,14 @@ pub struct Store {
     snapshots: sled::Tree,
     /// Registered-model renames (see the module doc).
     renames: sled::Tree,
+    /// Parked jobs: sequence → key (a probe counts them without reading the history).
+    parked: sled::Tree,
+    /// Done jobs not compacted yet: done time ‖ sequence → key (retention reads only these).
+    done: sled::Tree,
+    /// Lookups by entity: `a/<name>/<alias>` → the newest alias job's key, `s/<name>/<version>/
+    /// <to>/<last_updated_ms>` → a stage job's key (Kafka's duplicate check reads these, not the
+    /// history).
+    index: sled::Tree,
     /// Open checkpoint batches: `batch \0 seq` → the leaf (JSON the pipeline wrote).
     batches: sled::Tree,
     /// Sequence numbers handed out are above this (restored stores keep their jobs' order).
@@ -324,6 +374,34 @@ fn job_in_tx(
     decode(key, &bytes).map_err(ConflictableTransactionError::Abort)
 }
 
+/// A Done job's slot in the done index: done time, then sequence number (big-endian, so the
+/// index is in completion order).
+fn done_slot(done_ms: u64, seq: u64) -> Vec<u8> {
+    let mut k = done_ms.to_be_bytes().to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The entity-index entries of a job (alias and stage changes), key → job key.
+fn entity_keys(job: &Job) -> Vec<(String, String)> {
+    match &job.event {
+        ChangeEvent::AliasChanged { name, alias, .. } => {
+            vec![(format!("a/{name}/{alias}"), job.key.clone())]
+        }
+        ChangeEvent::StageChanged {
+            name,
+            version,
+            to,
+            last_updated_ms,
+            ..
+        } => vec![(
+            format!("s/{name}/{version}/{to}/{last_updated_ms}"),
+            job.key.clone(),
+        )],
+        _ => Vec::new(),
+    }
+}
+
 /// A leaf's slot in the batches tree: the batch, a 0 byte, the job's sequence number.
 fn batch_slot(batch: &str, seq: u64) -> Vec<u8> {
     let mut k = batch.as_bytes().to_vec();
@@ -393,6 +471,29 @@ impl Store {
             meta.insert("open_index", encode(&true))?;
             store.db.flush()?;
         }
+        if meta.get("indexes_v2")?.is_none() {
+            // A store written before the parked/done/entity indexes and byte-string encoding:
+            // every job is read once, re-encoded (its bytes as base64) and indexed.
+            let started = std::time::Instant::now();
+            let mut n = 0usize;
+            for job in store.jobs()? {
+                store.jobs.insert(job.key.as_bytes(), encode(&job))?;
+                store.index_job(&job)?;
+                for (k, v) in entity_keys(&job) {
+                    store.index.insert(k.as_bytes(), v.as_bytes())?;
+                }
+                n += 1;
+            }
+            meta.insert("indexes_v2", encode(&true))?;
+            store.db.flush()?;
+            if n > 0 {
+                tracing::info!(
+                    jobs = n,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "state store migrated (byte strings, parked/done/entity indexes)"
+                );
+            }
+        }
         Ok(store)
     }
 
@@ -415,6 +516,9 @@ impl Store {
             cursors: db.open_tree("cursors")?,
             snapshots: db.open_tree("snapshots")?,
             renames: db.open_tree("renames")?,
+            parked: db.open_tree("parked")?,
+            done: db.open_tree("done")?,
+            index: db.open_tree("index")?,
             batches: db.open_tree("batches")?,
             db,
             seq_floor: Arc::new(AtomicU64::new(floor)),
@@ -458,11 +562,50 @@ impl Store {
                 if job.state.is_open() {
                     self.open.insert(job.seq.to_be_bytes(), key)?;
                 }
+                self.index_job(&job)?;
+                for (k, v) in entity_keys(&job) {
+                    self.index.insert(k.as_bytes(), v.as_bytes())?;
+                }
                 self.seq_floor.fetch_max(job.seq + 1, Ordering::SeqCst);
             }
             JournalEntry::Chain { chain_key, head } => {
                 self.chains.insert(chain_key.as_bytes(), encode(&head))?;
             }
+            JournalEntry::Removed { job } => self.forget(&job)?,
+        }
+        Ok(())
+    }
+
+    /// Drops a job restored earlier whose record was since compacted away (a tombstone): its
+    /// event is anchored, and MLflow's tags say so if it is seen again.
+    fn forget(&self, key: &str) -> Result<(), StoreError> {
+        if let Some(old) = self.jobs.remove(key.as_bytes())? {
+            let old: Job = decode(key, &old)?;
+            let seq = old.seq.to_be_bytes();
+            self.queue.remove(seq)?;
+            self.open.remove(seq)?;
+            self.parked.remove(seq)?;
+            if let Some(done) = old.done_ms {
+                self.done.remove(done_slot(done, old.seq))?;
+            }
+        }
+        self.inbox.remove(key.as_bytes())?;
+        Ok(())
+    }
+
+    /// Brings the parked and done indexes in line with `job` (outside a transaction: restores
+    /// and migrations).
+    fn index_job(&self, job: &Job) -> Result<(), StoreError> {
+        let seq = job.seq.to_be_bytes();
+        if matches!(job.state, JobState::Parked { .. }) {
+            self.parked.insert(seq, job.key.as_bytes())?;
+        } else {
+            self.parked.remove(seq)?;
+        }
+        if job.state == JobState::Done && job.prepared.is_some() {
+            let at = job.done_ms.unwrap_or(job.detected_ms);
+            self.done
+                .insert(done_slot(at, job.seq), job.key.as_bytes())?;
         }
         Ok(())
     }
@@ -567,11 +710,19 @@ impl Store {
             prepared: None,
             chain_key: None,
             detected_ms: now,
+            done_ms: None,
+            summary: None,
         };
         self.journaled_change(
             || {
-                (&self.inbox, &self.jobs, &self.queue, &self.open)
-                    .transaction(|(inbox, jobs, queue, open)| {
+                (
+                    &self.inbox,
+                    &self.jobs,
+                    &self.queue,
+                    &self.open,
+                    &self.index,
+                )
+                    .transaction(|(inbox, jobs, queue, open, index)| {
                         if inbox.get(key.as_bytes())?.is_some() {
                             let Some(bytes) = jobs.get(key.as_bytes())? else {
                                 return Ok(None);
@@ -617,6 +768,9 @@ impl Store {
                         jobs.insert(key.as_bytes(), encode(&job))?;
                         queue.insert(&seq.to_be_bytes(), key.as_bytes())?;
                         open.insert(&seq.to_be_bytes(), key.as_bytes())?;
+                        for (k, v) in entity_keys(&job) {
+                            index.insert(k.as_bytes(), v.as_bytes())?;
+                        }
                         Ok(Some(job.clone()))
                     })
                     .map_err(|e: TransactionError<StoreError>| tx_err(e))
@@ -785,23 +939,6 @@ impl Store {
         Ok(out)
     }
 
-    /// The newest job (latest detection) whose event matches `pred`.
-    pub fn newest_matching(
-        &self,
-        pred: impl Fn(&ChangeEvent) -> bool,
-    ) -> Result<Option<Job>, StoreError> {
-        for entry in self.queue.iter().rev() {
-            let (_, key) = entry?;
-            let key = String::from_utf8_lossy(&key).into_owned();
-            if let Some(job) = self.job(&key)? {
-                if pred(&job.event) {
-                    return Ok(Some(job));
-                }
-            }
-        }
-        Ok(None)
-    }
-
     /// Jobs not yet closed (not Done, Skipped or Parked), in detection order.
     pub fn open_jobs(&self) -> Result<Vec<Job>, StoreError> {
         let mut out = Vec::new();
@@ -864,16 +1001,41 @@ impl Store {
         Ok(out)
     }
 
-    /// Parked jobs (a scan of the raw records for the state tag, without decoding them: cheap
-    /// enough for a metrics probe over a long history).
+    /// Parked jobs (an index: constant cost however long the history).
     pub fn parked_count(&self) -> usize {
-        const TAG: &[u8] = br#""state":"parked""#;
-        self.jobs
-            .iter()
-            .values()
-            .filter_map(Result::ok)
-            .filter(|v| v.windows(TAG.len()).any(|w| w == TAG))
-            .count()
+        self.parked.len()
+    }
+
+    /// Every job ever recorded (the queue's length: constant cost).
+    pub fn job_count(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Done jobs still holding their prepared event (not compacted yet).
+    pub fn uncompacted_done_count(&self) -> usize {
+        self.done.len()
+    }
+
+    /// The newest job recorded for alias `alias` of model `name` (an index lookup).
+    pub fn newest_alias_job(&self, name: &str, alias: &str) -> Result<Option<Job>, StoreError> {
+        match self.index.get(format!("a/{name}/{alias}"))? {
+            Some(k) => self.job(&String::from_utf8_lossy(&k)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a stage change of `name`/`version` to `to` at `last_updated_ms` is recorded.
+    pub fn stage_change_seen(
+        &self,
+        name: &str,
+        version: &str,
+        to: &str,
+        last_updated_ms: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .index
+            .get(format!("s/{name}/{version}/{to}/{last_updated_ms}"))?
+            .is_some())
     }
 
     /// Open jobs due at `now_ms`, in detection order.
@@ -899,19 +1061,89 @@ impl Store {
     }
 
     fn update_local(&self, key: &str, change: &impl Fn(&mut Job)) -> Result<Job, StoreError> {
-        (&self.jobs, &self.open)
-            .transaction(|(jobs, open)| {
+        let now = now_ms();
+        (&self.jobs, &self.open, &self.parked, &self.done)
+            .transaction(|(jobs, open, parked, done)| {
                 let mut job = job_in_tx(jobs, key)?;
                 change(&mut job);
+                let seq = job.seq.to_be_bytes();
+                if job.state == JobState::Done && job.done_ms.is_none() {
+                    job.done_ms = Some(now);
+                    if job.prepared.is_some() {
+                        done.insert(done_slot(now, job.seq), key.as_bytes())?;
+                    }
+                }
                 jobs.insert(key.as_bytes(), encode(&job))?;
                 if job.state.is_open() {
-                    open.insert(&job.seq.to_be_bytes(), key.as_bytes())?;
+                    open.insert(&seq, key.as_bytes())?;
                 } else {
-                    open.remove(&job.seq.to_be_bytes())?;
+                    open.remove(&seq)?;
+                }
+                if matches!(job.state, JobState::Parked { .. }) {
+                    parked.insert(&seq, key.as_bytes())?;
+                } else {
+                    parked.remove(&seq)?;
                 }
                 Ok(job)
             })
             .map_err(tx_err)
+    }
+
+    /// Compacts the Done jobs that finished before `before_ms`: each keeps its key (dedupe),
+    /// state, times and a [`JobSummary`] (TX, payload hash, chain link), and drops its prepared
+    /// event's bytes; a journaled store writes a tombstone for it (the state topic forgets it;
+    /// MLflow's tags recognise the event if it is seen again). Reads only the Done jobs not yet
+    /// compacted. Returns how many were compacted.
+    pub fn compact(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let end = done_slot(before_ms, 0);
+        let due: Vec<(sled::IVec, String)> = self
+            .done
+            .range(..end)
+            .map(|e| {
+                let (slot, key) = e?;
+                Ok((slot, String::from_utf8_lossy(&key).into_owned()))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let mut n = 0;
+        for (slot, key) in due {
+            let compacted = self.journaled_change(
+                || {
+                    (&self.jobs, &self.done)
+                        .transaction(|(jobs, done)| {
+                            done.remove(&slot)?;
+                            let Some(bytes) = jobs.get(key.as_bytes())? else {
+                                return Ok(false);
+                            };
+                            let mut job: Job = decode(&key, &bytes)
+                                .map_err(ConflictableTransactionError::Abort)?;
+                            let Some(p) = job.prepared.take() else {
+                                return Ok(false);
+                            };
+                            job.summary = Some(JobSummary {
+                                event_type: p.event_type.clone(),
+                                tx_id: p.tx_id.clone(),
+                                payload_hash: p.payload_hash.clone(),
+                                previous_hash: p.envelope["previous_hash"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_string(),
+                            });
+                            jobs.insert(key.as_bytes(), encode(&job))?;
+                            Ok(true)
+                        })
+                        .map_err(tx_err)
+                },
+                |done| {
+                    if *done {
+                        vec![JournalEntry::Removed { job: key.clone() }]
+                    } else {
+                        Vec::new()
+                    }
+                },
+            )?;
+            n += usize::from(compacted);
+        }
+        Ok(n)
     }
 
     /// Signs a job: stores its [`Prepared`] event and, for chained events, moves the chain head
@@ -1465,5 +1697,117 @@ mod tests {
         store.record_rename("newer", "old").unwrap();
         assert_eq!(store.first_name("old"), None);
         assert!(!store.renames().unwrap().contains_key("old"));
+    }
+
+    #[test]
+    fn done_jobs_past_retention_keep_only_their_summary_and_stay_deduped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for id in ["a", "b"] {
+            store.detect(&ChangeEvent::run(id)).unwrap();
+        }
+        let mut p = prepared("tx-a");
+        p.envelope = serde_json::json!({"previous_hash": "GENESIS"});
+        p.payload_bytes = vec![7; 2000];
+        store.sign("run/a", &p, Some(("exp/1", "h"))).unwrap();
+        store.update("run/a", |j| j.state = JobState::Done).unwrap();
+        store
+            .update("run/b", |j| {
+                j.state = JobState::Parked { error: "x".into() }
+            })
+            .unwrap();
+        assert_eq!(store.parked_count(), 1);
+        assert_eq!(store.uncompacted_done_count(), 1);
+        let before = store.jobs.get("run/a").unwrap().unwrap().len();
+        // Not due yet.
+        assert_eq!(store.compact(0).unwrap(), 0);
+        assert_eq!(store.compact(now_ms() + 1).unwrap(), 1);
+        let job = store.job("run/a").unwrap().unwrap();
+        assert!(job.prepared.is_none());
+        assert_eq!(job.tx_id(), Some("tx-a"));
+        assert_eq!(job.summary.as_ref().unwrap().previous_hash, "GENESIS");
+        let after = store.jobs.get("run/a").unwrap().unwrap().len();
+        assert!(after * 5 < before, "{before} → {after} bytes");
+        assert!(
+            !store.detect(&ChangeEvent::run("a")).unwrap(),
+            "still deduped"
+        );
+        assert_eq!(store.uncompacted_done_count(), 0);
+        assert_eq!(store.compact(now_ms() + 1).unwrap(), 0, "compacted once");
+        // Retried, a parked job leaves the parked index.
+        store
+            .update("run/b", |j| j.state = JobState::Detected)
+            .unwrap();
+        assert_eq!(store.parked_count(), 0);
+    }
+
+    #[test]
+    fn an_old_store_migrates_on_open_keeping_dedupe_chains_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.detect(&ChangeEvent::run("a")).unwrap();
+            store
+                .sign("run/a", &prepared("tx-a"), Some(("exp/1", "h1")))
+                .unwrap();
+            store.detect(&ChangeEvent::run("p")).unwrap();
+            store
+                .update("run/p", |j| {
+                    j.state = JobState::Parked { error: "x".into() }
+                })
+                .unwrap();
+            // As an older build wrote it: bytes as arrays of numbers, no indexes.
+            let job = store.job("run/a").unwrap().unwrap();
+            let mut v = serde_json::to_value(&job).unwrap();
+            v["prepared"]["item"] = serde_json::json!([1, 2, 3]);
+            v["prepared"]["payload_bytes"] = serde_json::json!([123, 125]);
+            store
+                .jobs
+                .insert("run/a", serde_json::to_vec(&v).unwrap())
+                .unwrap();
+            store.parked.clear().unwrap();
+            store
+                .db
+                .open_tree("meta")
+                .unwrap()
+                .remove("indexes_v2")
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let job = store.job("run/a").unwrap().unwrap();
+        assert_eq!(job.prepared.as_ref().unwrap().item, vec![1, 2, 3]);
+        let raw = String::from_utf8(store.jobs.get("run/a").unwrap().unwrap().to_vec()).unwrap();
+        assert!(raw.contains(r#""item":"AQID""#), "re-encoded: {raw}");
+        assert_eq!(store.parked_count(), 1, "the parked index is built");
+        assert_eq!(store.chain_head("exp/1").unwrap().unwrap().head, "h1");
+        assert!(!store.detect(&ChangeEvent::run("a")).unwrap());
+    }
+
+    #[test]
+    fn alias_and_stage_changes_are_found_by_index() {
+        let store = Store::temporary().unwrap();
+        let alias = |version: &str, seen_ms| ChangeEvent::AliasChanged {
+            name: "m".into(),
+            alias: "champion".into(),
+            version: Some(version.into()),
+            previous: None,
+            seen_ms,
+        };
+        store.detect(&alias("1", 1)).unwrap();
+        store.detect(&alias("2", 2)).unwrap();
+        let newest = store.newest_alias_job("m", "champion").unwrap().unwrap();
+        assert_eq!(newest.key, "alias/m/champion/2/2");
+        store
+            .detect(&ChangeEvent::StageChanged {
+                name: "m".into(),
+                version: "1".into(),
+                from: "None".into(),
+                to: "Staging".into(),
+                last_updated_ms: 5,
+            })
+            .unwrap();
+        assert!(store.stage_change_seen("m", "1", "Staging", 5).unwrap());
+        assert!(!store.stage_change_seen("m", "1", "Staging", 6).unwrap());
     }
 }

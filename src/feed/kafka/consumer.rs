@@ -410,25 +410,16 @@ fn same_change_seen(store: &Store, event: &ChangeEvent) -> Result<bool, crate::s
             version,
             previous,
             ..
-        } => Ok(store
-            .newest_matching(|e| {
-                matches!(e, ChangeEvent::AliasChanged { name: n, alias: a, .. } if n == name && a == alias)
-            })?
-            .is_some_and(|j| {
-                matches!(&j.event, ChangeEvent::AliasChanged { version: v, previous: p, .. } if v == version && p == previous)
-            })),
+        } => Ok(store.newest_alias_job(name, alias)?.is_some_and(|j| {
+            matches!(&j.event, ChangeEvent::AliasChanged { version: v, previous: p, .. } if v == version && p == previous)
+        })),
         ChangeEvent::StageChanged {
             name,
             version,
             to,
             last_updated_ms,
             ..
-        } => Ok(store
-            .newest_matching(|e| {
-                matches!(e, ChangeEvent::StageChanged { name: n, version: v, to: t, last_updated_ms: l, .. }
-                    if n == name && v == version && t == to && l == last_updated_ms)
-            })?
-            .is_some()),
+        } => store.stage_change_seen(name, version, to, *last_updated_ms),
         _ => Ok(false),
     }
 }
@@ -571,7 +562,22 @@ fn restore(
         match reader.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 let p = m.partition();
-                let (Some(store), Some(value)) = (by_partition.get(&p), m.payload()) else {
+                let Some(store) = by_partition.get(&p) else {
+                    continue;
+                };
+                let Some(value) = m.payload() else {
+                    // A tombstone: a job compacted away after its retention.
+                    if let Some(job) = m
+                        .key()
+                        .and_then(|k| std::str::from_utf8(k).ok())
+                        .and_then(|k| k.strip_prefix("job/"))
+                    {
+                        store
+                            .restore(JournalEntry::Removed {
+                                job: job.to_string(),
+                            })
+                            .map_err(|e| e.to_string())?;
+                    }
                     continue;
                 };
                 let entry: JournalEntry = serde_json::from_slice(value).map_err(|e| {

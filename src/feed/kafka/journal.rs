@@ -256,7 +256,8 @@ impl Journal for PartitionJournal {
                 topic: self.state_topic.clone(),
                 partition: Some(self.partition),
                 key: e.key().into_bytes(),
-                value: Some(serde_json::to_vec(&e).unwrap_or_default()),
+                // A compacted job leaves a tombstone: the compacted topic then forgets it.
+                value: (!e.is_tombstone()).then(|| serde_json::to_vec(&e).unwrap_or_default()),
                 headers: Vec::new(),
             })
             .collect();

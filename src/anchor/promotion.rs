@@ -296,11 +296,9 @@ impl Anchorer {
     }
 }
 
-/// An RFC 3339 time (`+00:00` or `Z`) as ms since the epoch.
+/// An RFC 3339 time as ms since the epoch.
 pub fn rfc3339_ms(text: &str) -> Option<i64> {
-    let t =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+    crate::profile::envelope::rfc3339_to_ms(text)
 }
 
 #[cfg(test)]

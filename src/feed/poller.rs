@@ -90,6 +90,14 @@ pub const VERSION_WATERMARK_OVERLAP_MS: i64 = 10 * 60 * 1000;
 /// (self-healing).
 pub const FULL_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// Overlap below the trace `timestamp_ms` watermark (a trace is logged when it ends).
+pub const TRACE_WATERMARK_OVERLAP_MS: i64 = 10 * 60 * 1000;
+
+/// How often the registered models are listed in full (aliases bump no timestamp, so a diff of
+/// the whole list is the only poll-based signal; webhooks make alias changes immediate). A
+/// version of a model the store does not know lists them at once (a new or renamed model).
+pub const REGISTRY_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Overlap below the run `end_time` watermark: `end_time` is the client's clock, written when
 /// the run ends, so it can be late or skewed.
 pub const RUN_WATERMARK_OVERLAP_MS: i64 = 10 * 60 * 1000;
@@ -142,28 +150,6 @@ pub async fn poll_filtered(
             }
         }
     }
-    // Registered models before their versions: a rename moves the snapshots the version diff
-    // reads, so the versions of a renamed model are not taken for new ones.
-    let models = if filter.registry() {
-        mlflow.search_registered_models().await
-    } else {
-        Ok(Vec::new())
-    };
-    let models = match models {
-        Ok(models) => {
-            if unfiltered {
-                for ev in reconcile_models(store, &models)? {
-                    record(store, ev, &mut stats)?;
-                }
-            }
-            Some(models)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "poll: registered models query failed");
-            stats.failed_queries += 1;
-            None
-        }
-    };
     // The version watermark: the newest `last_updated_timestamp` seen, and when the last full
     // scan ran. A filtered backfill (`--since`/`--model`) always scans fully and keeps no cursor.
     let cursor = store.cursor("model_versions")?.unwrap_or(Value::Null);
@@ -202,6 +188,49 @@ pub async fn poll_filtered(
             }))
         }
         _ => None,
+    };
+    // Registered models before the versions are diffed: a rename moves the snapshots the
+    // version diff reads, so the versions of a renamed model are not taken for new ones. The
+    // whole list is read every REGISTRY_EVERY (aliases bump no timestamp), at once when a
+    // version names a model the store does not know (new, or renamed), and on every filtered
+    // backfill.
+    let known: BTreeMap<String, i64> = store
+        .snapshot("models")?
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let registry_cursor = store.cursor("registered_models")?.unwrap_or(Value::Null);
+    let listed_ms = registry_cursor["listed_ms"].as_i64().unwrap_or(0);
+    let unknown_model =
+        matches!(&versions, Ok(vs) if vs.iter().any(|mv| !known.contains_key(&mv.name)));
+    let list_models = filter.registry()
+        && (!unfiltered
+            || unknown_model
+            || known.is_empty()
+            || now_ms() - listed_ms >= REGISTRY_EVERY.as_millis() as i64);
+    let models = if list_models {
+        mlflow.search_registered_models().await.map(Some)
+    } else {
+        Ok(None)
+    };
+    let models = match models {
+        Ok(Some(models)) => {
+            if unfiltered {
+                for ev in reconcile_models(store, &models)? {
+                    record(store, ev, &mut stats)?;
+                }
+                store.set_cursor(
+                    "registered_models",
+                    &json!({"listed_ms": now_ms(), "models": models.len()}),
+                )?;
+            }
+            Some(models)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "poll: registered models query failed");
+            stats.failed_queries += 1;
+            None
+        }
     };
     // Creation times, so `--since` can judge alias changes by the version they point at.
     let mut created: BTreeMap<(String, String), i64> = BTreeMap::new();
@@ -327,7 +356,7 @@ pub async fn poll_filtered(
         }
     }
     let found = if filter.runs_and_traces() && !NO_TRACES_API.load(Ordering::Relaxed) {
-        traces(mlflow, &experiments, since).await
+        poll_traces(mlflow, store, &experiments, since, unfiltered).await
     } else {
         Ok(Vec::new())
     };
@@ -600,22 +629,81 @@ fn oldest_first(mut all: Vec<crate::mlflow::ModelVersion>) -> Vec<crate::mlflow:
 /// Set once the server answered that it has no v3 traces API.
 static NO_TRACES_API: AtomicBool = AtomicBool::new(false);
 
-async fn traces(
+/// The traces to detect: those past the `timestamp_ms` watermark (minus an overlap) that are OK
+/// and carry no proof, and — on the first poll, every [`FULL_SCAN_EVERY`], and for a filtered
+/// backfill — every OK trace without a proof (the reconciliation).
+async fn poll_traces(
     mlflow: &MlflowClient,
+    store: &Store,
     experiments: &[String],
     since: Option<i64>,
+    unfiltered: bool,
 ) -> Result<Vec<String>, MlflowError> {
-    // Anchored either way (a proof of its own, or a leaf of a checkpoint): not searched again.
-    let mut filter = "trace.status = 'OK' and tags.`ario.prediction_tx` IS NULL and tags.`ario.checkpoint_tx` IS NULL".to_string();
-    if let Some(s) = since {
-        filter.push_str(&format!(" and trace.timestamp_ms >= {s}"));
+    let cursor = store.cursor("traces").ok().flatten().unwrap_or(Value::Null);
+    let watermark = cursor["watermark_ms"].as_i64();
+    let last_full = cursor["full_scan_ms"].as_i64().unwrap_or(0);
+    let reconcile = !unfiltered
+        || watermark.is_none()
+        || now_ms() - last_full >= FULL_SCAN_EVERY.as_millis() as i64;
+    let mut found = Vec::new();
+    if reconcile {
+        // Anchored either way (a proof of its own, or a leaf of a checkpoint): not searched
+        // again.
+        let mut filter = "trace.status = 'OK' and tags.`ario.prediction_tx` IS NULL and tags.`ario.checkpoint_tx` IS NULL".to_string();
+        if let Some(s) = since {
+            filter.push_str(&format!(" and trace.timestamp_ms >= {s}"));
+        }
+        found.extend(mlflow.search_traces(experiments, &filter).await?);
     }
-    Ok(mlflow
-        .search_traces(experiments, &filter)
-        .await?
-        .iter()
-        .filter_map(|t| t["trace_id"].as_str().map(str::to_owned))
-        .collect())
+    if let (true, Some(w)) = (unfiltered, watermark) {
+        let filter = format!(
+            "trace.status = 'OK' and trace.timestamp_ms >= {}",
+            w - TRACE_WATERMARK_OVERLAP_MS
+        );
+        found.extend(mlflow.search_traces(experiments, &filter).await?);
+    }
+    let mut newest = watermark;
+    let mut ids = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for t in &found {
+        let Some(id) = t["trace_id"].as_str() else {
+            continue;
+        };
+        let at = t["request_time"]
+            .as_str()
+            .and_then(crate::profile::envelope::rfc3339_to_ms)
+            .or_else(|| t["timestamp_ms"].as_i64());
+        newest = newest.max(at);
+        let tagged = |k: &str| match &t["tags"] {
+            Value::Object(m) => m.contains_key(k),
+            Value::Array(a) => a.iter().any(|x| x["key"] == k),
+            _ => false,
+        };
+        // Proven already: nothing to do (the job would skip it anyway).
+        if tagged(crate::profile::prediction::TX_TAG)
+            || tagged(crate::profile::prediction::LEGACY_TX_TAG)
+            || tagged(crate::profile::checkpoint::TX_TAG)
+        {
+            continue;
+        }
+        if seen.insert(id.to_string()) {
+            ids.push(id.to_string());
+        }
+    }
+    if unfiltered {
+        store
+            .set_cursor(
+                "traces",
+                &json!({
+                    "watermark_ms": newest.unwrap_or_else(now_ms),
+                    "full_scan_ms": if reconcile { now_ms() } else { last_full },
+                    "last_scan": if reconcile { "full" } else { "incremental" },
+                    "traces_read": found.len(),
+                }),
+            )
+            .map_err(|e| MlflowError::Unsupported(e.to_string()))?;
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]

@@ -42,6 +42,14 @@ pub fn python_isoformat(at: time::OffsetDateTime) -> String {
     }
 }
 
+/// An RFC 3339 time (`+00:00` or `Z`, any fraction) as ms since the epoch (`signed_at`, trace
+/// request times).
+pub fn rfc3339_to_ms(text: &str) -> Option<i64> {
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
 /// What an envelope commits to, before it is signed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnvelopeFields<'a> {

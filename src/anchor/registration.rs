@@ -217,8 +217,8 @@ impl Anchorer {
 
     /// Signs a registration over the version's own files: `artifact_verified` compares them
     /// with the source run's `ario.artifact_hash`; with no such hash the payload commits to the
-    /// files themselves; a version whose source holds no file and whose run anchored none is
-    /// skipped (a proof that commits to nothing is never signed).
+    /// files themselves; a version with no run whose source holds no file is skipped (its proof
+    /// would commit to nothing). A store that cannot be read is an error, never "no files".
     async fn sign_registration(
         &self,
         mv: &ModelVersion,
@@ -233,18 +233,16 @@ impl Anchorer {
         let actual = files.checksums.as_ref().and_then(training::artifact_hash);
         let (artifact_verified, own_files) = match (&expected, &files.checksums) {
             (Some(e), Some(_)) => (Some(actual.as_deref() == Some(e.as_str())), None),
-            (Some(_), None) => {
-                return Err(AnchorError::Inconsistent(format!(
-                    "{name}/{version}: its source {} ({}) holds no files, though its run anchored a model; refusing to sign a registration that commits to no model bytes",
-                    mv.source, files.resolved
-                )))
-            }
+            // Nothing to compare with: the version commits to its files themselves.
             (None, Some(c)) => (None, Some(c)),
-            (None, None) => {
+            // No files at the source: as the plugin, nothing is verified — the proof still
+            // binds the version to its source run, whose training proof it chains to.
+            (_, None) if run.is_some() => (None, None),
+            (_, None) => {
                 return Ok(Skip::because(
                     SkipKind::NotApplicable,
                     format!(
-                        "{name}/{version}: its source {} holds no files and no training proof anchored any: nothing to commit to",
+                        "{name}/{version}: its source {} holds no files and it has no run: nothing to commit to",
                         mv.source
                     ),
                 ))

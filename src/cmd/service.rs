@@ -142,7 +142,8 @@ pub struct ServerArgs {
     #[arg(long, env = "ARIO_MLFLOW_STUCK_AFTER", default_value_t = 300)]
     pub stuck_after: u64,
     /// Seconds between coverage passes exported as `ario_mlflow_worker_coverage_entities`
-    /// (tags only: three MLflow searches; `coverage` verifies); 0 turns it off.
+    /// (the gaps only: runs and traces without a TX tag, every version — a cost that follows
+    /// the gaps, not the registry; `coverage` counts and verifies all); 0 turns it off.
     #[arg(long, env = "ARIO_MLFLOW_COVERAGE_INTERVAL", default_value_t = 300)]
     pub coverage_interval: u64,
 }
@@ -568,7 +569,8 @@ impl Surface {
     }
 }
 
-/// Tags-only coverage every `every`, as gauges (the `coverage` command verifies as well).
+/// The coverage gaps every `every`, as gauges (tags only, and only what is not anchored: its
+/// cost follows the gaps, not the registry; the `coverage` command counts and verifies all).
 async fn coverage_gauges(
     mlflow: crate::mlflow::MlflowClient,
     every: Duration,
@@ -590,7 +592,8 @@ async fn coverage_gauges(
         checksum_memo: None,
     };
     loop {
-        match verifier.coverage(false, 1).await {
+        // The gaps only: a periodic pass must not read everything ever anchored.
+        match verifier.coverage_gaps().await {
             Ok(c) => {
                 for (event_type, n) in &c.counts {
                     for (standing, count) in [
@@ -599,6 +602,12 @@ async fn coverage_gauges(
                         ("not_anchored", n.not_anchored),
                         ("no_model", n.no_model),
                     ] {
+                        // Runs and traces anchored are not counted by the gaps pass.
+                        if standing == "anchored"
+                            && *event_type != crate::profile::registration::EVENT_TYPE
+                        {
+                            continue;
+                        }
                         crate::telemetry::coverage(event_type, standing, count);
                     }
                 }

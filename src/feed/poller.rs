@@ -1,9 +1,10 @@
 //! The MLflow poller: detects lifecycle events with the queries of spec/mlflow-rest.md §7 and
 //! records them in the store (which de-duplicates). It only detects; the pipeline acts.
 //!
-//! * finished runs: by an `end_time` watermark (`status = 'FINISHED' and end_time >= watermark -
-//!   overlap`), which also finds a run re-opened and finished again (a new `end_time`, so a new
-//!   event when the run's `ario.training_end_time` is not it); and on the first poll and every
+//! * finished runs: by an `end_time` watermark — those not anchored that finished within an
+//!   overlap below it, and any that finished past it (which also finds a run re-opened and
+//!   finished again: a new `end_time`, so a new event when the run's `ario.training_end_time`
+//!   is not it) — so an idle poll reads nothing; and on the first poll and every
 //!   [`FULL_SCAN_EVERY`], the reconciliation `status = 'FINISHED' and tags.ario.training_tx IS
 //!   NULL` over every experiment (the marker-tag queue: self-healing), paged;
 //! * registered models first: a model gone whose creation time reappears under a new name was
@@ -93,10 +94,29 @@ pub const FULL_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(
 /// Overlap below the trace `timestamp_ms` watermark (a trace is logged when it ends).
 pub const TRACE_WATERMARK_OVERLAP_MS: i64 = 10 * 60 * 1000;
 
-/// How often the registered models are listed in full (aliases bump no timestamp, so a diff of
-/// the whole list is the only poll-based signal; webhooks make alias changes immediate). A
-/// version of a model the store does not know lists them at once (a new or renamed model).
-pub const REGISTRY_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often at least the registered models are listed in full (aliases bump no timestamp, so a
+/// diff of the whole list is the only poll-based signal; webhooks make alias changes
+/// immediate). A version of a model the store does not know lists them at once (a new or
+/// renamed model).
+pub const REGISTRY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a large registry's listing may be put off (its aliases are detected this late,
+/// without webhooks).
+pub const REGISTRY_EVERY_MAX: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// The share of the tracking server's time the full listing may take: the next one comes after
+/// its duration / REGISTRY_DUTY (2.75 s for 5,000 models → every 9 minutes).
+pub const REGISTRY_DUTY: f64 = 0.005;
+
+/// How often the experiment list is read again.
+pub const EXPERIMENTS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How often the versions updated within the overlap below the watermark are read again.
+pub const VERSION_OVERLAP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How often the runs finished within the overlap below the watermark, not anchored yet (late
+/// commits, skewed clocks), are searched for; runs past the watermark are every poll.
+pub const RUN_OVERLAP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Overlap below the run `end_time` watermark: `end_time` is the client's clock, written when
 /// the run ends, so it can be late or skewed.
@@ -121,10 +141,25 @@ pub async fn poll_filtered(
     filter: &PollFilter,
 ) -> Result<PollStats, PollError> {
     let mut stats = PollStats::default();
-    let experiments = if filter.experiments.is_empty() {
-        mlflow.active_experiment_ids().await?
-    } else {
+    let experiments = if !filter.experiments.is_empty() {
         filter.experiments.clone()
+    } else {
+        // The experiment list changes rarely: read every EXPERIMENTS_EVERY (a run of a new
+        // experiment is then found by the next overlap search, never missed).
+        let cached = store.cursor("experiments")?.unwrap_or(Value::Null);
+        let fresh = now_ms() - cached["listed_ms"].as_i64().unwrap_or(0)
+            < EXPERIMENTS_EVERY.as_millis() as i64;
+        match (
+            fresh,
+            serde_json::from_value::<Vec<String>>(cached["ids"].clone()),
+        ) {
+            (true, Ok(ids)) if !ids.is_empty() => ids,
+            _ => {
+                let ids = mlflow.active_experiment_ids().await?;
+                store.set_cursor("experiments", &json!({"listed_ms": now_ms(), "ids": ids}))?;
+                ids
+            }
+        }
     };
     let since = filter.since_ms;
     let record =
@@ -158,12 +193,26 @@ pub async fn poll_filtered(
     let incremental = unfiltered
         && watermark.is_some()
         && now_ms() - last_full < FULL_SCAN_EVERY.as_millis() as i64;
+    let mut overlap_scan_ms = cursor["overlap_scan_ms"].as_i64().unwrap_or(0);
     let versions = if !filter.registry() {
         Ok(Vec::new())
     } else if incremental {
-        let since = watermark.unwrap_or(0) - VERSION_WATERMARK_OVERLAP_MS;
+        // Every poll reads down to the watermark (a first page of a few when nothing
+        // changed); the overlap below it (clock skew between MLflow replicas, commit delays)
+        // every VERSION_OVERLAP_EVERY.
+        let last_overlap = cursor["overlap_scan_ms"].as_i64().unwrap_or(0);
+        let overlap = now_ms() - last_overlap >= VERSION_OVERLAP_EVERY.as_millis() as i64;
+        let since = watermark.unwrap_or(0)
+            - if overlap {
+                VERSION_WATERMARK_OVERLAP_MS
+            } else {
+                0
+            };
+        if overlap {
+            overlap_scan_ms = now_ms();
+        }
         mlflow
-            .search_model_versions_updated_since(since)
+            .search_model_versions_updated_since(since, !overlap)
             .await
             .map(oldest_first)
     } else {
@@ -183,6 +232,7 @@ pub async fn poll_filtered(
             Some(json!({
                 "watermark_ms": newest.unwrap_or(0),
                 "full_scan_ms": if incremental { last_full } else { now_ms() },
+                "overlap_scan_ms": if incremental { overlap_scan_ms } else { now_ms() },
                 "last_scan": if incremental { "incremental" } else { "full" },
                 "versions_read": vs.len(),
             }))
@@ -200,18 +250,24 @@ pub async fn poll_filtered(
         .unwrap_or_default();
     let registry_cursor = store.cursor("registered_models")?.unwrap_or(Value::Null);
     let listed_ms = registry_cursor["listed_ms"].as_i64().unwrap_or(0);
+    // The listing costs the server in proportion to the registry: it is repeated no more often
+    // than REGISTRY_DUTY allows (its last duration × 1/REGISTRY_DUTY), within the bounds.
+    let took_ms = registry_cursor["took_ms"].as_i64().unwrap_or(0);
+    let every = ((took_ms as f64 / REGISTRY_DUTY) as i64).clamp(
+        REGISTRY_EVERY.as_millis() as i64,
+        REGISTRY_EVERY_MAX.as_millis() as i64,
+    );
     let unknown_model =
         matches!(&versions, Ok(vs) if vs.iter().any(|mv| !known.contains_key(&mv.name)));
     let list_models = filter.registry()
-        && (!unfiltered
-            || unknown_model
-            || known.is_empty()
-            || now_ms() - listed_ms >= REGISTRY_EVERY.as_millis() as i64);
+        && (!unfiltered || unknown_model || known.is_empty() || now_ms() - listed_ms >= every);
+    let listing_started = std::time::Instant::now();
     let models = if list_models {
         mlflow.search_registered_models().await.map(Some)
     } else {
         Ok(None)
     };
+    let took_ms = listing_started.elapsed().as_millis() as i64;
     let models = match models {
         Ok(Some(models)) => {
             if unfiltered {
@@ -220,7 +276,7 @@ pub async fn poll_filtered(
                 }
                 store.set_cursor(
                     "registered_models",
-                    &json!({"listed_ms": now_ms(), "models": models.len()}),
+                    &json!({"listed_ms": now_ms(), "took_ms": took_ms, "models": models.len()}),
                 )?;
             }
             Some(models)
@@ -403,6 +459,7 @@ async fn poll_runs(
     let cursor = store.cursor("runs")?.unwrap_or(Value::Null);
     let watermark = cursor["watermark_ms"].as_i64();
     let last_full = cursor["full_scan_ms"].as_i64().unwrap_or(0);
+    let mut last_window = cursor["window_scan_ms"].as_i64().unwrap_or(0);
     let reconcile = !unfiltered
         || watermark.is_none()
         || now_ms() - last_full >= FULL_SCAN_EVERY.as_millis() as i64;
@@ -411,11 +468,30 @@ async fn poll_runs(
         runs.extend(finished_without_proof(mlflow, experiments, filter.since_ms).await?);
     }
     if let (true, Some(w)) = (unfiltered, watermark) {
-        let q = format!(
-            "attributes.status = 'FINISHED' and attributes.end_time >= {}",
+        // Not anchored yet and finished within the overlap below the watermark (late commits,
+        // skewed client clocks): small on a healthy registry, however busy.
+        let unanchored = format!(
+            "attributes.status = 'FINISHED' and attributes.end_time >= {} and tags.`ario.training_tx` IS NULL",
             w - RUN_WATERMARK_OVERLAP_MS
         );
-        runs.extend(mlflow.search_runs(experiments, &q).await?);
+        if NO_TAG_IS_NULL.load(Ordering::Relaxed) {
+            let all = format!(
+                "attributes.status = 'FINISHED' and attributes.end_time >= {}",
+                w - RUN_WATERMARK_OVERLAP_MS
+            );
+            runs.extend(mlflow.search_runs(experiments, &all).await?);
+        } else {
+            // Each runs search is a scan of the runs table (MLflow indexes no run time): the
+            // overlap is looked at every RUN_OVERLAP_EVERY, the watermark every poll.
+            if now_ms() - last_window >= RUN_OVERLAP_EVERY.as_millis() as i64 {
+                runs.extend(mlflow.search_runs(experiments, &unanchored).await?);
+                last_window = now_ms();
+            }
+            // Finished after everything seen so far, anchored or not: new finishes, and runs
+            // re-opened and finished again (a new end_time past the watermark).
+            let newer = format!("attributes.status = 'FINISHED' and attributes.end_time > {w}");
+            runs.extend(mlflow.search_runs(experiments, &newer).await?);
+        }
     }
     let mut events = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -461,6 +537,7 @@ async fn poll_runs(
             &json!({
                 "watermark_ms": newest.unwrap_or_else(now_ms),
                 "full_scan_ms": full_scan_ms,
+                "window_scan_ms": last_window,
                 "last_scan": if reconcile { "full" } else { "incremental" },
                 "runs_read": runs.len(),
             }),
@@ -656,8 +733,10 @@ async fn poll_traces(
         found.extend(mlflow.search_traces(experiments, &filter).await?);
     }
     if let (true, Some(w)) = (unfiltered, watermark) {
+        // The traces table is indexed by time: the overlap costs little, and only traces
+        // without a proof come back.
         let filter = format!(
-            "trace.status = 'OK' and trace.timestamp_ms >= {}",
+            "trace.status = 'OK' and trace.timestamp_ms >= {} and tags.`ario.prediction_tx` IS NULL and tags.`ario.checkpoint_tx` IS NULL",
             w - TRACE_WATERMARK_OVERLAP_MS
         );
         found.extend(mlflow.search_traces(experiments, &filter).await?);
@@ -695,7 +774,12 @@ async fn poll_traces(
             .set_cursor(
                 "traces",
                 &json!({
-                    "watermark_ms": newest.unwrap_or_else(now_ms),
+                    // Traces are logged when they end: their time is at most their duration in
+                    // the past. Following the clock keeps the searched window constant even when
+                    // every trace is anchored at once (none comes back to move the watermark).
+                    "watermark_ms": newest
+                        .unwrap_or_else(now_ms)
+                        .max(now_ms() - TRACE_WATERMARK_OVERLAP_MS),
                     "full_scan_ms": if reconcile { now_ms() } else { last_full },
                     "last_scan": if reconcile { "full" } else { "incremental" },
                     "traces_read": found.len(),

@@ -633,21 +633,34 @@ impl MlflowClient {
 
     /// `GET model-versions/search` ordered by `last_updated_timestamp` DESC, paging only until a
     /// page reaches versions last updated before `since_ms` (spec/mlflow-rest.md §7: the search
-    /// cannot filter on the timestamp, only order by it). Returns the versions updated at or
-    /// after `since_ms` (and possibly a few older ones from the last page).
+    /// cannot filter on the timestamp, only order by it) — or, with `strict`, at or before it
+    /// (nothing newer than the watermark is left). Returns the versions updated at or after
+    /// `since_ms` (and possibly a few older ones from the last page).
     pub async fn search_model_versions_updated_since(
         &self,
         since_ms: i64,
+        strict: bool,
     ) -> Result<Vec<ModelVersion>, MlflowError> {
+        let older = |page: &[ModelVersion]| {
+            page.iter().any(|mv| {
+                let t = mv.last_updated_timestamp.unwrap_or(0);
+                t < since_ms || (strict && t <= since_ms)
+            })
+        };
+        // A first page of a few: when nothing changed (an idle poll), that is all it reads.
+        let first = [
+            ("order_by", "last_updated_timestamp DESC"),
+            ("max_results", "5"),
+        ];
+        let head = self.model_version_pages(&first, |_| true).await?;
+        if head.len() < 5 || older(&head) {
+            return Ok(head);
+        }
         let query = [
             ("order_by", "last_updated_timestamp DESC"),
             ("max_results", "200"),
         ];
-        self.model_version_pages(&query, |page| {
-            page.iter()
-                .any(|mv| mv.last_updated_timestamp.unwrap_or(0) < since_ms)
-        })
-        .await
+        self.model_version_pages(&query, older).await
     }
 
     /// Pages through `model-versions/search` until the last page or until `done(page)`.

@@ -1374,6 +1374,13 @@ impl Store {
         Ok(())
     }
 
+    /// Flushes to disk on this thread (benchmarks, tools; the service uses [`Self::flush`]).
+    pub fn flush_blocking(&self) {
+        if let Err(e) = self.db.flush() {
+            tracing::warn!(error = %e, "store flush failed");
+        }
+    }
+
     /// Size of the store on disk, in bytes.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)

@@ -127,17 +127,47 @@ impl Verifier {
     /// Reconciles MLflow against the proofs; `verify` runs every proof's checks (at most
     /// `concurrency` at once).
     pub async fn coverage(&self, verify: bool, concurrency: usize) -> Result<Coverage, String> {
+        self.reconcile(verify, concurrency, false).await
+    }
+
+    /// The gaps only, at a cost that does not grow with what is anchored (the service's
+    /// periodic gauges): runs and traces without a TX tag (an `IS NULL` search each, whose
+    /// answer is small on a healthy registry), every version. The runs' and traces' `anchored`
+    /// counts are not known this way (0); `coverage` gives them.
+    pub async fn coverage_gaps(&self) -> Result<Coverage, String> {
+        self.reconcile(false, 1, true).await
+    }
+
+    async fn reconcile(
+        &self,
+        verify: bool,
+        concurrency: usize,
+        gaps_only: bool,
+    ) -> Result<Coverage, String> {
         let experiments = self
             .mlflow
             .active_experiment_ids()
             .await
             .map_err(|e| e.to_string())?;
         let mut candidates = Vec::new();
-        let runs = self
-            .mlflow
-            .search_runs(&experiments, "attributes.status = 'FINISHED'")
-            .await
-            .map_err(|e| e.to_string())?;
+        let runs = if gaps_only {
+            let unanchored = "attributes.status = 'FINISHED' and tags.`ario.training_tx` IS NULL";
+            match self.mlflow.search_runs(&experiments, unanchored).await {
+                Ok(r) => r,
+                // MLflow 2.x has no `IS NULL` on tags: every finished run then.
+                Err(crate::mlflow::MlflowError::Http { status: 400, .. }) => self
+                    .mlflow
+                    .search_runs(&experiments, "attributes.status = 'FINISHED'")
+                    .await
+                    .map_err(|e| e.to_string())?,
+                Err(e) => return Err(e.to_string()),
+            }
+        } else {
+            self.mlflow
+                .search_runs(&experiments, "attributes.status = 'FINISHED'")
+                .await
+                .map_err(|e| e.to_string())?
+        };
         for r in &runs {
             let Some(id) = r["info"]["run_id"].as_str() else {
                 continue;
@@ -167,9 +197,14 @@ impl Verifier {
             });
         }
         // MLflow 2.x has no v3 traces: no predictions to cover there.
+        let trace_filter = if gaps_only {
+            "trace.status = 'OK' and tags.`ario.prediction_tx` IS NULL and tags.`ario.checkpoint_tx` IS NULL"
+        } else {
+            "trace.status = 'OK'"
+        };
         let traces = self
             .mlflow
-            .search_traces(&experiments, "trace.status = 'OK'")
+            .search_traces(&experiments, trace_filter)
             .await
             .unwrap_or_default();
         // Whether a model id names a model a prediction can be attributed to (the pipeline's

@@ -516,3 +516,43 @@ pub fn already_anchored(info: &TraceInfo) -> Option<Anchored> {
         status: AnchorStatus::AlreadyAnchored,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace(tags: &[(&str, &str)]) -> TraceInfo {
+        TraceInfo {
+            trace_id: "tr-1".into(),
+            state: "OK".into(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_plugins_predictions_are_recognised_in_every_state_and_ours_are_not_taken_for_them() {
+        let plugin = |status: &str| {
+            trace(&[
+                (prediction::PROOF_STATUS_TAG, status),
+                (prediction::DECISION_ID_TAG, "5c6d7e8f-0a1b-4c2d-8e3f-ffff"),
+            ])
+        };
+        for status in ["anchoring", "anchored", "failed", "disabled"] {
+            assert_eq!(plugin_trace(&plugin(status)), Some(status));
+        }
+        // Ours, in the full tag mode: the decision id is the trace id.
+        let ours = trace(&[
+            (prediction::PROOF_STATUS_TAG, "anchoring"),
+            (prediction::DECISION_ID_TAG, "tr-1"),
+        ]);
+        assert_eq!(plugin_trace(&ours), None);
+        assert_eq!(plugin_trace(&trace(&[])), None);
+        // The legacy TX tag counts as anchored.
+        let legacy = trace(&[(prediction::LEGACY_TX_TAG, "x".repeat(43).as_str())]);
+        assert!(already_anchored(&legacy).is_some());
+    }
+}

@@ -636,11 +636,19 @@ async fn probe(
             None => None,
         }
     };
-    let (m, t) = tokio::join!(
-        mlflow.search_model_versions("name='__ario_probe__'"),
-        turbo_info
-    );
-    health.report(Check::Mlflow, m.map(|_| ()).map_err(|e| e.to_string()));
+    // MLflow answered the poller a moment ago: no extra request (an idle poll is what the
+    // tracking server pays for this service).
+    let mlflow_probe = async {
+        if health.passed_within(Check::Mlflow, Duration::from_secs(10)) {
+            None
+        } else {
+            Some(mlflow.search_model_versions("name='__ario_probe__'").await)
+        }
+    };
+    let (m, t) = tokio::join!(mlflow_probe, turbo_info);
+    if let Some(m) = m {
+        health.report(Check::Mlflow, m.map(|_| ()).map_err(|e| e.to_string()));
+    }
     if let Some(t) = t {
         health.report(Check::Turbo, t.map(|_| ()));
     }
@@ -857,10 +865,14 @@ pub async fn run(
             poll_filtered(&pipeline.anchorer.mlflow, &pipeline.store, &filter).await
         };
         match polled {
-            Ok(p) if p.new_jobs > 0 => {
-                tracing::info!(new_jobs = p.new_jobs, seen = p.seen, "detected")
+            Ok(p) => {
+                if p.failed_queries == 0 {
+                    health.report(crate::server::health::Check::Mlflow, Ok(()));
+                }
+                if p.new_jobs > 0 {
+                    tracing::info!(new_jobs = p.new_jobs, seen = p.seen, "detected")
+                }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "poll failed; retrying next cycle"),
         }
         let drained = match &bar {

@@ -119,6 +119,16 @@ impl Health {
         crate::telemetry::ready(check.name(), entry.ok);
     }
 
+    /// Whether `check` passed within `within` (a probe may then skip asking again: the poller
+    /// reports MLflow after every successful poll).
+    pub fn passed_within(&self, check: Check, within: Duration) -> bool {
+        let checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        checks
+            .get(&check)
+            .and_then(|c| c.last_ok.filter(|_| c.ok))
+            .is_some_and(|t| t.elapsed() < within)
+    }
+
     /// `/healthz`: whether the loop ticked recently, and the JSON body.
     pub fn liveness(&self) -> (bool, Value) {
         let since = self.started.elapsed().saturating_sub(Duration::from_millis(

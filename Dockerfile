@@ -7,7 +7,7 @@
 # certificates and curl for HEALTHCHECK; it runs as an unprivileged user, keeps its state under
 # the /var/lib/ario-mlflow-worker volume and bakes in no secret: the signing key, the wallet and
 # the webhook secret come from the environment or mounted files at run time.
-ARG RUST_IMAGE=docker.io/library/rust:1.88-bookworm
+ARG RUST_IMAGE=docker.io/library/rust:1.89-bookworm
 ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
 ARG BINARY=build
 

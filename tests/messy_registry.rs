@@ -620,10 +620,20 @@ fn a_messy_registry_is_anchored_right_through_the_poller() {
         "nothing of version 1 anchored again after the rename"
     );
 
-    // 7. The state dir lost: nothing is uploaded again.
+    // 7. The state dir lost: nothing is uploaded again (the span-less trace, logged longer ago
+    // than --max-trace-wait, is parked at once, not waited for again).
     std::fs::remove_dir_all(&state).unwrap();
     let before = item_ids(&lab);
-    let out = worker(&env, &["backfill", "--max-dependency-wait", "3"]);
+    let out = worker(
+        &env,
+        &[
+            "backfill",
+            "--max-dependency-wait",
+            "3",
+            "--max-trace-wait",
+            "5",
+        ],
+    );
     assert!(out.status.success(), "backfill: {}", show(&out));
     let again: Vec<String> = envelopes_since(&lab, &before)
         .iter()

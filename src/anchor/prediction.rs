@@ -206,11 +206,15 @@ impl Anchorer {
         ctx: &Context<'_>,
         batched: bool,
     ) -> Result<Resolution, AnchorError> {
-        let waited = |what: String| {
-            if ctx.expired(ctx.limits.max_trace_wait) && !ctx.oneshot {
+        // The wait counts from the trace's own request time as well as from detection: a trace
+        // logged long ago whose spans are missing (a backfill, a lost store) is parked at once,
+        // not waited for again.
+        let limit = ctx.limits.max_trace_wait;
+        let waited = |what: String, info: &TraceInfo| {
+            if (ctx.expired(limit) || logged_longer_ago(info, ctx.now_ms, limit)) && !ctx.oneshot {
                 Resolution::Park(format!(
                     "{what} after {} s; `retry` it once the trace is complete",
-                    ctx.limits.max_trace_wait.as_secs()
+                    limit.as_secs()
                 ))
             } else {
                 Wait::on(what)
@@ -229,9 +233,10 @@ impl Anchorer {
             // have not arrived.
             Err(e) => match self.mlflow.get_trace_info(trace_id).await {
                 Ok(info) if info.state != "ERROR" => {
-                    return Ok(waited(format!(
-                        "the spans of trace {trace_id} have not arrived ({e})"
-                    )))
+                    return Ok(waited(
+                        format!("the spans of trace {trace_id} have not arrived ({e})"),
+                        &info,
+                    ))
                 }
                 _ => return Err(e.into()),
             },
@@ -266,13 +271,19 @@ impl Anchorer {
                     format!("trace {trace_id} ended in ERROR: no prediction to prove"),
                 ))
             }
-            "IN_PROGRESS" => return Ok(waited(format!("trace {trace_id} is still in progress"))),
+            "IN_PROGRESS" => {
+                return Ok(waited(
+                    format!("trace {trace_id} is still in progress"),
+                    &info,
+                ))
+            }
             _ => {}
         }
         let Some(root) = root_span(&spans) else {
-            return Ok(waited(format!(
-                "the spans of trace {trace_id} have not arrived"
-            )));
+            return Ok(waited(
+                format!("the spans of trace {trace_id} have not arrived"),
+                &info,
+            ));
         };
         let Some(model_id) = info
             .trace_metadata
@@ -492,6 +503,16 @@ impl Anchorer {
     }
 }
 
+/// Whether `info`'s request time lies more than `limit` before `now_ms` (a trace that should
+/// be complete by now; unknown times are not).
+fn logged_longer_ago(info: &TraceInfo, now_ms: u64, limit: Duration) -> bool {
+    info.request_time
+        .as_deref()
+        .and_then(crate::profile::envelope::rfc3339_to_ms)
+        .and_then(|at| u64::try_from(at).ok())
+        .is_some_and(|at| now_ms.saturating_sub(at) > limit.as_millis() as u64)
+}
+
 /// The anchored result a trace's tags already record (the plugin's or ours), if any.
 pub fn already_anchored(info: &TraceInfo) -> Option<Anchored> {
     let tx = info
@@ -531,6 +552,27 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_trace_logged_longer_ago_than_the_wait_is_not_waited_for_again() {
+        let at = |time: Option<&str>| TraceInfo {
+            request_time: time.map(str::to_owned),
+            ..trace(&[])
+        };
+        let logged =
+            crate::profile::envelope::rfc3339_to_ms("2026-12-04T10:00:00Z").unwrap() as u64;
+        let limit = Duration::from_secs(900);
+        let t = at(Some("2026-12-04T10:00:00Z"));
+        assert!(!logged_longer_ago(&t, logged + 899_000, limit));
+        assert!(logged_longer_ago(&t, logged + 901_000, limit));
+        // No or unreadable request time: only the wait since detection counts.
+        assert!(!logged_longer_ago(&at(None), logged + 10_000_000, limit));
+        assert!(!logged_longer_ago(
+            &at(Some("yesterday")),
+            logged + 10_000_000,
+            limit
+        ));
     }
 
     #[test]

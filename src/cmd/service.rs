@@ -542,6 +542,7 @@ impl Surface {
             loop {
                 probe(
                     &probe_health,
+                    interval,
                     &mlflow,
                     turbo.as_ref(),
                     store.as_ref(),
@@ -621,9 +622,11 @@ async fn coverage_gauges(
     }
 }
 
-/// One readiness round: MLflow, Turbo, the store (with its gauges), Kafka's partitions.
+/// One readiness round (every `interval`): MLflow, Turbo, the store (with its gauges), Kafka's
+/// partitions.
 async fn probe(
     health: &crate::server::health::Health,
+    interval: Duration,
     mlflow: &crate::mlflow::MlflowClient,
     turbo: Option<&TurboClient>,
     store: Option<&Store>,
@@ -636,10 +639,11 @@ async fn probe(
             None => None,
         }
     };
-    // MLflow answered the poller a moment ago: no extra request (an idle poll is what the
-    // tracking server pays for this service).
+    // MLflow answered the poller since the last round: no extra request (an idle poll is what
+    // the tracking server pays for this service). Within one interval, so the check stays
+    // fresh for readiness (3 intervals) whoever reports it.
     let mlflow_probe = async {
-        if health.passed_within(Check::Mlflow, Duration::from_secs(10)) {
+        if health.passed_within(Check::Mlflow, interval.min(Duration::from_secs(10))) {
             None
         } else {
             Some(mlflow.search_model_versions("name='__ario_probe__'").await)
@@ -854,8 +858,9 @@ pub async fn run(
     let mut last_compaction: Option<Instant> = None;
     loop {
         health.tick();
-        // Retention: Done jobs older than --retain-done keep only their summary (hourly).
-        if last_compaction.is_none_or(|t| t.elapsed() > COMPACTION_EVERY) {
+        // Retention: Done jobs older than --retain-done keep only their summary (hourly, or
+        // sooner for a short retention).
+        if last_compaction.is_none_or(|t| t.elapsed() > compaction_every(args.retain_done)) {
             last_compaction = Some(Instant::now());
             compact_store(&pipeline.store, args.retain_done).await;
         }
@@ -988,7 +993,7 @@ fn partition_worker(
                 while !owned.stop.load(Ordering::SeqCst) {
                     // Retention per owned partition: compacted jobs are tombstoned on the state
                     // topic in the next transaction.
-                    if last_compaction.is_none_or(|t| t.elapsed() > COMPACTION_EVERY) {
+                    if last_compaction.is_none_or(|t| t.elapsed() > compaction_every(retain_done)) {
                         last_compaction = Some(Instant::now());
                         compact_store(&pipeline.store, retain_done).await;
                     }
@@ -1168,8 +1173,10 @@ fn report_bar(bar: &indicatif::ProgressBar, store: &Store) {
     });
 }
 
-/// How often retention compacts the store.
-const COMPACTION_EVERY: Duration = Duration::from_secs(3600);
+/// How often retention compacts the store: half the retention, between a minute and an hour.
+fn compaction_every(retain: Duration) -> Duration {
+    (retain / 2).clamp(Duration::from_secs(60), Duration::from_secs(3600))
+}
 
 /// Compacts the Done jobs of `store` older than `retain`, on the blocking pool (sled I/O).
 pub(crate) async fn compact_store(store: &Store, retain: Duration) {

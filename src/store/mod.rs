@@ -34,6 +34,8 @@ use sled::Transactional;
 use crate::anchor::prepared::Prepared;
 use crate::event::ChangeEvent;
 
+pub mod shrink;
+
 /// Version of the on-disk layout.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -73,6 +75,10 @@ pub enum StoreError {
     /// The flush task did not finish (it panicked or the runtime is shutting down).
     #[error("store flush did not finish: {0}")]
     Flush(String),
+    /// Rewriting a mostly free store failed (the store is left as it was, or the swap resumes
+    /// on the next open).
+    #[error("state store shrink: {0}")]
+    Shrink(String),
 }
 
 /// One changed record, as handed to a [`Journal`].
@@ -300,6 +306,8 @@ pub struct Store {
     batches: sled::Tree,
     /// Sequence numbers handed out are above this (restored stores keep their jobs' order).
     seq_floor: Arc<AtomicU64>,
+    /// Jobs in the queue (counted once on open, then kept: sled's `len` reads a whole tree).
+    job_total: Arc<AtomicU64>,
     /// Replication of every change, when the store is one partition's (Kafka mode).
     journal: Option<Arc<dyn Journal>>,
     /// Held across a transaction and its journal record, so records reach the journal in
@@ -307,6 +315,8 @@ pub struct Store {
     journal_order: Arc<Mutex<()>>,
     /// One flush at a time (see [`Store::flush`]).
     flush_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The state directory's lock, held while the store is open (see [`shrink::lock_dir`]).
+    dir_lock: Option<Arc<std::fs::File>>,
 }
 
 /// Milliseconds since the epoch (the clock jobs are stamped with).
@@ -433,16 +443,32 @@ fn tx_err(e: TransactionError<StoreError>) -> StoreError {
 
 impl Store {
     /// Opens (creating) the store at `path`; a store held by another process is a clear error.
+    ///
+    /// A store whose file is mostly space freed by retention is rewritten first (see
+    /// [`shrink`]), and a rewrite a crash interrupted is finished.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(path).open().map_err(|e| match e {
-            sled::Error::Io(io)
-                if io.to_string().contains("lock")
-                    || io.kind() == std::io::ErrorKind::WouldBlock =>
-            {
-                StoreError::Locked(path.display().to_string())
-            }
-            other => StoreError::Sled(other),
-        })?;
+        let open = |path: &Path| {
+            sled::Config::new().path(path).open().map_err(|e| match e {
+                sled::Error::Io(io)
+                    if io.to_string().contains("lock")
+                        || io.kind() == std::io::ErrorKind::WouldBlock =>
+                {
+                    StoreError::Locked(path.display().to_string())
+                }
+                other => StoreError::Sled(other),
+            })
+        };
+        // Held by another process: refused before anything in the directory is touched.
+        let dir_lock = shrink::lock_dir(path)?;
+        shrink::recover(path)?;
+        let db = open(path)?;
+        let (db, _) = shrink::shrink_if_mostly_free(
+            db,
+            path,
+            shrink::SHRINK_MIN_BYTES,
+            shrink::SHRINK_RATIO,
+            open,
+        )?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             Some(v) => {
@@ -458,7 +484,8 @@ impl Store {
                 meta.insert("schema_version", encode(&SCHEMA_VERSION))?;
             }
         }
-        let store = Store::with_trees(db, None)?;
+        let mut store = Store::with_trees(db, None)?;
+        store.dir_lock = Some(Arc::new(dir_lock));
         if meta.get("open_index")?.is_none() {
             // A store written before the open-jobs index: build it once from the queue.
             for job in store.jobs()? {
@@ -507,6 +534,7 @@ impl Store {
                 .unwrap_or(0),
             None => 0,
         };
+        let job_total = Arc::new(AtomicU64::new(queue.len() as u64));
         Ok(Store {
             inbox: db.open_tree("inbox")?,
             jobs: db.open_tree("jobs")?,
@@ -522,9 +550,11 @@ impl Store {
             batches: db.open_tree("batches")?,
             db,
             seq_floor: Arc::new(AtomicU64::new(floor)),
+            job_total,
             journal,
             journal_order: Arc::new(Mutex::new(())),
             flush_lock: Default::default(),
+            dir_lock: None,
         })
     }
 
@@ -556,6 +586,8 @@ impl Store {
                     let old: Job = decode(&job.key, &old)?;
                     self.queue.remove(old.seq.to_be_bytes())?;
                     self.open.remove(old.seq.to_be_bytes())?;
+                } else {
+                    self.job_total.fetch_add(1, Ordering::SeqCst);
                 }
                 self.jobs.insert(key, encode(&job))?;
                 self.queue.insert(job.seq.to_be_bytes(), key)?;
@@ -582,7 +614,9 @@ impl Store {
         if let Some(old) = self.jobs.remove(key.as_bytes())? {
             let old: Job = decode(key, &old)?;
             let seq = old.seq.to_be_bytes();
-            self.queue.remove(seq)?;
+            if self.queue.remove(seq)?.is_some() {
+                self.uncount_job();
+            }
             self.open.remove(seq)?;
             self.parked.remove(seq)?;
             if let Some(done) = old.done_ms {
@@ -780,7 +814,13 @@ impl Store {
                 None => Vec::new(),
             },
         )
-        .map(|changed| changed.is_some())
+        .map(|changed| {
+            // A new job (not one reopened under its old sequence number) takes a queue slot.
+            if changed.as_ref().is_some_and(|j| j.seq == seq) {
+                self.job_total.fetch_add(1, Ordering::SeqCst);
+            }
+            changed.is_some()
+        })
     }
 
     /// The key of `event`'s job: its dedupe key, with a renamed model's name replaced by the
@@ -1006,9 +1046,15 @@ impl Store {
         self.parked.len()
     }
 
-    /// Every job ever recorded (the queue's length: constant cost).
+    /// Every job recorded and not forgotten (a counter: constant cost).
     pub fn job_count(&self) -> usize {
-        self.queue.len()
+        self.job_total.load(Ordering::SeqCst) as usize
+    }
+
+    fn uncount_job(&self) {
+        let _ = self
+            .job_total
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
     /// Done jobs still holding their prepared event (not compacted yet).
@@ -1325,7 +1371,9 @@ impl Store {
                 )?;
                 Ok(())
             })
-            .map_err(tx_err)
+            .map_err(tx_err)?;
+        self.job_total.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 
     /// A chain's head.
@@ -1418,6 +1466,40 @@ mod tests {
         assert!(!store.detect(&a).unwrap(), "the same dedupe key is one job");
         let keys: Vec<String> = store.jobs().unwrap().into_iter().map(|j| j.key).collect();
         assert_eq!(keys, ["run/a", "trace/t"]);
+        assert_eq!(store.job_count(), 2);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.job_count(), 2, "counted again on open");
+    }
+
+    #[test]
+    fn the_job_count_follows_restores_and_tombstones() {
+        let source = Store::temporary().unwrap();
+        for id in ["a", "b", "c"] {
+            source.detect(&ChangeEvent::run(id)).unwrap();
+        }
+        let store = Store::temporary().unwrap();
+        for job in source.jobs().unwrap() {
+            store
+                .restore(JournalEntry::Job(Box::new(job.clone())))
+                .unwrap();
+            // A later record of the same job replaces it.
+            store.restore(JournalEntry::Job(Box::new(job))).unwrap();
+        }
+        assert_eq!(store.job_count(), 3);
+        store
+            .restore(JournalEntry::Removed {
+                job: "run/b".into(),
+            })
+            .unwrap();
+        store
+            .restore(JournalEntry::Removed {
+                job: "run/b".into(),
+            })
+            .unwrap();
+        assert_eq!((store.job_count(), store.queue.len()), (2, 2));
+        assert!(store.detect(&ChangeEvent::run("d")).unwrap());
+        assert_eq!(store.job_count(), 3);
     }
 
     #[test]
@@ -1646,6 +1728,11 @@ mod tests {
             ("mv/m/1@10", &JobState::Done)
         );
         assert_eq!(store.jobs().unwrap().len(), 2);
+        assert_eq!(
+            store.job_count(),
+            store.queue.len(),
+            "the counter follows the queue"
+        );
     }
 
     #[test]
@@ -1746,6 +1833,56 @@ mod tests {
             .update("run/b", |j| j.state = JobState::Detected)
             .unwrap();
         assert_eq!(store.parked_count(), 0);
+    }
+
+    /// Records what a journaled store hands its journal, as the Kafka state topic would.
+    #[derive(Debug, Default)]
+    struct RecordingJournal(std::sync::Mutex<Vec<JournalEntry>>);
+
+    impl Journal for RecordingJournal {
+        fn record(&self, entries: Vec<JournalEntry>) {
+            self.0.lock().unwrap().extend(entries);
+        }
+        fn commit(&self) -> futures::future::BoxFuture<'static, Result<(), StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn derived(&self, _: &ChangeEvent) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn a_compacted_job_is_a_tombstone_on_the_journal_and_a_restore_keeps_the_chain() {
+        let journal = Arc::new(RecordingJournal::default());
+        let store = Store::journaled(journal.clone()).unwrap();
+        for id in ["a", "b"] {
+            store.detect(&ChangeEvent::run(id)).unwrap();
+        }
+        let mut p = prepared("tx-a");
+        p.envelope = serde_json::json!({"previous_hash": "GENESIS"});
+        store.sign("run/a", &p, Some(("exp/1", "h-a"))).unwrap();
+        store.update("run/a", |j| j.state = JobState::Done).unwrap();
+        assert_eq!(store.compact(now_ms() + 1).unwrap(), 1);
+        let entries = journal.0.lock().unwrap().clone();
+        let last = entries.last().unwrap();
+        assert!(last.is_tombstone(), "{last:?}");
+        assert_eq!(last.key(), "job/run/a");
+        // A compacted topic keeps the last record per key; a new owner restores from it.
+        let mut latest: BTreeMap<String, JournalEntry> = BTreeMap::new();
+        for e in entries {
+            latest.insert(e.key(), e);
+        }
+        let restored = Store::journaled(Arc::new(RecordingJournal::default())).unwrap();
+        for e in latest.into_values() {
+            restored.restore(e).unwrap();
+        }
+        assert!(restored.job("run/a").unwrap().is_none(), "tombstoned");
+        assert_eq!(restored.job_count(), 1, "run/b only");
+        assert_eq!(restored.chain_head("exp/1").unwrap().unwrap().head, "h-a");
+        assert!(restored
+            .job("run/b")
+            .unwrap()
+            .is_some_and(|j| j.state.is_open()));
     }
 
     #[test]

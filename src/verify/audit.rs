@@ -124,7 +124,7 @@ impl Verifier {
                     .json_artifact(run, &receipt)
                     .await
                     .and_then(|r| r["id"].as_str().map(str::to_owned));
-                let label = format!("{} (superseded)", run.info.run_id);
+                let label = format!("(superseded) {}", run.info.run_id);
                 stages.push(
                     self.stage("training", &label, tx.as_deref(), &run_entity)
                         .await,

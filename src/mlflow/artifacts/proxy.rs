@@ -139,7 +139,11 @@ impl MlflowClient {
                 let message: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
                 return Err(MlflowError::Http {
                     call: "mlflow-artifacts/download",
-                    status,
+                    status: if missing_file_answer(status, &bytes) {
+                        404
+                    } else {
+                        status
+                    },
                     code: None,
                     message,
                 });
@@ -198,6 +202,29 @@ impl MlflowClient {
     }
 }
 
+/// Whether an error answer to an artifact download means the file does not exist: MLflow 3
+/// answers 404, MLflow 2.x a 500 `INTERNAL_ERROR` carrying the store's own "no such file"
+/// (seen with 2.22.1 on a local artifact root: `[Errno 2] No such file or directory`), which
+/// must not be retried as a server failure.
+fn missing_file_answer(status: u16, body: &[u8]) -> bool {
+    if status == 404 {
+        return true;
+    }
+    if status != 500 {
+        return false;
+    }
+    let body = String::from_utf8_lossy(body);
+    body.contains("INTERNAL_ERROR")
+        && [
+            "No such file or directory",
+            "NoSuchKey",
+            "(404)",
+            "BlobNotFound",
+        ]
+        .iter()
+        .any(|m| body.contains(m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +240,19 @@ mod tests {
             "1/models/m-1/artifacts"
         );
         assert!(proxy_root("s3://bucket/x").is_err());
+    }
+
+    #[test]
+    fn mlflow_2s_internal_error_for_a_missing_file_is_a_404() {
+        // MLflow 2.22.1's answer for a file its local artifact root does not hold.
+        let missing = br#"{"error_code": "INTERNAL_ERROR", "message": "The following failures occurred while downloading one or more artifacts from /tmp/a/artifacts:\n##### File 0/r/x.json #####\n[Errno 2] No such file or directory: '/tmp/a/artifacts/0/r/x.json'"}"#;
+        assert!(missing_file_answer(500, missing));
+        assert!(missing_file_answer(404, b""));
+        // A server failure stays one (retried).
+        assert!(!missing_file_answer(
+            500,
+            br#"{"error_code": "INTERNAL_ERROR", "message": "database is locked"}"#
+        ));
+        assert!(!missing_file_answer(503, missing));
     }
 }

@@ -441,6 +441,11 @@ fn tx_err(e: TransactionError<StoreError>) -> StoreError {
     }
 }
 
+/// sled's page cache for an on-disk store. sled's default (1 GiB) lets a long-lived service's
+/// memory follow the size of its history; the hot set (open jobs, indexes, recent dedupe keys)
+/// is a few MiB, and older pages come from the OS page cache when read.
+const CACHE_BYTES: u64 = 32 << 20;
+
 impl Store {
     /// Opens (creating) the store at `path`; a store held by another process is a clear error.
     ///
@@ -448,15 +453,19 @@ impl Store {
     /// [`shrink`]), and a rewrite a crash interrupted is finished.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let open = |path: &Path| {
-            sled::Config::new().path(path).open().map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.to_string().contains("lock")
-                        || io.kind() == std::io::ErrorKind::WouldBlock =>
-                {
-                    StoreError::Locked(path.display().to_string())
-                }
-                other => StoreError::Sled(other),
-            })
+            sled::Config::new()
+                .path(path)
+                .cache_capacity(CACHE_BYTES)
+                .open()
+                .map_err(|e| match e {
+                    sled::Error::Io(io)
+                        if io.to_string().contains("lock")
+                            || io.kind() == std::io::ErrorKind::WouldBlock =>
+                    {
+                        StoreError::Locked(path.display().to_string())
+                    }
+                    other => StoreError::Sled(other),
+                })
         };
         // Held by another process: refused before anything in the directory is touched.
         let dir_lock = shrink::lock_dir(path)?;

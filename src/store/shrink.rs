@@ -197,7 +197,10 @@ pub fn shrink_if_mostly_free(
     let copy_dir = dir.join(COPY);
     remove_dir(&copy_dir)?;
     {
-        let copy = sled::Config::new().path(&copy_dir).open()?;
+        let copy = sled::Config::new()
+            .path(&copy_dir)
+            .cache_capacity(super::CACHE_BYTES)
+            .open()?;
         copy_all(&db, &copy)?;
         copy.flush()?;
         let (a, b) = (db.checksum()?, copy.checksum()?);

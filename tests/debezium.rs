@@ -113,9 +113,29 @@ impl Cdc {
         cdc.must(&["install"]);
         cdc.must(&["pg", "start"]);
         cdc.must(&["mlflow", "start"]);
-        cdc.must(&["kafka", "start"]);
+        cdc.start_kafka();
         cdc.read_env();
         cdc
+    }
+
+    /// The broker, on new ports when it lost a port race: kafka-local.sh retries such a race
+    /// only in a directory it created itself, and cdc-local.sh creates the directory first
+    /// (seen in CI: `BindException` on a port picked free a moment before).
+    fn start_kafka(&self) {
+        for attempt in 1..=3 {
+            let out = self.run(&["kafka", "start"]);
+            if out.status.success() {
+                return;
+            }
+            let text = show(&out);
+            let port_race = ["Address already in use", "BindException", "Net.bind"]
+                .iter()
+                .any(|m| text.contains(m));
+            assert!(port_race && attempt < 3, "cdc-local.sh kafka start: {text}");
+            eprintln!("kafka start lost a port race (attempt {attempt}); retrying on new ports");
+            let _ = self.run(&["kafka", "stop"]);
+            let _ = std::fs::remove_dir_all(self.home.path().join("kafka"));
+        }
     }
 
     fn read_env(&mut self) {

@@ -1,4 +1,4 @@
-//! Command-line surface (clap). Flags mirror the environment names of DESIGN.md §7, so scripts
+//! Command-line surface (clap). Flags mirror the environment names of docs/architecture.md §7, so scripts
 //! can use either. This file only composes: each subcommand's arguments and behaviour live in
 //! its own file under `src/cmd/`, which never imports this one.
 

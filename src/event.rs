@@ -1,7 +1,7 @@
 //! What every source produces and the store and the pipeline consume: the [`ChangeEvent`].
 //!
 //! A change event carries identities only (never payloads — the pipeline resolves those from
-//! MLflow when it acts). Its dedupe key (DESIGN.md §2) is the job key in the store, so the same
+//! MLflow when it acts). Its dedupe key (docs/architecture.md §2) is the job key in the store, so the same
 //! event detected twice, by two sources or after a restart, is one job. Its chain (the
 //! [`ChainOwner`] and its [`ChainOwner::chain_key`]) decides which events are signed in order.
 //!
@@ -108,7 +108,7 @@ pub enum ChangeEvent {
 }
 
 impl ChangeEvent {
-    /// The dedupe key (DESIGN.md §2), also the job key.
+    /// The dedupe key (docs/architecture.md §2), also the job key.
     pub fn dedupe_key(&self) -> String {
         match self {
             ChangeEvent::RunFinished {

@@ -1,6 +1,6 @@
 //! The envelope signing key (Ed25519): where it comes from and how it is kept.
 //!
-//! Order (spec/mlflow-profile.md §4.7, DESIGN.md §5):
+//! Order (spec/mlflow-profile.md §4.7, docs/architecture.md §5):
 //! 1. `ARIO_MLFLOW_SIGNING_KEY` — standard base64 of the 32-byte seed — wins when non-empty;
 //! 2. otherwise the plugin's key files in the key directory (default `~/.ario-mlflow/keys/`):
 //!    `ed25519_private.json` = `{"seed": "<base64>"}`, `ed25519_public.json` = `{"key": "<base64>"}`;

@@ -60,8 +60,9 @@ const RULES: &[(&str, Rule, &str)] = &[
     ),
     (
         "store",
-        Rule::Never(&["mlflow", "arweave"]),
-        "the store only remembers; it talks to no service",
+        Rule::Only(&["event", "telemetry"]),
+        "the store only remembers plain data: it talks to no service and never imports the \
+         anchorer (a signed job's record, `store::prepared`, is its own)",
     ),
     (
         "cmd",

@@ -1,7 +1,7 @@
 //! Alias changes (our addition to the profile): an alias set, moved or removed → its payload →
 //! signed onto the version's registration TX, witnessed per event on the version's run.
 
-use super::prepared::{ArtifactContent, Prepared, TagValue, Write};
+use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::promotion::EventWitness;
 use super::resolve::{Context, Resolution, SignPlan, Skip, SkipKind};
 use super::sign::sign_event;

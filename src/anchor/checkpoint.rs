@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::prepared::{ArtifactContent, Prepared, TagValue, Write};
+use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::sign::{rfc3339_ms, sign_checkpoint};
 use super::{AnchorError, Anchorer};
 use crate::profile::checkpoint::{self, BatchDocument, CheckpointLinks};

@@ -1,7 +1,7 @@
 //! Dataset events: each distinct (name, digest) dataset input of a run, anchored on its own
 //! (GENESIS); step 2 tags the run with the dataset's TX.
 
-use super::prepared::{Prepared, TagValue, Write};
+use crate::store::prepared::{Prepared, TagValue, Write};
 use super::resolve::{Resolution, SignPlan, Skip, SkipKind};
 use super::sign::sign_event;
 use super::{AnchorError, AnchorStatus, Anchored, Anchorer};

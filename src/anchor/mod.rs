@@ -1,5 +1,5 @@
 //! Anchoring: MLflow facts → canonical payload → signed envelope → data item → Turbo → MLflow
-//! write-back, in the two steps of DESIGN.md §3. Step 1 (as soon as the event is signed) writes
+//! write-back, in the two steps of docs/architecture.md §3. Step 1 (as soon as the event is signed) writes
 //! the witness artifacts, `ario.payload_hash`, `ario.public_key` and `ario.verify_status=signed`;
 //! step 2 (only after Turbo accepted the item) writes `ario.*_tx`, `ario.arweave_url`,
 //! `verify_status=anchored`, the receipt, and moves the training chain head.
@@ -13,8 +13,8 @@
 //!   [`alias`], [`prediction`], [`rename`] — each reads that event's MLflow facts, recognises
 //!   what is already anchored, and prepares the signed event (a [`Prepared`]);
 //! * [`sign`] — the envelope and its ANS-104 data item, signed;
-//! * [`prepared`] — a signed event and its MLflow writes as data, and the [`Publisher`] that
-//!   applies them;
+//! * [`publish`] — the [`Publisher`] that applies a signed event's MLflow writes and uploads it
+//!   (the event itself, a [`Prepared`], is data the store keeps: [`crate::store::prepared`]);
 //! * [`pipeline`] — the durable service's stages over the store, which uses the same preparers.
 //!
 //! Anything the Python plugin (or an earlier run of ours) already anchored is detected and left
@@ -26,8 +26,8 @@ pub mod checkpoint;
 pub mod dataset;
 pub mod pipeline;
 pub mod prediction;
-pub mod prepared;
 pub mod promotion;
+pub mod publish;
 pub mod registration;
 pub mod rename;
 pub mod resolve;
@@ -42,7 +42,8 @@ use crate::keys::EnvelopeKey;
 use crate::mlflow::{MlflowClient, MlflowError, Run};
 use crate::profile::{tags, witness, PayloadError};
 use crate::proof::{jcs, verify_envelope};
-use prepared::{ArtifactContent, Prepared, Publisher, Write};
+use crate::store::prepared::{ArtifactContent, Prepared, Write};
+use publish::Publisher;
 use sign::{envelope_item, EventError};
 
 /// Why an event could not be anchored.

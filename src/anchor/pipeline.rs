@@ -1,4 +1,4 @@
-//! The job state machine of DESIGN.md §3, driving jobs kept in the [`Store`].
+//! The job state machine of docs/architecture.md §3, driving jobs kept in the [`Store`].
 //!
 //! ```text
 //! Detected ─► Waiting(dep)? ─► Signed ─► SignedWritten ─► Uploaded ─► Done
@@ -36,7 +36,8 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt, TryStreamExt};
 
 use super::checkpoint::{CheckpointConfig, Leaf};
-use super::prepared::{Prepared, Publisher};
+use super::publish::Publisher;
+use crate::store::prepared::Prepared;
 use super::resolve::{Context, Limits, Resolution, SignPlan, TrainingDraft};
 use super::{AnchorError, Anchorer};
 use crate::arweave::Receipt;

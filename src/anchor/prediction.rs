@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::prepared::{ArtifactContent, Prepared, TagValue, Write};
+use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::resolve::{Context, Resolution, SignPlan, Skip, SkipKind, Wait};
 use super::sign::sign_event;
 use super::{AnchorError, AnchorStatus, Anchored, Anchorer};

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::prepared::{ArtifactContent, Prepared, TagValue, Write};
+use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::resolve::{plugin_present, Context, Resolution, SignPlan, Skip, SkipKind, Wait};
 use super::sign::sign_event;
 use super::{per_event_witness, AnchorError, Anchored, Anchorer};

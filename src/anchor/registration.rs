@@ -8,7 +8,7 @@
 //! `ario/registration_payload.json` is claimed by the run's first registration only
 //! ([`Write::SharedArtifact`]). A version with no run keeps its payload in a version tag.
 
-use super::prepared::{ArtifactContent, Prepared, TagValue, Write};
+use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::resolve::{plugin_present, Context, Resolution, SignPlan, Skip, SkipKind, Wait};
 use super::sign::sign_event;
 use super::{wallet_tags, AnchorError, Anchored, Anchorer};

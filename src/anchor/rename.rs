@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::prepared::{Prepared, TagValue, Write};
+use crate::store::prepared::{Prepared, TagValue, Write};
 use super::resolve::{Resolution, SignPlan, Skip, SkipKind};
 use super::sign::sign_event;
 use super::{AnchorError, Anchorer};

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::checkpoint::Leaf;
-use super::prepared::{Prepared, Write};
+use crate::store::prepared::{Prepared, Write};
 use super::{AnchorError, AnchorStatus, Anchored, Anchorer};
 use crate::event::{ChainOwner, ChangeEvent};
 use crate::mlflow::Run;

@@ -1,5 +1,5 @@
 //! Training events: a FINISHED run → its training payload (params, rounded metrics, the model
-//! directory's checksums, dataset inputs) → signed onto the training chain of DESIGN.md §2 (the
+//! directory's checksums, dataset inputs) → signed onto the training chain of docs/architecture.md §2 (the
 //! registered model the run's model is registered to, else the run's experiment). The chain
 //! head tag moves only in step 2, after the upload.
 
@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::prepared::{ArtifactContent, Prepared, TagValue, Write};
+use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::resolve::{
     ChainMove, Context, Limits, Resolution, SignPlan, Skip, SkipKind, TrainingDraft, Wait,
     NO_RENAMES,
@@ -404,7 +404,7 @@ impl Anchorer {
         Ok(names)
     }
 
-    /// The training chain (DESIGN.md §2): the registered model the run is registered to, else
+    /// The training chain (docs/architecture.md §2): the registered model the run is registered to, else
     /// the run's experiment; its head is the `ario.last_training_hash` tag.
     pub async fn training_chain_head(
         &self,

@@ -1,6 +1,6 @@
 //! Training events (spec/mlflow-profile.md §2.1): a run that reached FINISHED, with its params,
 //! latest metrics, model checksums and dataset inputs. Chained on the training chain of
-//! DESIGN.md §2, whose head is mirrored to [`CHAIN_HEAD_TAG`].
+//! docs/architecture.md §2, whose head is mirrored to [`CHAIN_HEAD_TAG`].
 
 use std::collections::BTreeMap;
 

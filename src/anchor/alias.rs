@@ -1,7 +1,6 @@
 //! Alias changes (our addition to the profile): an alias set, moved or removed → its payload →
 //! signed onto the version's registration TX, witnessed per event on the version's run.
 
-use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::promotion::EventWitness;
 use super::resolve::{Context, Resolution, SignPlan, Skip, SkipKind};
 use super::sign::sign_event;
@@ -9,6 +8,7 @@ use super::{per_event_witness, AnchorError, Anchorer};
 use crate::mlflow::{ModelVersion, Run};
 use crate::profile::alias::{self, AliasAction};
 use crate::profile::witness;
+use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 
 /// A proof signed up to this long before the change was seen still proves it.
 const SEEN_BEFORE_TOLERANCE_MS: i64 = 60_000;

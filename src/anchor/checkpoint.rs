@@ -5,12 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::sign::{rfc3339_ms, sign_checkpoint};
 use super::{AnchorError, Anchorer};
 use crate::profile::checkpoint::{self, BatchDocument, CheckpointLinks};
 use crate::profile::prediction::{self, PredictionFacts};
 use crate::proof::jcs;
+use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 
 /// Checkpoint batching tuning.
 #[derive(Debug, Clone)]

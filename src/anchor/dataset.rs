@@ -1,13 +1,13 @@
 //! Dataset events: each distinct (name, digest) dataset input of a run, anchored on its own
 //! (GENESIS); step 2 tags the run with the dataset's TX.
 
-use crate::store::prepared::{Prepared, TagValue, Write};
 use super::resolve::{Resolution, SignPlan, Skip, SkipKind};
 use super::sign::sign_event;
 use super::{AnchorError, AnchorStatus, Anchored, Anchorer};
 use crate::mlflow::{Dataset, Run};
 use crate::profile::{dataset, PayloadError, GENESIS};
 use crate::proof::{jcs, sha256_hex};
+use crate::store::prepared::{Prepared, TagValue, Write};
 
 impl Anchorer {
     /// What a dataset input of an anchored run becomes: skipped when the run already names its

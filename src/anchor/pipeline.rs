@@ -37,11 +37,11 @@ use futures::{SinkExt, StreamExt, TryStreamExt};
 
 use super::checkpoint::{CheckpointConfig, Leaf};
 use super::publish::Publisher;
-use crate::store::prepared::Prepared;
 use super::resolve::{Context, Limits, Resolution, SignPlan, TrainingDraft};
 use super::{AnchorError, Anchorer};
 use crate::arweave::Receipt;
 use crate::event::ChangeEvent;
+use crate::store::prepared::Prepared;
 use crate::store::{Job, JobState, Store, StoreError};
 
 /// Pipeline tuning.

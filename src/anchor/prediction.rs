@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::resolve::{Context, Resolution, SignPlan, Skip, SkipKind, Wait};
 use super::sign::sign_event;
 use super::{AnchorError, AnchorStatus, Anchored, Anchorer};
@@ -28,6 +27,7 @@ use crate::mlflow::{MlflowClient, MlflowError, TraceInfo};
 use crate::profile::prediction::{self, PredictionFacts};
 use crate::profile::{registration, tags, witness, GENESIS};
 use crate::proof::sha256_hex;
+use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 
 /// What a per-trace prediction writes back to MLflow (`--prediction-tags`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -9,13 +9,13 @@
 
 use serde_json::Value;
 
-use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::resolve::{plugin_present, Context, Resolution, SignPlan, Skip, SkipKind, Wait};
 use super::sign::sign_event;
 use super::{per_event_witness, AnchorError, Anchored, Anchorer};
 use crate::event::ChangeEvent;
 use crate::mlflow::{ModelVersion, Run};
 use crate::profile::{promotion, witness};
+use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 
 /// A proof signed up to this long before the version's `last_updated_timestamp` still counts as
 /// proving that change (clock skew between the signer and MLflow).

@@ -6,10 +6,10 @@
 use futures::{StreamExt, TryStreamExt};
 
 use super::sign::SignedEvent;
-use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use crate::arweave::{Receipt, TurboClient, UploadOutcome};
 use crate::mlflow::artifacts::join_uri;
 use crate::mlflow::{MlflowClient, MlflowError};
+use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 
 /// Trace-tag writes of one event in flight at once.
 const TRACE_TAG_CONCURRENCY: usize = 8;

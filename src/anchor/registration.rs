@@ -8,7 +8,6 @@
 //! `ario/registration_payload.json` is claimed by the run's first registration only
 //! ([`Write::SharedArtifact`]). A version with no run keeps its payload in a version tag.
 
-use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::resolve::{plugin_present, Context, Resolution, SignPlan, Skip, SkipKind, Wait};
 use super::sign::sign_event;
 use super::{wallet_tags, AnchorError, Anchored, Anchorer};
@@ -17,6 +16,7 @@ use crate::mlflow::{ModelVersion, Run};
 use crate::profile::registration::{self, RegistrationFacts};
 use crate::profile::{tags, training, witness, GENESIS};
 use crate::proof::sha256_hex;
+use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 
 /// A version, its source run, and the registration TX its later events chain to.
 pub type Registered = (ModelVersion, Option<Run>, String);

@@ -5,13 +5,13 @@
 
 use serde_json::Value;
 
-use crate::store::prepared::{Prepared, TagValue, Write};
 use super::resolve::{Resolution, SignPlan, Skip, SkipKind};
 use super::sign::sign_event;
 use super::{AnchorError, Anchorer};
 use crate::mlflow::RegisteredModel;
 use crate::profile::{rename, GENESIS};
 use crate::proof::{jcs, sha256_hex};
+use crate::store::prepared::{Prepared, TagValue, Write};
 
 /// The rename payloads a registered model carries in its tags (they move with it), parsed.
 pub fn rename_payloads(rm: &RegisteredModel) -> Vec<(String, Value)> {

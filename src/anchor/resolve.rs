@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::checkpoint::Leaf;
-use crate::store::prepared::{Prepared, Write};
 use super::{AnchorError, AnchorStatus, Anchored, Anchorer};
 use crate::event::{ChainOwner, ChangeEvent};
 use crate::mlflow::Run;
 use crate::profile::tags;
+use crate::store::prepared::{Prepared, Write};
 
 /// How long the resolvers wait for things that may never come.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use super::resolve::{
     ChainMove, Context, Limits, Resolution, SignPlan, Skip, SkipKind, TrainingDraft, Wait,
     NO_RENAMES,
@@ -20,6 +19,7 @@ use crate::mlflow::{MlflowError, Run};
 use crate::profile::training::{self, TrainingFacts};
 use crate::profile::{tags, GENESIS};
 use crate::proof::sha256_hex;
+use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 
 impl Anchorer {
     /// Anchors a finished run's training event (`anchor run <run_id>`), by the resolution the

@@ -7,8 +7,8 @@ use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 use super::{
-    batch_slot, decode, encode, job_in_tx, now_ms, tx_err, ChainHead, Job, JobState,
-    Store, StoreError,
+    batch_slot, decode, encode, job_in_tx, now_ms, tx_err, ChainHead, Job, JobState, Store,
+    StoreError,
 };
 
 impl Store {

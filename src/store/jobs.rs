@@ -171,7 +171,11 @@ impl Store {
         )
     }
 
-    pub(super) fn update_local(&self, key: &str, change: &impl Fn(&mut Job)) -> Result<Job, StoreError> {
+    pub(super) fn update_local(
+        &self,
+        key: &str,
+        change: &impl Fn(&mut Job),
+    ) -> Result<Job, StoreError> {
         let now = now_ms();
         (&self.jobs, &self.open, &self.parked, &self.done)
             .transaction(|(jobs, open, parked, done)| {

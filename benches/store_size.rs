@@ -9,12 +9,17 @@
 //!    probe, the backfill progress and `status` read — `parked_count()`, `open_count()`,
 //!    `job_count()`, `due()` — against the full scan they replaced (`jobs()` filtered for parked).
 //!
-//! Run with `cargo bench --bench store_size` (`STORE_JOBS=10000,1000000` by default).
+//! 3. **Memory under a steady stream**: `STORE_STEADY` (default 10,000) jobs written 10 at a time
+//!    (detected, signed, Done), retention compacting them every 50 — the process's RSS every
+//!    tenth of the way: flat once sled's page cache (4 MiB) is full.
+//!
+//! Run with `cargo bench --bench store_size` (`STORE_JOBS=10000,1000000` by default). For the
+//! service's allocator setting, run it with `MALLOC_ARENA_MAX=2` (the binary sets it itself).
 
 use std::time::Instant;
 
-use ario_mlflow_worker::anchor::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use ario_mlflow_worker::event::ChangeEvent;
+use ario_mlflow_worker::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
 use ario_mlflow_worker::store::{JobState, Store};
 
 fn prediction(i: usize) -> Prepared {
@@ -173,21 +178,11 @@ fn probes(n: usize) {
     });
     // The process's memory with every job written and the indexes probed (sled's page cache is
     // capped; the earlier parts of this benchmark are in it too).
-    let rss_kib = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(kib) = rss_kib {
-        println!(
-            "  process RSS with them written and probed   {:>8.1} MiB (store {:.1} MiB on disk)",
-            kib as f64 / 1024.0,
-            store.size_on_disk() as f64 / 1048576.0
-        );
-    }
+    println!(
+        "  process RSS with them written and probed   {:>8.1} MiB (store {:.1} MiB on disk)",
+        rss_kib() as f64 / 1024.0,
+        store.size_on_disk() as f64 / 1048576.0
+    );
     time("before: every job read for parked ones", 1, &|| {
         store
             .jobs()
@@ -212,7 +207,53 @@ fn probes(n: usize) {
     assert_eq!(store.job_count(), n);
 }
 
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn steady(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let t = Instant::now();
+    let mut samples = Vec::new();
+    for i in 0..n {
+        let ev = ChangeEvent::TraceLogged {
+            trace_id: format!("tr-{i:032x}"),
+        };
+        store.detect(&ev).unwrap();
+        let key = ev.dedupe_key();
+        store.sign(&key, &prediction(i), None).unwrap();
+        store.update(&key, |j| j.state = JobState::Done).unwrap();
+        if i % 50 == 49 {
+            store.compact(u64::MAX).unwrap();
+            store.due(u64::MAX).unwrap();
+        }
+        if (i + 1) % (n / 10).max(1) == 0 {
+            samples.push(format!("{:.1}", rss_kib() as f64 / 1024.0));
+        }
+    }
+    println!(
+        "\nsteady stream of {n} jobs ({:.0} jobs/s): RSS MiB every tenth: {}",
+        n as f64 / t.elapsed().as_secs_f64(),
+        samples.join(" ")
+    );
+}
+
 fn main() {
+    steady(
+        std::env::var("STORE_STEADY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000),
+    );
     bytes_per_event(
         std::env::var("STORE_EVENTS")
             .ok()

@@ -10,7 +10,7 @@
 //! Invariants:
 //! * detection is idempotent: a dedupe key enters the inbox and becomes a job exactly once, in
 //!   one transaction;
-//! * signing stores the [`Prepared`] event *and* advances the chain head in one transaction, so a
+//! * signing stores the [`Prepared`](prepared::Prepared) event *and* advances the chain head in one transaction, so a
 //!   job is never signed twice and a chain never has two events with the same predecessor;
 //! * every transition is one transaction, and callers [`Store::flush`] before the side effect
 //!   that depends on it.
@@ -210,8 +210,10 @@ fn tx_err(e: TransactionError<StoreError>) -> StoreError {
 
 /// sled's page cache for an on-disk store. sled's default (1 GiB) lets a long-lived service's
 /// memory follow the size of its history; the hot set (open jobs, indexes, recent dedupe keys)
-/// is a few MiB, and older pages come from the OS page cache when read.
-const CACHE_BYTES: u64 = 32 << 20;
+/// fits in a few MiB, and older pages come from the OS page cache when read. At 32 MiB the
+/// worker's memory still grew with its store through a 30-minute soak; at 4 MiB a steady
+/// stream of 10,000 jobs runs at the same speed in flat memory (BENCHMARKS.md, *Soak*).
+const CACHE_BYTES: u64 = 4 << 20;
 
 impl Store {
     /// Opens (creating) the store at `path`; a store held by another process is a clear error.

@@ -11,8 +11,11 @@ use crate::cmd::anchor::AnchorArgs;
 use crate::cmd::devnet::DevnetArgs;
 use crate::cmd::feed::FeedArgs;
 use crate::cmd::fetch::FetchArgs;
+use crate::cmd::guard::GuardCommandArgs;
 use crate::cmd::keys_show::KeysCommand;
-use crate::cmd::service::{GuardCommandArgs, RetryArgs, ServiceArgs, StatusArgs};
+use crate::cmd::retry::RetryArgs;
+use crate::cmd::run::ServiceArgs;
+use crate::cmd::status::StatusArgs;
 use crate::cmd::upload::UploadArgs;
 use crate::cmd::verify::{AuditArgs, CoverageArgs, VerifyCommand};
 use crate::cmd::wallet_show::WalletCommand;
@@ -146,18 +149,18 @@ pub fn main() -> ExitCode {
         Command::Verify(VerifyCommand::Tx(args)) => with_runtime(cmd::verify::tx(*args)),
         Command::Audit(args) => with_runtime(cmd::verify::audit(*args)),
         Command::Coverage(args) => with_runtime(cmd::verify::coverage(*args)),
-        Command::Guard(args) => with_runtime(cmd::service::guard(*args, config.as_deref())),
+        Command::Guard(args) => with_runtime(cmd::guard::guard(*args, config.as_deref())),
         Command::Keys(KeysCommand::Show(args)) => cmd::keys_show::run(&args),
         Command::Wallet(WalletCommand::Show(args)) => cmd::wallet_show::run(&args),
         Command::Upload(args) => with_runtime(cmd::upload::run(args)),
         Command::Fetch(args) => with_runtime(cmd::fetch::run(args)),
         Command::Devnet(args) => with_runtime(cmd::devnet::run(args)),
         Command::Anchor(args) => with_runtime(cmd::anchor::run(*args)),
-        Command::Run(args) => with_runtime(cmd::service::run(*args, false, config.as_deref())),
+        Command::Run(args) => with_runtime(cmd::run::run(*args, false, config.as_deref())),
         Command::Feed(args) => with_runtime(cmd::feed::run(*args)),
-        Command::Backfill(args) => with_runtime(cmd::service::run(*args, true, config.as_deref())),
-        Command::Status(args) => cmd::service::status(&args),
-        Command::Retry(args) => cmd::service::retry(&args),
+        Command::Backfill(args) => with_runtime(cmd::run::run(*args, true, config.as_deref())),
+        Command::Status(args) => cmd::status::status(&args),
+        Command::Retry(args) => cmd::retry::retry(&args),
         Command::Webhook(WebhookCommand::Register(args)) => {
             with_runtime(cmd::webhook::register(args))
         }
@@ -202,7 +205,13 @@ fn with_runtime(future: impl std::future::Future<Output = ExitCode>) -> ExitCode
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(future),
+        Ok(runtime) => {
+            let code = runtime.block_on(future);
+            // Every task of the service is awaited on its way out; anything left (a blocking
+            // call that does not return) must not hold the process.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+            code
+        }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::from(2)
@@ -229,7 +238,7 @@ fn init_logging(format: LogFormat) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::service::parse_since;
+    use crate::cmd::settings::parse_since;
 
     #[test]
     fn every_command_definition_is_consistent() {

@@ -22,6 +22,7 @@ pub mod mlflow;
 pub mod profile;
 pub mod proof;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod verify;

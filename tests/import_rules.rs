@@ -65,6 +65,11 @@ const RULES: &[(&str, Rule, &str)] = &[
          anchorer (a signed job's record, `store::prepared`, is its own)",
     ),
     (
+        "service",
+        Rule::Never(&["cmd", "cli"]),
+        "the service runs on a typed configuration; commands parse flags and print",
+    ),
+    (
         "cmd",
         Rule::Never(&["cli"]),
         "commands own their arguments; cli only composes them",

@@ -29,11 +29,12 @@
 //! the reason logged.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt, TryStreamExt};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::checkpoint::{CheckpointConfig, Leaf};
 use super::publish::Publisher;
@@ -149,14 +150,14 @@ impl Pipeline {
 
     /// Advances due jobs until none is due or `stop` says so; every job is advanced as far as it
     /// goes in one call.
-    pub async fn drain(&self, stop: &AtomicBool) -> Result<DrainStats, StoreError> {
+    pub async fn drain(&self, stop: &CancellationToken) -> Result<DrainStats, StoreError> {
         self.drain_with(stop, |_| {}).await
     }
 
     /// [`Self::drain`], calling `on_step` with each job after each step (progress reporting).
     pub async fn drain_with(
         &self,
-        stop: &AtomicBool,
+        stop: &CancellationToken,
         on_step: impl FnMut(&Job),
     ) -> Result<DrainStats, StoreError> {
         let stats = Mutex::new(DrainStats::default());
@@ -180,7 +181,7 @@ impl Pipeline {
             if due.is_empty() && self.seal_batches(true).await? > 0 {
                 due = self.store.due(now_ms())?;
             }
-            if due.is_empty() || stop.load(Ordering::SeqCst) {
+            if due.is_empty() || stop.is_cancelled() {
                 break;
             }
             let (resolving, publishing): (Vec<Job>, Vec<Job>) = due
@@ -195,18 +196,18 @@ impl Pipeline {
                 })
                 .collect();
             self.anchorer.prefetch_traces(&traces).await;
-            // Signed jobs flow from the resolve stage straight into the publish stage.
-            let (mut signed_tx, signed_rx) = futures::channel::mpsc::unbounded::<Job>();
-            for job in publishing {
-                let _ = signed_tx.unbounded_send(job);
-            }
+            // Signed jobs flow from the resolve stage straight into the publish stage, after the
+            // jobs already signed; the channel is bounded, so resolving waits for publishing.
+            let (mut signed_tx, signed_rx) =
+                futures::channel::mpsc::channel::<Job>(self.config.publish_concurrency.max(1));
             let resolve = async move {
                 let mut resolved = futures::stream::iter(resolving)
                     .map(|job| async move {
-                        if stop.load(Ordering::SeqCst) {
+                        if stop.is_cancelled() {
                             return (job, None);
                         }
-                        let r = self.resolve(&job).await;
+                        let span = tracing::info_span!("job", key = %job.key);
+                        let r = self.resolve(&job).instrument(span).await;
                         (job, Some(r))
                     })
                     .buffered(self.config.resolve_concurrency.max(1));
@@ -223,10 +224,12 @@ impl Pipeline {
                 drop(signed_tx);
                 Ok::<(), StoreError>(())
             };
-            let publish = signed_rx
+            let publish = futures::stream::iter(publishing)
+                .chain(signed_rx)
                 .map(Ok::<Job, StoreError>)
                 .try_for_each_concurrent(self.config.publish_concurrency.max(1), |job| {
-                    self.publish(job, stop, &record)
+                    let span = tracing::info_span!("job", key = %job.key);
+                    self.publish(job, stop, &record).instrument(span)
                 });
             tokio::try_join!(resolve, publish)?;
         }
@@ -237,10 +240,10 @@ impl Pipeline {
     async fn publish(
         &self,
         mut job: Job,
-        stop: &AtomicBool,
+        stop: &CancellationToken,
         record: &impl Fn(&Job),
     ) -> Result<(), StoreError> {
-        while !stop.load(Ordering::SeqCst)
+        while !stop.is_cancelled()
             && matches!(
                 job.state,
                 JobState::Signed | JobState::SignedWritten | JobState::Uploaded { .. }

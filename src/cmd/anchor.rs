@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::anchor::{AnchorStatus, Anchored};
 use clap::{Args, Subcommand};
 
-use super::service::AnchorSettings;
+use super::settings::AnchorSettings;
 
 /// `anchor …` arguments.
 #[derive(Debug, Args)]
@@ -80,7 +80,7 @@ pub(crate) fn split_model(text: &str) -> Result<(String, String), String> {
 
 /// Runs the command.
 pub async fn run(args: AnchorArgs) -> ExitCode {
-    let anchorer = match super::service::anchorer(&args.settings) {
+    let anchorer = match super::settings::anchorer(&args.settings) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");

@@ -65,10 +65,10 @@ pub async fn run(args: DevnetArgs) -> ExitCode {
     println!("{line}");
     let server = handle.server_handle();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        crate::service::shutdown::signal().await;
         tracing::info!("devnet: shutting down");
         server.graceful_shutdown(Some(Duration::from_secs(5)));
-        shutdown_signal().await;
+        crate::service::shutdown::signal().await;
         std::process::exit(130);
     });
     match handle.wait().await {
@@ -77,41 +77,5 @@ pub async fn run(args: DevnetArgs) -> ExitCode {
             eprintln!("error: devnet stopped: {e}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// Sets `stop` on the first SIGINT/SIGTERM (the command finishes the step in flight) and exits
-/// at once (130) on the second. Spawned on the current Tokio runtime.
-pub fn stop_on_signal(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("stopping: finishing the step in flight (signal again to exit at once)");
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        shutdown_signal().await;
-        std::process::exit(130);
-    });
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }

@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -83,8 +81,7 @@ pub async fn run(args: FeedArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     tracing::info!(topic = %settings.topic, brokers = %settings.brokers, properties = ?settings.redacted_properties(), "feed: producing the change feed");
-    let stop = Arc::new(AtomicBool::new(false));
-    super::devnet::stop_on_signal(stop.clone());
+    let stop = crate::service::shutdown::on_signal();
     let filter = PollFilter::default();
     loop {
         match feed_once(&mlflow, &store, &producer, &filter).await {
@@ -119,12 +116,9 @@ pub async fn run(args: FeedArgs) -> ExitCode {
             }
         }
         let pause = Duration::from_secs_f64(args.poll_interval.max(0.1));
-        let until = tokio::time::Instant::now() + pause;
-        while tokio::time::Instant::now() < until {
-            if stop.load(Ordering::SeqCst) {
-                return ExitCode::SUCCESS;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.cancelled() => return ExitCode::SUCCESS,
         }
     }
 }
@@ -156,14 +150,16 @@ async fn run_from_debezium(args: &FeedArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    super::devnet::stop_on_signal(stop.clone());
-    while !stop.load(Ordering::SeqCst) {
+    let stop = crate::service::shutdown::on_signal();
+    while !stop.is_cancelled() {
         if !rekeyer.is_running() {
             eprintln!("error: the CDC stage stopped unexpectedly");
             return ExitCode::from(1);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.cancelled() => {}
+        }
     }
     rekeyer.shutdown().await;
     ExitCode::SUCCESS

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 use crate::mlflow::{MlflowClient, MlflowError};
 use crate::profile::{registration, training};
@@ -222,8 +223,8 @@ impl Guard {
         before
     }
 
-    /// Checks every asset on its interval until `stop` is notified.
-    pub async fn run(self: Arc<Self>, verifier: Arc<Verifier>, stop: Arc<tokio::sync::Notify>) {
+    /// Checks every asset on its interval until `stop` is cancelled.
+    pub async fn run(self: Arc<Self>, verifier: Arc<Verifier>, stop: CancellationToken) {
         let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CHECKS));
         let mut tasks = Vec::new();
         for (index, asset) in self.policy.assets.clone().into_iter().enumerate() {
@@ -252,11 +253,11 @@ impl Guard {
                     };
                     tokio::select! {
                         _ = checked => {}
-                        _ = stop.notified() => return,
+                        _ = stop.cancelled() => return,
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(asset.interval)) => {}
-                        _ = stop.notified() => return,
+                        _ = stop.cancelled() => return,
                     }
                 }
             }));

@@ -4,10 +4,32 @@
 //! ephemeral port and stopped on drop.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use serde_json::Value;
+
+/// An exclusive lock on a file, held until dropped: one test process at a time prepares a tool
+/// several test binaries share (they run in parallel lanes under `scripts/test`).
+pub struct ExclusiveFile(std::fs::File);
+
+impl ExclusiveFile {
+    /// Waits for the lock on `path` (created, with its directory).
+    pub fn lock(path: &Path) -> ExclusiveFile {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("open the lock file {}: {e}", path.display()));
+        file.lock()
+            .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
+        ExclusiveFile(file)
+    }
+}
 
 /// The project's `shared/` directory: `$ARIO_SHARED_DIR`, else `../shared` beside the repo.
 /// Missing vectors are a hard failure, never a silent pass.
@@ -193,6 +215,8 @@ pub mod oracle {
                     return None;
                 }
                 let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ans104-oracle");
+                // Test binaries run in parallel lanes (scripts/test): one installs.
+                let _one_process = super::ExclusiveFile::lock(&dir.with_extension("lock"));
                 if !dir.join("node_modules/arbundles/package.json").exists() {
                     std::fs::create_dir_all(&dir).unwrap();
                     for name in ["package.json", "verify_dataitem.mjs", "make_dataitem.mjs"] {
@@ -346,9 +370,11 @@ pub mod mlflow {
                     .join(".cache/ario-mlflow-worker")
                     .join(name)
             });
-        // Tests of one binary run in parallel threads: one of them creates the venv.
+        // Tests of one binary run in parallel threads, and binaries in parallel lanes
+        // (scripts/test): one of them creates the venv.
         static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one_at_a_time = CREATING.lock().unwrap_or_else(|p| p.into_inner());
+        let _one_process = super::ExclusiveFile::lock(&dir.with_extension("lock"));
         let marker = dir.join(".ario-packages");
         let wanted = packages.join(" ");
         if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {

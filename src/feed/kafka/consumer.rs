@@ -22,6 +22,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
 
 use super::journal::{run_committer, OutRecord, PartitionJournal, TxnShared};
 use super::{create_topic, partition_count, Background, KafkaSettings, KafkaSetupError, Reporting};
@@ -54,8 +55,8 @@ pub struct OwnedPartition {
     pub partition: i32,
     /// Its store (journaled to the state topic; restored already).
     pub store: Store,
-    /// Set when the partition is revoked or the instance stops: finish the step in flight.
-    pub stop: Arc<AtomicBool>,
+    /// Cancelled when the partition is revoked or the instance stops: finish the step in flight.
+    pub stop: CancellationToken,
     /// Notified when new jobs arrive.
     pub wake: Arc<tokio::sync::Notify>,
     /// Call when the store failed (a journal error): the partitions are rebuilt.
@@ -68,7 +69,7 @@ pub type PartitionWorker = Arc<dyn Fn(OwnedPartition) -> tokio::task::JoinHandle
 
 struct PartitionRun {
     store: Store,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     wake: Arc<tokio::sync::Notify>,
     live: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -206,7 +207,7 @@ impl Inner {
                 seek_to(consumer, topic, p, Offset::Offset(next))?;
             }
             self.shared.mark_offset(p, next);
-            let stop = Arc::new(AtomicBool::new(false));
+            let stop = CancellationToken::new();
             let wake = Arc::new(tokio::sync::Notify::new());
             let task = self.spawn_pipeline(p, store.clone(), stop.clone(), wake.clone());
             self.stats.assigned.fetch_add(1, Ordering::Relaxed);
@@ -241,7 +242,7 @@ impl Inner {
         &self,
         partition: i32,
         store: Store,
-        stop: Arc<AtomicBool>,
+        stop: CancellationToken,
         wake: Arc<tokio::sync::Notify>,
     ) -> tokio::task::JoinHandle<()> {
         let shared = self.shared.clone();
@@ -267,7 +268,7 @@ impl Inner {
             return;
         }
         for (_, r) in &runs {
-            r.stop.store(true, Ordering::SeqCst);
+            r.stop.cancel();
             r.wake.notify_one();
         }
         let deadline = Instant::now() + self.revoke_timeout;
@@ -294,7 +295,7 @@ impl Inner {
         self.stats.rebuilds.fetch_add(1, Ordering::Relaxed);
         let runs: Vec<PartitionRun> = std::mem::take(&mut *self.lock()).into_values().collect();
         for r in &runs {
-            r.stop.store(true, Ordering::SeqCst);
+            r.stop.cancel();
             r.live.store(false, Ordering::SeqCst);
             r.wake.notify_one();
         }

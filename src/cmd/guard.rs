@@ -1,0 +1,79 @@
+//! `guard`: only the guard and the listener (no anchoring), until a signal.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::settings::{anchorer, AnchorSettings};
+use super::surface::{load_guard, surface_config, GuardArgs, ServerArgs};
+use crate::service::shutdown;
+use crate::service::surface::{Surface, SurfaceParts};
+
+/// Arguments of `guard`.
+#[derive(Debug, Args)]
+pub struct GuardCommandArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub anchor: AnchorSettings,
+    /// Where the guard keeps its state (the management secret, kept outcomes, events).
+    #[arg(long, env = "ARIO_MLFLOW_STATE_DIR", default_value = "ario-state")]
+    pub state_dir: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub guard: GuardArgs,
+}
+
+/// `guard`: only the guard and the listener (no anchoring), until a signal.
+pub async fn guard(args: GuardCommandArgs, config: Option<&std::path::Path>) -> ExitCode {
+    let fail = |m: String| {
+        eprintln!("error: {m}");
+        ExitCode::from(2)
+    };
+    let surface_config = match surface_config(&args.server) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let anchorer = match anchorer(&args.anchor) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let parts = match load_guard(config, &args.guard, &args.anchor, &anchorer.mlflow, &anchorer.turbo, &args.state_dir).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return fail(
+                "the guard needs a policy: --config FILE (or ARIO_MLFLOW_CONFIG) with a [guard] table and [[guard.asset]] entries".into(),
+            )
+        }
+        Err(e) => return fail(e),
+    };
+    let stop = shutdown::on_signal();
+    let surface = match Surface::start(
+        &surface_config,
+        &anchorer.mlflow,
+        SurfaceParts {
+            turbo: Some(anchorer.turbo.clone()),
+            guard: Some(parts),
+            ..Default::default()
+        },
+        &stop,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
+    };
+    while !stop.is_cancelled() {
+        surface.health.tick();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+    surface.stop().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,55 @@
+//! `retry`: re-queues a parked job (or every one) for the running service or the next run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::anchor::pipeline::retry as retry_jobs;
+use crate::store::Store;
+
+/// Arguments of `retry`.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The job key (dedupe key) to retry, e.g. `mv/model/3`.
+    #[arg(required_unless_present = "all_parked")]
+    pub job_key: Option<String>,
+    /// Retry every parked job.
+    #[arg(long)]
+    pub all_parked: bool,
+    /// The sled state store.
+    #[arg(long, env = "ARIO_MLFLOW_STATE_DIR", default_value = "ario-state")]
+    pub state_dir: PathBuf,
+}
+
+/// `retry`.
+pub fn retry(args: &RetryArgs) -> ExitCode {
+    let store = match Store::open(&args.state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let key = if args.all_parked {
+        None
+    } else {
+        args.job_key.as_deref()
+    };
+    match retry_jobs(&store, key)
+        .and_then(|n| futures::executor::block_on(store.flush()).map(|()| n))
+    {
+        Ok(0) => {
+            eprintln!("no parked job matched");
+            ExitCode::from(1)
+        }
+        Ok(n) => {
+            println!("re-queued {n} job(s); the running service (or the next run/backfill) picks them up");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

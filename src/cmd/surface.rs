@@ -1,0 +1,224 @@
+//! The HTTP listener and the guard's flags (`run`, `backfill`, `guard`), validated into the
+//! service's [`SurfaceConfig`], and the guard built from `--config`'s `[guard]` table.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::connect::ArweaveHttpArgs;
+use super::settings::AnchorSettings;
+use crate::arweave::{TurboClient, Wallet};
+use crate::keys::EnvelopeKey;
+use crate::service::surface::{GuardParts, SurfaceConfig};
+
+/// The HTTP listener: metrics, probes, MLflow webhooks.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address of the HTTP listener (`/metrics`, `/healthz`, `/readyz`, `POST
+    /// /v1/webhooks/mlflow`); `off` disables it. Loopback by default: put a proxy or a Service
+    /// in front to expose it.
+    #[arg(long, env = "ARIO_MLFLOW_LISTEN", default_value = crate::server::DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Secret(s) MLflow signs webhook deliveries with, comma-separated (several during a
+    /// rotation). Unset: the webhook route answers 404.
+    #[arg(
+        long,
+        env = "ARIO_MLFLOW_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub webhook_secret: Vec<String>,
+    /// Seconds a webhook's timestamp may differ from this machine's clock.
+    #[arg(long, env = "ARIO_MLFLOW_WEBHOOK_TOLERANCE", default_value_t = 300)]
+    pub webhook_tolerance: u64,
+    /// Seconds between readiness probes of MLflow and Turbo; a check fails `/readyz` when it
+    /// has not passed within three intervals.
+    #[arg(long, env = "ARIO_MLFLOW_HEALTH_INTERVAL", default_value_t = 10.0)]
+    pub health_interval: f64,
+    /// Seconds without a pipeline tick after which `/healthz` answers 503.
+    #[arg(long, env = "ARIO_MLFLOW_STUCK_AFTER", default_value_t = 300)]
+    pub stuck_after: u64,
+    /// Seconds between coverage passes exported as `ario_mlflow_worker_coverage_entities`
+    /// (the gaps only: runs and traces without a TX tag, every version — a cost that follows
+    /// the gaps, not the registry; `coverage` counts and verifies all); 0 turns it off.
+    #[arg(long, env = "ARIO_MLFLOW_COVERAGE_INTERVAL", default_value_t = 300)]
+    pub coverage_interval: u64,
+}
+
+/// The listener and probe settings of `args`, checked: an address that does not parse is
+/// refused with what to write instead.
+pub(crate) fn surface_config(args: &ServerArgs) -> Result<SurfaceConfig, String> {
+    let listen = if args.listen.eq_ignore_ascii_case("off") {
+        None
+    } else {
+        Some(args.listen.parse().map_err(|_| {
+            format!(
+                "--listen {:?} is not an address like 127.0.0.1:9847 (or `off`)",
+                args.listen
+            )
+        })?)
+    };
+    if !args.health_interval.is_finite() {
+        return Err(format!(
+            "--health-interval must be a number of seconds, not {}",
+            args.health_interval
+        ));
+    }
+    Ok(SurfaceConfig {
+        listen,
+        health_interval: Duration::from_secs_f64(args.health_interval.clamp(0.1, 3600.0)),
+        stuck_after: Duration::from_secs(args.stuck_after.max(1)),
+        coverage_interval: (args.coverage_interval > 0)
+            .then(|| Duration::from_secs(args.coverage_interval)),
+    })
+}
+
+/// What the guard checks with (its assets come from the `[guard]` table of `--config`).
+#[derive(Debug, Clone, Args)]
+pub struct GuardArgs {
+    /// Read gateway for the guard's checks (repeatable) [default: the gateway host,
+    /// turbo-gateway.com, ardrive.net].
+    #[arg(long = "gateway")]
+    pub gateways: Vec<String>,
+    /// Gateways, comma-separated (replaces the defaults).
+    #[arg(long, env = "ARIO_MLFLOW_GATEWAYS", hide = true)]
+    pub gateways_env: Option<String>,
+    /// Pinned signer key (64 hex) for the guard's checks; repeatable or comma-separated in the env.
+    #[arg(
+        long = "trusted-key",
+        env = "ARIO_MLFLOW_TRUSTED_KEYS",
+        value_delimiter = ','
+    )]
+    pub trusted_keys: Vec<String>,
+    /// ar.io Verify base URL: the guard's checks then need this attestation level too.
+    #[arg(long, env = "ARIO_MLFLOW_ARIO_VERIFY_URL")]
+    pub ario_verify_url: Option<String>,
+    /// Attestation level the guard's checks need (with `--ario-verify-url`).
+    #[arg(long, default_value_t = 2)]
+    pub min_attestation_level: u64,
+}
+
+/// The guard of `--config`'s `[guard]` table, with the verifier it checks through and the
+/// management secret its endpoint requires; `None` without a policy.
+pub(crate) async fn guard_from_config(
+    config: Option<&std::path::Path>,
+    args: &GuardArgs,
+    mlflow: &crate::mlflow::MlflowClient,
+    http: &ArweaveHttpArgs,
+    gateway_host: &str,
+    state_dir: &std::path::Path,
+    signing: Option<(EnvelopeKey, Wallet, TurboClient)>,
+) -> Result<Option<GuardParts>, String> {
+    let Some(path) = config else { return Ok(None) };
+    let Some(policy) = crate::guard::policy::GuardPolicy::load(path).map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let gateways = crate::arweave::gateway::gateway_list(
+        &args.gateways,
+        args.gateways_env.as_deref(),
+        Some(gateway_host),
+    )
+    .map_err(|e| e.to_string())?;
+    let http = super::connect::http_settings(http)?;
+    let reader = crate::arweave::GatewayReader::new(gateways, &http).map_err(|e| e.to_string())?;
+    let trusted = super::verify::trusted_keys(&args.trusted_keys)?;
+    let attestation = match &args.ario_verify_url {
+        Some(url) => crate::verify::ArioVerifyClient::connect(url, &http).await?,
+        None => None,
+    };
+    let verifier = crate::verify::Verifier {
+        mlflow: mlflow.clone(),
+        gateways: reader,
+        trusted_keys: trusted,
+        attestation,
+        min_attestation_level: args.min_attestation_level,
+        checksum_memo: Some(crate::verify::ChecksumMemo::new(
+            std::time::Duration::from_secs(1),
+        )),
+    };
+    let secret = crate::guard::management_secret(state_dir)?;
+    tracing::info!(assets = policy.assets.len(), policy_hash = %policy.policy_hash(), secret_file = %state_dir.join("management-secret").display(), "guard: policy loaded");
+    let mut guard = crate::guard::Guard::new(policy.clone());
+    if let Some((key, wallet, turbo)) = signing {
+        let events = crate::guard::events::GuardEvents::open(
+            state_dir,
+            key,
+            wallet.signer,
+            turbo,
+            &policy.tenant_id,
+            &policy.agent_id,
+            guard.policy_hash(),
+        )?;
+        guard = guard.with_events(events);
+    }
+    Ok(Some((Arc::new(guard), Arc::new(verifier), secret)))
+}
+
+/// The guard of `config` with its signing parts (see [`guard_from_config`]).
+pub(crate) async fn load_guard(
+    config: Option<&std::path::Path>,
+    args: &GuardArgs,
+    anchor: &AnchorSettings,
+    mlflow: &crate::mlflow::MlflowClient,
+    turbo: &TurboClient,
+    state_dir: &std::path::Path,
+) -> Result<Option<GuardParts>, String> {
+    let signing = guard_signing(anchor, turbo)?;
+    guard_from_config(
+        config,
+        args,
+        mlflow,
+        &anchor.http,
+        &anchor.gateway_host,
+        state_dir,
+        Some(signing),
+    )
+    .await
+}
+
+/// The envelope key, the wallet and Turbo the guard signs and uploads its events with (loaded
+/// like the anchorer's: the same files and environment).
+fn guard_signing(
+    s: &AnchorSettings,
+    turbo: &TurboClient,
+) -> Result<(EnvelopeKey, Wallet, TurboClient), String> {
+    let key = EnvelopeKey::load_or_create(s.signing_key.as_deref(), s.key_dir.as_deref())
+        .map_err(|e| e.to_string())?;
+    let wallet = Wallet::load_or_create(s.wallet.as_deref(), None).map_err(|e| e.to_string())?;
+    Ok((key, wallet, turbo.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(listen: &str, health: f64, coverage: u64) -> ServerArgs {
+        ServerArgs {
+            listen: listen.into(),
+            webhook_secret: Vec::new(),
+            webhook_tolerance: 300,
+            health_interval: health,
+            stuck_after: 0,
+            coverage_interval: coverage,
+        }
+    }
+
+    #[test]
+    fn the_listener_is_an_address_or_off_and_intervals_are_checked() {
+        let c = surface_config(&server("127.0.0.1:9847", 10.0, 300)).unwrap();
+        assert_eq!(c.listen.unwrap().port(), 9847);
+        assert_eq!(c.health_interval, Duration::from_secs(10));
+        assert_eq!(c.stuck_after, Duration::from_secs(1));
+        assert_eq!(c.coverage_interval, Some(Duration::from_secs(300)));
+        let off = surface_config(&server("OFF", 10.0, 0)).unwrap();
+        assert!(off.listen.is_none() && off.coverage_interval.is_none());
+        let e = surface_config(&server("localhost", 10.0, 0)).unwrap_err();
+        assert!(e.contains("not an address like 127.0.0.1:9847"), "{e}");
+        let e = surface_config(&server("off", f64::NAN, 0)).unwrap_err();
+        assert!(e.contains("--health-interval"), "{e}");
+        let tiny = surface_config(&server("off", 0.0, 0)).unwrap();
+        assert_eq!(tiny.health_interval, Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,199 @@
+//! `run --source poll` and `backfill`: poll MLflow every interval (or at once when a webhook
+//! delivery wakes the loop), drain the due jobs, compact past retention — until the token is
+//! cancelled, or, for `backfill`, until nothing is left to do.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::retention::Retention;
+use super::surface::{GuardParts, Surface, SurfaceConfig, SurfaceParts};
+use super::ServiceError;
+use crate::anchor::pipeline::{Pipeline, PipelineConfig};
+use crate::anchor::Anchorer;
+use crate::feed::poller::{poll_filtered, PollFilter};
+use crate::feed::webhook::WebhookReceiver;
+use crate::server::health::Check;
+use crate::store::{Job, Store};
+
+/// The poll service, as validated from flags.
+#[derive(Debug, Clone)]
+pub struct PollConfig {
+    /// What the poller reads (experiments, models, since).
+    pub filter: PollFilter,
+    /// Between polls.
+    pub poll_interval: Duration,
+    /// `backfill`: stop once every job is closed (or waits on a parked one).
+    pub until_caught_up: bool,
+    /// Done jobs keep their prepared bytes this long.
+    pub retain_done: Duration,
+    /// The pipeline's tuning.
+    pub pipeline: PipelineConfig,
+    /// The listener and probes.
+    pub surface: SurfaceConfig,
+    /// Webhook secrets (several during a rotation); empty: no webhook route.
+    pub webhook_secrets: Vec<String>,
+    /// How far a webhook's timestamp may be from this machine's clock.
+    pub webhook_tolerance: Duration,
+}
+
+/// What a caller shows of the service's progress (`backfill` prints it; `run` logs only).
+pub trait Progress: Send {
+    /// After a job's step (a progress bar redraws here, throttled by the implementation).
+    fn step(&mut self, _store: &Store) {}
+    /// After each pass (a poll and a drain): `open` jobs are left.
+    fn pass(&mut self, _store: &Store, _mlflow_calls: u64, _open: usize) {}
+    /// Every open job waits on a parked one: a backfill stops here.
+    fn blocked(&mut self, _jobs: &[Job]) {}
+    /// The service is stopping.
+    fn finish(&mut self) {}
+}
+
+/// No progress shown (`run`: the logs and metrics say it).
+pub struct Quiet;
+
+impl Progress for Quiet {}
+
+/// Runs the poll service over `store` until `stop` is cancelled (or, for a backfill, until
+/// caught up), then stops the surface, awaits its tasks and flushes the store.
+pub async fn run(
+    config: PollConfig,
+    anchorer: Anchorer,
+    store: Store,
+    guard: Option<GuardParts>,
+    progress: &mut dyn Progress,
+    stop: CancellationToken,
+) -> Result<(), ServiceError> {
+    let detect_lock: Arc<tokio::sync::Mutex<()>> = Default::default();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let webhook = if config.webhook_secrets.iter().any(|s| !s.is_empty()) {
+        Some(Arc::new(
+            WebhookReceiver::new(
+                config.webhook_secrets.clone(),
+                config.webhook_tolerance,
+                store.clone(),
+                detect_lock.clone(),
+                wake.clone(),
+            )
+            .map_err(ServiceError::Start)?,
+        ))
+    } else {
+        None
+    };
+    let surface = Surface::start(
+        &config.surface,
+        &anchorer.mlflow,
+        SurfaceParts {
+            turbo: Some(anchorer.turbo.clone()),
+            store: Some(store.clone()),
+            webhook,
+            kafka: None,
+            guard,
+        },
+        &stop,
+    )
+    .await?;
+    let pipeline = Pipeline::new(anchorer, store, config.pipeline.clone());
+    let result = poll_loop(
+        &config,
+        &pipeline,
+        &surface,
+        &detect_lock,
+        &wake,
+        progress,
+        &stop,
+    )
+    .await;
+    progress.finish();
+    surface.stop().await;
+    result?;
+    pipeline.store.flush().await?;
+    Ok(())
+}
+
+async fn poll_loop(
+    config: &PollConfig,
+    pipeline: &Pipeline,
+    surface: &Surface,
+    detect_lock: &tokio::sync::Mutex<()>,
+    wake: &tokio::sync::Notify,
+    progress: &mut dyn Progress,
+    stop: &CancellationToken,
+) -> Result<(), ServiceError> {
+    let health = &surface.health;
+    let mut last_blocked_check = Instant::now();
+    let mut retention = Retention::new(config.retain_done);
+    loop {
+        health.tick();
+        retention.run_if_due(&pipeline.store).await;
+        let last_poll = Instant::now();
+        let polled = {
+            let _webhooks_wait = detect_lock.lock().await;
+            poll_filtered(&pipeline.anchorer.mlflow, &pipeline.store, &config.filter).await
+        };
+        match polled {
+            Ok(p) => {
+                if p.failed_queries == 0 {
+                    health.report(Check::Mlflow, Ok(()));
+                }
+                if p.new_jobs > 0 {
+                    tracing::info!(new_jobs = p.new_jobs, seen = p.seen, "detected")
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "poll failed; retrying next cycle"),
+        }
+        pipeline
+            .drain_with(stop, |_| {
+                health.tick();
+                progress.step(&pipeline.store);
+            })
+            .await?;
+        // The open-jobs index: cheap however long the store's history is. A backfill is also
+        // caught up when every open job waits on a parked one (nothing moves until `retry`).
+        let mut open = pipeline.store.open_count();
+        // That check reads every open job, so it runs at most every few seconds, not per pass.
+        if config.until_caught_up
+            && open > 0
+            && last_blocked_check.elapsed() > Duration::from_secs(5)
+        {
+            last_blocked_check = Instant::now();
+            let blocked = pipeline.store.blocked_on_parked().unwrap_or_default();
+            if blocked.len() == open {
+                progress.blocked(&blocked);
+                open = 0;
+            }
+        }
+        progress.pass(&pipeline.store, pipeline.anchorer.mlflow.calls_made(), open);
+        if stop.is_cancelled() || (config.until_caught_up && open == 0) {
+            return Ok(());
+        }
+        // Jobs that wait (a dependency, a retry backoff) come due between polls, and a webhook
+        // delivery wakes the loop at once: drain at least every second, poll on schedule.
+        let poll_every = if config.until_caught_up {
+            Duration::from_millis(500)
+        } else {
+            config.poll_interval
+        };
+        let next_poll = last_poll + poll_every;
+        loop {
+            let now = Instant::now();
+            if now >= next_poll || stop.is_cancelled() {
+                break;
+            }
+            let nap = (next_poll - now).min(Duration::from_secs(1));
+            tokio::select! {
+                _ = tokio::time::sleep(nap) => {}
+                _ = wake.notified() => {}
+                _ = stop.cancelled() => {}
+            }
+            health.tick();
+            if pipeline.store.open_count() > 0 {
+                pipeline.drain_with(stop, |_| health.tick()).await?;
+            }
+        }
+        if stop.is_cancelled() {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The periodic passes beside the service: the readiness probe (MLflow, Turbo, the store and its
+//! gauges, Kafka's partitions) and the coverage gauges. Both read counters, indexes and gaps,
+//! never the history.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::arweave::TurboClient;
+use crate::feed::kafka::consumer::ConsumerStats;
+use crate::mlflow::MlflowClient;
+use crate::server::health::{Check, Health};
+use crate::store::Store;
+
+/// The coverage gaps every `every`, as gauges (tags only, and only what is not anchored: its
+/// cost follows the gaps, not the registry; the `coverage` command counts and verifies all).
+pub(super) async fn coverage_gauges(
+    mlflow: MlflowClient,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let gateways = match crate::arweave::gateway::gateway_list(&[], None, None) {
+        Ok(g) => g,
+        Err(_) => return,
+    };
+    let Ok(reader) = crate::arweave::GatewayReader::new(gateways, &Default::default()) else {
+        return;
+    };
+    let verifier = crate::verify::Verifier {
+        mlflow,
+        gateways: reader,
+        trusted_keys: Vec::new(),
+        attestation: None,
+        min_attestation_level: 2,
+        checksum_memo: None,
+    };
+    loop {
+        // The gaps only: a periodic pass must not read everything ever anchored.
+        let pass = tokio::select! {
+            pass = verifier.coverage_gaps() => pass,
+            _ = stop.cancelled() => return,
+        };
+        match pass {
+            Ok(c) => {
+                for (event_type, n) in &c.counts {
+                    for (standing, count) in [
+                        ("anchored", n.anchored),
+                        ("signed_only", n.signed_only),
+                        ("not_anchored", n.not_anchored),
+                        ("no_model", n.no_model),
+                    ] {
+                        // Runs and traces anchored are not counted by the gaps pass.
+                        if standing == "anchored"
+                            && *event_type != crate::profile::registration::EVENT_TYPE
+                        {
+                            continue;
+                        }
+                        crate::telemetry::coverage(event_type, standing, count);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "coverage pass failed; retrying next interval"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// What the readiness probe checks.
+pub(super) struct Probe {
+    pub health: std::sync::Arc<Health>,
+    pub interval: Duration,
+    pub mlflow: MlflowClient,
+    pub turbo: Option<TurboClient>,
+    pub store: Option<Store>,
+    pub kafka: Option<std::sync::Arc<ConsumerStats>>,
+}
+
+impl Probe {
+    /// One round every interval until `stop`.
+    pub(super) async fn run(self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = self.round() => {}
+                _ = stop.cancelled() => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// One readiness round: MLflow, Turbo, the store (with its gauges), Kafka's partitions.
+    async fn round(&self) {
+        let health = &self.health;
+        let turbo_info = async {
+            match &self.turbo {
+                Some(t) => Some(t.info().await),
+                None => None,
+            }
+        };
+        // MLflow answered the poller since the last round: no extra request (an idle poll is
+        // what the tracking server pays for this service). Within one interval, so the check
+        // stays fresh for readiness (3 intervals) whoever reports it.
+        let mlflow_probe = async {
+            if health.passed_within(Check::Mlflow, self.interval.min(Duration::from_secs(10))) {
+                None
+            } else {
+                Some(
+                    self.mlflow
+                        .search_model_versions("name='__ario_probe__'")
+                        .await,
+                )
+            }
+        };
+        let (m, t) = tokio::join!(mlflow_probe, turbo_info);
+        if let Some(m) = m {
+            health.report(Check::Mlflow, m.map(|_| ()).map_err(|e| e.to_string()));
+        }
+        if let Some(t) = t {
+            health.report(Check::Turbo, t.map(|_| ()));
+        }
+        if let Some(store) = &self.store {
+            // The open-jobs index and the parked counter, read off the runtime (sled I/O).
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store_gauges(&store)).await {
+                Ok(Ok(())) => health.report(Check::Store, Ok(())),
+                Ok(Err(e)) => health.report(Check::Store, Err(e)),
+                Err(e) => health.report(Check::Store, Err(e.to_string())),
+            }
+        }
+        if let Some(stats) = &self.kafka {
+            let owned = stats.owned.load(Ordering::Relaxed);
+            health.report(
+                Check::Kafka,
+                if owned > 0 {
+                    Ok(())
+                } else {
+                    Err("no partition assigned (more instances than partitions, or still joining the group)".into())
+                },
+            );
+        }
+    }
+}
+
+/// The store's job gauges: open jobs per state, parked jobs, the oldest open job's age, size.
+fn store_gauges(store: &Store) -> Result<(), String> {
+    let open = store.open_jobs().map_err(|e| e.to_string())?;
+    let mut per_state: BTreeMap<&'static str, usize> = [
+        "detected",
+        "waiting",
+        "signed",
+        "signed_written",
+        "uploaded",
+        "parked",
+    ]
+    .into_iter()
+    .map(|s| (s, 0))
+    .collect();
+    for job in &open {
+        *per_state.entry(job.state.name()).or_default() += 1;
+    }
+    per_state.insert("parked", store.parked_count());
+    let now = crate::store::now_ms();
+    let oldest = open
+        .iter()
+        .map(|j| j.detected_ms)
+        .min()
+        .map(|t| Duration::from_millis(now.saturating_sub(t)));
+    let states: Vec<(&'static str, usize)> = per_state.into_iter().collect();
+    crate::telemetry::store_gauges(&states, oldest, store.size_on_disk());
+    Ok(())
+}

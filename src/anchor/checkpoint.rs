@@ -5,12 +5,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::pipeline::{now_ms, Pipeline};
 use super::sign::{rfc3339_ms, sign_checkpoint};
 use super::{AnchorError, Anchorer};
+use crate::event::ChangeEvent;
 use crate::profile::checkpoint::{self, BatchDocument, CheckpointLinks};
 use crate::profile::prediction::{self, PredictionFacts};
 use crate::proof::jcs;
 use crate::store::prepared::{ArtifactContent, Prepared, TagValue, Write};
+use crate::store::{Job, JobState, StoreError};
 
 /// Checkpoint batching tuning.
 #[derive(Debug, Clone)]
@@ -177,5 +180,114 @@ impl Anchorer {
             signed,
             anchored,
         ))
+    }
+}
+
+/// Sealing: the pipeline turns batched prediction leaves into signed checkpoint jobs.
+impl Pipeline {
+    /// Seals the open checkpoint batches that are full or whose oldest leaf is older than the
+    /// interval — every non-empty one with `idle` when the config says to seal when idle.
+    /// Each seal is one store transaction, flushed before anything is published. Returns how
+    /// many checkpoints were sealed.
+    pub(super) async fn seal_batches(&self, idle: bool) -> Result<usize, StoreError> {
+        let Some(config) = &self.config.checkpoints else {
+            return Ok(0);
+        };
+        if idle && !config.seal_when_idle {
+            return Ok(0);
+        }
+        let size = config.size.max(1);
+        let interval = config.interval.as_millis() as u64;
+        let mut sealed = 0;
+        for (batch, slots) in self.store.batches()? {
+            let mut leaves: Vec<(u64, Leaf)> = Vec::new();
+            for (seq, value) in slots {
+                match serde_json::from_value::<Leaf>(value) {
+                    Ok(leaf) => leaves.push((seq, leaf)),
+                    Err(e) => {
+                        return Err(StoreError::Corrupt {
+                            key: batch.clone(),
+                            cause: format!("a checkpoint leaf cannot be read: {e}"),
+                        })
+                    }
+                }
+            }
+            let mut rest = leaves.as_slice();
+            while !rest.is_empty() {
+                let oldest = rest.iter().map(|(_, l)| l.batched_ms).min().unwrap_or(0);
+                let take = if rest.len() >= size {
+                    size
+                } else if idle || now_ms().saturating_sub(oldest) >= interval {
+                    rest.len()
+                } else {
+                    break;
+                };
+                let (now, later) = rest.split_at(take);
+                if let Err(e) = self.seal_one(&batch, now).await {
+                    tracing::error!(%batch, error = %e, "cannot seal a checkpoint; its leaves stay batched");
+                    break;
+                }
+                sealed += 1;
+                rest = later;
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// Signs and seals one checkpoint over `leaves` (one version's, in batching order), chained
+    /// to the version's previous checkpoint (the store's chain head).
+    async fn seal_one(&self, batch: &str, leaves: &[(u64, Leaf)]) -> Result<(), AnchorError> {
+        let first = &leaves[0].1;
+        let chain_key = crate::profile::checkpoint::chain_key(
+            &first.links.model_name,
+            &first.links.model_version,
+        );
+        let mut links = first.links.clone();
+        if let Some(head) = self.store.chain_head(&chain_key)? {
+            let previous = self.store.job(&head.job)?;
+            links.previous_hash = head.head.clone();
+            links.previous_tx = previous
+                .as_ref()
+                .and_then(|j| j.tx_id())
+                .unwrap_or_default()
+                .to_string();
+        } else if let Some((record_hash, tx)) = self
+            .anchorer
+            .checkpoint_head(&links.model_name, &links.model_version)
+            .await?
+        {
+            // A store that never saw this chain (new, or lost): continue the chain MLflow
+            // records instead of starting a second one at GENESIS.
+            links.previous_hash = record_hash;
+            links.previous_tx = tx;
+        }
+        let just_leaves: Vec<Leaf> = leaves.iter().map(|(_, l)| l.clone()).collect();
+        let prepared = self.anchorer.prepare_checkpoint(&just_leaves, &links)?;
+        let event = ChangeEvent::PredictionCheckpoint {
+            name: links.model_name.clone(),
+            version: links.model_version.clone(),
+            tx_id: prepared.tx_id.clone(),
+        };
+        let head = prepared.payload_hash.clone();
+        let job = Job {
+            key: event.dedupe_key(),
+            seq: 0,
+            event,
+            state: JobState::Signed,
+            attempts: 0,
+            next_attempt_ms: 0,
+            last_error: None,
+            prepared: Some(prepared),
+            chain_key: Some(chain_key.clone()),
+            detected_ms: leaves.iter().map(|(_, l)| l.batched_ms).min().unwrap_or(0),
+            done_ms: None,
+            summary: None,
+        };
+        let members: Vec<(u64, String)> = leaves.iter().map(|(s, l)| (*s, l.job.clone())).collect();
+        self.store
+            .seal(batch, &members, &job, (&chain_key, &head))?;
+        self.store.flush().await?;
+        tracing::info!(checkpoint = %job.key, leaves = leaves.len(), "sealed");
+        Ok(())
     }
 }

@@ -28,7 +28,14 @@ use super::journal::{run_committer, OutRecord, PartitionJournal, TxnShared};
 use super::{create_topic, partition_count, Background, KafkaSettings, KafkaSetupError, Reporting};
 use crate::event::ChangeEvent;
 use crate::feed::cloudevents;
-use crate::store::{JournalEntry, Store};
+use crate::store::Store;
+
+mod dead_letter;
+mod restore;
+
+use dead_letter::dead_letter;
+pub use dead_letter::{dead_letter_record, Origin, MAX_DEAD_LETTER_BYTES};
+use restore::restore;
 
 /// Counters of one consumer (also what tests read).
 #[derive(Debug, Default)]
@@ -425,89 +432,6 @@ fn same_change_seen(store: &Store, event: &ChangeEvent) -> Result<bool, crate::s
     }
 }
 
-/// The dead-letter record: the original key, value and headers plus Kafka Connect-style error
-/// headers.
-fn dead_letter(
-    m: &BorrowedMessage<'_>,
-    headers: Vec<(String, Vec<u8>)>,
-    rejection: &cloudevents::Rejection,
-    dlq_topic: &str,
-) -> OutRecord {
-    dead_letter_record(
-        Origin {
-            topic: m.topic(),
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key(),
-            value: m.payload(),
-        },
-        headers,
-        rejection,
-        dlq_topic,
-    )
-}
-
-/// Where a rejected message came from.
-pub struct Origin<'a> {
-    /// Topic.
-    pub topic: &'a str,
-    /// Partition.
-    pub partition: i32,
-    /// Offset.
-    pub offset: i64,
-    /// Key.
-    pub key: Option<&'a [u8]>,
-    /// Value.
-    pub value: Option<&'a [u8]>,
-}
-
-/// The dead-letter record of a message (its original key, value and headers plus Kafka
-/// Connect-style error headers).
-pub fn dead_letter_record(
-    m: Origin<'_>,
-    mut headers: Vec<(String, Vec<u8>)>,
-    rejection: &cloudevents::Rejection,
-    dlq_topic: &str,
-) -> OutRecord {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    for (k, v) in [
-        ("__ario.errors.topic", m.topic.to_string()),
-        ("__ario.errors.partition", m.partition.to_string()),
-        ("__ario.errors.offset", m.offset.to_string()),
-        ("__ario.errors.exception.class", rejection.class.to_string()),
-        ("__ario.errors.exception.message", rejection.message.clone()),
-        ("__ario.errors.timestamp", now.to_string()),
-    ] {
-        headers.push((k.to_string(), v.into_bytes()));
-    }
-    let mut value = m.value.map(<[u8]>::to_vec);
-    if let Some(v) = value.as_mut().filter(|v| v.len() > MAX_DEAD_LETTER_BYTES) {
-        // Too big to forward whole: keep its head, its size and its hash.
-        headers.push((
-            "__ario.errors.value.original.bytes".into(),
-            v.len().to_string().into_bytes(),
-        ));
-        headers.push((
-            "__ario.errors.value.original.sha256".into(),
-            crate::proof::sha256_hex(v).into_bytes(),
-        ));
-        v.truncate(MAX_DEAD_LETTER_BYTES);
-    }
-    OutRecord {
-        topic: dlq_topic.to_string(),
-        partition: None,
-        key: m.key.unwrap_or_default().to_vec(),
-        value,
-        headers,
-    }
-}
-
-/// Dead-letter values above this are truncated (with their size and SHA-256 in headers).
-pub const MAX_DEAD_LETTER_BYTES: usize = 8 << 20;
-
 /// Seeks `topic[p]` to `next`, retrying while the partition is not fetch-ready yet.
 pub(super) fn seek_to<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
@@ -524,83 +448,6 @@ pub(super) fn seek_to<C: ConsumerContext>(
         std::thread::sleep(Duration::from_millis(100));
     }
     Err(format!("seek {topic}[{p}] to {next:?}: {last}"))
-}
-
-/// Reads the given partitions of the state topic from the start to their last stable offsets
-/// into their stores. Returns the records read per partition.
-fn restore(
-    settings: &KafkaSettings,
-    state_topic: &str,
-    stores: &[(i32, &Store)],
-) -> Result<BTreeMap<i32, u64>, String> {
-    let reader: BaseConsumer<Reporting> = settings
-        .client_config(&[
-            ("group.id", &format!("{}.restore", settings.group)),
-            ("enable.auto.commit", "false"),
-            ("isolation.level", "read_committed"),
-            ("enable.partition.eof", "true"),
-            ("auto.offset.reset", "earliest"),
-            ("fetch.wait.max.ms", "10"),
-        ])
-        .create_with_context(Reporting::default())
-        .map_err(|e| e.to_string())?;
-    let mut tpl = TopicPartitionList::new();
-    for (p, _) in stores {
-        tpl.add_partition_offset(state_topic, *p, Offset::Beginning)
-            .map_err(|e| e.to_string())?;
-    }
-    reader.assign(&tpl).map_err(|e| e.to_string())?;
-    let by_partition: BTreeMap<i32, &Store> = stores.iter().copied().collect();
-    let mut counts: BTreeMap<i32, u64> = BTreeMap::new();
-    let mut done = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while done.len() < by_partition.len() {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "restoring {state_topic} did not reach the end of every partition in 120 s ({counts:?} records read)"
-            ));
-        }
-        match reader.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                let p = m.partition();
-                let Some(store) = by_partition.get(&p) else {
-                    continue;
-                };
-                let Some(value) = m.payload() else {
-                    // A tombstone: a job compacted away after its retention.
-                    if let Some(job) = m
-                        .key()
-                        .and_then(|k| std::str::from_utf8(k).ok())
-                        .and_then(|k| k.strip_prefix("job/"))
-                    {
-                        store
-                            .restore(JournalEntry::Removed {
-                                job: job.to_string(),
-                            })
-                            .map_err(|e| e.to_string())?;
-                    }
-                    continue;
-                };
-                let entry: JournalEntry = serde_json::from_slice(value).map_err(|e| {
-                    format!(
-                        "{state_topic}[{p}] offset {} is not a state record: {e}",
-                        m.offset()
-                    )
-                })?;
-                store.restore(entry).map_err(|e| e.to_string())?;
-                *counts.entry(p).or_default() += 1;
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                done.insert(p);
-            }
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "kafka: restore read");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            None => {}
-        }
-    }
-    Ok(counts)
 }
 
 /// A running consumer: stop it with [`KafkaConsumer::shutdown`].

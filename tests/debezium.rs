@@ -28,6 +28,7 @@ use common::devnet::TestDevnet;
 use common::kafka::Broker;
 use common::lab::{Arweave, SEED_B64};
 use common::mlflow::venv;
+use common::process::Proc;
 use common::run::{mlflow_data, show};
 use serde_json::Value;
 
@@ -185,40 +186,8 @@ impl Drop for Cdc {
     }
 }
 
-/// A worker process, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn kill9(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-
-    fn sigterm(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the worker did not stop within 40 s of SIGTERM");
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.0.try_wait(), Ok(None))
-    }
-}
+/// The worker's stop on SIGTERM may take this long.
+const STOP_WITHIN: Duration = Duration::from_secs(40);
 
 struct Lab {
     cdc: Cdc,
@@ -312,7 +281,7 @@ impl Lab {
             .append(true)
             .open(log)
             .unwrap();
-        Proc(
+        Proc::logged(
             Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
                 .env("ARIO_MLFLOW_LISTEN", &self.listen)
                 .env("ARIO_MLFLOW_PLUGIN_GRACE", "0")
@@ -322,6 +291,7 @@ impl Lab {
                 .stderr(file)
                 .spawn()
                 .unwrap(),
+            log,
         )
     }
 
@@ -586,7 +556,7 @@ fn cdc_feed_alone_anchors_snapshot_and_stream_once_through_kills_with_true_stage
     lab.cdc.connect_start();
 
     // --- 3. Streaming, scaled-out topology: the re-keying stage and the anchoring group.
-    worker.sigterm();
+    worker.sigterm(STOP_WITHIN);
     let feed_args = [
         "feed",
         "--from-debezium",
@@ -767,8 +737,8 @@ fn cdc_feed_alone_anchors_snapshot_and_stream_once_through_kills_with_true_stage
         latencies[latencies.len() / 2]
     );
     assert!(feed.alive() && worker.alive());
-    feed.sigterm();
-    worker.sigterm();
+    feed.sigterm(STOP_WITHIN);
+    worker.sigterm(STOP_WITHIN);
     println!("cdc test total {:.0} s", started.elapsed().as_secs_f64());
 }
 
@@ -878,7 +848,7 @@ fn embedded_schemas_are_decoded_like_plain_json() {
         .filter(|(_, n)| *n > 1)
         .collect();
     assert!(twice.is_empty(), "anchored more than once: {twice:?}");
-    worker.sigterm();
+    worker.sigterm(STOP_WITHIN);
     println!(
         "cdc (schemas.enable=true): the snapshot anchored {} proofs, each once",
         lab.envelopes().len()
@@ -972,7 +942,7 @@ fn cdc_follows_a_rename_and_a_recreated_model_without_false_events() {
         },
     );
     std::thread::sleep(Duration::from_secs(5));
-    worker.sigterm();
+    worker.sigterm(STOP_WITHIN);
     let all = lab.envelopes();
     let new: Vec<&Value> = all
         .iter()

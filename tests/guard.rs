@@ -7,22 +7,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::lab::{last_json_line, scenario, Lab, SEED_B64};
 use common::mlflow::venv;
+use common::process::free_port;
+use common::process::Proc;
 use common::run::{mlflow_data, show, worker};
 use serde_json::Value;
-
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The guard's `ario.agent/v1` envelopes on devnet.
 fn agent_events(lab: &Lab) -> Vec<Value> {
@@ -71,14 +64,6 @@ fn gate(lab: &Lab, venv: &Path, base: &str, model_uri: &str, asset: &str, secret
     );
     assert!(out.status.success(), "guard_gate.py: {}", show(&out));
     last_json_line(&out.stdout)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The serialized model files (`model.pkl`, `model.skops`, … — whatever MLflow's sklearn
@@ -174,7 +159,7 @@ fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages(
         for (k, v) in &child_env {
             cmd.env(k, v);
         }
-        Worker(cmd.spawn().unwrap())
+        Proc::new(cmd.spawn().unwrap())
     };
     let mut run = start();
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -673,7 +658,7 @@ fn coverage_counts_verifying_failing_signed_only_and_unanchored_entities() {
     for (k, v) in &env {
         cmd.env(k, v);
     }
-    let mut guard = Worker(cmd.spawn().unwrap());
+    let mut guard = Proc::new(cmd.spawn().unwrap());
     let secret_file = lab.home.path().join("state").join("management-secret");
     let deadline = Instant::now() + Duration::from_secs(60);
     let body = loop {
@@ -731,16 +716,6 @@ fn coverage_counts_verifying_failing_signed_only_and_unanchored_entities() {
         metrics.contains("ario_mlflow_worker_coverage_entities{event_type=\"training_complete\",standing=\"not_anchored\"} 2"),
         "coverage gauges: {metrics}"
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &guard.0.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = guard.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "guard did not stop");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = guard.sigterm(Duration::from_secs(20));
     assert!(status.success());
 }

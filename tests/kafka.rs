@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use common::kafka::{self as kafka, Broker};
 use common::lab::{scenario, Lab, SEED_B64};
 use common::mlflow::venv;
+use common::process::free_port;
 use common::run::show;
 use serde_json::Value;
 
@@ -96,19 +97,7 @@ fn spawn(env: &[(String, String)], args: &[&str], log: &Path) -> Proc {
 }
 
 fn sigterm(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the worker did not stop within 40 s of SIGTERM");
+    common::process::sigterm(child, Duration::from_secs(40), None);
 }
 
 /// What devnet holds: envelopes per (event type, subject, payload hash), and per chain.
@@ -750,14 +739,6 @@ impl Drop for SaslBroker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_sasl_broker(user: &str, password: &str) -> SaslBroker {

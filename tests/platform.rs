@@ -8,77 +8,34 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::lab::{last_json_line, scenario, Lab, SEED_B64};
 use common::mlflow::{venv, ArtifactMode, MlflowServer};
+use common::process::free_port;
+use common::process::Proc;
 use common::run::{mlflow_data, show, worker};
 use serde_json::Value;
 
-/// A worker process, killed on drop.
-struct Worker {
-    child: Child,
-    log: PathBuf,
+/// Starts the worker with `env` and `args`, its stderr to `log`; killed on drop.
+fn start_worker(env: &[(&str, String)], args: &[&str], log: PathBuf) -> Proc {
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
+    // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
+    cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
+    cmd.args(args)
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Proc::logged(cmd.spawn().expect("start the worker"), &log)
 }
 
-impl Worker {
-    fn start(env: &[(&str, String)], args: &[&str], log: PathBuf) -> Worker {
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
-        // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
-        cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
-        cmd.args(args)
-            .env_remove("NO_COLOR")
-            .stdout(Stdio::null())
-            .stderr(file);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Worker {
-            child: cmd.spawn().expect("start the worker"),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM and wait: the graceful path.
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker did not stop: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// The graceful path's deadline.
+const STOP_WITHIN: Duration = Duration::from_secs(30);
 
 /// One HTTP request to the worker's listener: (status, body).
 fn http(
@@ -199,14 +156,14 @@ fn metrics_count_what_was_anchored_and_probes_follow_mlflow() {
     let env = worker_env(&lab, &state, &format!("127.0.0.1:{port}"));
 
     // A backfill serves the listener too: scrape it while it works.
-    let mut backfill = Worker::start(
+    let mut backfill = start_worker(
         &env,
         &["backfill", "--rate", "40", "--health-interval", "0.5"],
         lab.home.path().join("backfill.log"),
     );
     let mut scraped_during = None;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while backfill.child.try_wait().unwrap().is_none() {
+    while backfill.alive() {
         assert!(
             Instant::now() < deadline,
             "backfill did not finish: {}",
@@ -218,7 +175,11 @@ fn metrics_count_what_was_anchored_and_probes_follow_mlflow() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(backfill.stop().success(), "backfill: {}", backfill.log());
+    assert!(
+        backfill.sigterm(STOP_WITHIN).success(),
+        "backfill: {}",
+        backfill.log()
+    );
     let during = scraped_during.expect("/metrics answered while the backfill ran");
     promtool_check(&during);
     assert!(
@@ -236,7 +197,7 @@ fn metrics_count_what_was_anchored_and_probes_follow_mlflow() {
     );
 
     // `run` over the same store, then one more lifecycle: its counters match the uploads.
-    let mut run = Worker::start(
+    let mut run = start_worker(
         &env,
         &["run", "--poll-interval", "0.5", "--health-interval", "0.5"],
         lab.home.path().join("run.log"),
@@ -340,7 +301,7 @@ fn metrics_count_what_was_anchored_and_probes_follow_mlflow() {
         || http(&lab.rt, "GET", &format!("{base}/readyz"), &[], vec![]).0 == 200,
         &log,
     );
-    assert!(run.stop().success(), "run: {}", run.log());
+    assert!(run.sigterm(STOP_WITHIN).success(), "run: {}", run.log());
     let (status, _) = http(&lab.rt, "GET", &format!("{base}/healthz"), &[], vec![]);
     assert_eq!(status, 0, "the listener stops with the service");
 }
@@ -418,7 +379,7 @@ fn webhooks_from_mlflow_anchor_at_once_and_forgeries_record_nothing() {
 
     // The poller runs once at start, then not for 5 minutes: anything anchored later came by
     // webhook.
-    let mut run = Worker::start(
+    let mut run = start_worker(
         &env,
         &["run", "--poll-interval", "300", "--health-interval", "0.5"],
         lab.home.path().join("run.log"),
@@ -593,7 +554,7 @@ fn webhooks_from_mlflow_anchor_at_once_and_forgeries_record_nothing() {
         );
     }
     assert!(!log().contains(secret), "the secret never reaches the log");
-    assert!(run.stop().success());
+    assert!(run.sigterm(STOP_WITHIN).success());
     let status = worker(&env, &["status", "--json"]);
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(

@@ -14,22 +14,14 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::lab::{last_json_line, Lab, SEED_B64};
 use common::mlflow::venv;
+use common::process::Proc;
 use common::run::{mlflow_data, show, worker};
 use serde_json::Value;
-
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn predictions(lab: &Lab, venv: &Path, args: &[&str]) -> Value {
     let out = lab
@@ -293,7 +285,7 @@ fn batched_predictions_seal_one_checkpoint_per_256_and_survive_sigkill() {
         }
         cmd.env("RUST_LOG", "info");
         let log = std::fs::File::create(lab.home.path().join("run-1000.log")).unwrap();
-        Worker(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap())
+        Proc::new(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap())
     };
     let log_tail = |name: &str| {
         let text = std::fs::read_to_string(lab.home.path().join(name)).unwrap_or_default();
@@ -475,7 +467,7 @@ fn batched_predictions_seal_one_checkpoint_per_256_and_survive_sigkill() {
         }
         cmd.env("RUST_LOG", "info");
         let log = std::fs::File::create(lab.home.path().join(log)).unwrap();
-        Worker(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap())
+        Proc::new(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap())
     };
     // Each process is killed just after it sealed (or, with nothing left to seal, published)
     // its first checkpoint: mid-sealing, mid-publishing.
@@ -493,8 +485,7 @@ fn batched_predictions_seal_one_checkpoint_per_256_and_survive_sigkill() {
             std::thread::sleep(Duration::from_millis(10));
         }
         std::thread::sleep(Duration::from_millis(40 * kill));
-        w.0.kill().unwrap(); // SIGKILL
-        let _ = w.0.wait();
+        w.kill9();
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let sealed = text.matches(" sealed ").count();
         let published = text.matches("anchored job=checkpoint/").count();

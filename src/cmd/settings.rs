@@ -115,7 +115,7 @@ pub struct AnchorSettings {
 }
 
 /// Builds the anchoring parts from flags; every startup error says what to fix.
-pub(crate) fn anchorer(s: &AnchorSettings) -> Result<Anchorer, String> {
+pub fn anchorer(s: &AnchorSettings) -> Result<Anchorer, String> {
     let mlflow = super::connect::mlflow_client(&s.mlflow)?;
     let key = EnvelopeKey::load_or_create(s.signing_key.as_deref(), s.key_dir.as_deref())
         .map_err(|e| e.to_string())?;

@@ -29,6 +29,9 @@ struct Flags {
 
 fn lab_anchorer(lab: &Lab) -> Anchorer {
     let wallet = lab.home.path().join("wallet.json");
+    // `--wallet` names a file that exists: generate it once, as `~/.ario-mlflow/wallet.json` is.
+    ario_mlflow_worker::arweave::Wallet::load_or_create(None, Some(&wallet))
+        .unwrap_or_else(|e| panic!("wallet: {e}"));
     let flags = Flags::try_parse_from([
         "service-library",
         "--tracking-uri",

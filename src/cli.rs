@@ -289,9 +289,9 @@ mod tests {
 
     #[test]
     fn since_accepts_dates_rfc3339_and_epoch_ms() {
-        assert_eq!(parse_since("1795475170000"), Ok(1795475170000));
-        assert_eq!(parse_since("2026-11-01"), Ok(1793491200000));
-        assert_eq!(parse_since("2026-11-01T00:00:01Z"), Ok(1793491201000));
+        assert_eq!(parse_since("1795475170000").unwrap(), 1795475170000);
+        assert_eq!(parse_since("2026-11-01").unwrap(), 1793491200000);
+        assert_eq!(parse_since("2026-11-01T00:00:01Z").unwrap(), 1793491201000);
         assert!(parse_since("yesterday").is_err());
     }
 }

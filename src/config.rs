@@ -59,7 +59,23 @@ pub enum ConfigError {
         /// What the flag's parser said.
         cause: String,
     },
+    /// `config check` of a command that does not exist.
+    #[error("no command `{0}`")]
+    NoCommand(String),
+    /// `config check` of a command whose required settings are not all given.
+    #[error("the configuration of `{command}` is not complete: {cause}")]
+    Incomplete {
+        /// The command.
+        command: String,
+        /// What clap said is missing.
+        cause: String,
+    },
 }
+
+/// What a flag's own parser said about a value from the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+struct Refusal(String);
 
 /// Where the file is: `--config FILE` / `--config=FILE` anywhere in `argv`, else
 /// `ARIO_MLFLOW_CONFIG`.
@@ -250,7 +266,7 @@ fn validate(
                 return Err(ConfigError::BadValue {
                     path: path.to_path_buf(),
                     key: s.written.clone(),
-                    cause,
+                    cause: cause.to_string(),
                 });
             }
         }
@@ -264,7 +280,7 @@ fn validate(
 
 /// Parses `--flag value…` with the command the argument belongs to, so the value meets the
 /// flag's own parser; only errors about the value count (not a missing required argument).
-fn probe(cmd: &Command, a: &Arg, values: &[String]) -> Result<(), String> {
+fn probe(cmd: &Command, a: &Arg, values: &[String]) -> Result<(), Refusal> {
     use clap::error::ErrorKind;
     let Some(long) = a.get_long() else {
         return Ok(());
@@ -274,7 +290,7 @@ fn probe(cmd: &Command, a: &Arg, values: &[String]) -> Result<(), String> {
         match values.first().map(String::as_str) {
             Some("true") => argv.push(format!("--{long}")),
             Some("false") => {}
-            other => return Err(format!("must be true or false, not {other:?}")),
+            other => return Err(Refusal(format!("must be true or false, not {other:?}"))),
         }
     } else {
         for v in values {
@@ -290,13 +306,14 @@ fn probe(cmd: &Command, a: &Arg, values: &[String]) -> Result<(), String> {
             | ErrorKind::ArgumentConflict
             | ErrorKind::DisplayHelp
             | ErrorKind::DisplayVersion => Ok(()),
-            _ => Err(e
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim_start_matches("error: ")
-                .to_string()),
+            _ => Err(Refusal(
+                e.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ")
+                    .to_string(),
+            )),
         },
     }
 }
@@ -367,21 +384,16 @@ fn warn_if_readable_secrets(path: &Path, text: &str) {
 
 /// `config check`: the effective configuration of `command` (from the environment and the
 /// file; no other flags), as TOML with where each value came from, secrets redacted.
-pub fn check(cmd: Command, config: Option<&Path>, command: &str) -> Result<String, String> {
+pub fn check(cmd: Command, config: Option<&Path>, command: &str) -> Result<String, ConfigError> {
     let (cmd, from_file) = match config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|cause| {
-                ConfigError::Read {
-                    path: p.to_path_buf(),
-                    cause,
-                }
-                .to_string()
+            let text = std::fs::read_to_string(p).map_err(|cause| ConfigError::Read {
+                path: p.to_path_buf(),
+                cause,
             })?;
-            let ids: std::collections::BTreeSet<String> = settings(&cmd, p, &text)
-                .map_err(|e| e.to_string())?
-                .into_keys()
-                .collect();
-            (apply(cmd, p).map_err(|e| e.to_string())?, ids)
+            let ids: std::collections::BTreeSet<String> =
+                settings(&cmd, p, &text)?.into_keys().collect();
+            (apply(cmd, p)?, ids)
         }
         None => (cmd, Default::default()),
     };
@@ -390,13 +402,14 @@ pub fn check(cmd: Command, config: Option<&Path>, command: &str) -> Result<Strin
     let sub = cmd
         .find_subcommand(command)
         .cloned()
-        .ok_or_else(|| format!("no command `{command}`"))?;
-    let matches = sub.clone().try_get_matches_from([command]).map_err(|e| {
-        format!(
-            "the configuration of `{command}` is not complete: {}",
-            e.to_string().lines().next().unwrap_or("")
-        )
-    })?;
+        .ok_or_else(|| ConfigError::NoCommand(command.to_string()))?;
+    let matches =
+        sub.clone()
+            .try_get_matches_from([command])
+            .map_err(|e| ConfigError::Incomplete {
+                command: command.to_string(),
+                cause: e.to_string().lines().next().unwrap_or("").to_string(),
+            })?;
     let mut out = format!(
         "# effective configuration of `{command}` — flag > environment > {} > default\n",
         config

@@ -78,8 +78,19 @@ pub const BUILD_INFO: &str = "ario_mlflow_worker_build_info";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Why the metrics recorder could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The histogram buckets were refused.
+    #[error("cannot configure the metrics recorder: {0}")]
+    Configure(String),
+    /// Another recorder is installed.
+    #[error("cannot install the metrics recorder: {0}")]
+    Install(String),
+}
+
 /// Installs the Prometheus recorder (once per process) and returns the handle that renders it.
-pub fn install() -> Result<PrometheusHandle, String> {
+pub fn install() -> Result<PrometheusHandle, MetricsError> {
     if let Some(handle) = HANDLE.get() {
         return Ok(handle.clone());
     }
@@ -96,11 +107,10 @@ pub fn install() -> Result<PrometheusHandle, String> {
                 ],
             )
         })
-        .map_err(|e| format!("cannot configure the metrics recorder: {e}"))?
+        .map_err(|e| MetricsError::Configure(e.to_string()))?
         .build_recorder();
     let handle = recorder.handle();
-    metrics::set_global_recorder(recorder)
-        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    metrics::set_global_recorder(recorder).map_err(|e| MetricsError::Install(e.to_string()))?;
     describe();
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let _ = HANDLE.set(handle.clone());

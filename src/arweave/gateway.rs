@@ -122,6 +122,31 @@ pub struct GatewayFailure {
     pub cause: String,
 }
 
+/// Why one gateway could not serve a read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The request did not complete: timed out, no connection, a broken body.
+    #[error("{0}")]
+    Transport(String),
+    /// The gateway answered with an error status.
+    #[error("HTTP {0}")]
+    Status(u16),
+    /// The gateway redirected to another host (not followed: the bytes must come from it).
+    #[error("HTTP {status} redirect to {to} not followed (other host)")]
+    Redirect {
+        /// The status.
+        status: u16,
+        /// Where to.
+        to: String,
+    },
+}
+
+impl From<reqwest::Error> for ReadError {
+    fn from(e: reqwest::Error) -> ReadError {
+        ReadError::Transport(describe(&e))
+    }
+}
+
 /// Why a read failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
@@ -229,7 +254,7 @@ impl GatewayReader {
                 }
                 Err(cause) => failures.push(GatewayFailure {
                     gateway: gateway.to_string(),
-                    cause,
+                    cause: cause.to_string(),
                 }),
             }
         }
@@ -244,7 +269,7 @@ impl GatewayReader {
         &self,
         gateway: &Gateway,
         id: &str,
-    ) -> Result<(Vec<u8>, Option<String>), String> {
+    ) -> Result<(Vec<u8>, Option<String>), ReadError> {
         self.fetch_one(gateway, id).await
     }
 
@@ -254,17 +279,17 @@ impl GatewayReader {
         &self,
         gateway: &Gateway,
         id: &str,
-    ) -> Result<Option<Vec<u8>>, String> {
+    ) -> Result<Option<Vec<u8>>, ReadError> {
         let url = gateway.data_item_url(id);
-        let response = self.http.get(url).send().await.map_err(|e| describe(&e))?;
+        let response = self.http.get(url).send().await?;
         let status = response.status();
         if status.is_client_error() || status.is_redirection() {
             return Ok(None);
         }
         if !status.is_success() {
-            return Err(format!("HTTP {}", status.as_u16()));
+            return Err(ReadError::Status(status.as_u16()));
         }
-        let bytes = response.bytes().await.map_err(|e| describe(&e))?;
+        let bytes = response.bytes().await?;
         Ok(Some(bytes.to_vec()))
     }
 
@@ -272,13 +297,8 @@ impl GatewayReader {
         &self,
         gateway: &Gateway,
         id: &str,
-    ) -> Result<(Vec<u8>, Option<String>), String> {
-        let response = self
-            .http
-            .get(gateway.raw_url(id))
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
+    ) -> Result<(Vec<u8>, Option<String>), ReadError> {
+        let response = self.http.get(gateway.raw_url(id)).send().await?;
         let status = response.status();
         if status.is_redirection() {
             let to = response
@@ -286,20 +306,20 @@ impl GatewayReader {
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("?");
-            return Err(format!(
-                "HTTP {} redirect to {to} not followed (other host)",
-                status.as_u16()
-            ));
+            return Err(ReadError::Redirect {
+                status: status.as_u16(),
+                to: to.to_string(),
+            });
         }
         if !status.is_success() {
-            return Err(format!("HTTP {}", status.as_u16()));
+            return Err(ReadError::Status(status.as_u16()));
         }
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = response.bytes().await.map_err(|e| describe(&e))?;
+        let bytes = response.bytes().await?;
         Ok((bytes.to_vec(), content_type))
     }
 }

@@ -52,6 +52,9 @@ pub enum ReceiptError {
     /// The signature does not verify.
     #[error("receipt signature does not verify with its public key")]
     BadSignature,
+    /// A receipt could not be signed.
+    #[error("cannot sign the receipt: {0}")]
+    Signing(String),
 }
 
 impl Receipt {
@@ -101,14 +104,14 @@ impl Receipt {
         timestamp: u64,
         deadline_height: u64,
         data_caches: Vec<String>,
-    ) -> Result<Receipt, String> {
+    ) -> Result<Receipt, ReceiptError> {
         use rsa::signature::{RandomizedSigner, SignatureEncoding};
         let version = "0.2.0".to_string();
         let message = Self::signing_message(id, &version, deadline_height, timestamp);
         let signer = rsa::pss::BlindedSigningKey::<Sha256>::new_with_salt_len(key.clone(), 0);
         let signature = signer
             .try_sign_with_rng(&mut rsa::rand_core::OsRng, &message)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ReceiptError::Signing(e.to_string()))?;
         Ok(Receipt {
             id: id.to_string(),
             owner: owner.to_string(),

@@ -127,6 +127,14 @@ pub enum TurboError {
     /// The client could not be configured.
     #[error("{0}")]
     Setup(String),
+    /// The service description (`/v1/info`) could not be read: the URL and what happened.
+    #[error("{url} {reason}")]
+    Info {
+        /// The URL asked.
+        url: String,
+        /// Unreachable, the status and an excerpt of the body, or a body that is not JSON.
+        reason: String,
+    },
 }
 
 fn rejection_hint(status: u16) -> &'static str {
@@ -234,23 +242,30 @@ impl TurboClient {
 
     /// One `GET /v1/info` (Turbo's service description), not retried: the readiness probe.
     /// The error says what failed on which URL.
-    pub async fn info(&self) -> Result<serde_json::Value, String> {
+    pub async fn info(&self) -> Result<serde_json::Value, TurboError> {
         let url = self.endpoint("v1/info");
+        let failed = |reason: String| TurboError::Info {
+            url: url.clone(),
+            reason,
+        };
         let response = match self.http.get(&url).send().await {
             Ok(r) => r,
             Err(e) => {
                 crate::telemetry::turbo_response(None);
-                return Err(format!("cannot reach {url}: {e}"));
+                return Err(failed(format!("is unreachable: {e}")));
             }
         };
         let status = response.status().as_u16();
         crate::telemetry::turbo_response(Some(status));
         let text = response.text().await.unwrap_or_default();
         if status != 200 {
-            return Err(format!("{url} answered HTTP {status}: {}", excerpt(&text)));
+            return Err(failed(format!(
+                "answered HTTP {status}: {}",
+                excerpt(&text)
+            )));
         }
         serde_json::from_str(&text)
-            .map_err(|e| format!("{url} answered a body that is not JSON: {e}"))
+            .map_err(|e| failed(format!("answered a body that is not JSON: {e}")))
     }
 
     /// Turbo's status for an id, retried like uploads.

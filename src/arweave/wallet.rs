@@ -47,6 +47,40 @@ pub enum WalletError {
     },
 }
 
+/// Why a document is not a wallet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WalletFormatError {
+    /// Neither object, array nor string.
+    #[error("expected an Arweave JWK object, a 64-integer array or a base58 string")]
+    UnknownShape,
+    /// An array with something other than bytes.
+    #[error("a Solana id.json array must hold integers 0–255")]
+    NotBytes,
+    /// A string that is not base58.
+    #[error("not base58: {0}")]
+    NotBase58(String),
+    /// A Solana secret of the wrong length.
+    #[error("a Solana secret key is 64 bytes (seed ‖ public key), got {0}")]
+    SolanaLength(usize),
+    /// A Solana secret whose public half is not the seed's.
+    #[error("the public half does not match the seed")]
+    PublicHalfMismatch,
+    /// A JWK field missing or not base64url.
+    #[error("JWK field \"{field}\" {problem}")]
+    JwkField {
+        /// The field.
+        field: String,
+        /// `is missing` or `is not base64url: …`.
+        problem: String,
+    },
+    /// A JWK that is not RSA.
+    #[error("JWK \"kty\" must be \"RSA\"")]
+    NotRsa,
+    /// RSA components that do not make a valid key.
+    #[error("{0}")]
+    BadRsaKey(String),
+}
+
 /// The wallet's kind, as reported by `wallet show` and tagged `ario.wallet_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -175,11 +209,11 @@ pub fn load_file(path: &Path) -> Result<(ItemSigner, WalletType), WalletError> {
     };
     let text = std::fs::read(path).map_err(|e| fail(format!("unreadable: {e}")))?;
     let doc: Value = serde_json::from_slice(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
-    parse_wallet(&doc).map_err(fail)
+    parse_wallet(&doc).map_err(|e| fail(e.to_string()))
 }
 
 /// Recognises a wallet document: Arweave JWK object, 64-integer array, or base58 string.
-pub fn parse_wallet(doc: &Value) -> Result<(ItemSigner, WalletType), String> {
+pub fn parse_wallet(doc: &Value) -> Result<(ItemSigner, WalletType), WalletFormatError> {
     match doc {
         Value::Object(_) => parse_jwk(doc).map(|s| (s, WalletType::Arweave)),
         Value::Array(items) => {
@@ -187,47 +221,49 @@ pub fn parse_wallet(doc: &Value) -> Result<(ItemSigner, WalletType), String> {
                 .iter()
                 .map(|v| v.as_u64().and_then(|n| u8::try_from(n).ok()))
                 .collect();
-            let bytes = bytes.ok_or("a Solana id.json array must hold integers 0–255")?;
+            let bytes = bytes.ok_or(WalletFormatError::NotBytes)?;
             solana_from_secret(&bytes).map(|s| (s, WalletType::Solana))
         }
         Value::String(b58) => {
             let bytes = bs58::decode(b58.trim())
                 .into_vec()
-                .map_err(|e| format!("not base58: {e}"))?;
+                .map_err(|e| WalletFormatError::NotBase58(e.to_string()))?;
             solana_from_secret(&bytes).map(|s| (s, WalletType::Solana))
         }
-        _ => Err("expected an Arweave JWK object, a 64-integer array or a base58 string".into()),
+        _ => Err(WalletFormatError::UnknownShape),
     }
 }
 
-fn solana_from_secret(bytes: &[u8]) -> Result<ItemSigner, String> {
+fn solana_from_secret(bytes: &[u8]) -> Result<ItemSigner, WalletFormatError> {
     if bytes.len() != 64 {
-        return Err(format!(
-            "a Solana secret key is 64 bytes (seed ‖ public key), got {}",
-            bytes.len()
-        ));
+        return Err(WalletFormatError::SolanaLength(bytes.len()));
     }
-    let seed: [u8; 32] = bytes[..32].try_into().map_err(|_| "seed length")?;
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&bytes[..32]);
     let key = ed25519_dalek::SigningKey::from_bytes(&seed);
     if key.verifying_key().as_bytes() != &bytes[32..] {
-        return Err("the public half does not match the seed".into());
+        return Err(WalletFormatError::PublicHalfMismatch);
     }
     Ok(ItemSigner::Ed25519(key))
 }
 
-fn parse_jwk(doc: &Value) -> Result<ItemSigner, String> {
-    let field = |name: &str| -> Result<BigUint, String> {
+fn parse_jwk(doc: &Value) -> Result<ItemSigner, WalletFormatError> {
+    let field = |name: &str| -> Result<BigUint, WalletFormatError> {
+        let bad = |problem: String| WalletFormatError::JwkField {
+            field: name.to_string(),
+            problem,
+        };
         let text = doc
             .get(name)
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("JWK field \"{name}\" is missing"))?;
+            .ok_or_else(|| bad("is missing".into()))?;
         let bytes = URL_SAFE_NO_PAD
             .decode(text.trim_end_matches('='))
-            .map_err(|e| format!("JWK field \"{name}\" is not base64url: {e}"))?;
+            .map_err(|e| bad(format!("is not base64url: {e}")))?;
         Ok(BigUint::from_bytes_be(&bytes))
     };
     if doc.get("kty").and_then(Value::as_str) != Some("RSA") {
-        return Err("JWK \"kty\" must be \"RSA\"".into());
+        return Err(WalletFormatError::NotRsa);
     }
     for name in ["dp", "dq", "qi"] {
         field(name)?;
@@ -238,10 +274,10 @@ fn parse_jwk(doc: &Value) -> Result<ItemSigner, String> {
         field("d")?,
         vec![field("p")?, field("q")?],
     )
-    .map_err(|e| format!("inconsistent RSA key: {e}"))?;
+    .map_err(|e| WalletFormatError::BadRsaKey(format!("inconsistent RSA key: {e}")))?;
     key.validate()
-        .map_err(|e| format!("invalid RSA key: {e}"))?;
-    ItemSigner::arweave(key).map_err(|e| e.to_string())
+        .map_err(|e| WalletFormatError::BadRsaKey(format!("invalid RSA key: {e}")))?;
+    ItemSigner::arweave(key).map_err(|e| WalletFormatError::BadRsaKey(e.to_string()))
 }
 
 /// An Arweave JWK (all nine fields, base64url without padding) for an RSA key.

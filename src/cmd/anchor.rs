@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use crate::anchor::{AnchorStatus, Anchored};
 use clap::{Args, Subcommand};
 
+use super::error::{finish, CmdError};
 use super::settings::AnchorSettings;
 
 /// `anchor …` arguments.
@@ -63,7 +64,7 @@ pub enum AnchorCommand {
 }
 
 /// Splits `<name>/<version>` at the last `/` (model names may contain `/`).
-pub(crate) fn split_model(text: &str) -> Result<(String, String), String> {
+pub(crate) fn split_model(text: &str) -> Result<(String, String), CmdError> {
     match text.rsplit_once('/') {
         Some((name, version))
             if !name.is_empty()
@@ -72,21 +73,19 @@ pub(crate) fn split_model(text: &str) -> Result<(String, String), String> {
         {
             Ok((name.to_string(), version.to_string()))
         }
-        _ => Err(format!(
+        _ => Err(CmdError::Usage(format!(
             "expected <name>/<version> with a numeric version, got {text:?}"
-        )),
+        ))),
     }
 }
 
 /// Runs the command.
 pub async fn run(args: AnchorArgs) -> ExitCode {
-    let anchorer = match super::settings::anchorer(&args.settings) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    finish(anchor(args).await)
+}
+
+async fn anchor(args: AnchorArgs) -> Result<ExitCode, CmdError> {
+    let anchorer = super::settings::anchorer(&args.settings)?;
     let started = std::time::Instant::now();
     let result = match &args.what {
         AnchorCommand::Run {
@@ -99,13 +98,7 @@ pub async fn run(args: AnchorArgs) -> ExitCode {
         AnchorCommand::Dataset { run_id } => anchorer.anchor_datasets(run_id).await,
         AnchorCommand::Trace { trace_id } => anchorer.anchor_trace(trace_id).await,
         AnchorCommand::Model { model } | AnchorCommand::Promotion { model, .. } => {
-            let (name, version) = match split_model(model) {
-                Ok(nv) => nv,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let (name, version) = split_model(model)?;
             match &args.what {
                 AnchorCommand::Promotion {
                     from_stage,
@@ -120,29 +113,22 @@ pub async fn run(args: AnchorArgs) -> ExitCode {
             }
         }
     };
-    match result {
-        Ok(events) => {
-            for a in &events {
-                print_event(a, args.json);
-            }
-            tracing::debug!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                mlflow_calls = anchorer.mlflow.calls_made(),
-                "anchor done"
-            );
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"mlflow_calls": anchorer.mlflow.calls_made(), "elapsed_ms": started.elapsed().as_millis() as u64})
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
+    let events = result.map_err(CmdError::failed)?;
+    for a in &events {
+        print_event(a, args.json);
     }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        mlflow_calls = anchorer.mlflow.calls_made(),
+        "anchor done"
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"mlflow_calls": anchorer.mlflow.calls_made(), "elapsed_ms": started.elapsed().as_millis() as u64})
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_event(a: &Anchored, json: bool) {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use super::error::CmdError;
 use crate::arweave::http::HttpSettings;
 use crate::mlflow::{MlflowClient, MlflowConfig};
 
@@ -58,7 +59,7 @@ pub struct MlflowArgs {
 }
 
 /// MLflow configuration from the shared flags (reads the certificate files they name).
-pub(crate) fn mlflow_config(args: &MlflowArgs) -> Result<MlflowConfig, String> {
+pub(crate) fn mlflow_config(args: &MlflowArgs) -> Result<MlflowConfig, CmdError> {
     let mut config = MlflowConfig::new(args.tracking_uri.clone());
     config.token = args.tracking_token.clone().filter(|t| !t.is_empty());
     config.username = args.tracking_username.clone().filter(|u| !u.is_empty());
@@ -78,8 +79,8 @@ pub(crate) fn mlflow_config(args: &MlflowArgs) -> Result<MlflowConfig, String> {
 }
 
 /// MLflow client from the shared flags.
-pub(crate) fn mlflow_client(args: &MlflowArgs) -> Result<MlflowClient, String> {
-    MlflowClient::new(mlflow_config(args)?).map_err(|e| e.to_string())
+pub(crate) fn mlflow_client(args: &MlflowArgs) -> Result<MlflowClient, CmdError> {
+    Ok(MlflowClient::new(mlflow_config(args)?)?)
 }
 
 /// HTTP settings shared by uploads and reads.
@@ -96,7 +97,7 @@ pub struct ArweaveHttpArgs {
 }
 
 /// HTTP settings from the shared flags; reads the CA file if one is named.
-pub(crate) fn http_settings(args: &ArweaveHttpArgs) -> Result<HttpSettings, String> {
+pub(crate) fn http_settings(args: &ArweaveHttpArgs) -> Result<HttpSettings, CmdError> {
     let extra_ca_pem = match &args.ca_cert {
         Some(path) => Some(read(path)?),
         None => None,
@@ -108,8 +109,8 @@ pub(crate) fn http_settings(args: &ArweaveHttpArgs) -> Result<HttpSettings, Stri
     })
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+fn read(path: &Path) -> Result<Vec<u8>, CmdError> {
+    std::fs::read(path).map_err(|e| CmdError::read(path, e))
 }
 
 /// How to reach Kafka and which topics to use (`feed`, `run --source kafka`).
@@ -172,7 +173,7 @@ pub(crate) fn rekey_config(
     events_topic: &str,
     mode: crate::feed::cloudevents::Mode,
     source: String,
-) -> Result<crate::feed::kafka::rekey::RekeyConfig, String> {
+) -> Result<crate::feed::kafka::rekey::RekeyConfig, CmdError> {
     let cdc_topics: Vec<String> = settings
         .topic
         .split(',')
@@ -181,9 +182,9 @@ pub(crate) fn rekey_config(
         .map(str::to_string)
         .collect();
     if cdc_topics.is_empty() || settings.topic == crate::feed::kafka::DEFAULT_TOPIC {
-        return Err(format!(
+        return Err(CmdError::Usage(format!(
             "--kafka-format debezium reads Debezium's topics: give them with --kafka-topic (comma-separated, e.g. mlflow.public.runs,mlflow.public.model_versions,mlflow.public.registered_model_aliases,mlflow.public.trace_info); the change events go to {events_topic}"
-        ));
+        )));
     }
     let mut kafka = settings.clone();
     kafka.topic = events_topic.to_string();
@@ -198,12 +199,14 @@ pub(crate) fn rekey_config(
 /// Kafka settings from the shared flags; brokers are required.
 pub(crate) fn kafka_settings(
     args: &KafkaArgs,
-) -> Result<crate::feed::kafka::KafkaSettings, String> {
+) -> Result<crate::feed::kafka::KafkaSettings, CmdError> {
     let brokers = args
         .kafka_brokers
         .clone()
         .filter(|b| !b.trim().is_empty())
-        .ok_or("Kafka needs bootstrap servers: --kafka-brokers host:port (or ARIO_MLFLOW_KAFKA_BROKERS)")?;
+        .ok_or_else(|| {
+            CmdError::usage("Kafka needs bootstrap servers: --kafka-brokers host:port (or ARIO_MLFLOW_KAFKA_BROKERS)")
+        })?;
     let mut properties = Vec::new();
     if let Some(u) = &args.kafka_sasl_username {
         properties.push(("sasl.username".to_string(), u.clone()));
@@ -213,10 +216,10 @@ pub(crate) fn kafka_settings(
     }
     properties.extend(args.kafka_properties.iter().cloned());
     if args.kafka_partitions < 1 {
-        return Err(format!(
+        return Err(CmdError::Usage(format!(
             "--kafka-partitions {} must be at least 1",
             args.kafka_partitions
-        ));
+        )));
     }
     Ok(crate::feed::kafka::KafkaSettings {
         brokers,

@@ -9,6 +9,7 @@ use clap::Args;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::error::{finish, CmdError};
 use crate::devnet::{start, DevnetConfig};
 
 /// Arguments of `devnet`.
@@ -40,6 +41,10 @@ pub struct DevnetArgs {
 
 /// Runs the command.
 pub async fn run(args: DevnetArgs) -> ExitCode {
+    finish(serve(args).await)
+}
+
+async fn serve(args: DevnetArgs) -> Result<ExitCode, CmdError> {
     let config = DevnetConfig {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
@@ -49,13 +54,9 @@ pub async fn run(args: DevnetArgs) -> ExitCode {
         receipt_key: args.receipt_key.clone(),
         faults: args.faults.clone(),
     };
-    let handle = match start(config).await {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let handle = start(config)
+        .await
+        .map_err(|e| CmdError::Setup(Box::new(e)))?;
     let line = serde_json::json!({
         "event": "listening",
         "url": handle.url(),
@@ -71,11 +72,9 @@ pub async fn run(args: DevnetArgs) -> ExitCode {
         crate::service::shutdown::signal().await;
         std::process::exit(130);
     });
-    match handle.wait().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: devnet stopped: {e}");
-            ExitCode::from(1)
-        }
-    }
+    handle
+        .wait()
+        .await
+        .map_err(|e| CmdError::failed(format!("devnet stopped: {e}")))?;
+    Ok(ExitCode::SUCCESS)
 }

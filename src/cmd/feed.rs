@@ -8,11 +8,13 @@ use std::time::Duration;
 use clap::Args;
 
 use super::connect::{kafka_settings, KafkaArgs, MlflowArgs};
+use super::error::{finish, CmdError};
 use crate::feed::cloudevents::Mode;
 use crate::feed::kafka::producer::{feed_once, FeedProducer};
 use crate::feed::kafka::rekey::Rekeyer;
 use crate::feed::kafka::KafkaFormat;
 use crate::feed::poller::PollFilter;
+use crate::service::ServiceError;
 use crate::store::Store;
 
 /// Arguments of `feed`.
@@ -49,37 +51,25 @@ pub struct FeedArgs {
 
 /// Runs the feed until stopped (or one pass with `--once`).
 pub async fn run(args: FeedArgs) -> ExitCode {
-    let fail = |m: String| {
-        eprintln!("error: {m}");
-        ExitCode::from(2)
-    };
     if args.from_debezium || args.kafka.kafka_format == KafkaFormat::Debezium {
-        return run_from_debezium(&args).await;
+        return finish(run_from_debezium(&args).await);
     }
+    finish(run_producer(&args).await)
+}
+
+/// `feed --to-kafka`: the poller as a producer.
+async fn run_producer(args: &FeedArgs) -> Result<ExitCode, CmdError> {
     let mut kafka = args.kafka.clone();
     kafka.kafka_topic = args.to_kafka.clone();
-    let settings = match kafka_settings(&kafka) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let mlflow = match super::connect::mlflow_client(&args.mlflow) {
-        Ok(m) => m,
-        Err(e) => return fail(e),
-    };
-    let store = match Store::open(&args.state_dir) {
-        Ok(s) => s,
-        Err(e) => return fail(e.to_string()),
-    };
-    let producer = match FeedProducer::start(
+    let settings = kafka_settings(&kafka)?;
+    let mlflow = super::connect::mlflow_client(&args.mlflow)?;
+    let store = Store::open(&args.state_dir)?;
+    let producer = FeedProducer::start(
         &settings,
         args.kafka_mode,
         mlflow.tracking_uri().to_string(),
     )
-    .await
-    {
-        Ok(p) => p,
-        Err(e) => return fail(e.to_string()),
-    };
+    .await?;
     tracing::info!(topic = %settings.topic, brokers = %settings.brokers, properties = ?settings.redacted_properties(), "feed: producing the change feed");
     let stop = crate::service::shutdown::on_signal();
     let filter = PollFilter::default();
@@ -100,61 +90,45 @@ pub async fn run(args: FeedArgs) -> ExitCode {
                         "feed: {} produced, {} failed, {} gone",
                         s.produced, s.failed, s.gone
                     );
-                    return if s.failed == 0 {
+                    return Ok(if s.failed == 0 {
                         ExitCode::SUCCESS
                     } else {
                         ExitCode::from(1)
-                    };
+                    });
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "feed: pass failed; retrying");
                 if args.once {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(1);
+                    return Err(CmdError::failed(e));
                 }
             }
         }
         let pause = Duration::from_secs_f64(args.poll_interval.max(0.1));
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = stop.cancelled() => return ExitCode::SUCCESS,
+            _ = stop.cancelled() => return Ok(ExitCode::SUCCESS),
         }
     }
 }
 
 /// `feed --from-debezium`: the re-keying stage alone, until stopped.
-async fn run_from_debezium(args: &FeedArgs) -> ExitCode {
-    let fail = |m: String| {
-        eprintln!("error: {m}");
-        ExitCode::from(2)
-    };
-    let settings = match kafka_settings(&args.kafka) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let mlflow = match super::connect::mlflow_client(&args.mlflow) {
-        Ok(m) => m,
-        Err(e) => return fail(e),
-    };
-    let config = match super::connect::rekey_config(
+async fn run_from_debezium(args: &FeedArgs) -> Result<ExitCode, CmdError> {
+    let settings = kafka_settings(&args.kafka)?;
+    let mlflow = super::connect::mlflow_client(&args.mlflow)?;
+    let config = super::connect::rekey_config(
         &settings,
         &args.to_kafka,
         args.kafka_mode,
         mlflow.tracking_uri().to_string(),
-    ) {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let rekeyer = match Rekeyer::start(config, mlflow).await {
-        Ok(r) => r,
-        Err(e) => return fail(e.to_string()),
-    };
+    )?;
+    let rekeyer = Rekeyer::start(config, mlflow).await?;
     let stop = crate::service::shutdown::on_signal();
     while !stop.is_cancelled() {
         if !rekeyer.is_running() {
-            eprintln!("error: the CDC stage stopped unexpectedly");
-            return ExitCode::from(1);
+            return Err(CmdError::Service(ServiceError::Stopped(
+                "the CDC stage stopped unexpectedly".into(),
+            )));
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -162,5 +136,5 @@ async fn run_from_debezium(args: &FeedArgs) -> ExitCode {
         }
     }
     rekeyer.shutdown().await;
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

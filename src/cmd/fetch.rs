@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::connect::ArweaveHttpArgs;
+use super::error::{finish, CmdError};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -40,52 +41,38 @@ pub struct FetchArgs {
 
 /// Runs the command.
 pub async fn run(args: FetchArgs) -> ExitCode {
-    let fail = |code: u8, msg: String| {
-        eprintln!("error: {msg}");
-        ExitCode::from(code)
-    };
+    finish(fetch(args).await)
+}
+
+async fn fetch(args: FetchArgs) -> Result<ExitCode, CmdError> {
     let expected = match args.sha256.as_deref().map(hex::decode) {
         None => None,
         Some(Ok(bytes)) if bytes.len() == 32 => bytes.try_into().ok(),
-        Some(_) => return fail(2, "--sha256 must be 64 hex characters".into()),
+        Some(_) => return Err(CmdError::usage("--sha256 must be 64 hex characters")),
     };
-    let gateways = match gateway_list(
+    let gateways = gateway_list(
         &args.gateways,
         args.gateways_env.as_deref(),
         args.gateway_host.as_deref(),
-    ) {
-        Ok(g) => g,
-        Err(e) => return fail(2, e.to_string()),
-    };
-    let http = match super::connect::http_settings(&args.http) {
-        Ok(h) => h,
-        Err(e) => return fail(2, e),
-    };
-    let reader = match GatewayReader::new(gateways, &http) {
-        Ok(r) => r,
-        Err(e) => return fail(2, e.to_string()),
-    };
-    match reader.fetch_raw(&args.id, expected.as_ref()).await {
-        Ok(fetched) => {
-            for f in &fetched.failures {
-                eprintln!("note: {} failed: {}", f.gateway, f.cause);
-            }
-            eprintln!(
-                "served by {} ({} bytes)",
-                fetched.gateway,
-                fetched.bytes.len()
-            );
-            let written = match &args.output {
-                Some(path) => std::fs::write(path, &fetched.bytes).map_err(|e| e.to_string()),
-                None => std::io::stdout()
-                    .write_all(&fetched.bytes)
-                    .map_err(|e| e.to_string()),
-            };
-            match written {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(2, format!("cannot write the payload: {e}")),
-            }
-        }
-        Err(e) => fail(1, e.to_string()),
+    )?;
+    let http = super::connect::http_settings(&args.http)?;
+    let reader = GatewayReader::new(gateways, &http)?;
+    let fetched = reader
+        .fetch_raw(&args.id, expected.as_ref())
+        .await
+        .map_err(CmdError::failed)?;
+    for f in &fetched.failures {
+        eprintln!("note: {} failed: {}", f.gateway, f.cause);
     }
+    eprintln!(
+        "served by {} ({} bytes)",
+        fetched.gateway,
+        fetched.bytes.len()
+    );
+    let written = match &args.output {
+        Some(path) => std::fs::write(path, &fetched.bytes),
+        None => std::io::stdout().write_all(&fetched.bytes),
+    };
+    written.map_err(|e| CmdError::Usage(format!("cannot write the payload: {e}")))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::error::{finish, CmdError};
 use super::settings::{anchorer, AnchorSettings};
 use super::surface::{load_guard, surface_config, GuardArgs, ServerArgs};
 use crate::service::shutdown;
@@ -30,29 +31,29 @@ pub struct GuardCommandArgs {
 
 /// `guard`: only the guard and the listener (no anchoring), until a signal.
 pub async fn guard(args: GuardCommandArgs, config: Option<&std::path::Path>) -> ExitCode {
-    let fail = |m: String| {
-        eprintln!("error: {m}");
-        ExitCode::from(2)
-    };
-    let surface_config = match surface_config(&args.server) {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let anchorer = match anchorer(&args.anchor) {
-        Ok(a) => a,
-        Err(e) => return fail(e),
-    };
-    let parts = match load_guard(config, &args.guard, &args.anchor, &anchorer.mlflow, &anchorer.turbo, &args.state_dir).await {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            return fail(
-                "the guard needs a policy: --config FILE (or ARIO_MLFLOW_CONFIG) with a [guard] table and [[guard.asset]] entries".into(),
-            )
-        }
-        Err(e) => return fail(e),
-    };
+    finish(run_guard(args, config).await)
+}
+
+async fn run_guard(
+    args: GuardCommandArgs,
+    config: Option<&std::path::Path>,
+) -> Result<ExitCode, CmdError> {
+    let surface_config = surface_config(&args.server)?;
+    let anchorer = anchorer(&args.anchor)?;
+    let parts = load_guard(
+        config,
+        &args.guard,
+        &args.anchor,
+        &anchorer.mlflow,
+        &anchorer.turbo,
+        &args.state_dir,
+    )
+    .await?
+    .ok_or_else(|| {
+        CmdError::usage("the guard needs a policy: --config FILE (or ARIO_MLFLOW_CONFIG) with a [guard] table and [[guard.asset]] entries")
+    })?;
     let stop = shutdown::on_signal();
-    let surface = match Surface::start(
+    let surface = Surface::start(
         &surface_config,
         &anchorer.mlflow,
         SurfaceParts {
@@ -62,11 +63,7 @@ pub async fn guard(args: GuardCommandArgs, config: Option<&std::path::Path>) -> 
         },
         &stop,
     )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => return fail(e.to_string()),
-    };
+    .await?;
     while !stop.is_cancelled() {
         surface.health.tick();
         tokio::select! {
@@ -75,5 +72,5 @@ pub async fn guard(args: GuardCommandArgs, config: Option<&std::path::Path>) -> 
         }
     }
     surface.stop().await;
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

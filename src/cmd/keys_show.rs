@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use std::process::ExitCode;
 
+use super::error::{finish, CmdError};
 use crate::keys::EnvelopeKey;
 
 /// `keys …` subcommands.
@@ -38,23 +39,20 @@ pub struct KeyArgs {
 
 /// Runs the command.
 pub fn run(args: &KeyArgs) -> ExitCode {
-    match EnvelopeKey::load_or_create(args.signing_key.as_deref(), args.key_dir.as_deref()) {
-        Ok(key) => {
-            if args.json {
-                let doc = serde_json::json!({
-                    "public_key": key.public_key_hex(),
-                    "source": key.source().to_string(),
-                });
-                println!("{doc}");
-            } else {
-                println!("public_key: {}", key.public_key_hex());
-                println!("source:     {}", key.source());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
+    finish(show(args))
+}
+
+fn show(args: &KeyArgs) -> Result<ExitCode, CmdError> {
+    let key = EnvelopeKey::load_or_create(args.signing_key.as_deref(), args.key_dir.as_deref())?;
+    if args.json {
+        let doc = serde_json::json!({
+            "public_key": key.public_key_hex(),
+            "source": key.source().to_string(),
+        });
+        println!("{doc}");
+    } else {
+        println!("public_key: {}", key.public_key_hex());
+        println!("source:     {}", key.source());
     }
+    Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@
 pub mod anchor;
 pub mod connect;
 pub mod devnet;
+pub mod error;
 pub mod feed;
 pub mod fetch;
 pub mod guard;

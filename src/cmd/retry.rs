@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::error::{finish, CmdError};
 use crate::anchor::pipeline::retry as retry_jobs;
 use crate::store::Store;
 
@@ -24,32 +25,22 @@ pub struct RetryArgs {
 
 /// `retry`.
 pub fn retry(args: &RetryArgs) -> ExitCode {
-    let store = match Store::open(&args.state_dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    finish(requeue(args))
+}
+
+fn requeue(args: &RetryArgs) -> Result<ExitCode, CmdError> {
+    let store = Store::open(&args.state_dir)?;
     let key = if args.all_parked {
         None
     } else {
         args.job_key.as_deref()
     };
-    match retry_jobs(&store, key)
-        .and_then(|n| futures::executor::block_on(store.flush()).map(|()| n))
-    {
-        Ok(0) => {
-            eprintln!("no parked job matched");
-            ExitCode::from(1)
-        }
-        Ok(n) => {
-            println!("re-queued {n} job(s); the running service (or the next run/backfill) picks them up");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
+    let n = retry_jobs(&store, key)?;
+    futures::executor::block_on(store.flush())?;
+    if n == 0 {
+        eprintln!("no parked job matched");
+        return Ok(ExitCode::from(1));
     }
+    println!("re-queued {n} job(s); the running service (or the next run/backfill) picks them up");
+    Ok(ExitCode::SUCCESS)
 }

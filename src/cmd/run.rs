@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::connect::{kafka_settings, KafkaArgs};
+use super::error::{finish, CmdError};
 use super::settings::{anchorer, concurrency, parse_duration, parse_since, AnchorSettings};
 use super::surface::{load_guard, surface_config, GuardArgs, ServerArgs};
 use crate::anchor::pipeline::PipelineConfig;
 use crate::feed::poller::{poll_filtered, PollFilter};
 use crate::service::kafka::KafkaConfig;
 use crate::service::poll::{PollConfig, Progress, Quiet};
-use crate::service::{shutdown, ServiceError};
+use crate::service::shutdown;
 use crate::store::{Job, JobState, Store};
 
 /// Arguments of `run` and `backfill`.
@@ -132,42 +133,16 @@ pub enum PredictionMode {
     Batched,
 }
 
-/// Why `run` or `backfill` did not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// A flag, a file or a service is not usable at start (exit 2).
-    #[error("{0}")]
-    Setup(String),
-    /// The service stopped with an error.
-    #[error(transparent)]
-    Service(#[from] ServiceError),
-}
-
-impl RunError {
-    fn exit_code(&self) -> ExitCode {
-        match self {
-            RunError::Setup(_) => ExitCode::from(2),
-            RunError::Service(e) => ExitCode::from(e.exit_code()),
-        }
-    }
-}
-
-impl From<String> for RunError {
-    fn from(message: String) -> Self {
-        RunError::Setup(message)
-    }
-}
-
 /// The pipeline's settings of `args`, checked (`backfill` seals batches when idle).
-fn pipeline_config(args: &ServiceArgs, until_caught_up: bool) -> Result<PipelineConfig, String> {
+fn pipeline_config(args: &ServiceArgs, until_caught_up: bool) -> Result<PipelineConfig, CmdError> {
     let checkpoints = match args.predictions {
         PredictionMode::PerTrace => None,
         PredictionMode::Batched => {
             if !(args.checkpoint_interval.is_finite() && args.checkpoint_interval > 0.0) {
-                return Err(format!(
+                return Err(CmdError::Usage(format!(
                     "--checkpoint-interval must be a positive number of seconds, not {}",
                     args.checkpoint_interval
-                ));
+                )));
             }
             Some(crate::anchor::checkpoint::CheckpointConfig {
                 size: args.checkpoint_size,
@@ -177,9 +152,9 @@ fn pipeline_config(args: &ServiceArgs, until_caught_up: bool) -> Result<Pipeline
         }
     };
     if checkpoints.is_some() && args.sources.contains(&Source::Kafka) {
-        return Err(
-            "--predictions batched keeps its open batches in the local store: use it with --source poll (not kafka)".into(),
-        );
+        return Err(CmdError::usage(
+            "--predictions batched keeps its open batches in the local store: use it with --source poll (not kafka)",
+        ));
     }
     Ok(PipelineConfig {
         limits: crate::anchor::resolve::Limits {
@@ -200,12 +175,12 @@ fn pipeline_config(args: &ServiceArgs, until_caught_up: bool) -> Result<Pipeline
 }
 
 /// The poll interval of `args`, checked.
-fn poll_interval(args: &ServiceArgs) -> Result<Duration, String> {
+fn poll_interval(args: &ServiceArgs) -> Result<Duration, CmdError> {
     if !args.poll_interval.is_finite() {
-        return Err(format!(
+        return Err(CmdError::Usage(format!(
             "--poll-interval must be a number of seconds, not {}",
             args.poll_interval
-        ));
+        )));
     }
     Ok(Duration::from_secs_f64(args.poll_interval.max(0.1)))
 }
@@ -217,59 +192,55 @@ pub async fn run(
     until_caught_up: bool,
     config: Option<&std::path::Path>,
 ) -> ExitCode {
-    match start(args, until_caught_up, config).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            e.exit_code()
-        }
-    }
+    finish(start(args, until_caught_up, config).await)
 }
 
 async fn start(
     args: ServiceArgs,
     until_caught_up: bool,
     config: Option<&std::path::Path>,
-) -> Result<ExitCode, RunError> {
+) -> Result<ExitCode, CmdError> {
     let filter = PollFilter {
         experiments: args.experiments.clone(),
         models: args.models.clone(),
         since_ms: args.since,
     };
     if args.dry_run {
-        return Ok(dry_run(&args, &filter).await);
+        return dry_run(&args, &filter).await;
     }
     let surface = surface_config(&args.server)?;
     let pipeline = pipeline_config(&args, until_caught_up)?;
     let poll_interval = poll_interval(&args)?;
     let kafka = args.sources.contains(&Source::Kafka);
     if kafka && until_caught_up {
-        return Err("backfill polls MLflow; --source kafka is for `run`"
-            .to_string()
-            .into());
+        return Err(CmdError::usage(
+            "backfill polls MLflow; --source kafka is for `run`",
+        ));
     }
     let mut anchorer = anchorer(&args.anchor)?;
     if let Some(rate) = args.rate {
         let mut config = super::connect::mlflow_config(&args.anchor.mlflow)?;
         config.max_calls_per_sec = Some(rate);
-        anchorer.mlflow = crate::mlflow::MlflowClient::new(config).map_err(|e| e.to_string())?;
+        anchorer.mlflow = crate::mlflow::MlflowClient::new(config)?;
     }
     if let Err(e) = anchorer
         .mlflow
         .search_model_versions("name='__ario_probe__'")
         .await
     {
-        return Err(format!(
-            "MLflow is not usable at {}: {e}",
-            anchorer.mlflow.tracking_uri()
-        )
-        .into());
+        return Err(CmdError::Setup(
+            format!(
+                "MLflow is not usable at {}: {e}",
+                anchorer.mlflow.tracking_uri()
+            )
+            .into(),
+        ));
     }
     if kafka {
         let settings = kafka_settings(&args.kafka)?;
         let rekey = if args.kafka.kafka_format == crate::feed::kafka::KafkaFormat::Debezium {
             if args.sources.contains(&Source::Poll) {
-                return Err("--kafka-format debezium carries every change MLflow's database makes: use --source kafka alone (not poll,kafka)".to_string().into());
+                return Err(CmdError::usage("--kafka-format debezium carries every change MLflow's database makes: use --source kafka alone (not poll,kafka)"));
             }
             Some(super::connect::rekey_config(
                 &settings,
@@ -281,7 +252,7 @@ async fn start(
             None
         };
         let feed_store = if args.sources.contains(&Source::Poll) {
-            Some(Store::open(&args.state_dir).map_err(|e| e.to_string())?)
+            Some(Store::open(&args.state_dir)?)
         } else {
             None
         };
@@ -309,7 +280,7 @@ async fn start(
         crate::service::kafka::run(config, anchorer, feed_store, guard, stop).await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let store = Store::open(&args.state_dir).map_err(|e| e.to_string())?;
+    let store = Store::open(&args.state_dir)?;
     let guard = if until_caught_up {
         None
     } else {
@@ -454,33 +425,16 @@ impl Progress for Lines {
 }
 
 /// `--dry-run`: detect into a throwaway store and report what would be anchored.
-async fn dry_run(args: &ServiceArgs, filter: &PollFilter) -> ExitCode {
-    let mlflow = match super::connect::mlflow_client(&args.anchor.mlflow) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let store = match Store::temporary() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match poll_filtered(&mlflow, &store, filter).await {
-        Ok(stats) => {
-            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for job in store.jobs().unwrap_or_default() {
-                *counts.entry(job.event.event_type()).or_default() += 1;
-            }
-            println!("dry run: would anchor {} events {counts:?} (plus the dataset inputs of each run); nothing was written", stats.new_jobs);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
+async fn dry_run(args: &ServiceArgs, filter: &PollFilter) -> Result<ExitCode, CmdError> {
+    let mlflow = super::connect::mlflow_client(&args.anchor.mlflow)?;
+    let store = Store::temporary()?;
+    let stats = poll_filtered(&mlflow, &store, filter)
+        .await
+        .map_err(CmdError::failed)?;
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for job in store.jobs().unwrap_or_default() {
+        *counts.entry(job.event.event_type()).or_default() += 1;
     }
+    println!("dry run: would anchor {} events {counts:?} (plus the dataset inputs of each run); nothing was written", stats.new_jobs);
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,40 +8,43 @@ use std::time::Duration;
 use clap::Args;
 
 use super::connect::{ArweaveHttpArgs, MlflowArgs};
+use super::error::CmdError;
 use crate::anchor::Anchorer;
 use crate::arweave::turbo::{RetryPolicy, TurboConfig};
 use crate::arweave::{TurboClient, Wallet};
 use crate::keys::EnvelopeKey;
 
 /// Parses a duration: `7d`, `12h`, `30m`, `45s`, or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, CmdError> {
     let t = text.trim();
     let (number, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
         Some(i) => (&t[..i], &t[i..]),
         None => (t, "s"),
     };
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 7d, 12h, 30m, 45s, or seconds)"))?;
+    let n: f64 = number.parse().map_err(|_| {
+        CmdError::Usage(format!(
+            "{text:?} is not a duration (e.g. 7d, 12h, 30m, 45s, or seconds)"
+        ))
+    })?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
         "d" => n * 86_400.0,
         other => {
-            return Err(format!(
+            return Err(CmdError::Usage(format!(
                 "{text:?}: unknown unit {other:?} (use d, h, m or s)"
-            ))
+            )))
         }
     };
     if !(secs.is_finite() && secs >= 0.0) {
-        return Err(format!("{text:?} is not a duration"));
+        return Err(CmdError::Usage(format!("{text:?} is not a duration")));
     }
     Ok(Duration::from_secs_f64(secs))
 }
 
 /// `--since`: `YYYY-MM-DD` (UTC midnight), RFC 3339, or epoch milliseconds.
-pub fn parse_since(text: &str) -> Result<i64, String> {
+pub fn parse_since(text: &str) -> Result<i64, CmdError> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
@@ -53,15 +56,19 @@ pub fn parse_since(text: &str) -> Result<i64, String> {
     time::Date::parse(text, &date_format)
         .map(|d| (d.midnight().assume_utc().unix_timestamp_nanos() / 1_000_000) as i64)
         .map_err(|_| {
-            format!("{text:?} is not a date (YYYY-MM-DD), an RFC 3339 time or epoch milliseconds")
+            CmdError::Usage(format!(
+                "{text:?} is not a date (YYYY-MM-DD), an RFC 3339 time or epoch milliseconds"
+            ))
         })
 }
 
 /// A concurrency bound: 1 to 256.
-pub(crate) fn concurrency(text: &str) -> Result<usize, String> {
+pub(crate) fn concurrency(text: &str) -> Result<usize, CmdError> {
     match text.parse::<usize>() {
         Ok(n) if (1..=256).contains(&n) => Ok(n),
-        _ => Err(format!("{text:?} is not a number from 1 to 256")),
+        _ => Err(CmdError::Usage(format!(
+            "{text:?} is not a number from 1 to 256"
+        ))),
     }
 }
 
@@ -115,18 +122,16 @@ pub struct AnchorSettings {
 }
 
 /// Builds the anchoring parts from flags; every startup error says what to fix.
-pub fn anchorer(s: &AnchorSettings) -> Result<Anchorer, String> {
+pub fn anchorer(s: &AnchorSettings) -> Result<Anchorer, CmdError> {
     let mlflow = super::connect::mlflow_client(&s.mlflow)?;
-    let key = EnvelopeKey::load_or_create(s.signing_key.as_deref(), s.key_dir.as_deref())
-        .map_err(|e| e.to_string())?;
-    let wallet = Wallet::load_or_create(s.wallet.as_deref(), None).map_err(|e| e.to_string())?;
+    let key = EnvelopeKey::load_or_create(s.signing_key.as_deref(), s.key_dir.as_deref())?;
+    let wallet = Wallet::load_or_create(s.wallet.as_deref(), None)?;
     let http = super::connect::http_settings(&s.http)?;
     let turbo = TurboClient::new(TurboConfig {
         upload_url: s.upload_url.clone(),
         http,
         retry: RetryPolicy::default(),
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     Ok(Anchorer {
         mlflow,
         turbo,
@@ -153,7 +158,10 @@ mod tests {
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1_800));
         assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert!(parse_duration("7w").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("7w")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown unit"));
         assert!(parse_duration("soon").is_err());
     }
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::error::finish;
 use crate::store::{JobState, Store};
 
 /// Arguments of `status`.
@@ -24,10 +25,7 @@ pub struct StatusArgs {
 pub fn status(args: &StatusArgs) -> ExitCode {
     let store = match Store::open(&args.state_dir) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return finish(Err(e.into())),
     };
     let jobs = store.jobs().unwrap_or_default();
     let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();

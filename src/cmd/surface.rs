@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::connect::ArweaveHttpArgs;
+use super::error::CmdError;
 use super::settings::AnchorSettings;
 use crate::arweave::{TurboClient, Wallet};
 use crate::keys::EnvelopeKey;
@@ -48,22 +49,22 @@ pub struct ServerArgs {
 
 /// The listener and probe settings of `args`, checked: an address that does not parse is
 /// refused with what to write instead.
-pub(crate) fn surface_config(args: &ServerArgs) -> Result<SurfaceConfig, String> {
+pub(crate) fn surface_config(args: &ServerArgs) -> Result<SurfaceConfig, CmdError> {
     let listen = if args.listen.eq_ignore_ascii_case("off") {
         None
     } else {
         Some(args.listen.parse().map_err(|_| {
-            format!(
+            CmdError::Usage(format!(
                 "--listen {:?} is not an address like 127.0.0.1:9847 (or `off`)",
                 args.listen
-            )
+            ))
         })?)
     };
     if !args.health_interval.is_finite() {
-        return Err(format!(
+        return Err(CmdError::Usage(format!(
             "--health-interval must be a number of seconds, not {}",
             args.health_interval
-        ));
+        )));
     }
     Ok(SurfaceConfig {
         listen,
@@ -109,20 +110,18 @@ pub(crate) async fn guard_from_config(
     gateway_host: &str,
     state_dir: &std::path::Path,
     signing: Option<(EnvelopeKey, Wallet, TurboClient)>,
-) -> Result<Option<GuardParts>, String> {
+) -> Result<Option<GuardParts>, CmdError> {
     let Some(path) = config else { return Ok(None) };
-    let Some(policy) = crate::guard::policy::GuardPolicy::load(path).map_err(|e| e.to_string())?
-    else {
+    let Some(policy) = crate::guard::policy::GuardPolicy::load(path)? else {
         return Ok(None);
     };
     let gateways = crate::arweave::gateway::gateway_list(
         &args.gateways,
         args.gateways_env.as_deref(),
         Some(gateway_host),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let http = super::connect::http_settings(http)?;
-    let reader = crate::arweave::GatewayReader::new(gateways, &http).map_err(|e| e.to_string())?;
+    let reader = crate::arweave::GatewayReader::new(gateways, &http)?;
     let trusted = super::verify::trusted_keys(&args.trusted_keys)?;
     let attestation = match &args.ario_verify_url {
         Some(url) => crate::verify::ArioVerifyClient::connect(url, &http).await?,
@@ -138,21 +137,34 @@ pub(crate) async fn guard_from_config(
             std::time::Duration::from_secs(1),
         )),
     };
-    let secret = crate::guard::management_secret(state_dir)?;
-    tracing::info!(assets = policy.assets.len(), policy_hash = %policy.policy_hash(), secret_file = %state_dir.join("management-secret").display(), "guard: policy loaded");
-    let mut guard = crate::guard::Guard::new(policy.clone());
-    if let Some((key, wallet, turbo)) = signing {
-        let events = crate::guard::events::GuardEvents::open(
-            state_dir,
-            key,
-            wallet.signer,
-            turbo,
-            &policy.tenant_id,
-            &policy.agent_id,
-            guard.policy_hash(),
-        )?;
-        guard = guard.with_events(events);
-    }
+    let guard = crate::guard::Guard::new(policy.clone());
+    // The secret and the kept events are files: read (or created) on the blocking pool.
+    let dir = state_dir.to_path_buf();
+    let policy_hash = guard.policy_hash().to_string();
+    let (secret, events) = tokio::task::spawn_blocking(move || {
+        let secret = crate::guard::management_secret(&dir)?;
+        let events = signing
+            .map(|(key, wallet, turbo)| {
+                crate::guard::events::GuardEvents::open(
+                    &dir,
+                    key,
+                    wallet.signer,
+                    turbo,
+                    &policy.tenant_id,
+                    &policy.agent_id,
+                    &policy_hash,
+                )
+            })
+            .transpose()?;
+        Ok::<_, crate::guard::GuardError>((secret, events))
+    })
+    .await
+    .map_err(|e| CmdError::Setup(Box::new(crate::guard::GuardError::Task(e.to_string()))))??;
+    tracing::info!(assets = guard.policy().assets.len(), policy_hash = %guard.policy_hash(), secret_file = %state_dir.join("management-secret").display(), "guard: policy loaded");
+    let guard = match events {
+        Some(events) => guard.with_events(events),
+        None => guard,
+    };
     Ok(Some((Arc::new(guard), Arc::new(verifier), secret)))
 }
 
@@ -164,7 +176,7 @@ pub(crate) async fn load_guard(
     mlflow: &crate::mlflow::MlflowClient,
     turbo: &TurboClient,
     state_dir: &std::path::Path,
-) -> Result<Option<GuardParts>, String> {
+) -> Result<Option<GuardParts>, CmdError> {
     let signing = guard_signing(anchor, turbo)?;
     guard_from_config(
         config,
@@ -183,10 +195,9 @@ pub(crate) async fn load_guard(
 fn guard_signing(
     s: &AnchorSettings,
     turbo: &TurboClient,
-) -> Result<(EnvelopeKey, Wallet, TurboClient), String> {
-    let key = EnvelopeKey::load_or_create(s.signing_key.as_deref(), s.key_dir.as_deref())
-        .map_err(|e| e.to_string())?;
-    let wallet = Wallet::load_or_create(s.wallet.as_deref(), None).map_err(|e| e.to_string())?;
+) -> Result<(EnvelopeKey, Wallet, TurboClient), CmdError> {
+    let key = EnvelopeKey::load_or_create(s.signing_key.as_deref(), s.key_dir.as_deref())?;
+    let wallet = Wallet::load_or_create(s.wallet.as_deref(), None)?;
     Ok((key, wallet, turbo.clone()))
 }
 
@@ -215,9 +226,12 @@ mod tests {
         let off = surface_config(&server("OFF", 10.0, 0)).unwrap();
         assert!(off.listen.is_none() && off.coverage_interval.is_none());
         let e = surface_config(&server("localhost", 10.0, 0)).unwrap_err();
-        assert!(e.contains("not an address like 127.0.0.1:9847"), "{e}");
+        assert!(
+            e.to_string().contains("not an address like 127.0.0.1:9847"),
+            "{e}"
+        );
         let e = surface_config(&server("off", f64::NAN, 0)).unwrap_err();
-        assert!(e.contains("--health-interval"), "{e}");
+        assert!(e.to_string().contains("--health-interval"), "{e}");
         let tiny = surface_config(&server("off", 0.0, 0)).unwrap();
         assert_eq!(tiny.health_interval, Duration::from_millis(100));
     }

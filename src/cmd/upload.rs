@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::connect::ArweaveHttpArgs;
+use super::error::{finish, CmdError};
 use super::wallet_show::WalletArgs;
 use std::process::ExitCode;
 
@@ -42,26 +43,20 @@ pub struct UploadArgs {
     pub http: ArweaveHttpArgs,
 }
 
-fn parse_tag(s: &str) -> Result<(String, String), String> {
+fn parse_tag(s: &str) -> Result<(String, String), CmdError> {
     s.split_once('=')
         .map(|(n, v)| (n.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))
+        .ok_or_else(|| CmdError::Usage(format!("expected NAME=VALUE, got {s:?}")))
 }
 
 /// Runs the command.
 pub async fn run(args: UploadArgs) -> ExitCode {
-    let fail = |code: u8, msg: String| {
-        eprintln!("error: {msg}");
-        ExitCode::from(code)
-    };
-    let data = match std::fs::read(&args.file) {
-        Ok(d) => d,
-        Err(e) => return fail(2, format!("cannot read {}: {e}", args.file.display())),
-    };
-    let wallet = match Wallet::load_or_create(args.wallet.wallet.as_deref(), None) {
-        Ok(w) => w,
-        Err(e) => return fail(2, e.to_string()),
-    };
+    finish(upload(args).await)
+}
+
+async fn upload(args: UploadArgs) -> Result<ExitCode, CmdError> {
+    let data = std::fs::read(&args.file).map_err(|e| CmdError::read(&args.file, e))?;
+    let wallet = Wallet::load_or_create(args.wallet.wallet.as_deref(), None)?;
     let content_type = args.content_type.clone().unwrap_or_else(|| {
         if args.file.extension().is_some_and(|x| x == "json") {
             "application/json"
@@ -76,38 +71,28 @@ pub async fn run(args: UploadArgs) -> ExitCode {
             .iter()
             .map(|(n, v)| Tag::new(n.clone(), v.clone())),
     );
-    let item = match DataItem::sign(&wallet.signer, tags, data, None, None) {
-        Ok(i) => i,
-        Err(e) => return fail(2, e.to_string()),
-    };
-    let http = match super::connect::http_settings(&args.http) {
-        Ok(h) => h,
-        Err(e) => return fail(2, e),
-    };
+    let item = DataItem::sign(&wallet.signer, tags, data, None, None)?;
+    let http = super::connect::http_settings(&args.http)?;
     let retry = RetryPolicy {
         max_attempts: args.attempts.max(1),
         ..RetryPolicy::default()
     };
-    let client = match TurboClient::new(TurboConfig {
+    let client = TurboClient::new(TurboConfig {
         upload_url: args.upload_url.clone(),
         http,
         retry,
-    }) {
-        Ok(c) => c,
-        Err(e) => return fail(2, e.to_string()),
-    };
+    })?;
     let id = item.id();
-    match client.upload(&item.to_bytes()).await {
-        Ok(outcome) => {
-            let doc = match &outcome {
-                UploadOutcome::Accepted(r) => serde_json::json!({"id": id, "receipt": r}),
-                UploadOutcome::AlreadyInFlight(s) => {
-                    serde_json::json!({"id": id, "already_in_flight": s})
-                }
-            };
-            println!("{doc}");
-            ExitCode::SUCCESS
+    let outcome = client
+        .upload(&item.to_bytes())
+        .await
+        .map_err(CmdError::failed)?;
+    let doc = match &outcome {
+        UploadOutcome::Accepted(r) => serde_json::json!({"id": id, "receipt": r}),
+        UploadOutcome::AlreadyInFlight(s) => {
+            serde_json::json!({"id": id, "already_in_flight": s})
         }
-        Err(e) => fail(1, e.to_string()),
-    }
+    };
+    println!("{doc}");
+    Ok(ExitCode::SUCCESS)
 }

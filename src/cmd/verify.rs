@@ -10,13 +10,14 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::connect::{ArweaveHttpArgs, MlflowArgs};
+use super::error::{finish, CmdError};
 use super::verify_envelope::VerifyEnvelopeArgs;
 
 use crate::arweave::gateway::gateway_list;
 use crate::arweave::GatewayReader;
 use crate::profile::{prediction, registration, training};
 use crate::verify::report::{audit_html, audit_text, chain_text, colour_wanted, verdict_text};
-use crate::verify::{ArioVerifyClient, Entity, Verifier};
+use crate::verify::{ArioVerifyClient, Entity, Verifier, VerifyError};
 
 /// `verify …` subcommands.
 #[derive(Debug, Subcommand)]
@@ -190,32 +191,26 @@ pub struct AuditArgs {
     pub verifier: VerifierArgs,
 }
 
-fn parse_predictions(text: &str) -> Result<crate::verify::audit::PredictionSample, String> {
+fn parse_predictions(text: &str) -> Result<crate::verify::audit::PredictionSample, CmdError> {
     use crate::verify::audit::PredictionSample;
     if text == "all" {
         return Ok(PredictionSample::All);
     }
     text.parse()
         .map(PredictionSample::Count)
-        .map_err(|_| format!("{text:?} is neither a number nor `all`"))
-}
-
-fn fail(code: u8, message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(code)
+        .map_err(|_| CmdError::Usage(format!("{text:?} is neither a number nor `all`")))
 }
 
 /// Builds the verifier from flags; every error says what to fix.
-async fn verifier(a: &VerifierArgs) -> Result<Verifier, String> {
+async fn verifier(a: &VerifierArgs) -> Result<Verifier, CmdError> {
     let mlflow = super::connect::mlflow_client(&a.mlflow)?;
     let gateways = gateway_list(
         &a.gateways,
         a.gateways_env.as_deref(),
         Some(&a.gateway_host),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let http = super::connect::http_settings(&a.http)?;
-    let reader = GatewayReader::new(gateways, &http).map_err(|e| e.to_string())?;
+    let reader = GatewayReader::new(gateways, &http)?;
     let trusted = trusted_keys(&a.trusted_keys)?;
     let attestation = match &a.ario_verify_url {
         Some(url) => ArioVerifyClient::connect(url, &http).await?,
@@ -232,7 +227,7 @@ async fn verifier(a: &VerifierArgs) -> Result<Verifier, String> {
 }
 
 /// `--trusted-key` values: lowercase 64-hex Ed25519 public keys (blanks skipped).
-pub(crate) fn trusted_keys(keys: &[String]) -> Result<Vec<String>, String> {
+pub(crate) fn trusted_keys(keys: &[String]) -> Result<Vec<String>, CmdError> {
     let mut trusted = Vec::new();
     for k in keys {
         let k = k.trim().to_ascii_lowercase();
@@ -240,9 +235,9 @@ pub(crate) fn trusted_keys(keys: &[String]) -> Result<Vec<String>, String> {
             continue;
         }
         if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!(
+            return Err(CmdError::Usage(format!(
                 "--trusted-key {k:?} is not 64 hex characters (an Ed25519 public key)"
-            ));
+            )));
         }
         trusted.push(k);
     }
@@ -254,18 +249,18 @@ fn model_target(
     model: Option<&str>,
     name: Option<&str>,
     version: Option<&str>,
-) -> Result<(String, String), String> {
+) -> Result<(String, String), CmdError> {
     match (model, name, version) {
         (None, Some(n), Some(v)) => Ok((n.to_string(), v.to_string())),
         (Some(m), None, None) => match m.rsplit_once('/') {
             Some((n, v)) if !n.is_empty() && !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
                 Ok((n.to_string(), v.to_string()))
             }
-            _ => Err(format!(
+            _ => Err(CmdError::Usage(format!(
                 "{m:?} is not NAME/VERSION (a numeric version after the last '/'); or use --name and --version"
-            )),
+            ))),
         },
-        _ => Err("give NAME/VERSION or --name and --version (not both)".into()),
+        _ => Err(CmdError::usage("give NAME/VERSION or --name and --version (not both)")),
     }
 }
 
@@ -273,7 +268,7 @@ fn model_target(
 async fn model_and_verifier(
     target: &ModelTargetArgs,
     args: &VerifierArgs,
-) -> Result<(Verifier, String, String), String> {
+) -> Result<(Verifier, String, String), CmdError> {
     let (name, version) = model_target(
         target.model.as_deref(),
         target.name.as_deref(),
@@ -358,51 +353,57 @@ async fn report_verdict(
 
 /// `verify run <run_id>`.
 pub async fn run(args: VerifyRunArgs) -> ExitCode {
-    let v = match verifier(&args.verifier).await {
-        Ok(v) => v,
-        Err(e) => return fail(2, &e),
-    };
-    let run = match v.mlflow.get_run(&args.run_id).await {
-        Ok(r) => r,
-        Err(e) => return fail(2, &format!("run {}: {e}", args.run_id)),
-    };
+    finish(verify_run(args).await)
+}
+
+async fn verify_run(args: VerifyRunArgs) -> Result<ExitCode, CmdError> {
+    let v = verifier(&args.verifier).await?;
+    let run = v
+        .mlflow
+        .get_run(&args.run_id)
+        .await
+        .map_err(|e| VerifyError::mlflow(format!("run {}", args.run_id), e))?;
     let tx = run.tag(training::TX_TAG).map(str::to_owned);
     let title = format!("Training proof of run {}", args.run_id);
-    verify_entity(v, Entity::Run(args.run_id.clone()), tx, title, &args.output).await
+    Ok(verify_entity(v, Entity::Run(args.run_id.clone()), tx, title, &args.output).await)
 }
 
 /// `verify model <name>/<version>`.
 pub async fn model(args: VerifyModelArgs) -> ExitCode {
-    let (v, name, version) = match model_and_verifier(&args.target, &args.verifier).await {
-        Ok(t) => t,
-        Err(e) => return fail(2, &e),
-    };
-    let mv = match v.mlflow.get_model_version(&name, &version).await {
-        Ok(m) => m,
-        Err(e) => return fail(2, &format!("model version {name}/{version}: {e}")),
-    };
+    finish(verify_model(args).await)
+}
+
+async fn verify_model(args: VerifyModelArgs) -> Result<ExitCode, CmdError> {
+    let (v, name, version) = model_and_verifier(&args.target, &args.verifier).await?;
+    let mv = v
+        .mlflow
+        .get_model_version(&name, &version)
+        .await
+        .map_err(|e| VerifyError::mlflow(format!("model version {name}/{version}"), e))?;
     let tx = mv.tag(registration::TX_TAG).map(str::to_owned);
     let title = format!("Registration proof of {name}/{version}");
-    verify_entity(
+    Ok(verify_entity(
         v,
         Entity::ModelVersion(name, version),
         tx,
         title,
         &args.output,
     )
-    .await
+    .await)
 }
 
 /// `verify trace <trace_id>`.
 pub async fn trace(args: VerifyTraceArgs) -> ExitCode {
-    let v = match verifier(&args.verifier).await {
-        Ok(v) => v,
-        Err(e) => return fail(2, &e),
-    };
-    let info = match v.mlflow.get_trace_info(&args.trace_id).await {
-        Ok(i) => i,
-        Err(e) => return fail(2, &format!("trace {}: {e}", args.trace_id)),
-    };
+    finish(verify_trace(args).await)
+}
+
+async fn verify_trace(args: VerifyTraceArgs) -> Result<ExitCode, CmdError> {
+    let v = verifier(&args.verifier).await?;
+    let info = v
+        .mlflow
+        .get_trace_info(&args.trace_id)
+        .await
+        .map_err(|e| VerifyError::mlflow(format!("trace {}", args.trace_id), e))?;
     let tx = info
         .tags
         .get(prediction::TX_TAG)
@@ -419,60 +420,58 @@ pub async fn trace(args: VerifyTraceArgs) -> ExitCode {
             .verify_checkpointed_trace(&args.trace_id, checkpoint)
             .await;
         let title = format!("{title} (Merkle checkpoint)");
-        return report_verdict(
+        return Ok(report_verdict(
             &v,
             &Entity::Trace(args.trace_id.clone()),
             verdict,
             title,
             &args.output,
         )
-        .await;
+        .await);
     }
-    verify_entity(
+    Ok(verify_entity(
         v,
         Entity::Trace(args.trace_id.clone()),
         tx,
         title,
         &args.output,
     )
-    .await
+    .await)
 }
 
 /// `verify tx <tx_id>`.
 pub async fn tx(args: VerifyTxArgs) -> ExitCode {
-    let v = match verifier(&args.verifier).await {
-        Ok(v) => v,
-        Err(e) => return fail(2, &e),
-    };
+    finish(verify_tx(args).await)
+}
+
+async fn verify_tx(args: VerifyTxArgs) -> Result<ExitCode, CmdError> {
+    let v = verifier(&args.verifier).await?;
     let title = format!("Proof {}", args.tx_id);
-    verify_entity(
+    Ok(verify_entity(
         v,
         Entity::Any,
         Some(args.tx_id.clone()),
         title,
         &args.output,
     )
-    .await
+    .await)
 }
 
 /// `audit <name>/<version>`.
 pub async fn audit(args: AuditArgs) -> ExitCode {
-    let (v, name, version) = match model_and_verifier(&args.target, &args.verifier).await {
-        Ok(t) => t,
-        Err(e) => return fail(2, &e),
-    };
-    let audit = match v
+    finish(audit_version(args).await)
+}
+
+async fn audit_version(args: AuditArgs) -> Result<ExitCode, CmdError> {
+    let (v, name, version) = model_and_verifier(&args.target, &args.verifier).await?;
+    let audit = v
         .audit(
             &name,
             &version,
             args.predictions,
             &args.verifier.gateway_host,
         )
-        .await
-    {
-        Ok(a) => a,
-        Err(e) => return fail(2, &e),
-    };
+        .await?;
     let colour = args.output.is_none() && colour_wanted(std::io::stdout().is_terminal());
     let text = match args.format {
         AuditFormat::Text => audit_text(&audit, colour),
@@ -485,9 +484,7 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
     };
     match &args.output {
         Some(path) => {
-            if let Err(e) = std::fs::write(path, &text) {
-                return fail(2, &format!("cannot write {}: {e}", path.display()));
-            }
+            std::fs::write(path, &text).map_err(|e| CmdError::write(path, e))?;
             eprintln!(
                 "{} report written to {} ({})",
                 match args.format {
@@ -501,7 +498,7 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
         }
         None => print!("{text}"),
     }
-    ExitCode::from(if audit.overall_ok { 0 } else { 1 })
+    Ok(ExitCode::from(if audit.overall_ok { 0 } else { 1 }))
 }
 
 #[cfg(test)]
@@ -547,27 +544,27 @@ pub struct CoverageArgs {
 /// `coverage`: exit 0 when everything MLflow holds is anchored and verifies, 1 otherwise, 2 on
 /// bad input or setup.
 pub async fn coverage(args: CoverageArgs) -> ExitCode {
-    let v = match verifier(&args.verifier).await {
-        Ok(v) => v,
-        Err(e) => return fail(2, &e),
-    };
-    let c = match v.coverage(!args.tags_only, args.concurrency).await {
-        Ok(c) => c,
-        Err(e) => return fail(2, &format!("coverage of {}: {e}", v.mlflow.tracking_uri())),
-    };
+    finish(reconcile(args).await)
+}
+
+async fn reconcile(args: CoverageArgs) -> Result<ExitCode, CmdError> {
+    let v = verifier(&args.verifier).await?;
+    let c = v
+        .coverage(!args.tags_only, args.concurrency)
+        .await
+        .map_err(|e| VerifyError::mlflow(format!("coverage of {}", v.mlflow.tracking_uri()), e))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&c).unwrap_or_default());
     } else {
         print!("{}", crate::verify::coverage::coverage_text(&c));
     }
     if let Some(path) = &args.html {
-        if let Err(e) = std::fs::write(path, crate::verify::coverage::coverage_html(&c)) {
-            return fail(2, &format!("cannot write {}: {e}", path.display()));
-        }
+        std::fs::write(path, crate::verify::coverage::coverage_html(&c))
+            .map_err(|e| CmdError::write(path, e))?;
     }
-    if c.complete() {
+    Ok(if c.complete() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    }
+    })
 }

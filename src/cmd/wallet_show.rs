@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 
 use std::process::ExitCode;
 
+use super::error::finish;
 use crate::arweave::Wallet;
 
 /// `wallet …` subcommands.
@@ -59,9 +60,6 @@ pub fn run(args: &WalletArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => finish(Err(e.into())),
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::connect::MlflowArgs;
+use super::error::{finish, CmdError};
 use crate::feed::webhook::register_command;
 
 /// `webhook …`.
@@ -51,40 +52,30 @@ pub const EVENTS: [(&str, &str); 3] = [
 
 /// Runs `webhook register`.
 pub async fn register(args: RegisterArgs) -> ExitCode {
+    finish(create(args).await)
+}
+
+async fn create(args: RegisterArgs) -> Result<ExitCode, CmdError> {
     let tracking = args.mlflow.tracking_uri.as_str();
     if args.print {
         println!(
             "{}",
             register_command(tracking, args.receiver_url.as_str(), &args.name)
         );
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
     let Some(secret) = args.webhook_secret.iter().find(|s| !s.is_empty()) else {
-        eprintln!("error: set ARIO_MLFLOW_WEBHOOK_SECRET (the worker checks deliveries against it) or pass --print");
-        return ExitCode::from(2);
+        return Err(CmdError::usage("set ARIO_MLFLOW_WEBHOOK_SECRET (the worker checks deliveries against it) or pass --print"));
     };
-    let mlflow = match super::connect::mlflow_client(&args.mlflow) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match mlflow
+    let mlflow = super::connect::mlflow_client(&args.mlflow)?;
+    let id = mlflow
         .create_webhook(&args.name, args.receiver_url.as_str(), &EVENTS, secret)
         .await
-    {
-        Ok(id) => {
-            println!(
-                "registered webhook {id} on {tracking} → {}",
-                args.receiver_url
-            );
-            println!("note: MLflow caches its webhook list (MLFLOW_WEBHOOK_CACHE_TTL, 60 s by default); the poller covers that gap");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e} (MLflow 3.x with MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY set; an http:// or private receiver also needs MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https and MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true on the server)");
-            ExitCode::from(1)
-        }
-    }
+        .map_err(|e| CmdError::failed(format!("{e} (MLflow 3.x with MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY set; an http:// or private receiver also needs MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https and MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true on the server)")))?;
+    println!(
+        "registered webhook {id} on {tracking} → {}",
+        args.receiver_url
+    );
+    println!("note: MLflow caches its webhook list (MLFLOW_WEBHOOK_CACHE_TTL, 60 s by default); the poller covers that gap");
+    Ok(ExitCode::SUCCESS)
 }

@@ -71,30 +71,59 @@ pub struct FaultRule {
     pub probability: Option<f64>,
 }
 
+/// Why a `--fault` spec does not parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FaultSpecError {
+    /// No `:`.
+    #[error("expected ROUTE:SPEC, e.g. upload:503x3")]
+    NoRoute,
+    /// A route devnet does not have.
+    #[error("unknown route {0:?} (upload, status, raw, info, any)")]
+    UnknownRoute(String),
+    /// A number that does not parse.
+    #[error("bad {what} {value:?}")]
+    BadNumber {
+        /// `probability`, `count`, `delay`, `read count` or `Retry-After`.
+        what: &'static str,
+        /// As written.
+        value: String,
+    },
+    /// A probability outside 0..=1.
+    #[error("probability {0} is not within 0..=1")]
+    Probability(f64),
+    /// A status that is not 4xx or 5xx.
+    #[error("status {0} is not an error status")]
+    NotAnErrorStatus(u16),
+    /// Nothing devnet can inject.
+    #[error("unknown fault {0:?}")]
+    UnknownFault(String),
+}
+
+fn bad(what: &'static str, value: &str) -> FaultSpecError {
+    FaultSpecError::BadNumber {
+        what,
+        value: value.to_string(),
+    }
+}
+
 impl FaultRule {
     /// Parses the `--fault` flag grammar (module docs).
-    pub fn parse(text: &str) -> Result<FaultRule, String> {
+    pub fn parse(text: &str) -> Result<FaultRule, FaultSpecError> {
         let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        let (route, rest) = text
-            .split_once(':')
-            .ok_or("expected ROUTE:SPEC, e.g. upload:503x3")?;
+        let (route, rest) = text.split_once(':').ok_or(FaultSpecError::NoRoute)?;
         let route = match route {
             "upload" => FaultRoute::Upload,
             "status" => FaultRoute::Status,
             "raw" => FaultRoute::Raw,
             "info" => FaultRoute::Info,
             "any" => FaultRoute::Any,
-            other => {
-                return Err(format!(
-                    "unknown route {other:?} (upload, status, raw, info, any)"
-                ))
-            }
+            other => return Err(FaultSpecError::UnknownRoute(other.to_string())),
         };
         let (rest, probability) = match rest.rsplit_once('@') {
             Some((r, p)) => {
-                let p: f64 = p.parse().map_err(|_| format!("bad probability {p:?}"))?;
+                let p: f64 = p.parse().map_err(|_| bad("probability", p))?;
                 if !(0.0..=1.0).contains(&p) {
-                    return Err(format!("probability {p} is not within 0..=1"));
+                    return Err(FaultSpecError::Probability(p));
                 }
                 (r, Some(p))
             }
@@ -104,7 +133,7 @@ impl FaultRule {
             Some((s, n))
                 if !s.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() =>
             {
-                (s, Some(n.parse().map_err(|_| format!("bad count {n:?}"))?))
+                (s, Some(n.parse().map_err(|_| bad("count", n))?))
             }
             _ => (rest, None),
         };
@@ -114,25 +143,22 @@ impl FaultRule {
             FaultKind::Alter
         } else if let Some(ms) = spec.strip_prefix("delay=") {
             FaultKind::Delay {
-                ms: ms.parse().map_err(|_| format!("bad delay {ms:?}"))?,
+                ms: ms.parse().map_err(|_| bad("delay", ms))?,
             }
         } else if let Some(n) = spec.strip_prefix("notfound-first=") {
             FaultKind::NotFoundFirst {
-                n: n.parse().map_err(|_| format!("bad read count {n:?}"))?,
+                n: n.parse().map_err(|_| bad("read count", n))?,
             }
         } else {
             let (code, retry_after) = match spec.split_once('/') {
-                Some((c, r)) => (
-                    c,
-                    Some(r.parse().map_err(|_| format!("bad Retry-After {r:?}"))?),
-                ),
+                Some((c, r)) => (c, Some(r.parse().map_err(|_| bad("Retry-After", r))?)),
                 None => (spec, None),
             };
             let code: u16 = code
                 .parse()
-                .map_err(|_| format!("unknown fault {spec:?}"))?;
+                .map_err(|_| FaultSpecError::UnknownFault(spec.to_string()))?;
             if !(400..=599).contains(&code) {
-                return Err(format!("status {code} is not an error status"));
+                return Err(FaultSpecError::NotAnErrorStatus(code));
             }
             FaultKind::Status { code, retry_after }
         };

@@ -17,6 +17,8 @@ mod routes;
 pub mod store;
 pub mod tls;
 
+pub use routes::UnknownStatus;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -73,6 +75,12 @@ pub enum DevnetError {
     /// Data directory, receipt key or TLS material problem.
     #[error("devnet setup: {0}")]
     Setup(String),
+    /// An unknown status lifecycle value.
+    #[error(transparent)]
+    Status(#[from] UnknownStatus),
+    /// The item store refused.
+    #[error("devnet store: {0}")]
+    Store(#[from] store::StoreError),
     /// Binding the listen address failed.
     #[error("devnet cannot listen on {addr}: {source}")]
     Bind {
@@ -147,13 +155,10 @@ impl DevnetHandle {
     }
 
     /// Moves an item to `new`, `pending`, `permanent` or `failed`.
-    pub fn set_status(&self, id: &str, info: &str) -> Result<(), String> {
+    pub fn set_status(&self, id: &str, info: &str) -> Result<(), DevnetError> {
         routes::check_info(info)?;
-        self.state
-            .store
-            .set_info(id, info)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.state.store.set_info(id, info)?;
+        Ok(())
     }
 
     /// Adds a fault rule.
@@ -202,14 +207,13 @@ pub async fn start(config: DevnetConfig) -> Result<DevnetHandle, DevnetError> {
         .map_err(|e| setup(format!("create {}: {e}", config.data_dir.display())))?;
     let data_dir = config.data_dir.clone();
     let receipt_path = config.receipt_key.clone();
-    let (store, receipt_key) = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        let store = ItemStore::open(&data_dir).map_err(|e| e.to_string())?;
+    let (store, receipt_key) = tokio::task::spawn_blocking(move || -> Result<_, DevnetError> {
+        let store = ItemStore::open(&data_dir)?;
         let key = load_or_create_receipt_key(receipt_path.as_deref(), &data_dir)?;
         Ok((store, key))
     })
     .await
-    .map_err(|e| setup(e.to_string()))?
-    .map_err(setup)?;
+    .map_err(|e| setup(e.to_string()))??;
 
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| DevnetError::Bind {
@@ -242,14 +246,13 @@ pub async fn start(config: DevnetConfig) -> Result<DevnetHandle, DevnetError> {
     let app = routes::router(state.clone());
     let server = axum_server::Handle::new();
     let (task, ca_pem) = if config.tls {
-        let material = tls::load_or_create(&config.data_dir.join("tls")).map_err(setup)?;
+        let material = tls::load_or_create(&config.data_dir.join("tls"))?;
         if let Some(out) = &config.cert_out {
             std::fs::write(out, &material.ca_pem)
                 .map_err(|e| setup(format!("write CA to {}: {e}", out.display())))?;
         }
-        let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(
-            tls::server_config(&material).map_err(setup)?,
-        );
+        let rustls_config =
+            axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(&material)?);
         let srv = axum_server::from_tcp_rustls(listener, rustls_config).handle(server.clone());
         (
             tokio::spawn(async move { srv.serve(app.into_make_service()).await }),
@@ -276,25 +279,26 @@ pub async fn start(config: DevnetConfig) -> Result<DevnetHandle, DevnetError> {
 fn load_or_create_receipt_key(
     explicit: Option<&Path>,
     data_dir: &Path,
-) -> Result<rsa::RsaPrivateKey, String> {
+) -> Result<rsa::RsaPrivateKey, DevnetError> {
+    let setup = DevnetError::Setup;
     use crate::arweave::signer::ItemSigner;
     use crate::arweave::wallet::{jwk_for, load_file};
     let path = explicit
         .map(Path::to_path_buf)
         .unwrap_or_else(|| data_dir.join("receipt-jwk.json"));
     if explicit.is_some() || path.exists() {
-        return match load_file(&path).map_err(|e| e.to_string())? {
+        return match load_file(&path).map_err(|e| setup(e.to_string()))? {
             (ItemSigner::Arweave(key), _) => Ok(key),
-            _ => Err(format!(
+            _ => Err(setup(format!(
                 "receipt key {} must be an Arweave RSA-4096 JWK",
                 path.display()
-            )),
+            ))),
         };
     }
     tracing::info!(path = %path.display(), "devnet: generating an RSA-4096 receipt key (once)");
-    let key =
-        rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 4096).map_err(|e| e.to_string())?;
-    let body = serde_json::to_vec(&jwk_for(&key)).map_err(|e| e.to_string())?;
-    std::fs::write(&path, body).map_err(|e| format!("write {}: {e}", path.display()))?;
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 4096)
+        .map_err(|e| setup(e.to_string()))?;
+    let body = serde_json::to_vec(&jwk_for(&key)).map_err(|e| setup(e.to_string()))?;
+    std::fs::write(&path, body).map_err(|e| setup(format!("write {}: {e}", path.display())))?;
     Ok(key)
 }

@@ -431,13 +431,16 @@ struct StatusChange {
     info: String,
 }
 
+/// A status lifecycle value devnet does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status info {0:?} (new, pending, permanent, failed)")]
+pub struct UnknownStatus(pub String);
+
 /// The status lifecycle values devnet accepts.
-pub(crate) fn check_info(info: &str) -> Result<(), String> {
+pub(crate) fn check_info(info: &str) -> Result<(), UnknownStatus> {
     match info {
         "new" | "pending" | "permanent" | "failed" => Ok(()),
-        other => Err(format!(
-            "unknown status info {other:?} (new, pending, permanent, failed)"
-        )),
+        other => Err(UnknownStatus(other.to_string())),
     }
 }
 
@@ -447,7 +450,7 @@ async fn admin_set_status(
     Json(change): Json<StatusChange>,
 ) -> Response {
     if let Err(e) = check_info(&change.info) {
-        return text(StatusCode::BAD_REQUEST, e);
+        return text(StatusCode::BAD_REQUEST, e.to_string());
     }
     match state.store.set_info(&id, &change.info) {
         Ok(meta) => Json(meta).into_response(),
@@ -472,7 +475,7 @@ async fn admin_add_fault(AxumState(state): Shared, Json(fault): Json<NewFault>) 
         NewFault::Rule(rule) => rule,
         NewFault::Spec { spec } => match FaultRule::parse(&spec) {
             Ok(rule) => rule,
-            Err(e) => return text(StatusCode::BAD_REQUEST, e),
+            Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
         },
     };
     state.faults().add(rule.clone());

@@ -14,6 +14,12 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::DevnetError;
+
+fn setup(message: String) -> DevnetError {
+    DevnetError::Setup(message)
+}
+
 /// PEM texts of the CA certificate, the server certificate and its key.
 #[derive(Clone)]
 pub struct TlsMaterial {
@@ -32,7 +38,7 @@ impl std::fmt::Debug for TlsMaterial {
 }
 
 /// Loads `dir/{ca,cert,key}.pem` or creates and saves a fresh set.
-pub fn load_or_create(dir: &Path) -> Result<TlsMaterial, String> {
+pub fn load_or_create(dir: &Path) -> Result<TlsMaterial, DevnetError> {
     let read = |name: &str| std::fs::read_to_string(dir.join(name));
     if let (Ok(ca_pem), Ok(cert_pem), Ok(key_pem)) =
         (read("ca.pem"), read("cert.pem"), read("key.pem"))
@@ -44,20 +50,20 @@ pub fn load_or_create(dir: &Path) -> Result<TlsMaterial, String> {
         });
     }
     let material = generate()?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| setup(format!("create {}: {e}", dir.display())))?;
     for (name, body) in [
         ("ca.pem", &material.ca_pem),
         ("cert.pem", &material.cert_pem),
         ("key.pem", &material.key_pem),
     ] {
         std::fs::write(dir.join(name), body)
-            .map_err(|e| format!("write {}: {e}", dir.join(name).display()))?;
+            .map_err(|e| setup(format!("write {}: {e}", dir.join(name).display())))?;
     }
     Ok(material)
 }
 
-fn generate() -> Result<TlsMaterial, String> {
-    let err = |e: rcgen::Error| e.to_string();
+fn generate() -> Result<TlsMaterial, DevnetError> {
+    let err = |e: rcgen::Error| DevnetError::Setup(e.to_string());
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     ca.distinguished_name
         .push(DnType::CommonName, "ario-mlflow-worker devnet CA");
@@ -95,21 +101,21 @@ fn generate() -> Result<TlsMaterial, String> {
 }
 
 /// A rustls server configuration (ring provider, HTTP/1.1) for the material.
-pub fn server_config(material: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, String> {
+pub fn server_config(material: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, DevnetError> {
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(material.cert_pem.as_bytes())
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("server certificate: {e}"))?;
+            .map_err(|e| setup(format!("server certificate: {e}")))?;
     let key = PrivateKeyDer::from_pem_slice(material.key_pem.as_bytes())
-        .map_err(|e| format!("server key: {e}"))?;
+        .map_err(|e| setup(format!("server key: {e}")))?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .map_err(|e| setup(e.to_string()))?
     .with_no_client_auth()
     .with_single_cert(certs, key)
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| setup(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -51,6 +51,11 @@ pub enum WebhookError {
     /// The body is not an MLflow webhook payload (HTTP 400).
     #[error("malformed body: {0}")]
     Malformed(String),
+    /// No secret configured (at start: deliveries could not be authenticated).
+    #[error(
+        "webhooks need a secret: set ARIO_MLFLOW_WEBHOOK_SECRET (comma-separated for rotation)"
+    )]
+    NoSecret,
     /// The store did not take the event (HTTP 503, MLflow retries).
     #[error("the store did not take the event: {0}")]
     Store(#[from] StoreError),
@@ -65,6 +70,7 @@ impl WebhookError {
             WebhookError::Replayed(_) => "replayed",
             WebhookError::Malformed(_) => "malformed",
             WebhookError::Store(_) => "unavailable",
+            WebhookError::NoSecret => "no_secret",
         }
     }
 }
@@ -235,10 +241,10 @@ impl WebhookReceiver {
         store: Store,
         detect_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
         wake: std::sync::Arc<tokio::sync::Notify>,
-    ) -> Result<WebhookReceiver, String> {
+    ) -> Result<WebhookReceiver, WebhookError> {
         let secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
         if secrets.is_empty() {
-            return Err("webhooks need a secret: set ARIO_MLFLOW_WEBHOOK_SECRET (comma-separated for rotation)".into());
+            return Err(WebhookError::NoSecret);
         }
         Ok(WebhookReceiver {
             secrets,

@@ -12,6 +12,10 @@
 //! observed), so a crash after signing and before the state is written finds the file on the
 //! next check and signs nothing twice; an event signed but not uploaded is uploaded again (the
 //! same bytes, the same id) on every check until it is.
+//!
+//! The files are read once, when the guard starts ([`GuardEvents::open`], off the runtime);
+//! from then on the state and the events live in memory and every write (a sync and a rename)
+//! runs on the blocking pool, never on a runtime thread.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::policy::AssetPolicy;
-use super::{Observation, Outcome};
+use super::{GuardError, Observation, Outcome};
 use crate::arweave::{DataItem, ItemSigner, TurboClient};
 use crate::keys::EnvelopeKey;
 use crate::profile::envelope::python_isoformat;
@@ -82,7 +86,10 @@ pub struct GuardEvents {
     tenant_id: String,
     agent_id: String,
     policy_hash: String,
+    /// The kept state; held while it is written, so writes of `state.json` never interleave.
     kept: tokio::sync::Mutex<Kept>,
+    /// Every event signed, by key (as `events/<key>.json` holds them).
+    log: std::sync::Mutex<BTreeMap<String, KeptEvent>>,
 }
 
 impl std::fmt::Debug for GuardEvents {
@@ -93,7 +100,7 @@ impl std::fmt::Debug for GuardEvents {
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), GuardError> {
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -105,11 +112,19 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
         }
         Ok(())
     };
-    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+    write().map_err(|e| GuardError::io("write", path, e))
+}
+
+/// [`write_atomically`] on the blocking pool.
+async fn write_off_runtime(path: PathBuf, bytes: Vec<u8>) -> Result<(), GuardError> {
+    tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+        .await
+        .map_err(|e| GuardError::Task(e.to_string()))?
 }
 
 impl GuardEvents {
-    /// Opens (or creates) `<state_dir>/guard/`.
+    /// Opens (or creates) `<state_dir>/guard/` and reads what it keeps (blocking file I/O:
+    /// call it off the runtime, e.g. in `spawn_blocking`).
     #[allow(clippy::too_many_arguments)]
     pub fn open(
         state_dir: &Path,
@@ -119,25 +134,40 @@ impl GuardEvents {
         tenant_id: &str,
         agent_id: &str,
         policy_hash: &str,
-    ) -> Result<GuardEvents, String> {
+    ) -> Result<GuardEvents, GuardError> {
         let dir = state_dir.join("guard");
         std::fs::create_dir_all(dir.join("events"))
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let kept = match std::fs::read(dir.join("state.json")) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                format!(
-                    "{} is not the guard's state: {e}",
-                    dir.join("state.json").display()
-                )
+            .map_err(|e| GuardError::io("create", &dir, e))?;
+        let state = dir.join("state.json");
+        let kept = match std::fs::read(&state) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| GuardError::State {
+                path: state,
+                source,
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Kept::default(),
-            Err(e) => {
-                return Err(format!(
-                    "cannot read {}: {e}",
-                    dir.join("state.json").display()
-                ))
-            }
+            Err(e) => return Err(GuardError::io("read", state, e)),
         };
+        let events_dir = dir.join("events");
+        let entries =
+            std::fs::read_dir(&events_dir).map_err(|e| GuardError::io("read", &events_dir, e))?;
+        let mut log = BTreeMap::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<KeptEvent>(&b).ok())
+            {
+                Some(event) => {
+                    log.insert(event.key.clone(), event);
+                }
+                None => {
+                    tracing::warn!(file = %path.display(), "guard: a kept event cannot be read; ignored")
+                }
+            }
+        }
         Ok(GuardEvents {
             dir,
             key,
@@ -147,6 +177,7 @@ impl GuardEvents {
             agent_id: agent_id.into(),
             policy_hash: policy_hash.into(),
             kept: tokio::sync::Mutex::new(kept),
+            log: std::sync::Mutex::new(log),
         })
     }
 
@@ -157,16 +188,11 @@ impl GuardEvents {
 
     /// The events signed so far (uploaded or not).
     pub fn events(&self) -> Vec<KeptEvent> {
-        let mut out: Vec<KeptEvent> = std::fs::read_dir(self.dir.join("events"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .filter_map(|b| serde_json::from_slice(&b).ok())
-            .collect();
-        out.sort_by(|a: &KeptEvent, b| a.key.cmp(&b.key));
-        out
+        self.lock_log().values().cloned().collect()
+    }
+
+    fn lock_log(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, KeptEvent>> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn event_path(&self, key: &str) -> PathBuf {
@@ -181,7 +207,7 @@ impl GuardEvents {
         asset: &AssetPolicy,
         index: usize,
         o: &Observation,
-    ) -> Result<(), String> {
+    ) -> Result<(), GuardError> {
         let mut kept = self.kept.lock().await;
         let before = kept.assets.get(&asset.id).cloned().unwrap_or_default();
         let transition = before.outcome == Some(Outcome::Verified)
@@ -202,19 +228,18 @@ impl GuardEvents {
                 )
                 .as_bytes(),
             );
-            let path = self.event_path(&key);
-            let event = match std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<KeptEvent>(&b).ok())
-            {
+            let existing = self.lock_log().get(&key).cloned();
+            let event = match existing {
                 Some(existing) => existing,
                 None => {
                     let event =
                         self.sign(asset, index, kind, &key, &before, o, kept.head.as_deref())?;
-                    write_atomically(
-                        &path,
-                        &serde_json::to_vec_pretty(&event).unwrap_or_default(),
-                    )?;
+                    write_off_runtime(
+                        self.event_path(&key),
+                        serde_json::to_vec_pretty(&event).unwrap_or_default(),
+                    )
+                    .await?;
+                    self.lock_log().insert(key.clone(), event.clone());
                     tracing::warn!(asset = %asset.id, event_type = kind, tx = %event.tx_id, files = ?o.changed_files, reason = %o.reason, "guard: {kind} event signed");
                     crate::telemetry::guard_event(if kind == "tamper_detected" {
                         "tamper_detected"
@@ -246,11 +271,11 @@ impl GuardEvents {
             }
             Outcome::Unavailable | Outcome::Unknown => {}
         }
-        let bytes = serde_json::to_vec_pretty(&*kept).unwrap_or_default();
-        drop(kept);
         if transition || o.outcome != Outcome::Unavailable {
-            write_atomically(&self.dir.join("state.json"), &bytes)?;
+            let bytes = serde_json::to_vec_pretty(&*kept).unwrap_or_default();
+            write_off_runtime(self.dir.join("state.json"), bytes).await?;
         }
+        drop(kept);
         self.upload_pending().await;
         Ok(())
     }
@@ -265,7 +290,7 @@ impl GuardEvents {
         before: &KeptAsset,
         o: &Observation,
         head: Option<&str>,
-    ) -> Result<KeptEvent, String> {
+    ) -> Result<KeptEvent, GuardError> {
         let now = python_isoformat(time::OffsetDateTime::now_utc());
         let version = before.version.clone().unwrap_or_default();
         let name = super::policy::AssetTarget::parse(&asset.model)
@@ -315,10 +340,10 @@ impl GuardEvents {
             "signed_at": now,
             "payload": payload,
         });
-        let envelope =
-            sign_envelope(&unsigned, self.key.signing_key()).map_err(|e| e.to_string())?;
+        let envelope = sign_envelope(&unsigned, self.key.signing_key())
+            .map_err(|e| GuardError::Sign(e.to_string()))?;
         let item: DataItem = crate::anchor::sign::envelope_item(&envelope, &self.signer)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| GuardError::Sign(e.to_string()))?;
         Ok(KeptEvent {
             key: key.to_string(),
             asset_id: asset.id.clone(),
@@ -332,7 +357,13 @@ impl GuardEvents {
 
     /// Uploads every kept event Turbo has not accepted yet (the same bytes each time).
     pub async fn upload_pending(&self) {
-        for mut event in self.events().into_iter().filter(|e| !e.uploaded) {
+        let pending: Vec<KeptEvent> = self
+            .lock_log()
+            .values()
+            .filter(|e| !e.uploaded)
+            .cloned()
+            .collect();
+        for mut event in pending {
             let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&event.item_b64)
             else {
                 tracing::warn!(key = %event.key, "guard: a kept event's item is not base64; skipped");
@@ -341,11 +372,13 @@ impl GuardEvents {
             match self.turbo.upload(&bytes).await {
                 Ok(_) => {
                     event.uploaded = true;
-                    let path = self.event_path(&event.key);
-                    match write_atomically(
-                        &path,
-                        &serde_json::to_vec_pretty(&event).unwrap_or_default(),
-                    ) {
+                    self.lock_log().insert(event.key.clone(), event.clone());
+                    match write_off_runtime(
+                        self.event_path(&event.key),
+                        serde_json::to_vec_pretty(&event).unwrap_or_default(),
+                    )
+                    .await
+                    {
                         Ok(()) => {
                             tracing::warn!(asset = %event.asset_id, event_type = %event.event_type, tx = %event.tx_id, "guard: event anchored")
                         }

@@ -19,8 +19,11 @@
 //! was none). Checks of different assets run at most [`MAX_CONCURRENT_CHECKS`] at a time; one
 //! asset is checked by one task, so its model is never re-hashed twice at once.
 
+mod error;
 pub mod events;
 pub mod policy;
+
+pub use error::GuardError;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -270,26 +273,19 @@ impl Guard {
 
 /// The management secret the verify-status endpoint requires: `<state-dir>/management-secret`,
 /// generated once (32 random bytes, hex; mode 0600) and read back afterwards. Never logged.
-pub fn management_secret(state_dir: &std::path::Path) -> Result<String, String> {
+pub fn management_secret(state_dir: &std::path::Path) -> Result<String, GuardError> {
     let path = state_dir.join("management-secret");
     match std::fs::read_to_string(&path) {
         Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
-        Ok(_) => {
-            return Err(format!(
-                "{} is empty: delete it to have a new secret generated",
-                path.display()
-            ))
-        }
+        Ok(_) => return Err(GuardError::EmptySecret { path }),
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(format!("cannot read {}: {e}", path.display()))
+            return Err(GuardError::io("read", path, e))
         }
         Err(_) => {}
     }
-    std::fs::create_dir_all(state_dir)
-        .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+    std::fs::create_dir_all(state_dir).map_err(|e| GuardError::io("create", state_dir, e))?;
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| format!("no randomness for the management secret: {e}"))?;
+    getrandom::fill(&mut bytes).map_err(|e| GuardError::Randomness(e.to_string()))?;
     let secret = hex::encode(bytes);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -297,10 +293,10 @@ pub fn management_secret(state_dir: &std::path::Path) -> Result<String, String> 
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options
         .open(&path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        .map_err(|e| GuardError::io("create", &path, e))?;
     std::io::Write::write_all(&mut file, secret.as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .map_err(|e| GuardError::io("write", &path, e))?;
     Ok(secret)
 }
 
@@ -371,7 +367,7 @@ async fn resolve(mlflow: &MlflowClient, target: &AssetTarget) -> Result<String, 
 pub async fn check(verifier: &Verifier, asset: &AssetPolicy) -> Observation {
     let target = match AssetTarget::parse(&asset.model) {
         Ok(t) => t,
-        Err(e) => return Observation::new(Outcome::Missing, None, None, e),
+        Err(e) => return Observation::new(Outcome::Missing, None, None, e.to_string()),
     };
     let name = target.name().to_string();
     let version = match resolve(&verifier.mlflow, &target).await {

@@ -92,8 +92,10 @@ pub enum AssetTarget {
 impl AssetTarget {
     /// Parses `NAME/VERSION` (split at the last `/`, a numeric version), `NAME@alias` or
     /// `NAME:stage`.
-    pub fn parse(text: &str) -> Result<AssetTarget, String> {
-        let bad = || format!("model = {text:?} is not NAME/VERSION, NAME@alias or NAME:stage");
+    pub fn parse(text: &str) -> Result<AssetTarget, TargetError> {
+        let bad = || TargetError {
+            text: text.to_string(),
+        };
         if let Some((name, alias)) = text.rsplit_once('@') {
             if name.is_empty() || alias.is_empty() {
                 return Err(bad());
@@ -137,6 +139,37 @@ impl AssetTarget {
     }
 }
 
+/// A guarded asset's `model` that names no target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("model = {text:?} is not NAME/VERSION, NAME@alias or NAME:stage")]
+pub struct TargetError {
+    /// What was written.
+    pub text: String,
+}
+
+/// What is wrong with a `[guard]` table's assets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPolicy {
+    /// An asset without an id.
+    #[error("asset #{0}: `id` is empty")]
+    EmptyId(usize),
+    /// Two assets with one id.
+    #[error("asset id {0:?} appears twice")]
+    DuplicateId(String),
+    /// An asset whose target does not parse.
+    #[error("asset {id:?}: {source}")]
+    Target {
+        /// The asset.
+        id: String,
+        /// Why.
+        #[source]
+        source: TargetError,
+    },
+    /// An asset checked every 0 s.
+    #[error("asset {0:?}: `interval` must be at least 1 second")]
+    ZeroInterval(String),
+}
+
 /// Why a policy was refused.
 #[derive(Debug, thiserror::Error)]
 #[error("config file {path}: [guard]: {cause}")]
@@ -164,26 +197,26 @@ impl GuardPolicy {
         let policy: GuardPolicy = guard
             .try_into()
             .map_err(|e: toml::de::Error| err(e.message().to_string()))?;
-        policy.validate().map_err(err)?;
+        policy.validate().map_err(|e| err(e.to_string()))?;
         Ok(Some(policy))
     }
 
     /// Ids unique and not empty, every target parseable, intervals at least 1 s.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidPolicy> {
         let mut seen = std::collections::BTreeSet::new();
         for (i, a) in self.assets.iter().enumerate() {
             if a.id.trim().is_empty() {
-                return Err(format!("asset #{i}: `id` is empty"));
+                return Err(InvalidPolicy::EmptyId(i));
             }
             if !seen.insert(a.id.as_str()) {
-                return Err(format!("asset id {:?} appears twice", a.id));
+                return Err(InvalidPolicy::DuplicateId(a.id.clone()));
             }
-            AssetTarget::parse(&a.model).map_err(|e| format!("asset {:?}: {e}", a.id))?;
+            AssetTarget::parse(&a.model).map_err(|source| InvalidPolicy::Target {
+                id: a.id.clone(),
+                source,
+            })?;
             if a.interval == 0 {
-                return Err(format!(
-                    "asset {:?}: `interval` must be at least 1 second",
-                    a.id
-                ));
+                return Err(InvalidPolicy::ZeroInterval(a.id.clone()));
             }
         }
         Ok(())

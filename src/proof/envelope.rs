@@ -220,7 +220,7 @@ pub fn verify_envelope(envelope: &Value, payload_bytes: Option<&[u8]>) -> Verdic
     let signature_valid = match check_signature(env) {
         Ok(()) => true,
         Err(reason) => {
-            reasons.push(reason);
+            reasons.push(reason.to_string());
             false
         }
     };
@@ -265,24 +265,42 @@ pub fn verify_envelope_text(
     }
 }
 
-/// Ed25519 strict verification of the signed scope; `Err` carries the reason code.
-fn check_signature(env: &Map<String, Value>) -> Result<(), String> {
+/// Why an envelope's signature does not hold; its `Display` is the verdict's reason code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum SignatureFailure {
+    /// `public_key` is not 32 bytes of hex, or not a curve point.
+    #[error("malformed_public_key")]
+    MalformedPublicKey,
+    /// `signature` is not 64 bytes of hex.
+    #[error("malformed_signature")]
+    MalformedSignature,
+    /// The signed scope cannot be canonicalized (the JCS reason code).
+    #[error("envelope_not_canonicalizable:{0}")]
+    NotCanonicalizable(&'static str),
+    /// Strict Ed25519 verification failed.
+    #[error("invalid_signature")]
+    Invalid,
+}
+
+/// Ed25519 strict verification of the signed scope.
+fn check_signature(env: &Map<String, Value>) -> Result<(), SignatureFailure> {
     let key_hex = env.get("public_key").and_then(Value::as_str).unwrap_or("");
     let key_bytes: [u8; 32] = hex::decode(key_hex)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or("malformed_public_key")?;
-    let key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| "malformed_public_key")?;
+        .ok_or(SignatureFailure::MalformedPublicKey)?;
+    let key =
+        VerifyingKey::from_bytes(&key_bytes).map_err(|_| SignatureFailure::MalformedPublicKey)?;
     let sig_hex = env.get("signature").and_then(Value::as_str).unwrap_or("");
     let sig_bytes: [u8; 64] = hex::decode(sig_hex)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or("malformed_signature")?;
+        .ok_or(SignatureFailure::MalformedSignature)?;
     let signature = Signature::from_bytes(&sig_bytes);
     let scope = signed_scope_bytes(env)
-        .map_err(|e| format!("envelope_not_canonicalizable:{}", e.reason_code()))?;
+        .map_err(|e| SignatureFailure::NotCanonicalizable(e.reason_code()))?;
     key.verify_strict(&scope, &signature)
-        .map_err(|_| "invalid_signature".to_string())
+        .map_err(|_| SignatureFailure::Invalid)
 }
 
 fn display(v: &Value) -> String {

@@ -94,8 +94,13 @@ impl Health {
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Records that a check passed.
+    pub fn pass(&self, check: Check) {
+        self.report(check, Ok::<(), std::convert::Infallible>(()));
+    }
+
     /// Records a check's result.
-    pub fn report(&self, check: Check, result: Result<(), String>) {
+    pub fn report<E: std::fmt::Display>(&self, check: Check, result: Result<(), E>) {
         let now = Instant::now();
         let mut checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
         let entry = checks.entry(check).or_insert(CheckState {
@@ -113,7 +118,7 @@ impl Health {
             }
             Err(e) => {
                 entry.ok = false;
-                entry.detail = e;
+                entry.detail = e.to_string();
             }
         }
         crate::telemetry::ready(check.name(), entry.ok);
@@ -186,8 +191,8 @@ mod tests {
             &[Check::Store, Check::Mlflow],
         );
         assert!(!h.readiness().0, "nothing checked yet");
-        h.report(Check::Store, Ok(()));
-        h.report(Check::Mlflow, Err("cannot reach http://127.0.0.1:1".into()));
+        h.pass(Check::Store);
+        h.report(Check::Mlflow, Err("cannot reach http://127.0.0.1:1"));
         let (ready, body) = h.readiness();
         assert!(!ready);
         assert_eq!(body["checks"]["mlflow"]["ok"], false);
@@ -195,7 +200,7 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("cannot reach"));
-        h.report(Check::Mlflow, Ok(()));
+        h.pass(Check::Mlflow);
         assert!(h.readiness().0);
         h.tick();
         assert!(h.liveness().0);

@@ -231,7 +231,7 @@ async fn webhook(
                 E::Unauthorized(_) | E::Stale { .. } => StatusCode::UNAUTHORIZED,
                 E::Replayed(_) => StatusCode::CONFLICT,
                 E::Malformed(_) => StatusCode::BAD_REQUEST,
-                E::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+                E::Store(_) | E::NoSecret => StatusCode::SERVICE_UNAVAILABLE,
             };
             refusal(status, e.outcome(), e.to_string())
         }

@@ -76,7 +76,7 @@ pub async fn run(
                 detect_lock.clone(),
                 wake.clone(),
             )
-            .map_err(ServiceError::Start)?,
+            .map_err(|e| ServiceError::Start(e.to_string()))?,
         ))
     } else {
         None
@@ -135,7 +135,7 @@ async fn poll_loop(
         match polled {
             Ok(p) => {
                 if p.failed_queries == 0 {
-                    health.report(Check::Mlflow, Ok(()));
+                    health.pass(Check::Mlflow);
                 }
                 if p.new_jobs > 0 {
                     tracing::info!(new_jobs = p.new_jobs, seen = p.seen, "detected")

@@ -12,7 +12,7 @@ use crate::arweave::TurboClient;
 use crate::feed::kafka::consumer::ConsumerStats;
 use crate::mlflow::MlflowClient;
 use crate::server::health::{Check, Health};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// The coverage gaps every `every`, as gauges (tags only, and only what is not anchored: its
 /// cost follows the gaps, not the registry; the `coverage` command counts and verifies all).
@@ -120,7 +120,7 @@ impl Probe {
         };
         let (m, t) = tokio::join!(mlflow_probe, turbo_info);
         if let Some(m) = m {
-            health.report(Check::Mlflow, m.map(|_| ()).map_err(|e| e.to_string()));
+            health.report(Check::Mlflow, m.map(|_| ()));
         }
         if let Some(t) = t {
             health.report(Check::Turbo, t.map(|_| ()));
@@ -129,9 +129,8 @@ impl Probe {
             // The open-jobs index and the parked counter, read off the runtime (sled I/O).
             let store = store.clone();
             match tokio::task::spawn_blocking(move || store_gauges(&store)).await {
-                Ok(Ok(())) => health.report(Check::Store, Ok(())),
-                Ok(Err(e)) => health.report(Check::Store, Err(e)),
-                Err(e) => health.report(Check::Store, Err(e.to_string())),
+                Ok(result) => health.report(Check::Store, result),
+                Err(e) => health.report(Check::Store, Err(e)),
             }
         }
         if let Some(stats) = &self.kafka {
@@ -141,7 +140,7 @@ impl Probe {
                 if owned > 0 {
                     Ok(())
                 } else {
-                    Err("no partition assigned (more instances than partitions, or still joining the group)".into())
+                    Err("no partition assigned (more instances than partitions, or still joining the group)")
                 },
             );
         }
@@ -149,8 +148,8 @@ impl Probe {
 }
 
 /// The store's job gauges: open jobs per state, parked jobs, the oldest open job's age, size.
-fn store_gauges(store: &Store) -> Result<(), String> {
-    let open = store.open_jobs().map_err(|e| e.to_string())?;
+fn store_gauges(store: &Store) -> Result<(), StoreError> {
+    let open = store.open_jobs()?;
     let mut per_state: BTreeMap<&'static str, usize> = [
         "detected",
         "waiting",

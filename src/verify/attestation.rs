@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::Check;
+use super::{Check, VerifyError};
 use crate::arweave::http::{build_client, HttpSettings};
 
 /// A configured ar.io Verify service.
@@ -21,12 +21,12 @@ impl ArioVerifyClient {
     pub async fn connect(
         base: &str,
         http: &HttpSettings,
-    ) -> Result<Option<ArioVerifyClient>, String> {
+    ) -> Result<Option<ArioVerifyClient>, VerifyError> {
         let base = base.trim().trim_end_matches('/').to_string();
         if base.is_empty() {
             return Ok(None);
         }
-        let http = build_client(http).map_err(|e| e.to_string())?;
+        let http = build_client(http)?;
         let health = http
             .get(format!("{base}/health"))
             .timeout(Duration::from_secs(5))
@@ -34,11 +34,16 @@ impl ArioVerifyClient {
             .await;
         match health {
             Ok(r) if r.status().as_u16() == 200 => Ok(Some(ArioVerifyClient { base, http })),
-            Ok(r) => Err(format!(
-                "ar.io Verify at {base} is not healthy (HTTP {})",
-                r.status().as_u16()
-            )),
-            Err(e) => Err(format!("ar.io Verify at {base} is unreachable: {e}")),
+            Ok(r) => Err(VerifyError::Service {
+                service: "ar.io Verify",
+                reason: format!("is not healthy (HTTP {})", r.status().as_u16()),
+                url: base,
+            }),
+            Err(e) => Err(VerifyError::Service {
+                service: "ar.io Verify",
+                reason: format!("is unreachable: {e}"),
+                url: base,
+            }),
         }
     }
 

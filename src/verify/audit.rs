@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{Entity, ProofVerdict, Verifier};
+use super::{CheckpointChainError, Entity, ProofVerdict, Verifier, VerifyError};
 use crate::mlflow::{ModelVersion, Run};
 use crate::profile::checkpoint::{self, BatchDocument};
 use crate::profile::{alias, prediction, promotion, registration, tags, training, witness};
@@ -47,7 +47,7 @@ pub struct CheckpointSummary {
     pub predictions: usize,
     /// `None`: no checkpoints; `Some(Ok(()))`: one chain from GENESIS, no fork, no gap;
     /// `Some(Err(why))` otherwise.
-    pub chain: Option<Result<(), String>>,
+    pub chain: Option<Result<(), CheckpointChainError>>,
 }
 
 /// The whole audit.
@@ -89,12 +89,12 @@ impl Verifier {
         version: &str,
         predictions: PredictionSample,
         gateway_host: &str,
-    ) -> Result<Audit, String> {
+    ) -> Result<Audit, VerifyError> {
         let mv = self
             .mlflow
             .get_model_version(name, version)
             .await
-            .map_err(|e| format!("model version {name}/{version}: {e}"))?;
+            .map_err(|e| VerifyError::mlflow(format!("model version {name}/{version}"), e))?;
         let run = if mv.run_id.is_empty() {
             None
         } else {
@@ -102,7 +102,7 @@ impl Verifier {
                 self.mlflow
                     .get_run(&mv.run_id)
                     .await
-                    .map_err(|e| format!("source run {}: {e}", mv.run_id))?,
+                    .map_err(|e| VerifyError::mlflow(format!("source run {}", mv.run_id), e))?,
             )
         };
         let entity = Entity::ModelVersion(name.to_string(), version.to_string());
@@ -487,13 +487,17 @@ impl Verifier {
 
 /// Whether a version's checkpoints form one chain: exactly one first (`GENESIS`), every other
 /// record's `previous_hash` the hash of exactly one other record, none claimed twice.
-fn checkpoint_chain(docs: &[BatchDocument]) -> Result<(), String> {
+fn checkpoint_chain(docs: &[BatchDocument]) -> Result<(), CheckpointChainError> {
     let mut previous_of: std::collections::BTreeMap<String, String> = Default::default();
     for d in docs {
-        let bytes = hex::decode(&d.record_bytes)
-            .map_err(|e| format!("checkpoint {}: record bytes: {e}", d.checkpoint_tx))?;
-        let record: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("checkpoint {}: record: {e}", d.checkpoint_tx))?;
+        let unreadable = |reason: String| CheckpointChainError::Unreadable {
+            tx: d.checkpoint_tx.clone(),
+            reason,
+        };
+        let bytes =
+            hex::decode(&d.record_bytes).map_err(|e| unreadable(format!("record bytes: {e}")))?;
+        let record: Value =
+            serde_json::from_slice(&bytes).map_err(|e| unreadable(format!("record: {e}")))?;
         let prev = record["previous_hash"].as_str().unwrap_or("").to_string();
         previous_of.insert(crate::proof::sha256_hex(&bytes), prev);
     }
@@ -502,9 +506,7 @@ fn checkpoint_chain(docs: &[BatchDocument]) -> Result<(), String> {
         .filter(|p| p.as_str() == crate::profile::GENESIS)
         .count();
     if firsts != 1 {
-        return Err(format!(
-            "{firsts} checkpoints start a chain (GENESIS); expected 1"
-        ));
+        return Err(CheckpointChainError::Starts(firsts));
     }
     let mut claimed = std::collections::BTreeSet::new();
     for prev in previous_of
@@ -512,12 +514,10 @@ fn checkpoint_chain(docs: &[BatchDocument]) -> Result<(), String> {
         .filter(|p| p.as_str() != crate::profile::GENESIS)
     {
         if !previous_of.contains_key(prev) {
-            return Err(format!(
-                "a checkpoint follows {prev}, which is not among them"
-            ));
+            return Err(CheckpointChainError::Gap(prev.clone()));
         }
         if !claimed.insert(prev.clone()) {
-            return Err(format!("two checkpoints follow {prev} (a fork)"));
+            return Err(CheckpointChainError::Fork(prev.clone()));
         }
     }
     Ok(())
@@ -586,7 +586,7 @@ impl Audit {
                 "chain": match &self.checkpoints.chain {
                     None => Value::Null,
                     Some(Ok(())) => json!("linear"),
-                    Some(Err(why)) => json!(why),
+                    Some(Err(why)) => json!(why.to_string()),
                 },
             },
             "generator": format!("ario-mlflow-worker/{}", env!("CARGO_PKG_VERSION")),

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::verdict::{value_text, Check, Entity};
-use super::Verifier;
+use super::{Verifier, VerifyError};
 use crate::profile::{rename, tags};
 use crate::proof::{jcs, sha256_hex, verify_envelope};
 
@@ -40,7 +40,7 @@ impl Verifier {
         &self,
         env: &Value,
         entity: &Entity,
-    ) -> Result<Option<(String, String)>, String> {
+    ) -> Result<Option<(String, String)>, VerifyError> {
         let Entity::ModelVersion(name, version) = entity else {
             return Ok(None);
         };
@@ -64,45 +64,48 @@ impl Verifier {
 
     /// The names registered model `name` had before, from its newest rename proof, verified:
     /// (the rename TX, the former names). No rename proof: none.
-    pub async fn former_names(&self, name: &str) -> Result<(String, Vec<String>), String> {
-        let rm = match self.mlflow.get_registered_model(name).await {
-            Ok(rm) => rm,
-            Err(e) => return Err(format!("registered model {name}: {e}")),
-        };
+    pub async fn former_names(&self, name: &str) -> Result<(String, Vec<String>), VerifyError> {
+        let rm = self
+            .mlflow
+            .get_registered_model(name)
+            .await
+            .map_err(|e| VerifyError::mlflow(format!("registered model {name}"), e))?;
         let Some(tx) = rm.tag(rename::TX_TAG).map(str::to_owned) else {
             return Ok((String::new(), Vec::new()));
         };
-        let fetched = self
-            .fetch(&tx)
-            .await
-            .map_err(|c| format!("rename proof {tx}: {}", c.reason))?;
+        let broken = |reason: String| VerifyError::Referenced {
+            what: "rename proof",
+            tx: tx.clone(),
+            reason,
+        };
+        let fetched = self.fetch(&tx).await.map_err(|c| broken(c.reason))?;
         let env = &fetched.envelope;
         if !verify_envelope(env, None).overall {
-            return Err(format!("rename proof {tx}: its signature does not verify"));
+            return Err(broken("its signature does not verify".into()));
         }
         let key = env["public_key"]
             .as_str()
             .unwrap_or("")
             .to_ascii_lowercase();
         if !self.trusted_keys.is_empty() && !self.trusted_keys.contains(&key) {
-            return Err(format!(
-                "rename proof {tx}: signed by {key}, which is not a pinned key"
-            ));
+            return Err(broken(format!(
+                "signed by {key}, which is not a pinned key"
+            )));
         }
         if env["subject"]["name"].as_str() != Some(name) {
-            return Err(format!("rename proof {tx} is about another model"));
+            return Err(broken("it is about another model".into()));
         }
         let event_id = env["event_id"].as_str().unwrap_or("");
         let payload = rm
             .tag(&rename::payload_tag(event_id))
-            .ok_or_else(|| format!("rename proof {tx}: its payload tag is missing"))?;
+            .ok_or_else(|| broken("its payload tag is missing".into()))?;
         if Some(sha256_hex(payload.as_bytes()).as_str()) != env["payload_hash"].as_str() {
-            return Err(format!(
-                "rename proof {tx}: its payload tag does not hash to the proof's payload_hash"
+            return Err(broken(
+                "its payload tag does not hash to the proof's payload_hash".into(),
             ));
         }
-        let payload = jcs::parse(payload.as_bytes())
-            .map_err(|e| format!("rename proof {tx}: payload: {e}"))?;
+        let payload =
+            jcs::parse(payload.as_bytes()).map_err(|e| broken(format!("payload: {e}")))?;
         Ok((tx, rename::former_names(&payload)))
     }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{signature_check, Verifier};
+use super::{signature_check, Verifier, VerifyError};
 use crate::mlflow::client::Request;
 use crate::profile::training;
 use crate::profile::GENESIS as GENESIS_LITERAL;
@@ -129,12 +129,12 @@ impl Verifier {
     }
 
     /// The training TX of the run whose proof carries `payload_hash`.
-    async fn training_tx_for_payload(&self, payload_hash: &str) -> Result<String, String> {
+    async fn training_tx_for_payload(&self, payload_hash: &str) -> Result<String, VerifyError> {
         let experiments = self
             .mlflow
             .active_experiment_ids()
             .await
-            .map_err(|e| format!("cannot list experiments: {e}"))?;
+            .map_err(|e| VerifyError::mlflow("cannot list experiments", e))?;
         let filter = format!("tags.`ario.payload_hash` = '{payload_hash}'");
         for chunk in experiments.chunks(500) {
             let v: Value = self
@@ -147,7 +147,7 @@ impl Verifier {
                     ),
                 )
                 .await
-                .map_err(|e| format!("cannot search runs: {e}"))?;
+                .map_err(|e| VerifyError::mlflow("cannot search runs", e))?;
             for run in v["runs"].as_array().into_iter().flatten() {
                 let tx = run["data"]["tags"]
                     .as_array()
@@ -160,6 +160,9 @@ impl Verifier {
                 }
             }
         }
-        Err("no anchored run carries this training payload hash (deleted run, or anchored elsewhere)".into())
+        Err(VerifyError::Payload(
+            "no anchored run carries this training payload hash (deleted run, or anchored elsewhere)"
+                .into(),
+        ))
     }
 }

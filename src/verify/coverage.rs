@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Entity, Verifier};
+use crate::mlflow::MlflowError;
 use crate::profile::{prediction, registration, tags, training};
 
 /// Where one entity stands.
@@ -126,7 +127,11 @@ struct Candidate {
 impl Verifier {
     /// Reconciles MLflow against the proofs; `verify` runs every proof's checks (at most
     /// `concurrency` at once).
-    pub async fn coverage(&self, verify: bool, concurrency: usize) -> Result<Coverage, String> {
+    pub async fn coverage(
+        &self,
+        verify: bool,
+        concurrency: usize,
+    ) -> Result<Coverage, MlflowError> {
         self.reconcile(verify, concurrency, false).await
     }
 
@@ -134,7 +139,7 @@ impl Verifier {
     /// periodic gauges): runs and traces without a TX tag (an `IS NULL` search each, whose
     /// answer is small on a healthy registry), every version. The runs' and traces' `anchored`
     /// counts are not known this way (0); `coverage` gives them.
-    pub async fn coverage_gaps(&self) -> Result<Coverage, String> {
+    pub async fn coverage_gaps(&self) -> Result<Coverage, MlflowError> {
         self.reconcile(false, 1, true).await
     }
 
@@ -143,30 +148,25 @@ impl Verifier {
         verify: bool,
         concurrency: usize,
         gaps_only: bool,
-    ) -> Result<Coverage, String> {
-        let experiments = self
-            .mlflow
-            .active_experiment_ids()
-            .await
-            .map_err(|e| e.to_string())?;
+    ) -> Result<Coverage, MlflowError> {
+        let experiments = self.mlflow.active_experiment_ids().await?;
         let mut candidates = Vec::new();
         let runs = if gaps_only {
             let unanchored = "attributes.status = 'FINISHED' and tags.`ario.training_tx` IS NULL";
             match self.mlflow.search_runs(&experiments, unanchored).await {
                 Ok(r) => r,
                 // MLflow 2.x has no `IS NULL` on tags: every finished run then.
-                Err(crate::mlflow::MlflowError::Http { status: 400, .. }) => self
-                    .mlflow
-                    .search_runs(&experiments, "attributes.status = 'FINISHED'")
-                    .await
-                    .map_err(|e| e.to_string())?,
-                Err(e) => return Err(e.to_string()),
+                Err(MlflowError::Http { status: 400, .. }) => {
+                    self.mlflow
+                        .search_runs(&experiments, "attributes.status = 'FINISHED'")
+                        .await?
+                }
+                Err(e) => return Err(e),
             }
         } else {
             self.mlflow
                 .search_runs(&experiments, "attributes.status = 'FINISHED'")
-                .await
-                .map_err(|e| e.to_string())?
+                .await?
         };
         for r in &runs {
             let Some(id) = r["info"]["run_id"].as_str() else {
@@ -181,11 +181,7 @@ impl Verifier {
                 no_model: false,
             });
         }
-        let versions = self
-            .mlflow
-            .search_model_versions("")
-            .await
-            .map_err(|e| e.to_string())?;
+        let versions = self.mlflow.search_model_versions("").await?;
         for mv in &versions {
             candidates.push(Candidate {
                 event_type: registration::EVENT_TYPE,
@@ -229,7 +225,7 @@ impl Verifier {
                         let ok = match self.mlflow.get_logged_model(&m).await {
                             Ok(lm) => lm.source_run_id.is_some_and(|r| !r.is_empty()),
                             Err(e) if e.is_not_found() => false,
-                            Err(e) => return Err(e.to_string()),
+                            Err(e) => return Err(e),
                         };
                         served.insert(m.clone(), ok);
                     }

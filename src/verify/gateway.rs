@@ -55,7 +55,7 @@ impl Verifier {
                 Ok(b) => b,
                 Err(cause) => {
                     skipped
-                        .push(serde_json::json!({"gateway": gateway.to_string(), "cause": cause}));
+                        .push(serde_json::json!({"gateway": gateway.to_string(), "cause": cause.to_string()}));
                     continue;
                 }
             };

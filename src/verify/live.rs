@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::verdict::Check;
-use super::Verifier;
+use super::{Verifier, VerifyError};
 use crate::mlflow::{MlflowError, Run};
 use crate::profile::training::{self, TrainingFacts};
 use crate::profile::{prediction, registration, tags};
@@ -102,7 +102,9 @@ impl Verifier {
         };
         let overlay = match live {
             Ok(o) => o,
-            Err(detail) => return Check::fail("live_refetch_incomplete").with("detail", detail),
+            Err(detail) => {
+                return Check::fail("live_refetch_incomplete").with("detail", detail.to_string())
+            }
         };
         // A prediction's live record is its whole payload (the trace tag): compared whole, so
         // a tag emptied or cut down fails (the plugin overlays only the keys present).
@@ -171,27 +173,27 @@ impl Verifier {
     pub(super) async fn live_training(
         &self,
         original: &Map<String, Value>,
-    ) -> Result<Map<String, Value>, String> {
+    ) -> Result<Map<String, Value>, VerifyError> {
         let run_id = original
             .get("run_id")
             .and_then(Value::as_str)
-            .ok_or("payload has no run_id")?;
+            .ok_or_else(|| VerifyError::Payload("payload has no run_id".into()))?;
         let run = self
             .mlflow
             .get_run(run_id)
             .await
-            .map_err(|e| format!("run {run_id}: {e}"))?;
+            .map_err(|e| VerifyError::mlflow(format!("run {run_id}"), e))?;
         let path = self.logged_model_path(&run).await;
         let checksums = match self.model_checksums(&run, &path).await {
             Ok(Some(c)) => c,
             Ok(None) => BTreeMap::new(),
-            Err(e) => return Err(format!("artifacts under {path}: {e}")),
+            Err(e) => return Err(VerifyError::mlflow(format!("artifacts under {path}"), e)),
         };
         let live = training::payload(&TrainingFacts {
             run: &run.facts(),
             checksums: &checksums,
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| VerifyError::Payload(format!("the live training payload: {e}")))?;
         let mut keys = vec![
             "params",
             "metrics",
@@ -227,7 +229,7 @@ impl Verifier {
     pub(super) async fn live_registration(
         &self,
         original: &Map<String, Value>,
-    ) -> Result<Map<String, Value>, String> {
+    ) -> Result<Map<String, Value>, VerifyError> {
         let text = |k: &str| {
             original
                 .get(k)
@@ -244,7 +246,7 @@ impl Verifier {
                 self.mlflow
                     .get_run(&run_id)
                     .await
-                    .map_err(|e| format!("run {run_id}: {e}"))?,
+                    .map_err(|e| VerifyError::mlflow(format!("run {run_id}"), e))?,
             )
         };
         let tag = run
@@ -262,7 +264,7 @@ impl Verifier {
         let checksums = self
             .version_checksums(&described)
             .await
-            .map_err(|e| format!("the files of {source}: {e}"))?;
+            .map_err(|e| VerifyError::mlflow(format!("the files of {source}"), e))?;
         let actual = checksums.as_ref().and_then(training::artifact_hash);
         let verified = match (&tag, &checksums) {
             (Some(t), Some(_)) => Value::Bool(actual.as_deref() == Some(t.as_str())),
@@ -305,24 +307,25 @@ impl Verifier {
     pub(super) async fn live_prediction(
         &self,
         original: &Map<String, Value>,
-    ) -> Result<Map<String, Value>, String> {
+    ) -> Result<Map<String, Value>, VerifyError> {
         let trace_id = original
             .get("mlflow_trace_id")
             .and_then(Value::as_str)
-            .ok_or("payload has no mlflow_trace_id")?;
+            .ok_or_else(|| VerifyError::Payload("payload has no mlflow_trace_id".into()))?;
         let info = self
             .mlflow
             .get_trace_info(trace_id)
             .await
-            .map_err(|e| format!("trace {trace_id}: {e}"))?;
-        let text = info
-            .tags
-            .get(prediction::PAYLOAD_JSON_TAG)
-            .ok_or("trace has no ario.payload_json tag (pruned?)")?;
+            .map_err(|e| VerifyError::mlflow(format!("trace {trace_id}"), e))?;
+        let text = info.tags.get(prediction::PAYLOAD_JSON_TAG).ok_or_else(|| {
+            VerifyError::Payload("trace has no ario.payload_json tag (pruned?)".into())
+        })?;
         match jcs::parse(text.as_bytes()) {
             Ok(Value::Object(m)) => Ok(m),
-            Ok(_) => Err("ario.payload_json is not a JSON object".into()),
-            Err(e) => Err(format!("ario.payload_json: {e}")),
+            Ok(_) => Err(VerifyError::Payload(
+                "ario.payload_json is not a JSON object".into(),
+            )),
+            Err(e) => Err(VerifyError::Payload(format!("ario.payload_json: {e}"))),
         }
     }
 }

@@ -21,6 +21,7 @@ mod binding;
 pub mod chain;
 pub mod checkpoint;
 pub mod coverage;
+pub mod error;
 mod gateway;
 mod live;
 pub mod report;
@@ -36,6 +37,7 @@ use gateway::Fetched;
 use verdict::value_text;
 
 pub use attestation::ArioVerifyClient;
+pub use error::{CheckpointChainError, VerifyError};
 pub use live::ChecksumMemo;
 pub use verdict::{overall, signature_check, Check, Checks, Entity, ProofVerdict};
 
@@ -157,7 +159,7 @@ impl Verifier {
         &self,
         entity: &Entity,
         v: &ProofVerdict,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, crate::mlflow::MlflowError> {
         let att = &v.checks.ario_attestation;
         if !v.overall_ok || att.ok != Some(true) {
             return Ok(Vec::new());
@@ -178,25 +180,19 @@ impl Verifier {
             Entity::Run(id) => self.mlflow.set_run_tags(id, &tags).await,
             Entity::ModelVersion(n, ver) => {
                 for (k, value) in &tags {
-                    self.mlflow
-                        .set_model_version_tag(n, ver, k, value)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    self.mlflow.set_model_version_tag(n, ver, k, value).await?;
                 }
                 Ok(())
             }
             Entity::Trace(id) => {
                 for (k, value) in &tags {
-                    self.mlflow
-                        .set_trace_tag(id, k, value)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    self.mlflow.set_trace_tag(id, k, value).await?;
                 }
                 Ok(())
             }
             Entity::Dataset(..) | Entity::Any => return Ok(Vec::new()),
         };
-        result.map_err(|e| e.to_string())?;
+        result?;
         Ok(written)
     }
 }

@@ -25,7 +25,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::journal::{run_committer, OutRecord, PartitionJournal, TxnShared};
-use super::{create_topic, partition_count, Background, KafkaSettings, KafkaSetupError, Reporting};
+use super::{
+    create_topic, partition_count, Background, KafkaRunError, KafkaSettings, KafkaSetupError,
+    Reporting,
+};
 use crate::event::ChangeEvent;
 use crate::feed::cloudevents;
 use crate::store::Store;
@@ -156,7 +159,7 @@ impl Inner {
         consumer: &BaseConsumer<Member>,
         parts: &[i32],
         seek: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), KafkaRunError> {
         let topic = &self.settings.topic;
         let parts: Vec<i32> = {
             let map = self.lock();
@@ -178,7 +181,9 @@ impl Inner {
         // another member's transaction holds pending offsets for these partitions.
         let committed: BTreeMap<i32, Offset> = consumer
             .committed_offsets(tpl, Duration::from_secs(30))
-            .map_err(|e| format!("committed offsets of {topic}{parts:?}: {e}"))?
+            .map_err(|e| {
+                KafkaRunError::client(format!("committed offsets of {topic}{parts:?}"), e)
+            })?
             .elements()
             .iter()
             .map(|e| (e.partition(), e.offset()))
@@ -190,7 +195,9 @@ impl Inner {
                 _ => {
                     consumer
                         .fetch_watermarks(topic, p, Duration::from_secs(10))
-                        .map_err(|e| format!("watermarks of {topic}[{p}]: {e}"))?
+                        .map_err(|e| {
+                            KafkaRunError::client(format!("watermarks of {topic}[{p}]"), e)
+                        })?
                         .0
                 }
             };
@@ -204,7 +211,7 @@ impl Inner {
                 live: live.clone(),
                 source: self.source.clone(),
             };
-            let store = Store::journaled(Arc::new(journal)).map_err(|e| e.to_string())?;
+            let store = Store::journaled(Arc::new(journal))?;
             taken.push((p, next, live, store));
         }
         let stores: Vec<(i32, &Store)> = taken.iter().map(|(p, _, _, s)| (*p, s)).collect();
@@ -298,7 +305,7 @@ impl Inner {
     }
 
     /// Rebuilds every owned partition from the state topic (after a failed transaction).
-    fn rebuild(&self, consumer: &BaseConsumer<Member>) -> Result<(), String> {
+    fn rebuild(&self, consumer: &BaseConsumer<Member>) -> Result<(), KafkaRunError> {
         self.stats.rebuilds.fetch_add(1, Ordering::Relaxed);
         let runs: Vec<PartitionRun> = std::mem::take(&mut *self.lock()).into_values().collect();
         for r in &runs {
@@ -314,7 +321,9 @@ impl Inner {
             }
             r.task.abort();
         }
-        let assignment = consumer.assignment().map_err(|e| e.to_string())?;
+        let assignment = consumer
+            .assignment()
+            .map_err(|e| KafkaRunError::client("assignment", e))?;
         let parts = own_partitions(&assignment, &self.settings.topic);
         tracing::info!(
             ?parts,
@@ -438,16 +447,21 @@ pub(super) fn seek_to<C: ConsumerContext>(
     topic: &str,
     p: i32,
     next: Offset,
-) -> Result<(), String> {
-    let mut last = String::new();
-    for _ in 0..50 {
+) -> Result<(), KafkaRunError> {
+    let mut attempts = 0;
+    loop {
         match consumer.seek(topic, p, next, Duration::from_secs(5)) {
             Ok(()) => return Ok(()),
-            Err(e) => last = e.to_string(),
+            Err(e) if attempts >= 49 => {
+                return Err(KafkaRunError::client(
+                    format!("seek {topic}[{p}] to {next:?}"),
+                    e,
+                ))
+            }
+            Err(_) => attempts += 1,
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Err(format!("seek {topic}[{p}] to {next:?}: {last}"))
 }
 
 /// A running consumer: stop it with [`KafkaConsumer::shutdown`].

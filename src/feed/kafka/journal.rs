@@ -28,7 +28,7 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{KafkaSettings, Reporting};
+use super::{KafkaRunError, KafkaSettings, Reporting};
 use crate::event::ChangeEvent;
 use crate::feed::cloudevents;
 use crate::store::{Journal, JournalEntry, StoreError};
@@ -51,7 +51,7 @@ pub struct OutRecord {
 #[derive(Default)]
 struct Pending {
     records: Vec<OutRecord>,
-    waiters: Vec<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    waiters: Vec<tokio::sync::oneshot::Sender<Result<(), KafkaRunError>>>,
     offsets_dirty: bool,
 }
 
@@ -132,7 +132,7 @@ impl TxnShared {
     }
 
     /// A future that resolves once everything queued so far is committed.
-    pub fn commit(&self) -> tokio::sync::oneshot::Receiver<Result<(), String>> {
+    pub fn commit(&self) -> tokio::sync::oneshot::Receiver<Result<(), KafkaRunError>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.lock_pending().waiters.push(tx);
         self.wake.notify_all();
@@ -140,7 +140,7 @@ impl TxnShared {
     }
 
     /// Waits (blocking) until everything queued so far is committed.
-    pub fn commit_blocking(&self, timeout: Duration) -> Result<(), String> {
+    pub fn commit_blocking(&self, timeout: Duration) -> Result<(), KafkaRunError> {
         let rx = self.commit();
         let deadline = Instant::now() + timeout;
         let mut rx = rx;
@@ -148,11 +148,11 @@ impl TxnShared {
             match rx.try_recv() {
                 Ok(r) => return r,
                 Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
-                    return Err("the committer stopped".into())
+                    return Err(KafkaRunError::State("the committer stopped"))
                 }
                 Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
                     if Instant::now() > deadline {
-                        return Err("timed out waiting for the state transaction".into());
+                        return Err(KafkaRunError::State("timed out waiting for it"));
                     }
                     std::thread::sleep(Duration::from_millis(2));
                 }
@@ -192,7 +192,9 @@ impl TxnShared {
             p.records.clear();
             p.offsets_dirty = false;
             for w in p.waiters.drain(..) {
-                let _ = w.send(Err("the partition state is being rebuilt".into()));
+                let _ = w.send(Err(KafkaRunError::State(
+                    "the partition state is being rebuilt",
+                )));
             }
         }
         self.offsets
@@ -206,7 +208,9 @@ impl TxnShared {
             p.records.clear();
             p.offsets_dirty = false;
             for w in p.waiters.drain(..) {
-                let _ = w.send(Err("the partition state is being rebuilt".into()));
+                let _ = w.send(Err(KafkaRunError::State(
+                    "the partition state is being rebuilt",
+                )));
             }
             self.halted.store(false, Ordering::SeqCst);
         }
@@ -276,7 +280,7 @@ impl Journal for PartitionJournal {
         Box::pin(async move {
             match rx.await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(StoreError::Journal(e)),
+                Ok(Err(e)) => Err(StoreError::Journal(e.to_string())),
                 Err(_) => Err(StoreError::Journal("the committer stopped".into())),
             }
         })
@@ -383,12 +387,14 @@ pub fn run_committer<C: ConsumerContext + 'static>(
         // failure to rebuild from).
         let (result, begun) = if shared.is_halted() {
             (
-                Err("halted until the partition state is rebuilt".to_string()),
+                Err(KafkaRunError::State(
+                    "halted until the partition state is rebuilt",
+                )),
                 false,
             )
         } else if generation != shared.generation() {
             (
-                Err("the partition state is being rebuilt".to_string()),
+                Err(KafkaRunError::State("the partition state is being rebuilt")),
                 false,
             )
         } else if records.is_empty() && offsets.is_empty() {
@@ -396,7 +402,9 @@ pub fn run_committer<C: ConsumerContext + 'static>(
         } else if offsets.is_empty() {
             // Records of partitions no longer owned: never written unfenced.
             (
-                Err("no partition is owned; records dropped".to_string()),
+                Err(KafkaRunError::State(
+                    "no partition is owned; records dropped",
+                )),
                 false,
             )
         } else {
@@ -440,10 +448,10 @@ pub fn run_committer<C: ConsumerContext + 'static>(
     }
 }
 
-fn fail_waiters(shared: &TxnShared, error: &str) {
+fn fail_waiters(shared: &TxnShared, error: &KafkaRunError) {
     let mut pending = shared.lock_pending();
     for w in pending.waiters.drain(..) {
-        let _ = w.send(Err(error.to_string()));
+        let _ = w.send(Err(error.clone()));
     }
     if !pending.records.is_empty() {
         pending.records.clear();
@@ -456,16 +464,16 @@ fn fail_waiters(shared: &TxnShared, error: &str) {
 pub fn new_producer(
     settings: &KafkaSettings,
     id: &str,
-) -> Result<ThreadedProducer<Reporting>, String> {
+) -> Result<ThreadedProducer<Reporting>, KafkaRunError> {
     let p: ThreadedProducer<Reporting> = producer_config(settings, id)
         .create_with_context(Reporting::default())
-        .map_err(|e| e.to_string())?;
-    p.init_transactions(Duration::from_secs(15)).map_err(|e| {
-        p.context()
-            .last_error()
-            .map(|c| format!("{e} ({c})"))
-            .unwrap_or_else(|| e.to_string())
-    })?;
+        .map_err(|e| KafkaRunError::client("create the transactional producer", e))?;
+    p.init_transactions(Duration::from_secs(15))
+        .map_err(|source| KafkaRunError::Client {
+            step: format!("init transactions of {id}"),
+            source: Box::new(source),
+            reported: p.context().last_error(),
+        })?;
     Ok(p)
 }
 
@@ -475,11 +483,11 @@ fn transaction<C: ConsumerContext>(
     event_topic: &str,
     records: &[OutRecord],
     offsets: &BTreeMap<i32, i64>,
-) -> Result<(), String> {
+) -> Result<(), KafkaRunError> {
     let mut tpl = TopicPartitionList::new();
     for (part, next) in offsets {
         tpl.add_partition_offset(event_topic, *part, Offset::Offset(*next))
-            .map_err(|e| format!("offsets: {e}"))?;
+            .map_err(|e| KafkaRunError::client("offsets", e))?;
     }
     transaction_with_offsets(p, consumer, records, &tpl)
 }
@@ -492,8 +500,8 @@ pub fn transaction_with_offsets<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     records: &[OutRecord],
     offsets: &TopicPartitionList,
-) -> Result<(), String> {
-    let err = |what: &str, e: rdkafka::error::KafkaError| format!("{what}: {e}");
+) -> Result<(), KafkaRunError> {
+    let err = KafkaRunError::client;
     p.begin_transaction().map_err(|e| err("begin", e))?;
     for r in records {
         let mut headers = OwnedHeaders::new();
@@ -527,7 +535,7 @@ pub fn transaction_with_offsets<C: ConsumerContext>(
     }
     let meta = consumer
         .group_metadata()
-        .ok_or_else(|| "the consumer has no group metadata".to_string())?;
+        .ok_or(KafkaRunError::NoGroupMetadata)?;
     p.send_offsets_to_transaction(offsets, &meta, Duration::from_secs(10))
         .map_err(|e| err("send offsets (fenced if the group moved on)", e))?;
     p.commit_transaction(Duration::from_secs(30))

@@ -14,6 +14,7 @@
 //! never logged ([`redacted`]).
 
 pub mod consumer;
+mod error;
 pub mod journal;
 pub mod producer;
 pub mod rekey;
@@ -26,6 +27,8 @@ use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+
+pub use error::{KafkaRunError, KafkaSetupError, PropertyError};
 
 /// Default event topic.
 pub const DEFAULT_TOPIC: &str = "ario.mlflow.events";
@@ -42,25 +45,6 @@ pub enum KafkaFormat {
     /// Debezium change records of MLflow's own tables (change data capture), re-keyed onto the
     /// event topic first ([`rekey`]).
     Debezium,
-}
-
-/// Why Kafka could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum KafkaSetupError {
-    /// A setting is wrong (exit 2).
-    #[error("{0}")]
-    Config(String),
-    /// The cluster could not be reached or refused us (exit 2 at startup).
-    #[error("cannot use Kafka at {brokers}: {cause}")]
-    Unreachable {
-        /// Bootstrap servers.
-        brokers: String,
-        /// The cause as the client reported it (never a secret).
-        cause: String,
-    },
-    /// A client call failed.
-    #[error("Kafka: {0}")]
-    Client(#[from] KafkaError),
 }
 
 /// What every Kafka command shares.
@@ -149,13 +133,12 @@ pub fn redacted(key: &str, value: &str) -> String {
 }
 
 /// Parses `key=value` (a `--kafka-property`).
-pub fn parse_property(text: &str) -> Result<(String, String), String> {
+pub fn parse_property(text: &str) -> Result<(String, String), PropertyError> {
     match text.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!(
-            "{:?} is not key=value (a librdkafka property, e.g. security.protocol=SASL_SSL)",
-            text.split('=').next().unwrap_or("")
-        )),
+        _ => Err(PropertyError {
+            key: text.split('=').next().unwrap_or("").to_string(),
+        }),
     }
 }
 

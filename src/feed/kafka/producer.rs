@@ -13,7 +13,9 @@ use std::time::Duration;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use super::{create_topic, partition_count, KafkaSettings, KafkaSetupError, Reporting};
+use super::{
+    create_topic, partition_count, KafkaRunError, KafkaSettings, KafkaSetupError, Reporting,
+};
 use crate::event::{ChainOwner, ChangeEvent};
 use crate::feed::cloudevents::{self, Mode};
 use crate::feed::poller::{poll_filtered, PollError, PollFilter};
@@ -99,14 +101,10 @@ impl FeedProducer {
     }
 
     /// Produces one event (its chain pinned) and waits for the broker's ack.
-    pub async fn publish(&self, event: &ChangeEvent) -> Result<(), String> {
+    pub async fn publish(&self, event: &ChangeEvent) -> Result<(), KafkaRunError> {
         let time = crate::profile::envelope::python_isoformat(time::OffsetDateTime::now_utc());
-        let m = cloudevents::encode(event, &self.source, &time, self.mode).ok_or_else(|| {
-            format!(
-                "{}: no partition key (chain not pinned)",
-                event.dedupe_key()
-            )
-        })?;
+        let m = cloudevents::encode(event, &self.source, &time, self.mode)
+            .ok_or_else(|| KafkaRunError::NoPartitionKey(event.dedupe_key()))?;
         let mut headers = OwnedHeaders::new();
         for (k, v) in &m.headers {
             headers = headers.insert(Header {
@@ -122,11 +120,10 @@ impl FeedProducer {
             .send(record, Duration::from_secs(30))
             .await
             .map(|_| ())
-            .map_err(|(e, _)| {
-                self.reporting
-                    .last_error()
-                    .map(|c| format!("{e} ({c})"))
-                    .unwrap_or_else(|| e.to_string())
+            .map_err(|(source, _)| KafkaRunError::Client {
+                step: format!("produce to {}", self.topic),
+                source: Box::new(source),
+                reported: self.reporting.last_error(),
             })
     }
 }

@@ -40,7 +40,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::consumer::{dead_letter_record, seek_to, Origin};
 use super::journal::{new_producer, transaction_with_offsets, OutRecord};
 use super::producer::run_chain;
-use super::{create_topic, partition_count, Background, KafkaSettings, KafkaSetupError, Reporting};
+use super::{
+    create_topic, partition_count, Background, KafkaRunError, KafkaSettings, KafkaSetupError,
+    Reporting,
+};
 use crate::event::ChangeEvent;
 use crate::feed::cloudevents::{self, Mode, Rejection};
 use crate::feed::debezium::{self, CommitPosition, Decoded};
@@ -93,7 +96,7 @@ pub struct RekeyStats {
     /// Sessions restarted after a failed transaction.
     pub restarts: AtomicU64,
     /// Whether a session is up, or why not (for `/readyz`).
-    session: std::sync::Mutex<Result<(), String>>,
+    session: std::sync::Mutex<Result<(), KafkaRunError>>,
 }
 
 impl Default for RekeyStats {
@@ -105,19 +108,19 @@ impl Default for RekeyStats {
             dead_letters: AtomicU64::new(0),
             transactions: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
-            session: std::sync::Mutex::new(Err("starting".into())),
+            session: std::sync::Mutex::new(Err(KafkaRunError::Stopped("starting"))),
         }
     }
 }
 
 impl RekeyStats {
-    fn set_session(&self, state: Result<(), String>) {
+    fn set_session(&self, state: Result<(), KafkaRunError>) {
         *self.session.lock().unwrap_or_else(|p| p.into_inner()) = state;
     }
 
     /// `Ok` while a session is up (consumer subscribed, transactional producer initialised),
     /// else why not.
-    pub fn session(&self) -> Result<(), String> {
+    pub fn session(&self) -> Result<(), KafkaRunError> {
         self.session
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -231,13 +234,13 @@ fn run(
         });
         match outcome {
             Ok(()) => {
-                stats.set_session(Err("stopped".into()));
+                stats.set_session(Err(KafkaRunError::Stopped("stopped")));
                 return;
             }
             Err(e) => {
                 stats.restarts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "cdc: session ended; resuming from the committed offsets");
-                stats.set_session(Err(format!("session ended, restarting: {e}")));
+                stats.set_session(Err(e));
             }
         }
         if started.elapsed() > Duration::from_secs(30) {
@@ -311,7 +314,7 @@ struct Session {
 }
 
 impl Session {
-    fn open(config: &RekeyConfig, instance: &str) -> Result<Session, String> {
+    fn open(config: &RekeyConfig, instance: &str) -> Result<Session, KafkaRunError> {
         let group = config.group();
         let static_id = config
             .kafka
@@ -341,9 +344,11 @@ impl Session {
                 reporting: Reporting::default(),
                 rebalanced: AtomicBool::new(false),
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| KafkaRunError::client("create the CDC consumer", e))?;
         let topics: Vec<&str> = config.cdc_topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics).map_err(|e| e.to_string())?;
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| KafkaRunError::client(format!("subscribe to {topics:?}"), e))?;
         let producer = new_producer(&config.kafka, &format!("{group}.{instance}"))?;
         Ok(Session { consumer, producer })
     }
@@ -355,7 +360,7 @@ impl Session {
         handle: &tokio::runtime::Handle,
         stop: &AtomicBool,
         stats: &RekeyStats,
-    ) -> Result<(), String> {
+    ) -> Result<(), KafkaRunError> {
         let dlq = config.kafka.dlq_topic();
         while !stop.load(Ordering::SeqCst) {
             let batch = self.collect(config.kafka.max_message_bytes);
@@ -428,7 +433,7 @@ impl Session {
                     let time = event_time(decoded.committed_ms);
                     let Some(m) = cloudevents::encode(&event, &config.source, &time, config.mode)
                     else {
-                        return Err(format!("{}: no partition key", event.dedupe_key()));
+                        return Err(KafkaRunError::NoPartitionKey(event.dedupe_key()));
                     };
                     tracing::debug!(job = %event.dedupe_key(), topic = %t.topic, offset = t.offset, "cdc: event");
                     by_type.push(event.event_type());
@@ -445,13 +450,16 @@ impl Session {
             let mut tpl = TopicPartitionList::new();
             for ((topic, partition), next) in &offsets {
                 tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| KafkaRunError::client(format!("offsets of {topic}"), e))?;
             }
             let started = Instant::now();
             if let Err(e) = transaction_with_offsets(&self.producer, &self.consumer, &records, &tpl)
             {
                 let _ = self.producer.abort_transaction(Duration::from_secs(10));
-                return Err(format!("transaction of {} records: {e}", records.len()));
+                return Err(KafkaRunError::Transaction(format!(
+                    "{} records: {e}",
+                    records.len()
+                )));
             }
             stats.transactions.fetch_add(1, Ordering::Relaxed);
             stats.produced.fetch_add(produced, Ordering::Relaxed);
@@ -514,11 +522,11 @@ impl Session {
 
     /// Seeks every assigned partition back to its committed offset (the group's last
     /// transaction).
-    fn rewind(&self) -> Result<(), String> {
+    fn rewind(&self) -> Result<(), KafkaRunError> {
         let committed = self
             .consumer
             .committed(Duration::from_secs(30))
-            .map_err(|e| format!("committed offsets: {e}"))?;
+            .map_err(|e| KafkaRunError::client("committed offsets", e))?;
         for e in committed.elements() {
             let to = match e.offset() {
                 Offset::Offset(o) => Offset::Offset(o),
@@ -564,7 +572,7 @@ fn resolve(
     mlflow: &MlflowClient,
     handle: &tokio::runtime::Handle,
     stop: &AtomicBool,
-) -> Result<Option<ChangeEvent>, String> {
+) -> Result<Option<ChangeEvent>, KafkaRunError> {
     let ChangeEvent::RunFinished {
         run_id,
         chain: None,
@@ -596,7 +604,12 @@ fn resolve(
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
-            Err(e) => return Err(format!("cannot resolve run {run_id}'s chain: {e}")),
+            Err(e) => {
+                return Err(KafkaRunError::RunChain {
+                    run_id: run_id.clone(),
+                    cause: e.to_string(),
+                })
+            }
         }
     }
 }

@@ -42,7 +42,7 @@ pub enum KeyError {
     #[error(
         "{SIGNING_KEY_ENV} is not standard base64 of a 32-byte Ed25519 seed ({0}); fix or unset it"
     )]
-    BadEnvSeed(String),
+    BadEnvSeed(SeedError),
     /// A key file exists but cannot be used.
     #[error(
         "key file {path} is malformed ({reason}); fix or move it away — it is never overwritten"
@@ -179,14 +179,23 @@ pub fn default_key_dir() -> Option<PathBuf> {
         .map(|home| PathBuf::from(home).join(".ario-mlflow").join("keys"))
 }
 
-fn decode_seed(text: &str) -> Result<[u8; 32], String> {
+/// Why a text is not a base64 Ed25519 seed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeedError {
+    /// Not base64.
+    #[error("not base64: {0}")]
+    NotBase64(String),
+    /// Not 32 bytes.
+    #[error("decodes to {0} bytes, expected 32")]
+    Length(usize),
+}
+
+fn decode_seed(text: &str) -> Result<[u8; 32], SeedError> {
     let bytes = B64
         .decode(text.trim())
-        .map_err(|e| format!("not base64: {e}"))?;
+        .map_err(|e| SeedError::NotBase64(e.to_string()))?;
     let len = bytes.len();
-    bytes
-        .try_into()
-        .map_err(|_| format!("decodes to {len} bytes, expected 32"))
+    bytes.try_into().map_err(|_| SeedError::Length(len))
 }
 
 fn exists(path: &Path) -> Result<bool, KeyError> {

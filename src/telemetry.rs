@@ -73,6 +73,12 @@ pub const GUARD_EVENTS: &str = "ario_mlflow_worker_guard_events_total";
 pub const COVERAGE: &str = "ario_mlflow_worker_coverage_entities";
 /// Bytes of artifact files read and hashed (training payloads, registrations, the guard).
 pub const BYTES_HASHED: &str = "ario_mlflow_worker_artifact_bytes_hashed_total";
+/// Poll passes completed (a poll of MLflow and the pipeline drained of what was due), by
+/// `outcome` (`ok`, `error`: the poll failed, the drain still ran).
+pub const POLL_PASSES: &str = "ario_mlflow_worker_poll_passes_total";
+/// Open jobs (detected, waiting, signed, uploaded: not anchored yet and not parked) after the
+/// pipeline's last drain.
+pub const OPEN_JOBS: &str = "ario_mlflow_worker_open_jobs";
 /// Build information: value 1, labels `version`.
 pub const BUILD_INFO: &str = "ario_mlflow_worker_build_info";
 
@@ -181,6 +187,14 @@ fn describe() {
     describe_gauge!(STORE_BYTES, Unit::Bytes, "Size of the state store on disk.");
     describe_counter!(WEBHOOK_DELIVERIES, "MLflow webhook deliveries by outcome.");
     describe_gauge!(READY, "Readiness checks: 1 passing, 0 failing.");
+    describe_counter!(
+        POLL_PASSES,
+        "Poll passes completed (MLflow polled, the pipeline drained), by outcome."
+    );
+    describe_gauge!(
+        OPEN_JOBS,
+        "Jobs not anchored yet and not parked, after the pipeline's last drain."
+    );
     describe_counter!(GUARD_CHECKS, "Guard checks by outcome.");
     describe_histogram!(
         GUARD_CHECK_DURATION,
@@ -344,7 +358,17 @@ pub fn coverage(event_type: &'static str, standing: &'static str, n: usize) {
     gauge!(COVERAGE, "event_type" => event_type, "standing" => standing).set(n as f64);
 }
 
-/// One readiness check's result.
+/// One poll pass ended: `ok` when the poll itself succeeded.
+pub fn poll_pass(ok: bool) {
+    counter!(POLL_PASSES, "outcome" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+/// The open jobs after a drain of the pipeline.
+pub fn open_jobs(n: usize) {
+    gauge!(OPEN_JOBS).set(n as f64);
+}
+
+/// Readiness of one check (1 ready, 0 not).
 pub fn ready(check: &'static str, ok: bool) {
     gauge!(READY, "check" => check).set(if ok { 1.0 } else { 0.0 });
 }

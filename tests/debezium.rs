@@ -251,7 +251,7 @@ impl Lab {
         ))
     }
 
-    fn env(&self, state: &Path) -> Vec<(String, String)> {
+    fn env(&self, state: &Path) -> Vec<(&'static str, String)> {
         let mut env = common::lab::anchoring_env(
             &self.cdc.get("MLFLOW_TRACKING_URI"),
             &self.dn,
@@ -261,14 +261,11 @@ impl Lab {
             state,
         );
         env.extend([
+            ("ARIO_MLFLOW_KAFKA_BROKERS", self.cdc.get("KAFKA_BOOTSTRAP")),
+            ("ARIO_MLFLOW_KAFKA_GROUP", GROUP.into()),
+            ("ARIO_MLFLOW_KAFKA_PARTITIONS", "3".into()),
             (
-                "ARIO_MLFLOW_KAFKA_BROKERS".into(),
-                self.cdc.get("KAFKA_BOOTSTRAP"),
-            ),
-            ("ARIO_MLFLOW_KAFKA_GROUP".into(), GROUP.into()),
-            ("ARIO_MLFLOW_KAFKA_PARTITIONS".into(), "3".into()),
-            (
-                "RUST_LOG".into(),
+                "RUST_LOG",
                 std::env::var("CDC_TEST_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into()),
             ),
         ]);

@@ -95,15 +95,7 @@ fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages(
     let state = lab.home.path().join("state");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let env: Vec<(&str, String)> = vec![
-        ("MLFLOW_TRACKING_URI", lab.server.uri.clone()),
-        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
-        ("ARIO_MLFLOW_UPLOAD_URL", lab.dn.handle.url().to_string()),
-        ("ARIO_MLFLOW_CA_CERT", lab.ca.display().to_string()),
-        ("ARIO_MLFLOW_GATEWAY_HOST", lab.gateway.clone()),
-        ("ARIO_MLFLOW_STATE_DIR", state.display().to_string()),
-        ("HOME", lab.home.path().display().to_string()),
-    ];
+    let env = lab.worker_env(&state);
     let out = worker(&env, &["backfill"]);
     assert!(out.status.success(), "backfill: {}", show(&out));
     // Version 2, not anchored (the guard's `run` below polls another model).
@@ -503,19 +495,8 @@ fn coverage_counts_verifying_failing_signed_only_and_unanchored_entities() {
     let Some(venv) = venv() else { return };
     let lab = Lab::start(&venv);
     let ids = scenario(&lab.server, &venv, "coverage");
-    let env: Vec<(&str, String)> = vec![
-        ("MLFLOW_TRACKING_URI", lab.server.uri.clone()),
-        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
-        ("ARIO_MLFLOW_UPLOAD_URL", lab.dn.handle.url().to_string()),
-        ("ARIO_MLFLOW_CA_CERT", lab.ca.display().to_string()),
-        ("ARIO_MLFLOW_GATEWAY_HOST", lab.gateway.clone()),
-        ("ARIO_MLFLOW_GATEWAYS", lab.gateway.clone()),
-        (
-            "ARIO_MLFLOW_STATE_DIR",
-            lab.home.path().join("state").display().to_string(),
-        ),
-        ("HOME", lab.home.path().display().to_string()),
-    ];
+    let mut env = lab.worker_env(&lab.home.path().join("state"));
+    env.push(("ARIO_MLFLOW_GATEWAYS", lab.gateway.clone()));
     let out = worker(&env, &["backfill"]);
     assert!(out.status.success(), "backfill: {}", show(&out));
     // After the backfill: a run never anchored, a run the plugin signed but never uploaded,

@@ -474,3 +474,84 @@ fn a_breach_is_reported_with_its_file_line_and_rule() {
         found[1]
     );
 }
+
+/// Every `Result<…>` in `code` whose error type is a bare `String`: (1-based line, the type).
+fn stringly_results(code: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(at) = code[from..].find("Result<") {
+        let start = from + at;
+        from = start + "Result<".len();
+        if code[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|c| is_ident(c) && c != ':')
+        {
+            continue; // e.g. `TryResult<`
+        }
+        let (mut depth, mut last_comma, mut end) = (1usize, None, None);
+        for (i, c) in code[from..].char_indices() {
+            match c {
+                '<' => depth += 1,
+                '>' if code[from..from + i].ends_with('-') => {} // `->` inside a fn type
+                '>' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(from + i);
+                        break;
+                    }
+                }
+                ',' if depth == 1 => last_comma = Some(from + i),
+                _ => {}
+            }
+        }
+        let (Some(end), Some(comma)) = (end, last_comma) else {
+            continue;
+        };
+        if code[comma + 1..end].trim() == "String" {
+            let line = code[..start].matches('\n').count() + 1;
+            out.push((
+                line,
+                code[start..=end]
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn library_errors_are_types_not_strings() {
+    let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut paths = Vec::new();
+    rust_files(&src_dir, &mut paths);
+    let mut found = Vec::new();
+    for p in &paths {
+        let text = std::fs::read_to_string(p).unwrap();
+        for (line, ty) in stringly_results(&code_only(&text)) {
+            found.push(format!("{}:{line}: {ty}", p.display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "an error is a type (a thiserror enum of the module), never a bare String \
+         (docs/architecture.md §9):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_error_scan_sees_string_errors_and_nothing_else() {
+    let code =
+        "fn a() -> Result<(), String> {}\nfn b() -> Result<BTreeMap<String, String>, E> {}\n\
+                fn c() -> std::io::Result<String> {}\nfn d() -> Result<Vec<u8>,\n String> {}\n\
+                fn e(f: impl Fn() -> Result<u8, E>) -> Result<u8, String> {}";
+    let found = stringly_results(code);
+    assert_eq!(
+        found.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+        [1, 4, 6],
+        "{found:?}"
+    );
+}

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use common::kafka::{self as kafka, Broker};
 use common::lab::{scenario, Lab, SEED_B64};
 use common::mlflow::venv;
-use common::process::free_port;
-use common::run::show;
+use common::process::{free_port, Proc};
+use common::run::{show, worker};
 use serde_json::Value;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -33,71 +33,27 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn worker_env(lab: &Lab, broker: &Broker, state: &Path) -> Vec<(String, String)> {
+fn worker_env(lab: &Lab, broker: &Broker, state: &Path) -> Vec<(&'static str, String)> {
     let mut env = lab.worker_env(state);
     env.extend([
-        ("ARIO_MLFLOW_KAFKA_BROKERS".into(), broker.bootstrap.clone()),
+        ("ARIO_MLFLOW_KAFKA_BROKERS", broker.bootstrap.clone()),
         (
-            "RUST_LOG".into(),
+            "RUST_LOG",
             std::env::var("KAFKA_TEST_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into()),
         ),
     ]);
     env
 }
 
-fn worker(env: &[(String, String)], args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"));
-    // Every run of the test venv carries the plugin's `ario.enabled`: no grace needed.
-    cmd.env("ARIO_MLFLOW_PLUGIN_GRACE", "0");
-    cmd.env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0");
-    cmd.args(args).envs(env.iter().map(|(k, v)| (k, v)));
-    cmd.output().unwrap()
+/// The worker as a service (its listener on a port of its own), killed when dropped.
+fn spawn(env: &[(&str, String)], args: &[&str], log: &Path) -> Proc {
+    let mut env = env.to_vec();
+    env.push(("ARIO_MLFLOW_LISTEN", "127.0.0.1:0".to_string()));
+    Proc::worker(&env, args, log)
 }
 
-/// A worker process, killed when dropped (a failing test never leaves one running).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl std::ops::Deref for Proc {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Proc {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-fn spawn(env: &[(String, String)], args: &[&str], log: &Path) -> Proc {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
-            .env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0")
-            .env("ARIO_MLFLOW_PLUGIN_GRACE", "0")
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn sigterm(child: &mut Child) {
-    common::process::sigterm(child, Duration::from_secs(40), None);
+fn sigterm(worker: &mut Proc) {
+    worker.sigterm(Duration::from_secs(40));
 }
 
 /// What devnet holds: envelopes per (event type, subject, payload hash), and per chain.
@@ -275,8 +231,8 @@ fn feed_and_one_consumer_anchor_everything_once_and_dead_letter_the_bad_messages
     let log = lab.home.path().join("consumer.log");
     let port = free_port();
     let mut consumer_env = worker_env(&lab, &broker, &lab.home.path().join("run-state"));
-    consumer_env.push(("ARIO_MLFLOW_LISTEN".into(), format!("127.0.0.1:{port}")));
-    consumer_env.push(("ARIO_MLFLOW_HEALTH_INTERVAL".into(), "0.5".into()));
+    consumer_env.push(("ARIO_MLFLOW_LISTEN", format!("127.0.0.1:{port}")));
+    consumer_env.push(("ARIO_MLFLOW_HEALTH_INTERVAL", "0.5".into()));
     let mut run = spawn(
         &consumer_env,
         &["run", "--source", "kafka", "--kafka-topic", topic],
@@ -550,8 +506,7 @@ fn three_instances_killed_again_and_again_anchor_every_event_once_without_a_fork
     while kills < 12 || (kills < 20 && lab.dn.handle.items().len() < expected / 2) {
         std::thread::sleep(Duration::from_millis(2000 + next() % 2000));
         let victim = (next() % 3) as usize;
-        let _ = workers[victim].0.kill();
-        let _ = workers[victim].0.wait();
+        workers[victim].0.kill9();
         kills += 1;
         std::thread::sleep(Duration::from_millis(300 + next() % 1000));
         let log = workers[victim].1.clone();
@@ -703,7 +658,7 @@ fn a_broker_restart_mid_stream_is_survived_without_restarting_the_worker() {
         || broker.lag("ario-mlflow-worker", topic) == 0,
     );
     assert!(
-        run.try_wait().unwrap().is_none(),
+        run.alive(),
         "the worker kept running through the broker restart"
     );
     std::thread::sleep(Duration::from_secs(3));
@@ -875,10 +830,10 @@ fn sasl_ssl_with_scram_works_and_a_wrong_password_is_a_clear_startup_error() {
     let dir = lab.home.path().to_path_buf();
     let env_with = |pw: &str| {
         let mut env = worker_env(&lab, &plain, &dir.join("state"));
-        env.retain(|(k, _)| k != "ARIO_MLFLOW_KAFKA_BROKERS");
-        env.push(("ARIO_MLFLOW_KAFKA_BROKERS".into(), sasl.sasl.clone()));
-        env.push(("ARIO_MLFLOW_KAFKA_SASL_USERNAME".into(), "ario".into()));
-        env.push(("ARIO_MLFLOW_KAFKA_SASL_PASSWORD".into(), pw.into()));
+        env.retain(|(k, _)| *k != "ARIO_MLFLOW_KAFKA_BROKERS");
+        env.push(("ARIO_MLFLOW_KAFKA_BROKERS", sasl.sasl.clone()));
+        env.push(("ARIO_MLFLOW_KAFKA_SASL_USERNAME", "ario".into()));
+        env.push(("ARIO_MLFLOW_KAFKA_SASL_PASSWORD", pw.into()));
         env
     };
     let sasl_args = |cmd: &[&str]| -> Vec<String> {

@@ -26,12 +26,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::lab::{last_json_line, Lab};
+use common::metrics::settle;
 use common::mlflow::venv;
-use common::run::{mlflow_data, show, wait_for};
+use common::process::{free_port, Proc};
+use common::run::{mlflow_data, show, wait_for, worker};
 use serde_json::Value;
 
 /// The messy registry's ids and the ways to act on it.
@@ -90,13 +92,7 @@ struct Verdicts {
     plugin_reason: String,
 }
 
-fn verdicts(
-    lab: &Lab,
-    venv: &Path,
-    env: &[(String, String)],
-    kind: &str,
-    target: &str,
-) -> Verdicts {
+fn verdicts(lab: &Lab, venv: &Path, env: &[(&str, String)], kind: &str, target: &str) -> Verdicts {
     let out = worker(env, &["verify", kind, target, "--json"]);
     let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     let ours_reason = ["proof_found", "data_item", "key_binding"]
@@ -152,11 +148,6 @@ fn row(what: &str, v: &Verdicts) -> String {
         if v.plugin { "PASS" } else { "FAIL" },
         v.plugin_reason
     )
-}
-
-fn worker(env: &[(String, String)], args: &[&str]) -> std::process::Output {
-    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    common::run::worker(&env, args)
 }
 
 /// The ids of the items devnet holds now.
@@ -236,46 +227,37 @@ fn run_artifact(lab: &Lab, run: &str, path: &str) -> Option<Vec<u8>> {
     })
 }
 
-/// A service process, stopped (SIGTERM, then kill) when dropped.
-struct Service(Child, PathBuf);
+/// The worker as a service with a listener of its own: what the test settles on is its
+/// `/metrics` (poll passes, open jobs); stopped with SIGTERM (killed on drop).
+struct Service {
+    proc: Proc,
+    addr: String,
+    log: PathBuf,
+}
 
 impl Service {
-    fn start(env: &[(String, String)], args: &[&str], log: PathBuf) -> Service {
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
-            .env("ARIO_MLFLOW_LISTEN", "127.0.0.1:0")
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        Service(child, log)
+    fn start(env: &[(&str, String)], args: &[&str], log: PathBuf) -> Service {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut env = env.to_vec();
+        env.push(("ARIO_MLFLOW_LISTEN", addr.clone()));
+        Service {
+            proc: Proc::worker(&env, args, &log),
+            addr,
+            log,
+        }
+    }
+
+    /// Until the poller has seen everything and nothing is open (`run --source poll` only).
+    fn settle(&self) {
+        settle(&self.addr, Duration::from_secs(180));
     }
 
     fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.proc.sigterm(Duration::from_secs(30));
     }
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn status(env: &[(String, String)]) -> Value {
+fn status(env: &[(&str, String)]) -> Value {
     let out = worker(env, &["status", "--json"]);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", show(&out)))
 }
@@ -293,7 +275,7 @@ fn messy<'a>(lab: &'a Lab, venv: &Path, suffix: &str) -> Messy<'a> {
 }
 
 /// Phase 1's checks, after everything was anchored once (by whichever source).
-fn check_first_pass(m: &Messy, env: &[(String, String)], report: &mut Vec<String>) {
+fn check_first_pass(m: &Messy, env: &[(&str, String)], report: &mut Vec<String>) {
     let lab = m.lab;
     let all = envelopes(lab);
     // 1. Every version of the shared run verifies with ours; the plugin checks the first one
@@ -513,7 +495,7 @@ fn a_messy_registry_is_anchored_right_through_the_poller() {
         ],
         lab.home.path().join("run.log"),
     );
-    let log = service.1.clone();
+    let log = service.log.clone();
     let resumed = m.id("resumed_run");
     let first_training = tag_of_run(&lab, &resumed, "ario.training_tx").unwrap();
     m.act(&["resume", &resumed]);
@@ -538,7 +520,7 @@ fn a_messy_registry_is_anchored_right_through_the_poller() {
         },
     );
     // Nothing else is due: the plugin's grace has passed and the poller has seen it all.
-    std::thread::sleep(Duration::from_secs(25));
+    service.settle();
     service.stop();
     let new = &envelopes_since(&lab, &before);
     println!("phase 2 anchored {} proofs", new.len());
@@ -696,7 +678,7 @@ fn a_messy_registry_is_anchored_right_through_the_kafka_consumer() {
     broker.create_topic(topic, 3, &[]);
     let with_broker = |state: &str| {
         let mut env = lab.worker_env(&lab.home.path().join(state));
-        env.push(("ARIO_MLFLOW_KAFKA_BROKERS".into(), broker.bootstrap.clone()));
+        env.push(("ARIO_MLFLOW_KAFKA_BROKERS", broker.bootstrap.clone()));
         env
     };
     let feed_env = with_broker("feed-state");
@@ -721,7 +703,7 @@ fn a_messy_registry_is_anchored_right_through_the_kafka_consumer() {
         ],
         lab.home.path().join("consumer.log"),
     );
-    let logs = [feed.1.clone(), consumer.1.clone()];
+    let logs = [feed.log.clone(), consumer.log.clone()];
     let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
     let ext = m.id("ext");
     let pair = m.id("pair");

@@ -133,16 +133,9 @@ fn promtool_check(text: &str) {
 }
 
 fn worker_env(lab: &Lab, state: &Path, listen: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("MLFLOW_TRACKING_URI", lab.server.uri.clone()),
-        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
-        ("ARIO_MLFLOW_UPLOAD_URL", lab.dn.handle.url().to_string()),
-        ("ARIO_MLFLOW_CA_CERT", lab.ca.display().to_string()),
-        ("ARIO_MLFLOW_GATEWAY_HOST", lab.gateway.clone()),
-        ("ARIO_MLFLOW_STATE_DIR", state.display().to_string()),
-        ("ARIO_MLFLOW_LISTEN", listen.to_string()),
-        ("HOME", lab.home.path().display().to_string()),
-    ]
+    let mut env = lab.worker_env(state);
+    env.push(("ARIO_MLFLOW_LISTEN", listen.to_string()));
+    env
 }
 
 #[test]
@@ -393,7 +386,7 @@ fn webhooks_from_mlflow_anchor_at_once_and_forgeries_record_nothing() {
         || anchored_now(&lab) >= 10,
         &log,
     );
-    std::thread::sleep(Duration::from_secs(2));
+    common::metrics::no_open_jobs(&format!("127.0.0.1:{port}"), Duration::from_secs(60));
     let before = anchored_now(&lab);
     let started = Instant::now();
     let out = lab.server.python(
@@ -529,7 +522,7 @@ fn webhooks_from_mlflow_anchor_at_once_and_forgeries_record_nothing() {
     );
     let (second, answer) = http(&lab.rt, "POST", &receiver, &headers, tag_body.into_bytes());
     assert_eq!((first, second), (200, 409), "{answer}");
-    std::thread::sleep(Duration::from_secs(2));
+    common::metrics::no_open_jobs(&format!("127.0.0.1:{port}"), Duration::from_secs(60));
     let text = metrics();
     assert_eq!(
         detected(&text),

@@ -36,18 +36,13 @@ fn predictions(lab: &Lab, venv: &Path, args: &[&str]) -> Value {
 }
 
 fn env_of(lab: &Lab, state: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("MLFLOW_TRACKING_URI", lab.server.uri.clone()),
-        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
-        ("ARIO_MLFLOW_UPLOAD_URL", lab.dn.handle.url().to_string()),
-        ("ARIO_MLFLOW_CA_CERT", lab.ca.display().to_string()),
-        ("ARIO_MLFLOW_GATEWAY_HOST", lab.gateway.clone()),
+    let mut env = lab.worker_env(state);
+    env.extend([
         ("ARIO_MLFLOW_GATEWAYS", lab.gateway.clone()),
-        ("ARIO_MLFLOW_STATE_DIR", state.display().to_string()),
         ("ARIO_MLFLOW_LISTEN", "127.0.0.1:0".to_string()),
-        ("HOME", lab.home.path().display().to_string()),
         ("RUST_LOG", "warn".to_string()),
-    ]
+    ]);
+    env
 }
 
 /// The plugin's CLI with the lab's trust and keys.
@@ -342,7 +337,13 @@ fn batched_predictions_seal_one_checkpoint_per_256_and_survive_sigkill() {
         std::thread::sleep(Duration::from_millis(500));
     }
     // The last trace tags of the checkpoints' step 2 land at about the same time.
-    std::thread::sleep(Duration::from_secs(2));
+    common::run::wait_for(
+        "every trace tagged with its checkpoint",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        &[],
+        || tagged(&trace_ids) == trace_ids.len(),
+    );
     let secs = started.elapsed().as_secs_f64();
     drop(w);
     assert_eq!(
@@ -506,7 +507,13 @@ fn batched_predictions_seal_one_checkpoint_per_256_and_survive_sigkill() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    std::thread::sleep(Duration::from_secs(3));
+    common::run::wait_for(
+        "every trace tagged after the kills",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        &[],
+        || tagged(&more_ids) == more_ids.len(),
+    );
     drop(w);
     assert_eq!(
         tagged(&more_ids),

@@ -132,6 +132,7 @@ async fn poll_loop(
             let _webhooks_wait = detect_lock.lock().await;
             poll_filtered(&pipeline.anchorer.mlflow, &pipeline.store, &config.filter).await
         };
+        let polled_ok = polled.is_ok();
         match polled {
             Ok(p) => {
                 if p.failed_queries == 0 {
@@ -164,6 +165,8 @@ async fn poll_loop(
                 open = 0;
             }
         }
+        crate::telemetry::poll_pass(polled_ok);
+        crate::telemetry::open_jobs(pipeline.store.open_count());
         progress.pass(&pipeline.store, pipeline.anchorer.mlflow.calls_made(), open);
         if stop.is_cancelled() || (config.until_caught_up && open == 0) {
             return Ok(());
@@ -190,6 +193,7 @@ async fn poll_loop(
             health.tick();
             if pipeline.store.open_count() > 0 {
                 pipeline.drain_with(stop, |_| health.tick()).await?;
+                crate::telemetry::open_jobs(pipeline.store.open_count());
             }
         }
         if stop.is_cancelled() {

@@ -359,13 +359,14 @@ pub fn coverage(event_type: &'static str, standing: &'static str, n: usize) {
 }
 
 /// One poll pass ended: `ok` when the poll itself succeeded.
-pub fn poll_pass(ok: bool) {
-    counter!(POLL_PASSES, "outcome" => if ok { "ok" } else { "error" }).increment(1);
+pub fn poll_pass(workspace: &str, ok: bool) {
+    counter!(POLL_PASSES, "workspace" => workspace.to_string(), "outcome" => if ok { "ok" } else { "error" })
+        .increment(1);
 }
 
-/// The open jobs after a drain of the pipeline.
-pub fn open_jobs(n: usize) {
-    gauge!(OPEN_JOBS).set(n as f64);
+/// The open jobs of `workspace`'s pipeline after a drain.
+pub fn open_jobs(workspace: &str, n: usize) {
+    gauge!(OPEN_JOBS, "workspace" => workspace.to_string()).set(n as f64);
 }
 
 /// Readiness of one check (1 ready, 0 not).

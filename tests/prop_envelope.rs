@@ -92,8 +92,16 @@ fn signed_envelopes_verify_and_any_damage_fails() {
             damage(),
         ),
         |(payload, subject, event_type, previous, damage)| {
-            let ev = sign_event(&event_type, subject, &previous, &payload, &key, &signer)
-                .map_err(|e| TestCaseError::fail(format!("signing failed: {e}")))?;
+            let ev = sign_event(
+                &event_type,
+                subject,
+                &previous,
+                &payload,
+                &key,
+                &signer,
+                None,
+            )
+            .map_err(|e| TestCaseError::fail(format!("signing failed: {e}")))?;
             let verdict = verify_envelope(&ev.envelope, Some(&ev.payload_bytes));
             prop_assert!(
                 verdict.overall,

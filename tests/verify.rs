@@ -362,6 +362,7 @@ fn verify_and_audit_pass_for_honest_proofs_and_fail_each_tampering_for_its_reaso
         &payload,
         &attacker,
         &wallet.signer,
+        None,
     )
     .unwrap();
     let turbo = turbo(&dn.handle, fast_retry(3), Duration::from_secs(10));
@@ -401,7 +402,7 @@ fn verify_and_audit_pass_for_honest_proofs_and_fail_each_tampering_for_its_reaso
         .unwrap();
     let legit = EnvelopeKey::from_seed(&seed, KeySource::Env);
     let v2 = sign_envelope(&unsigned, legit.signing_key()).unwrap();
-    let v2_item = envelope_item(&v2, &wallet.signer).unwrap();
+    let v2_item = envelope_item(&v2, &wallet.signer, None).unwrap();
     rt.block_on(turbo.upload(&v2_item.to_bytes())).unwrap();
     set_tag(&v2_item.id());
     expect_failure(
@@ -421,6 +422,7 @@ fn verify_and_audit_pass_for_honest_proofs_and_fail_each_tampering_for_its_reaso
                 "from_stage": "Staging", "to_stage": "Production"}),
         &legit,
         &wallet.signer,
+        None,
     )
     .unwrap();
     rt.block_on(turbo.upload(&orphan.item.to_bytes())).unwrap();

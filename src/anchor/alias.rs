@@ -119,6 +119,7 @@ impl Anchorer {
             &payload,
             &self.key,
             &self.wallet.signer,
+            self.mlflow.workspace(),
         )?;
         let signed = per_event_witness(
             run,

@@ -140,7 +140,12 @@ impl Anchorer {
         let start = leaves.iter().map(|l| l.batched_ms).min().unwrap_or(0);
         let end = leaves.iter().map(|l| l.batched_ms).max().unwrap_or(0);
         let record = checkpoint::record(links, &hashes, &time(start), &time(end));
-        let ev = sign_checkpoint(&record, &self.key, &self.wallet.signer)?;
+        let ev = sign_checkpoint(
+            &record,
+            &self.key,
+            &self.wallet.signer,
+            self.mlflow.workspace(),
+        )?;
         let tx_id = ev.item.id();
         let doc = BatchDocument {
             schema: checkpoint::BATCH_SCHEMA.into(),

@@ -64,6 +64,7 @@ impl Anchorer {
             &dataset::payload(&facts),
             &self.key,
             &self.wallet.signer,
+            self.mlflow.workspace(),
         )?;
         let anchored = vec![Write::RunTags {
             run_id: run.info.run_id.clone(),

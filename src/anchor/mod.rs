@@ -178,7 +178,7 @@ impl Anchorer {
                 verdict.reason.unwrap_or_default()
             )));
         }
-        let item = envelope_item(&envelope, &self.wallet.signer)?;
+        let item = envelope_item(&envelope, &self.wallet.signer, self.mlflow.workspace())?;
         Ok(Prepared {
             event_type: event_type.into(),
             subject,

@@ -443,6 +443,7 @@ impl Anchorer {
             &payload,
             &self.key,
             &self.wallet.signer,
+            self.mlflow.workspace(),
         )?;
         let full = self.prediction_tags == PredictionTags::Full;
         let mut signed = Vec::new();

@@ -173,6 +173,7 @@ impl Anchorer {
             &payload,
             &self.key,
             &self.wallet.signer,
+            self.mlflow.workspace(),
         )?;
         let mut signed = per_event_witness(
             run,

@@ -268,6 +268,7 @@ impl Anchorer {
             &payload,
             &self.key,
             &self.wallet.signer,
+            self.mlflow.workspace(),
         )?;
         let mut signed = Vec::new();
         match run {

@@ -83,6 +83,7 @@ impl Anchorer {
             &payload,
             &self.key,
             &self.wallet.signer,
+            self.mlflow.workspace(),
         )?;
         let signed = vec![Write::RegisteredModelTag {
             name: to.into(),

@@ -49,6 +49,7 @@ pub fn sign_event(
     payload: &Value,
     key: &EnvelopeKey,
     signer: &ItemSigner,
+    workspace: Option<&str>,
 ) -> Result<SignedEvent, EventError> {
     let payload_bytes = jcs::canonicalize(payload)?;
     let payload_hash = sha256_hex(&payload_bytes);
@@ -63,7 +64,7 @@ pub fn sign_event(
         signed_at: &signed_at,
     });
     let envelope = sign_envelope(&unsigned, key.signing_key())?;
-    let item = envelope_item(&envelope, signer)?;
+    let item = envelope_item(&envelope, signer, workspace)?;
     Ok(SignedEvent {
         envelope,
         payload_bytes,
@@ -94,6 +95,7 @@ pub fn sign_checkpoint(
     record: &Value,
     key: &EnvelopeKey,
     signer: &ItemSigner,
+    workspace: Option<&str>,
 ) -> Result<SignedEvent, EventError> {
     let payload_bytes = jcs::canonicalize(record)?;
     let payload_hash = sha256_hex(&payload_bytes);
@@ -103,6 +105,9 @@ pub fn sign_checkpoint(
         crate::profile::checkpoint::unsigned_envelope(&payload_hash, &event_id, &signed_at);
     let envelope = sign_envelope(&unsigned, key.signing_key())?;
     let data = jcs::canonicalize(&envelope)?;
+    let workspace = workspace
+        .filter(|w| *w != envelope::DEFAULT_WORKSPACE)
+        .map(|w| (envelope::WORKSPACE_TAG, w.to_string()));
     let tags = [
         ("Content-Type", envelope::CONTENT_TYPE.to_string()),
         ("App-Name", crate::profile::APP_NAME.to_string()),
@@ -114,6 +119,7 @@ pub fn sign_checkpoint(
         ("Event-Id", event_id.clone()),
     ]
     .into_iter()
+    .chain(workspace)
     .map(|(name, value)| Tag::new(name, value))
     .collect();
     let item = DataItem::sign(signer, tags, data, None, None)?;
@@ -127,9 +133,13 @@ pub fn sign_checkpoint(
 }
 
 /// The data item carrying a signed envelope (deterministic for Ed25519 signers).
-pub fn envelope_item(envelope: &Value, signer: &ItemSigner) -> Result<DataItem, EventError> {
+pub fn envelope_item(
+    envelope: &Value,
+    signer: &ItemSigner,
+    workspace: Option<&str>,
+) -> Result<DataItem, EventError> {
     let data = jcs::canonicalize(envelope)?;
-    let tags = envelope::item_tags(envelope)
+    let tags = envelope::item_tags(envelope, workspace)
         .into_iter()
         .map(|(name, value)| Tag::new(name, value))
         .collect();
@@ -156,6 +166,7 @@ mod tests {
             &payload,
             &key,
             &signer,
+            None,
         )
         .unwrap();
         let env = ev.envelope.as_object().unwrap();
@@ -177,7 +188,7 @@ mod tests {
         );
         assert!(verify_envelope(&ev.envelope, Some(&ev.payload_bytes)).overall);
         assert_eq!(
-            envelope_item(&ev.envelope, &signer).unwrap(),
+            envelope_item(&ev.envelope, &signer, None).unwrap(),
             ev.item,
             "same envelope, same item bytes and id"
         );

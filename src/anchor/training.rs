@@ -292,6 +292,7 @@ impl Anchorer {
             &draft.payload,
             &self.key,
             &self.wallet.signer,
+            self.mlflow.workspace(),
         )?;
         let artifact = |path: &str, content| Write::Artifact {
             artifact_uri: run.info.artifact_uri.clone(),

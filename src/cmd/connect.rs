@@ -56,10 +56,59 @@ pub struct MlflowArgs {
     /// Skip TLS verification towards MLflow.
     #[arg(long, env = "MLFLOW_TRACKING_INSECURE_TLS", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", hide = true)]
     pub tracking_insecure_tls: bool,
+    /// MLflow workspace (a server run with `--enable-workspaces`): repeatable or
+    /// comma-separated for `run` and `backfill`, which anchor each; one for every other command.
+    /// Unset: `MLFLOW_WORKSPACE`, then `run`/`backfill` anchor every workspace the credentials
+    /// can see and the other commands use the server's default.
+    #[arg(
+        long = "workspace",
+        env = "ARIO_MLFLOW_WORKSPACES",
+        value_delimiter = ','
+    )]
+    pub workspaces: Vec<String>,
 }
 
-/// MLflow configuration from the shared flags (reads the certificate files they name).
+/// The workspaces named: `--workspace` / `ARIO_MLFLOW_WORKSPACES`, else MLflow's own
+/// `MLFLOW_WORKSPACE`; empty when none is.
+pub(crate) fn named_workspaces(args: &MlflowArgs) -> Vec<String> {
+    let mut named: Vec<String> = args
+        .workspaces
+        .iter()
+        .map(|w| w.trim().to_string())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if named.is_empty() {
+        named.extend(
+            std::env::var("MLFLOW_WORKSPACE")
+                .ok()
+                .map(|w| w.trim().to_string())
+                .filter(|w| !w.is_empty()),
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    named.retain(|w| seen.insert(w.clone()));
+    named
+}
+
+/// MLflow configuration from the shared flags (reads the certificate files they name), in the
+/// one workspace named (none: no header). Several named: a usage error — only `run` and
+/// `backfill` take several ([`service_mlflow_config`]).
 pub(crate) fn mlflow_config(args: &MlflowArgs) -> Result<MlflowConfig, CmdError> {
+    let named = named_workspaces(args);
+    if named.len() > 1 {
+        return Err(CmdError::Usage(format!(
+            "this command works in one MLflow workspace, not {} ({}): give one --workspace (run and backfill take several)",
+            named.len(),
+            named.join(", ")
+        )));
+    }
+    let mut config = service_mlflow_config(args)?;
+    config.workspace = named.into_iter().next();
+    Ok(config)
+}
+
+/// MLflow configuration without a workspace (`run`/`backfill` make one client per workspace).
+pub(crate) fn service_mlflow_config(args: &MlflowArgs) -> Result<MlflowConfig, CmdError> {
     let mut config = MlflowConfig::new(args.tracking_uri.clone());
     config.token = args.tracking_token.clone().filter(|t| !t.is_empty());
     config.username = args.tracking_username.clone().filter(|u| !u.is_empty());

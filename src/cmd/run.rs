@@ -15,12 +15,12 @@ use clap::Args;
 
 use super::connect::{kafka_settings, KafkaArgs};
 use super::error::{finish, CmdError};
-use super::settings::{anchorer, concurrency, parse_duration, parse_since, AnchorSettings};
+use super::settings::{anchorer_with, concurrency, parse_duration, parse_since, AnchorSettings};
 use super::surface::{load_guard, surface_config, GuardArgs, ServerArgs};
 use crate::anchor::pipeline::PipelineConfig;
 use crate::feed::poller::{poll_filtered, PollFilter};
 use crate::service::kafka::KafkaConfig;
-use crate::service::poll::{PollConfig, Progress, Quiet};
+use crate::service::poll::{Lane, PollConfig, Progress, Quiet};
 use crate::service::shutdown;
 use crate::store::{Job, JobState, Store};
 
@@ -217,11 +217,14 @@ async fn start(
             "backfill polls MLflow; --source kafka is for `run`",
         ));
     }
-    let mut anchorer = anchorer(&args.anchor)?;
-    if let Some(rate) = args.rate {
-        let mut config = super::connect::mlflow_config(&args.anchor.mlflow)?;
-        config.max_calls_per_sec = Some(rate);
-        anchorer.mlflow = crate::mlflow::MlflowClient::new(config)?;
+    let mut mlflow_config = super::connect::service_mlflow_config(&args.anchor.mlflow)?;
+    mlflow_config.max_calls_per_sec = args.rate;
+    let mut anchorer = anchorer_with(&args.anchor, mlflow_config.clone())?;
+    let workspaces = workspaces(&args, &anchorer.mlflow, kafka).await?;
+    // Without a workspace header; every workspace's client shares its pool and rate limit.
+    let base = anchorer.mlflow.clone();
+    if let Some(first) = workspaces.first() {
+        anchorer.mlflow = in_workspace(&base, first);
     }
     if let Err(e) = anchorer
         .mlflow
@@ -280,7 +283,21 @@ async fn start(
         crate::service::kafka::run(config, anchorer, feed_store, guard, stop).await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let store = Store::open(&args.state_dir)?;
+    let store = Store::open(&workspace_state_dir(&args.state_dir, workspaces.first()))?;
+    let mut lanes = Vec::new();
+    for w in workspaces.iter().skip(1) {
+        // The same key and wallet (loaded again from the same place), another workspace.
+        let mut lane = anchorer_with(&args.anchor, mlflow_config.clone())?;
+        lane.mlflow = in_workspace(&base, w);
+        lanes.push(Lane {
+            workspace: w.clone(),
+            anchorer: lane,
+            store: Store::open(&workspace_state_dir(&args.state_dir, Some(w)))?,
+        });
+    }
+    if !workspaces.is_empty() {
+        tracing::info!(?workspaces, "anchoring MLflow workspaces");
+    }
     let guard = if until_caught_up {
         None
     } else {
@@ -313,8 +330,88 @@ async fn start(
         Box::new(Lines::new())
     };
     let stop = shutdown::on_signal();
-    crate::service::poll::run(config, anchorer, store, guard, progress.as_mut(), stop).await?;
+    crate::service::poll::run_workspaces(
+        config,
+        anchorer,
+        store,
+        lanes,
+        guard,
+        progress.as_mut(),
+        stop,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The workspaces `run`/`backfill` anchor, in order: the ones named (`--workspace`,
+/// `ARIO_MLFLOW_WORKSPACES`, `MLFLOW_WORKSPACE`), else every workspace the credentials can see;
+/// empty on a server without workspaces (no header is ever sent there). The default workspace
+/// comes first: it keeps the state directory and the webhook route.
+async fn workspaces(
+    args: &ServiceArgs,
+    mlflow: &crate::mlflow::MlflowClient,
+    kafka: bool,
+) -> Result<Vec<String>, CmdError> {
+    let named = super::connect::named_workspaces(&args.anchor.mlflow);
+    let mut list = if named.is_empty() {
+        match mlflow.list_workspaces().await {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(CmdError::Setup(
+                    format!(
+                        "cannot list the MLflow workspaces at {}: {e} (name them with --workspace)",
+                        mlflow.tracking_uri()
+                    )
+                    .into(),
+                ))
+            }
+        }
+    } else {
+        named
+    };
+    if let Some(bad) = list.iter().find(|w| {
+        w.as_str() == "."
+            || w.as_str() == ".."
+            || !w
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    }) {
+        return Err(CmdError::Usage(format!(
+            "{bad:?} is not an MLflow workspace name (letters, digits, '-', '_', '.')"
+        )));
+    }
+    list.sort_by_key(|w| w != crate::mlflow::DEFAULT_WORKSPACE);
+    if kafka && list.len() > 1 {
+        return Err(CmdError::Usage(format!(
+            "--source kafka anchors one MLflow workspace for now; {} are named or visible ({}): give one --workspace",
+            list.len(),
+            list.join(", ")
+        )));
+    }
+    Ok(list)
+}
+
+/// `mlflow` in `workspace`; the default workspace without a header (as before workspaces).
+fn in_workspace(
+    mlflow: &crate::mlflow::MlflowClient,
+    workspace: &str,
+) -> crate::mlflow::MlflowClient {
+    if workspace == crate::mlflow::DEFAULT_WORKSPACE {
+        mlflow.clone()
+    } else {
+        mlflow.in_workspace(workspace)
+    }
+}
+
+/// Where a workspace's store lives: the state directory itself for the default workspace (a
+/// store written before workspaces is the default workspace's), `<state-dir>/workspaces/NAME`
+/// for the others.
+fn workspace_state_dir(state_dir: &std::path::Path, workspace: Option<&String>) -> PathBuf {
+    match workspace {
+        Some(w) if w != crate::mlflow::DEFAULT_WORKSPACE => state_dir.join("workspaces").join(w),
+        _ => state_dir.to_path_buf(),
+    }
 }
 
 /// Says which jobs wait on a parked one (a backfill stops there).

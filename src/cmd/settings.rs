@@ -13,6 +13,7 @@ use crate::anchor::Anchorer;
 use crate::arweave::turbo::{RetryPolicy, TurboConfig};
 use crate::arweave::{TurboClient, Wallet};
 use crate::keys::EnvelopeKey;
+use crate::mlflow::{MlflowClient, MlflowConfig};
 
 /// Parses a duration: `7d`, `12h`, `30m`, `45s`, or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, CmdError> {
@@ -123,7 +124,12 @@ pub struct AnchorSettings {
 
 /// Builds the anchoring parts from flags; every startup error says what to fix.
 pub fn anchorer(s: &AnchorSettings) -> Result<Anchorer, CmdError> {
-    let mlflow = super::connect::mlflow_client(&s.mlflow)?;
+    anchorer_with(s, super::connect::mlflow_config(&s.mlflow)?)
+}
+
+/// The anchoring parts with MLflow configured as `mlflow` says.
+pub fn anchorer_with(s: &AnchorSettings, mlflow: MlflowConfig) -> Result<Anchorer, CmdError> {
+    let mlflow = MlflowClient::new(mlflow)?;
     let key = EnvelopeKey::load_or_create(s.signing_key.as_deref(), s.key_dir.as_deref())?;
     let wallet = Wallet::load_or_create(s.wallet.as_deref(), None)?;
     let http = super::connect::http_settings(&s.http)?;

@@ -171,6 +171,15 @@ pub fn signature_matches(
     matched
 }
 
+/// The workspace a delivery names (MLflow 3.10+: a top-level `workspace`); `None` before.
+fn delivery_workspace(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v["workspace"]
+        .as_str()
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+}
+
 /// Decodes a payload: `Ok(None)` for an event type the worker does not anchor.
 pub fn decode(body: &[u8]) -> Result<(String, Option<WebhookChange>), WebhookError> {
     let v: Value = serde_json::from_slice(body)
@@ -225,6 +234,8 @@ pub struct WebhookReceiver {
     /// Notified when events were recorded (the service drains at once).
     wake: std::sync::Arc<tokio::sync::Notify>,
     seen: Mutex<Seen>,
+    /// The MLflow workspace whose deliveries this receiver records (its store's).
+    workspace: String,
 }
 
 #[derive(Debug, Default)]
@@ -253,7 +264,15 @@ impl WebhookReceiver {
             detect_lock,
             wake,
             seen: Mutex::new(Seen::default()),
+            workspace: crate::mlflow::DEFAULT_WORKSPACE.to_string(),
         })
+    }
+
+    /// Records only the deliveries of `workspace` (MLflow 3.10+ names it in every payload);
+    /// another workspace's are acknowledged and ignored — its own poller covers them.
+    pub fn in_workspace(mut self, workspace: &str) -> WebhookReceiver {
+        self.workspace = workspace.to_string();
+        self
     }
 
     /// Authenticates, de-duplicates and records one delivery; resolves only once the change
@@ -330,6 +349,10 @@ impl WebhookReceiver {
 
     async fn record(&self, body: &[u8]) -> Result<Accepted, WebhookError> {
         let (kind, change) = decode(body)?;
+        if let Some(other) = delivery_workspace(body).filter(|w| *w != self.workspace) {
+            tracing::debug!(kind, workspace = %other, receiver = %self.workspace, "webhook: another workspace's delivery; ignored");
+            return Ok(Accepted::Ignored(format!("{kind} (workspace {other})")));
+        }
         let Some(change) = change else {
             return Ok(Accepted::Ignored(kind));
         };

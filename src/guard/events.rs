@@ -342,7 +342,7 @@ impl GuardEvents {
         });
         let envelope = sign_envelope(&unsigned, self.key.signing_key())
             .map_err(|e| GuardError::Sign(e.to_string()))?;
-        let item: DataItem = crate::anchor::sign::envelope_item(&envelope, &self.signer)
+        let item: DataItem = crate::anchor::sign::envelope_item(&envelope, &self.signer, None)
             .map_err(|e| GuardError::Sign(e.to_string()))?;
         Ok(KeptEvent {
             key: key.to_string(),

@@ -45,6 +45,9 @@ pub struct MlflowConfig {
     pub max_calls_per_sec: Option<f64>,
     /// Artifact stores read directly (S3, GCS, Azure, files) when runs name them.
     pub artifact_stores: ArtifactStoreConfig,
+    /// The MLflow workspace every call is made in (`X-MLFLOW-WORKSPACE`; `MLFLOW_WORKSPACE`):
+    /// `None` sends no header — a server without workspaces refuses one.
+    pub workspace: Option<String>,
 }
 
 impl fmt::Debug for MlflowConfig {
@@ -55,6 +58,7 @@ impl fmt::Debug for MlflowConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("insecure_tls", &self.insecure_tls)
+            .field("workspace", &self.workspace)
             .finish_non_exhaustive()
     }
 }
@@ -75,9 +79,17 @@ impl MlflowConfig {
             min_delay: Duration::from_millis(200),
             max_calls_per_sec: None,
             artifact_stores: ArtifactStoreConfig::default(),
+            workspace: None,
         }
     }
 }
+
+/// The header that selects a workspace on a server run with `--enable-workspaces`.
+pub const WORKSPACE_HEADER: &str = "X-MLFLOW-WORKSPACE";
+
+/// The workspace a server without workspaces puts everything in, and the one a proof made
+/// before workspaces belongs to.
+pub const DEFAULT_WORKSPACE: &str = "default";
 
 /// A failed MLflow call. The `call` names the REST endpoint, so messages say what failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -240,6 +252,50 @@ impl MlflowClient {
         &self.config.tracking_uri
     }
 
+    /// The workspace every call is made in (`None`: no header, the server's default).
+    pub fn workspace(&self) -> Option<&str> {
+        self.config.workspace.as_deref()
+    }
+
+    /// The same client (connection pool, artifact stores, rate limit) making its calls in
+    /// `workspace`.
+    pub fn in_workspace(&self, workspace: &str) -> MlflowClient {
+        let mut client = self.clone();
+        client.config.workspace = Some(workspace.to_string());
+        client
+    }
+
+    /// The workspaces these credentials can see, in the server's order; `Ok(None)` when the
+    /// server runs without workspaces (it answers `FEATURE_DISABLED`, or has no such route).
+    pub async fn list_workspaces(&self) -> Result<Option<Vec<String>>, MlflowError> {
+        let mut plain = self.clone();
+        plain.config.workspace = None;
+        let answer: Result<Value, MlflowError> = plain
+            .call(
+                "workspaces/list",
+                Request::get("api/3.0/mlflow/workspaces", &[]),
+            )
+            .await;
+        match answer {
+            Ok(v) => Ok(Some(
+                v["workspaces"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|w| w["name"].as_str().map(str::to_owned))
+                    .collect(),
+            )),
+            Err(MlflowError::Http { status, code, .. })
+                if status == 404
+                    || code.as_deref() == Some("FEATURE_DISABLED")
+                    || code.as_deref() == Some("ENDPOINT_NOT_FOUND") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// REST calls made so far (for measurements).
     pub fn calls_made(&self) -> u64 {
         self.calls.load(std::sync::atomic::Ordering::Relaxed)
@@ -254,6 +310,10 @@ impl MlflowClient {
     }
 
     pub(crate) fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let req = match &self.config.workspace {
+            Some(w) => req.header(WORKSPACE_HEADER, w),
+            None => req,
+        };
         if let Some(token) = &self.config.token {
             req.bearer_auth(token)
         } else if let Some(user) = &self.config.username {

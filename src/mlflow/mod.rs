@@ -13,5 +13,5 @@ pub mod model_source;
 pub mod spans;
 pub mod types;
 
-pub use client::{MlflowClient, MlflowConfig, MlflowError};
+pub use client::{MlflowClient, MlflowConfig, MlflowError, DEFAULT_WORKSPACE, WORKSPACE_HEADER};
 pub use types::*;

@@ -80,10 +80,16 @@ pub fn unsigned(fields: EnvelopeFields<'_>) -> Value {
     })
 }
 
+/// The data-item tag naming a proof's MLflow workspace (none: the default workspace).
+pub const WORKSPACE_TAG: &str = "MLflow-Workspace";
+
+/// The workspace of a server without workspaces, and of every proof made before them.
+pub const DEFAULT_WORKSPACE: &str = "default";
+
 /// The data item's tags, in order: `Content-Type`, `App-Name`, `App-Version`, `Event-Type`,
 /// `Event-Id`, `Chain-Prev`. Tags whose value would be empty are left out (ANS-104 allows no
 /// empty value; an envelope without them is malformed anyway).
-pub fn item_tags(envelope: &Value) -> Vec<(&'static str, String)> {
+pub fn item_tags(envelope: &Value, workspace: Option<&str>) -> Vec<(&'static str, String)> {
     let field = |k: &str| {
         envelope
             .get(k)
@@ -98,6 +104,16 @@ pub fn item_tags(envelope: &Value) -> Vec<(&'static str, String)> {
         ("Event-Type", field("event_type")),
         ("Event-Id", field("event_id")),
         ("Chain-Prev", field("previous_hash")),
+        // The MLflow workspace the entity lives in, committed by the data item's signature
+        // and not by the envelope, so the plugin's verifier reads the same envelope; absent
+        // for the default workspace (whose items are byte-for-byte those before workspaces).
+        (
+            WORKSPACE_TAG,
+            workspace
+                .filter(|w| *w != DEFAULT_WORKSPACE)
+                .unwrap_or("")
+                .to_string(),
+        ),
     ];
     tags.into_iter().filter(|(_, v)| !v.is_empty()).collect()
 }
@@ -119,7 +135,7 @@ mod tests {
     #[test]
     fn item_tags_come_in_the_plugin_order_and_skip_empty_values() {
         let env = json!({"event_type": "dataset", "event_id": "e", "previous_hash": ""});
-        let names: Vec<&str> = item_tags(&env).iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = item_tags(&env, None).iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names,
             [

@@ -55,6 +55,17 @@ pub struct Quiet;
 
 impl Progress for Quiet {}
 
+/// Another MLflow workspace anchored beside the first: its client (which sends the workspace
+/// header) and its own store, so dedupe keys, chains and snapshots never mix workspaces.
+pub struct Lane {
+    /// The workspace.
+    pub workspace: String,
+    /// The anchoring parts, `anchorer.mlflow` in the workspace.
+    pub anchorer: Anchorer,
+    /// The workspace's store.
+    pub store: Store,
+}
+
 /// Runs the poll service over `store` until `stop` is cancelled (or, for a backfill, until
 /// caught up), then stops the surface, awaits its tasks and flushes the store.
 pub async fn run(
@@ -65,8 +76,28 @@ pub async fn run(
     progress: &mut dyn Progress,
     stop: CancellationToken,
 ) -> Result<(), ServiceError> {
+    run_workspaces(config, anchorer, store, Vec::new(), guard, progress, stop).await
+}
+
+/// [`run`] over several MLflow workspaces: the first (`anchorer`, `store`: the default
+/// workspace when it is anchored) owns the listener's store gauges and the webhook route; each
+/// of `lanes` polls and drains its own pipeline beside it, on the same schedule and token.
+pub async fn run_workspaces(
+    config: PollConfig,
+    anchorer: Anchorer,
+    store: Store,
+    lanes: Vec<Lane>,
+    guard: Option<GuardParts>,
+    progress: &mut dyn Progress,
+    stop: CancellationToken,
+) -> Result<(), ServiceError> {
     let detect_lock: Arc<tokio::sync::Mutex<()>> = Default::default();
     let wake = Arc::new(tokio::sync::Notify::new());
+    let workspace = anchorer
+        .mlflow
+        .workspace()
+        .unwrap_or(crate::mlflow::DEFAULT_WORKSPACE)
+        .to_string();
     let webhook = if config.webhook_secrets.iter().any(|s| !s.is_empty()) {
         Some(Arc::new(
             WebhookReceiver::new(
@@ -76,7 +107,8 @@ pub async fn run(
                 detect_lock.clone(),
                 wake.clone(),
             )
-            .map_err(|e| ServiceError::Start(e.to_string()))?,
+            .map_err(|e| ServiceError::Start(e.to_string()))?
+            .in_workspace(&workspace),
         ))
     } else {
         None
@@ -95,25 +127,48 @@ pub async fn run(
     )
     .await?;
     let pipeline = Pipeline::new(anchorer, store, config.pipeline.clone());
-    let result = poll_loop(
+    let others: Vec<(String, Pipeline)> = lanes
+        .into_iter()
+        .map(|l| {
+            (
+                l.workspace,
+                Pipeline::new(l.anchorer, l.store, config.pipeline.clone()),
+            )
+        })
+        .collect();
+    // The other lanes: no webhook route (a lock and a wake nobody else takes), no progress.
+    let quiet_lock: Arc<tokio::sync::Mutex<()>> = Default::default();
+    let quiet_wake = tokio::sync::Notify::new();
+    let mut quiet: Vec<Quiet> = others.iter().map(|_| Quiet).collect();
+    let main = poll_loop(
         &config,
+        &workspace,
         &pipeline,
         &surface,
         &detect_lock,
         &wake,
         progress,
         &stop,
-    )
-    .await;
+    );
+    let rest =
+        futures::future::try_join_all(others.iter().zip(quiet.iter_mut()).map(|((w, p), q)| {
+            poll_loop(&config, w, p, &surface, &quiet_lock, &quiet_wake, q, &stop)
+        }));
+    let result = futures::future::try_join(main, rest).await;
     progress.finish();
     surface.stop().await;
     result?;
     pipeline.store.flush().await?;
+    for (_, p) in &others {
+        p.store.flush().await?;
+    }
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn poll_loop(
     config: &PollConfig,
+    workspace: &str,
     pipeline: &Pipeline,
     surface: &Surface,
     detect_lock: &tokio::sync::Mutex<()>,
@@ -165,8 +220,8 @@ async fn poll_loop(
                 open = 0;
             }
         }
-        crate::telemetry::poll_pass(polled_ok);
-        crate::telemetry::open_jobs(pipeline.store.open_count());
+        crate::telemetry::poll_pass(workspace, polled_ok);
+        crate::telemetry::open_jobs(workspace, pipeline.store.open_count());
         progress.pass(&pipeline.store, pipeline.anchorer.mlflow.calls_made(), open);
         if stop.is_cancelled() || (config.until_caught_up && open == 0) {
             return Ok(());
@@ -193,7 +248,7 @@ async fn poll_loop(
             health.tick();
             if pipeline.store.open_count() > 0 {
                 pipeline.drain_with(stop, |_| health.tick()).await?;
-                crate::telemetry::open_jobs(pipeline.store.open_count());
+                crate::telemetry::open_jobs(workspace, pipeline.store.open_count());
             }
         }
         if stop.is_cancelled() {

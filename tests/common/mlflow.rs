@@ -7,14 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Pinned so the parity and cross-verification tests always meet the profile they were written for.
-pub const PIP_PACKAGES: [&str; 5] = [
-    "mlflow==3.17.2",
-    "ar-io-mlflow==0.3.0",
-    "scikit-learn",
-    "pandas",
-    "boto3",
-];
+/// Pinned so the parity and cross-verification tests always meet the profile they were written
+/// for. One package per line; `scripts/prefetch-test-deps` (run by `.ci/run` while the crate
+/// builds) creates the venv from the same file, with the same marker and lock.
+pub const PIP_PACKAGES: &str = include_str!("../data/mlflow/venv-mlflow.txt");
 
 /// Where a server keeps artifacts, and whether clients reach them through its proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,12 +31,11 @@ pub enum ArtifactMode {
 
 /// MLflow 2.x (the last 2.x release) for the compatibility tests. SQLAlchemy is pinned:
 /// MLflow 2.22 imports a pool class newer SQLAlchemy releases removed.
-pub const PIP_PACKAGES_MLFLOW2: [&str; 3] =
-    ["mlflow==2.22.1", "sqlalchemy==2.0.36", "scikit-learn"];
+pub const PIP_PACKAGES_MLFLOW2: &str = include_str!("../data/mlflow/venv-mlflow2.txt");
 
 /// The venv, created if needed; `None` (with a notice) when python3 is absent outside CI.
 pub fn venv() -> Option<PathBuf> {
-    venv_with("ARIO_TEST_VENV", "venv-mlflow", &PIP_PACKAGES)
+    venv_with("ARIO_TEST_VENV", "venv-mlflow", PIP_PACKAGES)
 }
 
 /// The MLflow 2.x venv ([`PIP_PACKAGES_MLFLOW2`]), created if needed.
@@ -48,11 +43,12 @@ pub fn venv_mlflow2() -> Option<PathBuf> {
     venv_with(
         "ARIO_TEST_VENV_MLFLOW2",
         "venv-mlflow2",
-        &PIP_PACKAGES_MLFLOW2,
+        PIP_PACKAGES_MLFLOW2,
     )
 }
 
-fn venv_with(env_var: &str, name: &str, packages: &[&str]) -> Option<PathBuf> {
+fn venv_with(env_var: &str, name: &str, packages: &str) -> Option<PathBuf> {
+    let packages: Vec<&str> = packages.split_whitespace().collect();
     if Command::new("python3").arg("--version").output().is_err() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -85,7 +81,7 @@ fn venv_with(env_var: &str, name: &str, packages: &[&str]) -> Option<PathBuf> {
         assert!(status.success(), "python3 -m venv {} failed", dir.display());
         let out = Command::new(dir.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
-            .args(packages)
+            .args(&packages)
             .output()
             .expect("pip");
         assert!(

@@ -266,34 +266,48 @@ impl MlflowClient {
     }
 
     /// The workspaces these credentials can see, in the server's order; `Ok(None)` when the
-    /// server runs without workspaces (it answers `FEATURE_DISABLED`, or has no such route).
+    /// server runs without workspaces. MLflow 3.17 answers that with HTTP 503 ("disabled
+    /// because the server is running without workspaces support"), older servers with 404 or
+    /// `FEATURE_DISABLED`: asked once, a 503 naming workspaces is not retried.
     pub async fn list_workspaces(&self) -> Result<Option<Vec<String>>, MlflowError> {
         let mut plain = self.clone();
         plain.config.workspace = None;
-        let answer: Result<Value, MlflowError> = plain
-            .call(
-                "workspaces/list",
-                Request::get("api/3.0/mlflow/workspaces", &[]),
-            )
-            .await;
-        match answer {
-            Ok(v) => Ok(Some(
-                v["workspaces"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|w| w["name"].as_str().map(str::to_owned))
-                    .collect(),
-            )),
-            Err(MlflowError::Http { status, code, .. })
-                if status == 404
-                    || code.as_deref() == Some("FEATURE_DISABLED")
-                    || code.as_deref() == Some("ENDPOINT_NOT_FOUND") =>
+        let request = Request::get("api/3.0/mlflow/workspaces", &[]);
+        let name = "workspaces/list";
+        let first = plain.send_once(name, &request).await;
+        let text = match first {
+            Err(MlflowError::Http {
+                status,
+                code,
+                message,
+                ..
+            }) if status == 404
+                || code.as_deref() == Some("FEATURE_DISABLED")
+                || code.as_deref() == Some("ENDPOINT_NOT_FOUND")
+                || (status == 503 && message.contains("workspace")) =>
             {
-                Ok(None)
+                return Ok(None)
             }
-            Err(e) => Err(e),
-        }
+            Err(e) if e.is_transient() => {
+                (|| async { plain.send_once(name, &request).await })
+                    .retry(plain.backoff())
+                    .when(MlflowError::is_transient)
+                    .await?
+            }
+            other => other?,
+        };
+        let v: Value = serde_json::from_str(&text).map_err(|e| MlflowError::Decode {
+            call: name,
+            cause: e.to_string(),
+        })?;
+        Ok(Some(
+            v["workspaces"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|w| w["name"].as_str().map(str::to_owned))
+                .collect(),
+        ))
     }
 
     /// REST calls made so far (for measurements).

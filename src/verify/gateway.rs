@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::verdict::Check;
 use super::Verifier;
 use crate::arweave::DataItem;
+use crate::profile::envelope;
 use crate::proof::{jcs, verify_envelope};
 
 /// The envelope read from a gateway, with what was learnt on the way.
@@ -16,7 +17,11 @@ pub(super) struct Fetched {
 }
 
 /// The served payload must be the data of a valid item whose id is the TX.
-pub(super) fn data_item_check(tx_id: &str, item: &[u8], served: &[u8]) -> Check {
+/// Checks the signed data item `tx_id` against the bytes served, and its `MLflow-Workspace` tag
+/// (when it has one) against `workspace`, the one being verified in: a proof made in another
+/// workspace is about another entity of the same name. An item without the tag (the default
+/// workspace, the plugin, or before workspaces) says nothing either way.
+pub(super) fn data_item_check(tx_id: &str, item: &[u8], served: &[u8], workspace: &str) -> Check {
     let item = match DataItem::parse(item) {
         Ok(i) => i,
         // Some gateways answer unknown paths with a page of their own: not evidence either way.
@@ -34,6 +39,16 @@ pub(super) fn data_item_check(tx_id: &str, item: &[u8], served: &[u8]) -> Check 
     }
     if item.data != served {
         return Check::fail("the bytes served at /raw differ from the data item's data");
+    }
+    let tagged = item
+        .tags
+        .iter()
+        .find(|t| t.name == envelope::WORKSPACE_TAG.as_bytes())
+        .map(|t| String::from_utf8_lossy(&t.value).into_owned());
+    if let Some(made_in) = tagged.as_deref().filter(|w| *w != workspace) {
+        return Check::fail(format!(
+            "the proof was made in MLflow workspace {made_in:?}, not {workspace:?} (verify with --workspace {made_in})"
+        ));
     }
     Check::pass("the served bytes are the data of the signed item whose id is the TX")
         .with("owner", item.owner_address())
@@ -60,7 +75,14 @@ impl Verifier {
                 }
             };
             let data_item = match self.gateways.fetch_data_item(gateway, tx_id).await {
-                Ok(Some(item)) => data_item_check(tx_id, &item, &bytes),
+                Ok(Some(item)) => data_item_check(
+                    tx_id,
+                    &item,
+                    &bytes,
+                    self.mlflow
+                        .workspace()
+                        .unwrap_or(envelope::DEFAULT_WORKSPACE),
+                ),
                 Ok(None) => Check::skipped("not checked: the gateway serves no signed data item"),
                 Err(e) => Check::skipped(format!("not checked: data item unreadable ({e})")),
             };

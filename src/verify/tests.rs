@@ -30,28 +30,58 @@ fn served_bytes_are_checked_against_the_signed_item() {
     let item = DataItem::sign(&signer, tags, b"{\"a\":1}".to_vec(), None, None).unwrap();
     let bytes = item.to_bytes();
     let id = item.id();
-    assert_eq!(data_item_check(&id, &bytes, b"{\"a\":1}").ok, Some(true));
-    let altered = data_item_check(&id, &bytes, b"{\"a\":2}");
+    assert_eq!(
+        data_item_check(&id, &bytes, b"{\"a\":1}", "default").ok,
+        Some(true)
+    );
+    let altered = data_item_check(&id, &bytes, b"{\"a\":2}", "default");
     assert_eq!(altered.ok, Some(false));
     assert!(altered.reason.contains("differ"), "{}", altered.reason);
     assert_eq!(
-        data_item_check("x".repeat(43).as_str(), &bytes, b"{\"a\":1}").ok,
+        data_item_check("x".repeat(43).as_str(), &bytes, b"{\"a\":1}", "default").ok,
         Some(false)
     );
     let mut tampered = bytes.clone();
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     assert_eq!(
-        data_item_check(&id, &tampered, b"{\"a\":1}").ok,
+        data_item_check(&id, &tampered, b"{\"a\":1}", "default").ok,
         Some(false),
         "bad signature"
     );
-    let page = data_item_check(&id, b"<html>not found</html>", b"{\"a\":1}");
+    let page = data_item_check(&id, b"<html>not found</html>", b"{\"a\":1}", "default");
     assert_eq!(
         page.ok, None,
         "a gateway page is not evidence: {}",
         page.reason
     );
+}
+
+#[test]
+fn a_proof_tagged_with_another_workspace_is_about_another_entity() {
+    let signer = ItemSigner::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[5; 32]));
+    let data = b"{\"a\":1}".to_vec();
+    let tagged = DataItem::sign(
+        &signer,
+        vec![Tag::new("MLflow-Workspace", "team-b")],
+        data.clone(),
+        None,
+        None,
+    )
+    .unwrap();
+    let (bytes, id) = (tagged.to_bytes(), tagged.id());
+    assert_eq!(data_item_check(&id, &bytes, &data, "team-b").ok, Some(true));
+    let elsewhere = data_item_check(&id, &bytes, &data, "default");
+    assert_eq!(elsewhere.ok, Some(false));
+    assert!(
+        elsewhere.reason.contains("\"team-b\""),
+        "{}",
+        elsewhere.reason
+    );
+    // No tag (the default workspace, the plugin, or before workspaces): nothing to hold against.
+    let plain = DataItem::sign(&signer, Vec::new(), data.clone(), None, None).unwrap();
+    let check = data_item_check(&plain.id(), &plain.to_bytes(), &data, "team-b");
+    assert_eq!(check.ok, Some(true));
 }
 
 #[test]

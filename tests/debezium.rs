@@ -112,11 +112,30 @@ impl Cdc {
             tables,
         };
         cdc.must(&["install"]);
-        cdc.must(&["pg", "start"]);
+        cdc.start_pg();
         cdc.must(&["mlflow", "start"]);
         cdc.start_kafka();
         cdc.read_env();
         cdc
+    }
+
+    /// PostgreSQL, on a new port when it lost a port race (seen in CI: `could not bind IPv4
+    /// address "127.0.0.1": Address already in use` on a port picked free a moment before; the
+    /// recipe picks another when the stored one is taken).
+    fn start_pg(&self) {
+        for attempt in 1..=3 {
+            let out = self.run(&["pg", "start"]);
+            if out.status.success() {
+                return;
+            }
+            let text = show(&out);
+            assert!(
+                text.contains("Address already in use") && attempt < 3,
+                "cdc-local.sh pg start: {text}"
+            );
+            eprintln!("postgres start lost a port race (attempt {attempt}); retrying");
+            let _ = std::fs::remove_file(self.home.path().join("pg/port"));
+        }
     }
 
     /// The broker, on new ports when it lost a port race: kafka-local.sh retries such a race

@@ -555,3 +555,24 @@ fn the_error_scan_sees_string_errors_and_nothing_else() {
         "{found:?}"
     );
 }
+
+#[test]
+fn no_source_file_grows_past_700_lines() {
+    // One concern per file (docs/architecture.md §8): a file past this is doing several things.
+    const LIMIT: usize = 700;
+    let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut paths = Vec::new();
+    rust_files(&src_dir, &mut paths);
+    let long: Vec<String> = paths
+        .iter()
+        .filter_map(|p| {
+            let lines = std::fs::read_to_string(p).ok()?.lines().count();
+            (lines > LIMIT).then(|| format!("{}: {lines} lines", p.display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "split along its seams (at most {LIMIT} lines a file):\n{}",
+        long.join("\n")
+    );
+}

@@ -47,9 +47,10 @@ fn worker_env(lab: &Lab, broker: &Broker, state: &Path) -> Vec<(&'static str, St
 
 /// The worker as a service (its listener on a port of its own), killed when dropped.
 fn spawn(env: &[(&str, String)], args: &[&str], log: &Path) -> Proc {
-    let mut env = env.to_vec();
-    env.push(("ARIO_MLFLOW_LISTEN", "127.0.0.1:0".to_string()));
-    Proc::worker(&env, args, log)
+    // A port of its own unless the test gave one (later entries win).
+    let mut all = vec![("ARIO_MLFLOW_LISTEN", "127.0.0.1:0".to_string())];
+    all.extend_from_slice(env);
+    Proc::worker(&all, args, log)
 }
 
 fn sigterm(worker: &mut Proc) {

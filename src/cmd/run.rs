@@ -357,6 +357,17 @@ async fn workspaces(
         match mlflow.list_workspaces().await {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(Vec::new()),
+            // Credentials that may not list workspaces: the server's default, said loudly.
+            Err(crate::mlflow::MlflowError::Http {
+                status: status @ (401 | 403),
+                ..
+            }) => {
+                tracing::warn!(
+                    status,
+                    "these credentials may not list the MLflow workspaces: anchoring the default workspace only (name the others with --workspace)"
+                );
+                return Ok(Vec::new());
+            }
             Err(e) => {
                 return Err(CmdError::Setup(
                     format!(

@@ -15,7 +15,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 
 use common::lab::{last_json_line, Lab, SEED_B64};
 use common::mlflow::{venv, ArtifactMode, MlflowServer};
@@ -61,12 +60,7 @@ fn anchored_training_runs(dn: &common::devnet::TestDevnet) -> BTreeMap<String, S
 }
 
 fn plugin(venv: &std::path::Path, env: &[(&str, String)], args: &[&str]) {
-    let mut cmd = Command::new(venv.join("bin/ar-io-mlflow"));
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
+    let out = common::plugin::run(venv, env, args);
     assert!(out.status.success(), "plugin {args:?}: {}", show(&out));
 }
 
@@ -103,16 +97,8 @@ fn lifecycle(mode: ArtifactMode, label: &str, s3: Option<&common::s3::S3>) {
     std::fs::remove_dir_all(&deleted).unwrap();
 
     let state = home.path().join("state");
-    let mut env: Vec<(&str, String)> = vec![
-        ("MLFLOW_TRACKING_URI", server.uri.clone()),
-        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
-        ("ARIO_MLFLOW_UPLOAD_URL", dn.handle.url().to_string()),
-        ("ARIO_MLFLOW_CA_CERT", ca.display().to_string()),
-        ("ARIO_MLFLOW_GATEWAY_HOST", gateway.clone()),
-        ("ARIO_MLFLOW_GATEWAYS", gateway.clone()),
-        ("ARIO_MLFLOW_STATE_DIR", state.display().to_string()),
-        ("HOME", home.path().display().to_string()),
-    ];
+    let mut env: Vec<(&str, String)> = lab.worker_env(&state);
+    env.push(("ARIO_MLFLOW_GATEWAYS", gateway.clone()));
     let client_env = server.client_env();
     for (k, v) in &client_env {
         env.push((k.as_str(), v.clone()));
@@ -248,21 +234,13 @@ fn wrong_s3_credentials_park_the_job_and_anchor_nothing_until_fixed() {
             env: s3.env.clone(),
         },
     );
-    let (server, dn, home, ca, gateway) = (&lab.server, &lab.dn, &lab.home, &lab.ca, &lab.gateway);
+    let (server, dn, home) = (&lab.server, &lab.dn, &lab.home);
     let out = server.python(&venv, &mlflow_data("stores.py"), &["creds"], &[]);
     assert!(out.status.success(), "seed: {}", show(&out));
     let ids = last_json_line(&out.stdout);
     let run = ids["run"].as_str().unwrap().to_string();
     let state = home.path().join("state");
-    let base: Vec<(&str, String)> = vec![
-        ("MLFLOW_TRACKING_URI", server.uri.clone()),
-        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
-        ("ARIO_MLFLOW_UPLOAD_URL", dn.handle.url().to_string()),
-        ("ARIO_MLFLOW_CA_CERT", ca.display().to_string()),
-        ("ARIO_MLFLOW_GATEWAY_HOST", gateway.clone()),
-        ("ARIO_MLFLOW_STATE_DIR", state.display().to_string()),
-        ("HOME", home.path().display().to_string()),
-    ];
+    let base: Vec<(&str, String)> = lab.worker_env(&state);
     fn with<'a>(
         base: &[(&'a str, String)],
         s3_env: &'a [(String, String)],

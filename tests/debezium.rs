@@ -708,12 +708,7 @@ fn cdc_feed_alone_anchors_snapshot_and_stream_once_through_kills_with_true_stage
         vec!["verify", "model", mv.as_str()],
         vec!["verify", "trace", live_traces[0].as_str()],
     ] {
-        let mut cmd = Command::new(venv.join("bin/ar-io-mlflow"));
-        cmd.args(&args);
-        for (k, v) in &plugin_env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
+        let out = common::plugin::run(&venv, &plugin_env, &args);
         assert!(out.status.success(), "plugin {args:?}: {}", show(&out));
     }
 

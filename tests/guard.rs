@@ -476,11 +476,7 @@ fn the_plugins_gate_follows_the_guard_through_alias_moves_tampering_and_outages(
             .await
             .unwrap()
     });
-    let checks: f64 = m
-        .lines()
-        .filter(|l| l.starts_with("ario_mlflow_worker_guard_checks_total{"))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum();
+    let checks = common::metrics::sum(&m, "ario_mlflow_worker_guard_checks_total", &[]);
     let duration_line = m
         .lines()
         .find(|l| l.starts_with("ario_mlflow_worker_guard_check_duration_seconds_sum"))
@@ -671,15 +667,9 @@ fn coverage_counts_verifying_failing_signed_only_and_unanchored_entities() {
             .await
             .unwrap()
     });
-    let sum = |prefix: &str| -> f64 {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-            .sum()
-    };
-    let checks = sum("ario_mlflow_worker_guard_checks_total{");
-    let calls = sum("ario_mlflow_worker_mlflow_request_duration_seconds_count{");
+    let sum = |name: &str| common::metrics::sum(&metrics, name, &[]);
+    let checks = sum("ario_mlflow_worker_guard_checks_total");
+    let calls = sum("ario_mlflow_worker_mlflow_request_duration_seconds_count");
     let hashed = sum("ario_mlflow_worker_artifact_bytes_hashed_total");
     println!(
         "guard command: {checks} checks, {calls} MLflow requests in all ({:.1} per check), {hashed} artifact bytes hashed ({:.0} per check)",

@@ -278,32 +278,22 @@ fn feed_and_one_consumer_anchor_everything_once_and_dead_letter_the_bad_messages
         "no sled store in Kafka mode: {ready}"
     );
     let (_, metrics) = get("/metrics");
-    let sum = |name: &str, label: &str| -> f64 {
-        metrics
-            .lines()
-            .filter(|l| {
-                l.starts_with(name)
-                    && (l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
-                    && l.contains(label)
-            })
-            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-            .sum()
-    };
+    let sum = |name: &str, labels: &[(&str, &str)]| common::metrics::sum(&metrics, name, labels);
     assert_eq!(
         sum(
             "ario_mlflow_worker_events_anchored_total",
-            "source=\"kafka\""
+            &[("source", "kafka")]
         ),
         want as f64,
         "{metrics}"
     );
     assert_eq!(
-        sum("ario_mlflow_worker_kafka_dead_letters_total", ""),
+        sum("ario_mlflow_worker_kafka_dead_letters_total", &[]),
         bad.len() as f64,
         "{metrics}"
     );
     assert_eq!(
-        sum("ario_mlflow_worker_kafka_assigned_partitions", ""),
+        sum("ario_mlflow_worker_kafka_assigned_partitions", &[]),
         6.0,
         "{metrics}"
     );
@@ -313,10 +303,7 @@ fn feed_and_one_consumer_anchor_everything_once_and_dead_letter_the_bad_messages
         .count();
     assert_eq!(lag_lines, 6, "{metrics}");
     assert_eq!(
-        sum(
-            "ario_mlflow_worker_kafka_consumer_lag",
-            &format!("topic=\"{topic}\"")
-        ),
+        sum("ario_mlflow_worker_kafka_consumer_lag", &[("topic", topic)]),
         0.0,
         "{metrics}"
     );
@@ -402,12 +389,7 @@ fn feed_and_one_consumer_anchor_everything_once_and_dead_letter_the_bad_messages
         // The plugin's audit walks the version's stages: registration, promotion, alias.
         vec!["audit", mv.as_str()],
     ] {
-        let mut cmd = Command::new(venv.join("bin/ar-io-mlflow"));
-        cmd.args(&args);
-        for (k, v) in &plugin_env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
+        let out = common::plugin::run(&venv, &plugin_env, &args);
         assert!(out.status.success(), "plugin {args:?}: {}", show(&out));
     }
 }

@@ -26,7 +26,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::lab::{last_json_line, Lab};
@@ -73,14 +72,7 @@ impl Messy<'_> {
 
 /// What the plugin (and its CLI) needs to reach devnet and sign with the test key.
 fn plugin_env(lab: &Lab) -> Vec<(&'static str, String)> {
-    vec![
-        ("REQUESTS_CA_BUNDLE", lab.ca.display().to_string()),
-        ("ARIO_MLFLOW_SIGNING_KEY", common::lab::SEED_B64.to_string()),
-        ("HOME", lab.home.path().display().to_string()),
-        ("ARIO_MLFLOW_GATEWAYS", lab.gateway.clone()),
-        ("MLFLOW_TRACKING_URI", lab.server.uri.clone()),
-        ("NO_COLOR", "1".to_string()),
-    ]
+    common::plugin::lab_env(lab)
 }
 
 /// Our verifier's and the plugin's verdicts on one entity.
@@ -115,12 +107,7 @@ fn verdicts(lab: &Lab, venv: &Path, env: &[(&str, String)], kind: &str, target: 
             plugin_reason: "n/a (the plugin has no `verify tx`)".into(),
         };
     }
-    let mut cmd = Command::new(venv.join("bin/ar-io-mlflow"));
-    cmd.args(["verify", kind, target]);
-    for (k, v) in plugin_env(lab) {
-        cmd.env(k, v);
-    }
-    let p = cmd.output().unwrap();
+    let p = common::plugin::run(venv, &plugin_env(lab), &["verify", kind, target]);
     let text = String::from_utf8_lossy(&p.stdout).to_string() + &String::from_utf8_lossy(&p.stderr);
     let plugin_reason = text
         .lines()

@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use ario_mlflow_worker::anchor::{AnchorStatus, Anchorer};
@@ -24,15 +23,7 @@ use common::lab::{scenario, Lab, SEED_B64};
 use common::mlflow::venv;
 use common::run::{mlflow_data as data, show, worker};
 
-/// The plugin's CLI from the venv.
-fn plugin(venv: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(venv.join("bin/ar-io-mlflow"));
-    cmd.args(args).env("NO_COLOR", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
+use common::plugin::run as plugin;
 
 #[test]
 fn the_lifecycle_anchored_here_verifies_with_the_plugin() {
@@ -132,14 +123,14 @@ fn the_lifecycle_anchored_here_verifies_with_the_plugin() {
     assert_eq!(again.tx_id, plugin_tx);
 
     // 3. Our CLI anchors the registered run, its version, promotion, datasets and the trace.
-    let env = [
-        ("MLFLOW_TRACKING_URI", server.uri.clone()),
-        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
-        ("ARIO_MLFLOW_UPLOAD_URL", dn.handle.url().to_string()),
-        ("ARIO_MLFLOW_CA_CERT", ca.display().to_string()),
-        ("ARIO_MLFLOW_GATEWAY_HOST", gateway.clone()),
-        ("HOME", home.path().display().to_string()),
-    ];
+    let env = common::lab::anchoring_env(
+        &server.uri,
+        &dn,
+        &ca,
+        &gateway,
+        home.path(),
+        &home.path().join("state"),
+    );
     let mv = format!("{model}/1");
     for args in [
         vec!["anchor", "model", mv.as_str(), "--json"],

@@ -78,27 +78,6 @@ fn wait_for(
     }
 }
 
-/// Sum of a metric's samples whose labels contain every `(name, value)` in `labels`.
-fn sample_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (name_labels, value) = l.rsplit_once(' ')?;
-            let (name, rest) = match name_labels.split_once('{') {
-                Some((n, r)) => (n, r.trim_end_matches('}')),
-                None => (name_labels, ""),
-            };
-            if name != metric {
-                return None;
-            }
-            let all = labels
-                .iter()
-                .all(|(k, v)| rest.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
-            all.then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .sum()
-}
-
 /// `promtool check metrics` over the exposition (Prometheus' own parser and linter). Under CI
 /// it must be there (`.ci/run` installs it).
 fn promtool_check(text: &str) {
@@ -176,7 +155,7 @@ fn metrics_count_what_was_anchored_and_probes_follow_mlflow() {
     let during = scraped_during.expect("/metrics answered while the backfill ran");
     promtool_check(&during);
     assert!(
-        sample_sum(
+        common::metrics::sum(
             &during,
             "ario_mlflow_worker_build_info",
             &[("version", env!("CARGO_PKG_VERSION"))]
@@ -185,7 +164,7 @@ fn metrics_count_what_was_anchored_and_probes_follow_mlflow() {
     let anchored_by_backfill = lab.dn.handle.items().len();
     assert!(anchored_by_backfill > 0);
     assert!(
-        sample_sum(&during, "ario_mlflow_worker_events_anchored_total", &[])
+        common::metrics::sum(&during, "ario_mlflow_worker_events_anchored_total", &[])
             <= anchored_by_backfill as f64
     );
 
@@ -211,7 +190,8 @@ fn metrics_count_what_was_anchored_and_probes_follow_mlflow() {
         || {
             let items = lab.dn.handle.items().len();
             text = http(&lab.rt, "GET", &format!("{base}/metrics"), &[], vec![]).1;
-            let anchored = sample_sum(&text, "ario_mlflow_worker_events_anchored_total", &[]);
+            let anchored =
+                common::metrics::sum(&text, "ario_mlflow_worker_events_anchored_total", &[]);
             *progress.borrow_mut() = format!("{items} uploads ({anchored_by_backfill} by the backfill), {anchored} anchored by the counters");
             // The second scenario's datasets are the first's (same digests): 8 new uploads.
             items >= anchored_by_backfill + 8 && anchored as usize == items - anchored_by_backfill
@@ -219,7 +199,7 @@ fn metrics_count_what_was_anchored_and_probes_follow_mlflow() {
         &|| format!("{}\n{}", progress.borrow(), log()),
     );
     promtool_check(&text);
-    let anchored = sample_sum(&text, "ario_mlflow_worker_events_anchored_total", &[]);
+    let anchored = common::metrics::sum(&text, "ario_mlflow_worker_events_anchored_total", &[]);
     let uploads = lab.dn.handle.items().len() - anchored_by_backfill;
     println!("run: {anchored} anchored by the counters, {uploads} uploads on devnet");
     assert_eq!(anchored as usize, uploads, "{text}");
@@ -229,7 +209,7 @@ fn metrics_count_what_was_anchored_and_probes_follow_mlflow() {
         ("prediction", 3.0),
     ] {
         assert_eq!(
-            sample_sum(
+            common::metrics::sum(
                 &text,
                 "ario_mlflow_worker_events_anchored_total",
                 &[("event_type", event_type), ("source", "poll")]
@@ -239,31 +219,31 @@ fn metrics_count_what_was_anchored_and_probes_follow_mlflow() {
         );
     }
     assert!(
-        sample_sum(&text, "ario_mlflow_worker_events_parked_total", &[]) >= 1.0,
+        common::metrics::sum(&text, "ario_mlflow_worker_events_parked_total", &[]) >= 1.0,
         "the NaN run parks"
     );
     assert!(
-        sample_sum(
+        common::metrics::sum(
             &text,
             "ario_mlflow_worker_turbo_responses_total",
             &[("status_class", "2xx")]
         ) >= uploads as f64
     );
     assert!(
-        sample_sum(
+        common::metrics::sum(
             &text,
             "ario_mlflow_worker_mlflow_request_duration_seconds_count",
             &[("endpoint", "runs"), ("status_class", "2xx")]
         ) > 0.0
     );
     assert!(
-        sample_sum(
+        common::metrics::sum(
             &text,
             "ario_mlflow_worker_anchor_latency_seconds_count",
             &[]
         ) == anchored
     );
-    assert!(sample_sum(&text, "ario_mlflow_worker_store_size_bytes", &[]) > 0.0);
+    assert!(common::metrics::sum(&text, "ario_mlflow_worker_store_size_bytes", &[]) > 0.0);
     assert!(text.contains("ario_mlflow_worker_jobs{state=\"parked\"}"));
     assert!(!text.contains(SEED_B64), "no secret in the metrics");
 
@@ -464,7 +444,8 @@ fn webhooks_from_mlflow_anchor_at_once_and_forgeries_record_nothing() {
         ]
     };
     let metrics = || http(&lab.rt, "GET", &format!("{base}/metrics"), &[], vec![]).1;
-    let detected = |text: &str| sample_sum(text, "ario_mlflow_worker_events_detected_total", &[]);
+    let detected =
+        |text: &str| common::metrics::sum(text, "ario_mlflow_worker_events_detected_total", &[]);
     let before_forgeries = detected(&metrics());
     type Headers = Vec<(&'static str, String)>;
     let cases: Vec<(&str, Headers, Vec<u8>, u16)> = vec![
@@ -538,7 +519,7 @@ fn webhooks_from_mlflow_anchor_at_once_and_forgeries_record_nothing() {
         "replayed",
     ] {
         assert!(
-            sample_sum(
+            common::metrics::sum(
                 &text,
                 "ario_mlflow_worker_webhook_deliveries_total",
                 &[("outcome", outcome)]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::lab::{last_json_line, Lab, SEED_B64};
+use common::lab::{last_json_line, Lab};
 use common::mlflow::venv;
 use common::process::Proc;
 use common::run::{mlflow_data, show, worker};
@@ -47,16 +47,7 @@ fn env_of(lab: &Lab, state: &Path) -> Vec<(&'static str, String)> {
 
 /// The plugin's CLI with the lab's trust and keys.
 fn plugin(lab: &Lab, venv: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(venv.join("bin/ar-io-mlflow"))
-        .args(args)
-        .env("REQUESTS_CA_BUNDLE", &lab.ca)
-        .env("ARIO_MLFLOW_SIGNING_KEY", SEED_B64)
-        .env("HOME", lab.home.path())
-        .env("ARIO_MLFLOW_GATEWAYS", &lab.gateway)
-        .env("MLFLOW_TRACKING_URI", &lab.server.uri)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
+    common::plugin::run(venv, &common::plugin::lab_env(lab), args)
 }
 
 /// MLflow calls the backfill's last progress line reports.

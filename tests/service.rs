@@ -28,15 +28,7 @@ fn backfill_anchors_every_event_once_and_the_plugin_verifies_them() {
     let s = |k: &str| ids[k].as_str().unwrap().to_string();
 
     let state = home.path().join("state");
-    let env = [
-        ("MLFLOW_TRACKING_URI", server.uri.clone()),
-        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
-        ("ARIO_MLFLOW_UPLOAD_URL", dn.handle.url().to_string()),
-        ("ARIO_MLFLOW_CA_CERT", ca.display().to_string()),
-        ("ARIO_MLFLOW_GATEWAY_HOST", gateway.clone()),
-        ("ARIO_MLFLOW_STATE_DIR", state.display().to_string()),
-        ("HOME", home.path().display().to_string()),
-    ];
+    let env = common::lab::anchoring_env(&server.uri, &dn, &ca, &gateway, home.path(), &state);
     // A dry run reports and writes nothing; filters that select nothing anchor nothing.
     let out = worker(&env, &["backfill", "--dry-run"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -141,12 +133,7 @@ fn backfill_anchors_every_event_once_and_the_plugin_verifies_them() {
         vec!["verify", "trace", s("trace").leak()],
         vec!["audit", mv.as_str()],
     ] {
-        let mut cmd = Command::new(venv.join("bin/ar-io-mlflow"));
-        cmd.args(&args);
-        for (k, v) in &plugin_env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
+        let out = common::plugin::run(&venv, &plugin_env, &args);
         assert!(out.status.success(), "plugin {args:?}: {}", show(&out));
     }
 

@@ -98,19 +98,15 @@ fn verify_and_audit_pass_for_honest_proofs_and_fail_each_tampering_for_its_reaso
     );
     assert!(out.status.success(), "plugin anchor(): {}", show(&out));
 
-    let env = vec![
-        ("MLFLOW_TRACKING_URI", server.uri.clone()),
-        ("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()),
-        ("ARIO_MLFLOW_UPLOAD_URL", dn.handle.url().to_string()),
-        ("ARIO_MLFLOW_CA_CERT", ca.display().to_string()),
-        ("ARIO_MLFLOW_GATEWAY_HOST", gateway.clone()),
-        ("ARIO_MLFLOW_GATEWAYS", gateway.clone()),
-        (
-            "ARIO_MLFLOW_STATE_DIR",
-            home.path().join("state").display().to_string(),
-        ),
-        ("HOME", home.path().display().to_string()),
-    ];
+    let mut env = common::lab::anchoring_env(
+        &server.uri,
+        &dn,
+        &ca,
+        &gateway,
+        home.path(),
+        &home.path().join("state"),
+    );
+    env.push(("ARIO_MLFLOW_GATEWAYS", gateway.clone()));
     let out = worker(&env, &["backfill"]);
     assert!(out.status.success(), "backfill: {}", show(&out));
     let key: Value =

@@ -13,10 +13,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use ario_mlflow_worker::arweave::DataItem;
-use common::lab::{last_json_line, Arweave, Lab, SEED_B64};
+use common::lab::{last_json_line, Arweave, Lab};
 use common::mlflow::{venv, ArtifactMode, MlflowServer};
 use common::run::{mlflow_data, show, worker};
 use serde_json::{json, Value};
@@ -102,18 +101,9 @@ fn plugin_verify(
     kind: &str,
     target: &str,
 ) -> bool {
-    let mut cmd = Command::new(venv.join("bin/ar-io-mlflow"));
-    cmd.args(["verify", kind, target])
-        .env("REQUESTS_CA_BUNDLE", &lab.ca)
-        .env("ARIO_MLFLOW_SIGNING_KEY", SEED_B64)
-        .env("HOME", lab.home.path())
-        .env("ARIO_MLFLOW_GATEWAYS", &lab.gateway)
-        .env("MLFLOW_TRACKING_URI", &lab.server.uri)
-        .env("NO_COLOR", "1");
-    if let Some(w) = workspace {
-        cmd.env("MLFLOW_WORKSPACE", w);
-    }
-    let out = cmd.output().unwrap();
+    let mut env = common::plugin::lab_env(lab);
+    env.extend(workspace.map(|w| ("MLFLOW_WORKSPACE", w.to_string())));
+    let out = common::plugin::run(venv, &env, &["verify", kind, target]);
     if !out.status.success() {
         eprintln!(
             "plugin verify {kind} {target} in {workspace:?}: {}",

@@ -19,14 +19,21 @@ pub fn scrape(addr: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
-/// The sum of every sample of `name` whose labels include each of `labels` (`key="value"`).
-pub fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+/// The sum of every sample of `name` (exactly: not a longer name it prefixes) whose labels
+/// include each `(label, value)` of `labels`.
+pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let (series, value) = l.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            (metric == name && labels.iter().all(|want| rest.contains(want)))
+            let (metric, rest) = match series.split_once('{') {
+                Some((n, r)) => (n, r.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let all = labels
+                .iter()
+                .all(|(k, v)| rest.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+            (metric == name && all)
                 .then(|| value.parse::<f64>().ok())
                 .flatten()
         })
@@ -84,9 +91,10 @@ pub fn no_open_jobs(addr: &str, within: Duration) {
 mod tests {
     #[test]
     fn samples_are_summed_by_name_and_labels() {
-        let text = "# HELP x\nario_a_total{outcome=\"ok\"} 3\nario_a_total{outcome=\"error\"} 1\nario_b 2\n";
+        let text = "# HELP x\nario_a_total{outcome=\"ok\",w=\"x\"} 3\nario_a_total{outcome=\"error\"} 1\nario_b 2\nario_b_count 7\n";
         assert_eq!(super::sum(text, "ario_a_total", &[]), 4.0);
-        assert_eq!(super::sum(text, "ario_a_total", &["outcome=\"ok\""]), 3.0);
+        assert_eq!(super::sum(text, "ario_a_total", &[("outcome", "ok")]), 3.0);
+        assert_eq!(super::sum(text, "ario_a_total", &[("outcome", "o")]), 0.0);
         assert_eq!(super::sum(text, "ario_b", &[]), 2.0);
         assert_eq!(super::sum(text, "ario_c", &[]), 0.0);
     }

@@ -1,5 +1,5 @@
 //! Shared test harness, one file per concern: locating `../shared`, vectors and the corpus
-//! key (here); [`devnet`]; the JS [`oracle`]; a real [`mlflow`] server; [`s3`]; [`files`];
+//! key (here); [`devnet`]; the JS [`oracle`]; the [`plugin`]'s CLI; a real [`mlflow`] server; [`s3`]; [`files`];
 //! running the worker CLI ([`run`]); the [`lab`] that puts MLflow and devnet together; the
 //! [`kafka`] broker; [`process`] (ports, the worker process type); [`metrics`] (the scraper
 //! and the waits built on it). Every service starts on an ephemeral port and stops on drop.
@@ -109,6 +109,8 @@ pub fn hex_bytes(v: &Value) -> Vec<u8> {
 pub mod devnet;
 
 pub mod oracle;
+
+pub mod plugin;
 
 pub mod mlflow;
 

@@ -77,7 +77,7 @@ pub const BYTES_HASHED: &str = "ario_mlflow_worker_artifact_bytes_hashed_total";
 /// `outcome` (`ok`, `error`: the poll failed, the drain still ran).
 pub const POLL_PASSES: &str = "ario_mlflow_worker_poll_passes_total";
 /// Open jobs (detected, waiting, signed, uploaded: not anchored yet and not parked) after the
-/// pipeline's last drain.
+/// pipeline's last drain, by `workspace` (and, in Kafka mode, `partition`).
 pub const OPEN_JOBS: &str = "ario_mlflow_worker_open_jobs";
 /// Build information: value 1, labels `version`.
 pub const BUILD_INFO: &str = "ario_mlflow_worker_build_info";
@@ -367,6 +367,12 @@ pub fn poll_pass(workspace: &str, ok: bool) {
 /// The open jobs of `workspace`'s pipeline after a drain.
 pub fn open_jobs(workspace: &str, n: usize) {
     gauge!(OPEN_JOBS, "workspace" => workspace.to_string()).set(n as f64);
+}
+
+/// Kafka mode: the open jobs of an owned partition's pipeline after a drain (0 once the
+/// partition is handed over: its next owner reports it).
+pub fn partition_open_jobs(partition: i32, n: usize) {
+    gauge!(OPEN_JOBS, "workspace" => "default", "partition" => partition.to_string()).set(n as f64);
 }
 
 /// Readiness of one check (1 ready, 0 not).

@@ -259,7 +259,28 @@ fn feed_and_one_consumer_anchor_everything_once_and_dead_letter_the_bad_messages
         &[&log],
         || broker.lag("ario-mlflow-worker", topic) == 0,
     );
-    std::thread::sleep(Duration::from_secs(6));
+    // The lag gauges are refreshed every 5 s: wait until they show what is asserted below.
+    let addr = format!("127.0.0.1:{port}");
+    wait_for(
+        "the consumer's gauges: 6 partitions at lag 0, every event counted",
+        Duration::from_secs(30),
+        &[&log],
+        || {
+            common::metrics::scrape(&addr).is_some_and(|t| {
+                let lag = "ario_mlflow_worker_kafka_consumer_lag";
+                t.lines()
+                    .filter(|l| l.starts_with(&format!("{lag}{{")))
+                    .count()
+                    == 6
+                    && common::metrics::sum(&t, lag, &[("topic", topic)]) == 0.0
+                    && common::metrics::sum(
+                        &t,
+                        "ario_mlflow_worker_events_anchored_total",
+                        &[("source", "kafka")],
+                    ) >= want as f64
+            })
+        },
+    );
     // The listener of a consumer: ready with its partitions, and its counters match.
     let get = |path: &str| {
         lab.rt.block_on(async {
@@ -602,8 +623,11 @@ fn a_broker_restart_mid_stream_is_survived_without_restarting_the_worker() {
         &feed_log,
     );
     let log = dir.join("worker.log");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut run_env = worker_env(&lab, &broker, &dir.join("run-state"));
+    run_env.push(("ARIO_MLFLOW_LISTEN", addr.clone()));
     let mut run = spawn(
-        &worker_env(&lab, &broker, &dir.join("run-state")),
+        &run_env,
         &["run", "--source", "kafka", "--kafka-topic", topic],
         &log,
     );
@@ -644,7 +668,10 @@ fn a_broker_restart_mid_stream_is_survived_without_restarting_the_worker() {
         run.alive(),
         "the worker kept running through the broker restart"
     );
-    std::thread::sleep(Duration::from_secs(3));
+    // Whatever would come twice (a redelivery after the restart) has come once all is taken.
+    common::metrics::settle_consumer(&addr, Duration::from_secs(60), || {
+        broker.lag("ario-mlflow-worker", topic)
+    });
     sigterm(&mut run);
     sigterm(&mut feed);
     let a = anchored(&lab);

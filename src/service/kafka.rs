@@ -206,12 +206,17 @@ fn partition_worker(
                         }
                         break;
                     }
+                    crate::telemetry::partition_open_jobs(
+                        owned.partition,
+                        pipeline.store.open_count(),
+                    );
                     tokio::select! {
                         _ = owned.wake.notified() => {}
                         _ = owned.stop.cancelled() => {}
                         _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                     }
                 }
+                crate::telemetry::partition_open_jobs(owned.partition, 0);
             })
         })
     })

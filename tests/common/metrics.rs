@@ -87,6 +87,36 @@ pub fn no_open_jobs(addr: &str, within: Duration) {
     panic!("the worker at {addr} kept open jobs for {within:?} ({last})");
 }
 
+/// Kafka mode: waits until the consumer at `addr` has taken everything (`lag` says the group's
+/// lag is 0, asked of the broker) and every owned partition's pipeline reported no open job
+/// in three scrapes 300 ms apart (each partition drains every 250 ms at most): whatever was
+/// consumed is anchored — a duplicate would have been by now.
+pub fn settle_consumer(addr: &str, within: Duration, mut lag: impl FnMut() -> usize) {
+    let started = Instant::now();
+    let mut quiet = 0;
+    let mut last = String::from("no answer");
+    while started.elapsed() < within {
+        let pending = lag();
+        let open = scrape(addr).map(|t| {
+            let present = t.contains("ario_mlflow_worker_open_jobs{");
+            (present, sum(&t, "ario_mlflow_worker_open_jobs", &[]))
+        });
+        match open {
+            Some((true, n)) if n == 0.0 && pending == 0 => quiet += 1,
+            Some((_, n)) => {
+                quiet = 0;
+                last = format!("lag {pending}, {n} open jobs");
+            }
+            None => quiet = 0,
+        }
+        if quiet >= 3 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!("the consumer at {addr} did not settle within {within:?} ({last})");
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

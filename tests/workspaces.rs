@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use ario_mlflow_worker::arweave::DataItem;
-use common::lab::{last_json_line, Arweave, Lab};
+use common::lab::{last_json_line, Lab};
 use common::mlflow::{venv, ArtifactMode, MlflowServer};
 use common::run::{mlflow_data, show, worker};
 use serde_json::{json, Value};
@@ -24,22 +24,12 @@ const OTHER: &str = "team-b";
 
 /// MLflow with workspaces, and devnet.
 fn lab(venv: &Path) -> Lab {
-    let server = MlflowServer::start_env(venv, ArtifactMode::Proxy, &[], &["--enable-workspaces"]);
-    let Arweave {
-        rt,
-        dn,
-        home,
-        ca,
-        gateway,
-    } = Arweave::start();
-    Lab {
-        server,
-        rt,
-        dn,
-        home,
-        ca,
-        gateway,
-    }
+    Lab::around(MlflowServer::start_env(
+        venv,
+        ArtifactMode::Proxy,
+        &[],
+        &["--enable-workspaces"],
+    ))
 }
 
 /// The scenario in `workspace` (`None`: the default one, as a client without workspaces).

@@ -31,7 +31,12 @@ impl Lab {
 
     /// Starts MLflow keeping artifacts as `mode` says, and devnet with TLS.
     pub fn start_with(venv: &Path, mode: super::mlflow::ArtifactMode) -> Lab {
-        let server = MlflowServer::start_with(venv, mode);
+        Self::around(MlflowServer::start_with(venv, mode))
+    }
+
+    /// A lab around a server the test started its own way (e.g. with `--enable-workspaces`),
+    /// with devnet over TLS.
+    pub fn around(server: MlflowServer) -> Lab {
         let Arweave {
             rt,
             dn,

@@ -326,15 +326,18 @@ pub fn kafka_partitions(n: usize) {
 
 /// The store's shape: jobs per state, the oldest open job, size on disk.
 pub fn store_gauges(
+    workspace: &str,
     per_state: &[(&'static str, usize)],
     oldest_open_age: Option<Duration>,
     bytes: u64,
 ) {
+    let workspace = workspace.to_string();
     for (state, n) in per_state {
-        gauge!(JOBS, "state" => *state).set(*n as f64);
+        gauge!(JOBS, "workspace" => workspace.clone(), "state" => *state).set(*n as f64);
     }
-    gauge!(OLDEST_UNANCHORED).set(oldest_open_age.map(|d| d.as_secs_f64()).unwrap_or(0.0));
-    gauge!(STORE_BYTES).set(bytes as f64);
+    gauge!(OLDEST_UNANCHORED, "workspace" => workspace.clone())
+        .set(oldest_open_age.map(|d| d.as_secs_f64()).unwrap_or(0.0));
+    gauge!(STORE_BYTES, "workspace" => workspace).set(bytes as f64);
 }
 
 /// One guard check.
@@ -354,8 +357,9 @@ pub fn bytes_hashed(n: u64) {
 }
 
 /// One coverage count.
-pub fn coverage(event_type: &'static str, standing: &'static str, n: usize) {
-    gauge!(COVERAGE, "event_type" => event_type, "standing" => standing).set(n as f64);
+pub fn coverage(workspace: &str, event_type: &'static str, standing: &'static str, n: usize) {
+    gauge!(COVERAGE, "workspace" => workspace.to_string(), "event_type" => event_type, "standing" => standing)
+        .set(n as f64);
 }
 
 /// One poll pass ended: `ok` when the poll itself succeeded.
@@ -371,8 +375,9 @@ pub fn open_jobs(workspace: &str, n: usize) {
 
 /// Kafka mode: the open jobs of an owned partition's pipeline after a drain (0 once the
 /// partition is handed over: its next owner reports it).
-pub fn partition_open_jobs(partition: i32, n: usize) {
-    gauge!(OPEN_JOBS, "workspace" => "default", "partition" => partition.to_string()).set(n as f64);
+pub fn partition_open_jobs(workspace: &str, partition: i32, n: usize) {
+    gauge!(OPEN_JOBS, "workspace" => workspace.to_string(), "partition" => partition.to_string())
+        .set(n as f64);
 }
 
 /// Readiness of one check (1 ready, 0 not).

@@ -62,6 +62,9 @@ struct Cdc {
     schemas: bool,
     /// The captured tables (`CDC_TABLES`), when not the recipe's default four.
     tables: Option<&'static str>,
+    /// MLflow runs with workspaces (`MLFLOW_ENABLE_WORKSPACES`, what `--enable-workspaces`
+    /// sets; the recipe passes its environment to `mlflow server`).
+    workspaces: bool,
 }
 
 impl Cdc {
@@ -77,6 +80,10 @@ impl Cdc {
             .env("CDC_VENV", &self.venv)
             .env("CDC_SCHEMAS", self.schemas.to_string())
             .envs(self.tables.map(|t| ("CDC_TABLES", t)))
+            .envs(
+                self.workspaces
+                    .then_some(("MLFLOW_ENABLE_WORKSPACES", "true")),
+            )
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -99,7 +106,7 @@ impl Cdc {
     }
 
     /// PostgreSQL, MLflow on it, and the broker — not Connect yet.
-    fn start(venv: &Path, schemas: bool, tables: Option<&'static str>) -> Cdc {
+    fn start(venv: &Path, schemas: bool, tables: Option<&'static str>, workspaces: bool) -> Cdc {
         let home = tempfile::tempdir().unwrap();
         // The postgres user runs the cluster inside it.
         use std::os::unix::fs::PermissionsExt;
@@ -110,6 +117,7 @@ impl Cdc {
             env: BTreeMap::new(),
             schemas,
             tables,
+            workspaces,
         };
         cdc.must(&["install"]);
         cdc.start_pg();
@@ -234,6 +242,15 @@ impl Lab {
         schemas: bool,
         tables: Option<&'static str>,
     ) -> Option<(std::sync::MutexGuard<'static, ()>, Lab)> {
+        Self::start_full(schemas, tables, false)
+    }
+
+    /// [`Self::start_with`], MLflow with workspaces or not.
+    fn start_full(
+        schemas: bool,
+        tables: Option<&'static str>,
+        workspaces: bool,
+    ) -> Option<(std::sync::MutexGuard<'static, ()>, Lab)> {
         if std::env::var_os("CI").is_none()
             && !Path::new("/usr/lib/postgresql/15/bin/initdb").exists()
         {
@@ -243,7 +260,7 @@ impl Lab {
         let venv = venv()?;
         let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
-        let cdc = Cdc::start(&venv, schemas, tables);
+        let cdc = Cdc::start(&venv, schemas, tables, workspaces);
         let Arweave {
             rt,
             dn,
@@ -997,6 +1014,156 @@ fn cdc_follows_a_rename_and_a_recreated_model_without_false_events() {
             assert!(
                 String::from_utf8_lossy(&out.stdout).contains(&format!("anchored as {ren}/1")),
                 "{}",
+                show(&out)
+            );
+        }
+    }
+}
+
+/// MLflow workspaces through CDC on PostgreSQL (issue 26): the registry's rows name their
+/// workspace, runs and traces belong to one through their experiment; the CDC stage puts each
+/// workspace's events on its own topic and the group anchors both lifecycles — the same model
+/// name and version numbers in each — once per workspace, each verifying in its own.
+#[test]
+fn cdc_anchors_each_workspace_once_on_its_own_topic() {
+    let Some((_one_at_a_time, mut lab)) = Lab::start_full(false, None, true) else {
+        return;
+    };
+    let uri = lab.cdc.get("MLFLOW_TRACKING_URI");
+    let other = "team-b";
+    let out = Command::new("curl")
+        .args(["-sf", "-X", "POST", "-H", "Content-Type: application/json"])
+        .args(["-d", &format!(r#"{{"name":"{other}"}}"#)])
+        .arg(format!("{uri}/api/3.0/mlflow/workspaces"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "create workspace: {}", show(&out));
+    lab.cdc.connect_start();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let log = work.path().join("worker.log");
+    let mut args = RUN_DEBEZIUM;
+    args[8] = "cdc.ws";
+    let mut worker = lab.spawn(&state, &args, &log);
+    let mut seeded = Vec::new();
+    for workspace in [None, Some(other)] {
+        let mut cmd = Command::new(lab.venv.join("bin/python"));
+        cmd.arg(mlflow_data("scenario.py"))
+            .args([uri.as_str(), "cdcws"])
+            .env("HOME", lab.home.path());
+        if let Some(w) = workspace {
+            cmd.env("MLFLOW_WORKSPACE", w);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "scenario in {workspace:?}: {}",
+            show(&out)
+        );
+        seeded.push(common::lab::last_json_line(&out.stdout));
+    }
+    let model = seeded[0]["model_name"].as_str().unwrap().to_string();
+    let by_workspace = |lab: &Lab| -> BTreeMap<String, Vec<Value>> {
+        let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for item in lab.dn.handle.items() {
+            let bytes =
+                std::fs::read(lab.dn.handle.items_dir().join(format!("{}.bin", item.id))).unwrap();
+            let parsed = ario_mlflow_worker::arweave::DataItem::parse(&bytes).unwrap();
+            let workspace = parsed
+                .tags
+                .iter()
+                .find(|t| t.name == b"MLflow-Workspace")
+                .map(|t| String::from_utf8_lossy(&t.value).into_owned())
+                .unwrap_or_else(|| "default".into());
+            out.entry(workspace)
+                .or_default()
+                .push(serde_json::from_slice(&parsed.data).unwrap());
+        }
+        out
+    };
+    let kinds = |envelopes: &[Value]| -> Vec<String> {
+        let mut k: Vec<String> = envelopes
+            .iter()
+            .map(|e| e["event_type"].as_str().unwrap_or("").to_string())
+            .collect();
+        k.sort();
+        k
+    };
+    let wanted = [
+        profile::training::EVENT_TYPE,
+        profile::dataset::EVENT_TYPE,
+        profile::registration::EVENT_TYPE,
+        profile::promotion::EVENT_TYPE,
+        profile::alias::EVENT_TYPE,
+        profile::prediction::EVENT_TYPE,
+    ];
+    wait_for(
+        "both workspaces' lifecycles anchored through CDC",
+        Duration::from_secs(240),
+        &[&log],
+        || {
+            let all = by_workspace(&lab);
+            ["default", other].iter().all(|w| {
+                all.get(*w).is_some_and(|envs| {
+                    let k = kinds(envs);
+                    wanted.iter().all(|t| k.iter().any(|x| x == t))
+                })
+            })
+        },
+    );
+    // Whatever is still in flight lands (a duplicate would by now).
+    std::thread::sleep(Duration::from_secs(3));
+    let all = by_workspace(&lab);
+    assert_eq!(all.keys().collect::<Vec<_>>(), ["default", other]);
+    assert_eq!(
+        kinds(&all["default"]),
+        kinds(&all[other]),
+        "the same lifecycle anchored in each workspace"
+    );
+    for (w, envelopes) in &all {
+        let mut ids: Vec<String> = envelopes
+            .iter()
+            .map(|e| format!("{} {}", e["event_type"], e["subject"]))
+            .collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "an event of {w} anchored twice: {ids:?}");
+    }
+    println!(
+        "cdc workspaces: {} proofs in default, {} in {other}",
+        all["default"].len(),
+        all[other].len()
+    );
+    // Each workspace's events on its own topic.
+    let broker = Broker::attach(&lab.cdc.get("KAFKA_BOOTSTRAP"));
+    let theirs = broker.read_all(&format!("cdc.ws.workspace.{other}"));
+    assert!(
+        !theirs.is_empty()
+            && theirs
+                .iter()
+                .all(|r| r.header("ce_mlflowworkspace").as_deref() == Some(other)),
+        "{other}'s topic carries its events only"
+    );
+    worker.sigterm(STOP_WITHIN);
+    let mut env = lab.env(&state);
+    env.push(("ARIO_MLFLOW_GATEWAYS", lab.gateway.clone()));
+    for (workspace, ids) in [(None, &seeded[0]), (Some(other), &seeded[1])] {
+        let mut env = env.clone();
+        env.extend(workspace.map(|w| ("ARIO_MLFLOW_WORKSPACES", w.to_string())));
+        for target in [
+            vec!["verify", "model", &*format!("{model}/1")],
+            vec!["verify", "run", ids["run"].as_str().unwrap()],
+            vec!["verify", "trace", ids["trace"].as_str().unwrap()],
+        ] {
+            let out = Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
+                .args(&target)
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{target:?} in {workspace:?}: {}",
                 show(&out)
             );
         }

@@ -684,7 +684,7 @@ fn coverage_counts_verifying_failing_signed_only_and_unanchored_entities() {
     }
     assert!(checks >= 1.0 && hashed > 0.0);
     assert!(
-        metrics.contains("ario_mlflow_worker_coverage_entities{event_type=\"training_complete\",standing=\"not_anchored\"} 2"),
+        metrics.contains("ario_mlflow_worker_coverage_entities{workspace=\"default\",event_type=\"training_complete\",standing=\"not_anchored\"} 2"),
         "coverage gauges: {metrics}"
     );
     let status = guard.sigterm(Duration::from_secs(20));

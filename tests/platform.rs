@@ -244,7 +244,7 @@ fn metrics_count_what_was_anchored_and_probes_follow_mlflow() {
         ) == anchored
     );
     assert!(common::metrics::sum(&text, "ario_mlflow_worker_store_size_bytes", &[]) > 0.0);
-    assert!(text.contains("ario_mlflow_worker_jobs{state=\"parked\"}"));
+    assert!(text.contains("ario_mlflow_worker_jobs{workspace=\"default\",state=\"parked\"}"));
     assert!(!text.contains(SEED_B64), "no secret in the metrics");
 
     // Probes: MLflow down → not ready (the loop still ticks: alive); back → ready.
@@ -281,23 +281,11 @@ fn metrics_count_what_was_anchored_and_probes_follow_mlflow() {
 
 /// MLflow with webhooks enabled for a loopback http receiver.
 fn webhook_server(venv: &Path) -> MlflowServer {
-    let out = Command::new(venv.join("bin/python"))
-        .args([
-            "-c",
-            "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())",
-        ])
-        .output()
-        .unwrap();
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let key = common::mlflow::fernet_key(venv);
     MlflowServer::start_env(
         venv,
         ArtifactMode::Proxy,
-        &[
-            ("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", key.as_str()),
-            ("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https"),
-            ("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true"),
-            ("MLFLOW_WEBHOOK_CACHE_TTL", "1"),
-        ],
+        &common::mlflow::webhook_env(&key),
         &[],
     )
 }

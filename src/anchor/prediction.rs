@@ -84,7 +84,7 @@ pub struct ServingVersion {
 }
 
 /// Served models by LoggedModel id, bounded; an entry without a registration TX is re-read
-/// after [`INCOMPLETE_TTL`].
+/// after `INCOMPLETE_TTL`.
 #[derive(Debug, Default)]
 pub struct ServedModels(Mutex<HashMap<String, (Option<ServedModel>, Instant)>>);
 

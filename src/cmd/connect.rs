@@ -90,6 +90,73 @@ pub(crate) fn named_workspaces(args: &MlflowArgs) -> Vec<String> {
     named
 }
 
+/// The workspaces `run`, `backfill` and `feed` work in, in order: the ones named (`--workspace`,
+/// `ARIO_MLFLOW_WORKSPACES`, `MLFLOW_WORKSPACE`), else every workspace the credentials can see;
+/// empty on a server without workspaces (no header is ever sent there). The default workspace
+/// comes first: it keeps the state directory and the webhook route.
+pub(crate) async fn anchored_workspaces(
+    args: &MlflowArgs,
+    mlflow: &crate::mlflow::MlflowClient,
+) -> Result<Vec<String>, CmdError> {
+    let named = named_workspaces(args);
+    let mut list = if named.is_empty() {
+        match mlflow.list_workspaces().await {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(Vec::new()),
+            // Credentials that may not list workspaces: the server's default, said loudly.
+            Err(crate::mlflow::MlflowError::Http {
+                status: status @ (401 | 403),
+                ..
+            }) => {
+                tracing::warn!(
+                    status,
+                    "these credentials may not list the MLflow workspaces: anchoring the default workspace only (name the others with --workspace)"
+                );
+                return Ok(Vec::new());
+            }
+            Err(e) => {
+                return Err(CmdError::Setup(
+                    format!(
+                        "cannot list the MLflow workspaces at {}: {e} (name them with --workspace)",
+                        mlflow.tracking_uri()
+                    )
+                    .into(),
+                ))
+            }
+        }
+    } else {
+        named
+    };
+    for name in &list {
+        check_workspace_name(Some(name))?;
+    }
+    list.sort_by_key(|w| w != crate::mlflow::DEFAULT_WORKSPACE);
+    Ok(list)
+}
+
+/// A usage error unless `name` (when given) is a name MLflow gives a workspace.
+pub(crate) fn check_workspace_name(name: Option<&str>) -> Result<(), CmdError> {
+    match name.filter(|w| !crate::mlflow::is_workspace_name(w)) {
+        Some(bad) => Err(CmdError::Usage(format!(
+            "{bad:?} is not an MLflow workspace name (2 to 63 lowercase letters, digits and inner hyphens)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Where a workspace's store lives: the state directory itself for the default workspace (a
+/// store written before workspaces is the default workspace's), `<state-dir>/workspaces/NAME`
+/// for the others.
+pub(crate) fn workspace_state_dir(
+    state_dir: &std::path::Path,
+    workspace: Option<&String>,
+) -> PathBuf {
+    match workspace {
+        Some(w) if w != crate::mlflow::DEFAULT_WORKSPACE => state_dir.join("workspaces").join(w),
+        _ => state_dir.to_path_buf(),
+    }
+}
+
 /// MLflow configuration from the shared flags (reads the certificate files they name), in the
 /// one workspace named (none: no header). Several named: a usage error — only `run` and
 /// `backfill` take several ([`service_mlflow_config`]).
@@ -103,7 +170,11 @@ pub(crate) fn mlflow_config(args: &MlflowArgs) -> Result<MlflowConfig, CmdError>
         )));
     }
     let mut config = service_mlflow_config(args)?;
-    config.workspace = named.into_iter().next();
+    // The default workspace is asked without the header (a server without workspaces refuses it).
+    config.workspace = named
+        .into_iter()
+        .next()
+        .filter(|w| w != crate::mlflow::DEFAULT_WORKSPACE);
     Ok(config)
 }
 
@@ -184,10 +255,10 @@ pub struct KafkaArgs {
     /// The consumer group (`run --source kafka`).
     #[arg(long, env = "ARIO_MLFLOW_KAFKA_GROUP", default_value = crate::feed::kafka::DEFAULT_GROUP)]
     pub kafka_group: String,
-    /// Dead-letter topic [default: <topic>.dlq].
+    /// Dead-letter topic [default: `<topic>.dlq`].
     #[arg(long, env = "ARIO_MLFLOW_KAFKA_DLQ_TOPIC")]
     pub kafka_dlq_topic: Option<String>,
-    /// Compacted state topic, co-partitioned with the event topic [default: <topic>.state.<group>].
+    /// Compacted state topic, co-partitioned with the event topic [default: `<topic>.state.<group>`].
     #[arg(long, env = "ARIO_MLFLOW_KAFKA_STATE_TOPIC")]
     pub kafka_state_topic: Option<String>,
     /// Largest message value taken; bigger ones are dead letters.
@@ -235,6 +306,11 @@ pub(crate) fn rekey_config(
             "--kafka-format debezium reads Debezium's topics: give them with --kafka-topic (comma-separated, e.g. mlflow.public.runs,mlflow.public.model_versions,mlflow.public.registered_model_aliases,mlflow.public.trace_info); the change events go to {events_topic}"
         )));
     }
+    if let Some(t) = cdc_topics.iter().find(|t| *t == events_topic) {
+        return Err(CmdError::Usage(format!(
+            "{t} is both a Debezium topic (--kafka-topic) and the event topic: give the event topic its own name"
+        )));
+    }
     let mut kafka = settings.clone();
     kafka.topic = events_topic.to_string();
     Ok(crate::feed::kafka::rekey::RekeyConfig {
@@ -242,6 +318,7 @@ pub(crate) fn rekey_config(
         cdc_topics,
         mode,
         source,
+        workspaces: Vec::new(),
     })
 }
 
@@ -281,5 +358,6 @@ pub(crate) fn kafka_settings(
         partitions: args.kafka_partitions,
         replication: args.kafka_replication,
         instance_id: args.kafka_instance_id.clone(),
+        workspace: None,
     })
 }

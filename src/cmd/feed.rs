@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::connect::{kafka_settings, KafkaArgs, MlflowArgs};
+use super::connect::{
+    anchored_workspaces, kafka_settings, workspace_state_dir, KafkaArgs, MlflowArgs,
+};
 use super::error::{finish, CmdError};
 use crate::feed::cloudevents::Mode;
-use crate::feed::kafka::producer::{feed_once, FeedProducer};
+use crate::feed::kafka::producer::{feed_once, FeedProducer, FeedStats};
 use crate::feed::kafka::rekey::Rekeyer;
 use crate::feed::kafka::KafkaFormat;
 use crate::feed::poller::PollFilter;
+use crate::mlflow::MlflowClient;
 use crate::service::ServiceError;
 use crate::store::Store;
 
@@ -57,52 +60,77 @@ pub async fn run(args: FeedArgs) -> ExitCode {
     finish(run_producer(&args).await)
 }
 
-/// `feed --to-kafka`: the poller as a producer.
+/// The workspaces the feed covers (every one visible, or the ones named; empty: a server
+/// without workspaces) and the client without a workspace header.
+async fn feed_workspaces(args: &FeedArgs) -> Result<(MlflowClient, Vec<String>), CmdError> {
+    let base = MlflowClient::new(super::connect::service_mlflow_config(&args.mlflow)?)?;
+    let workspaces = anchored_workspaces(&args.mlflow, &base).await?;
+    Ok((base, workspaces))
+}
+
+/// `feed --to-kafka`: the poller as a producer — with MLflow workspaces, each polled into its
+/// own topic (`<topic>.workspace.<name>`, the default workspace's is `<topic>`) from its own
+/// store (`<state-dir>/workspaces/<name>`).
 async fn run_producer(args: &FeedArgs) -> Result<ExitCode, CmdError> {
     let mut kafka = args.kafka.clone();
     kafka.kafka_topic = args.to_kafka.clone();
     let settings = kafka_settings(&kafka)?;
-    let mlflow = super::connect::mlflow_client(&args.mlflow)?;
-    let store = Store::open(&args.state_dir)?;
-    let producer = FeedProducer::start(
-        &settings,
-        args.kafka_mode,
-        mlflow.tracking_uri().to_string(),
-    )
-    .await?;
-    tracing::info!(topic = %settings.topic, brokers = %settings.brokers, properties = ?settings.redacted_properties(), "feed: producing the change feed");
+    let (base, workspaces) = feed_workspaces(args).await?;
+    let mut lanes = Vec::new();
+    let default = vec![crate::mlflow::DEFAULT_WORKSPACE.to_string()];
+    for w in if workspaces.is_empty() {
+        &default
+    } else {
+        &workspaces
+    } {
+        let lane = settings.in_workspace(w);
+        let producer =
+            FeedProducer::start(&lane, args.kafka_mode, base.tracking_uri().to_string()).await?;
+        let store = Store::open(&workspace_state_dir(&args.state_dir, Some(w)))?;
+        tracing::info!(workspace = %w, topic = %lane.topic, brokers = %lane.brokers, properties = ?lane.redacted_properties(), "feed: producing the change feed");
+        lanes.push((w.clone(), base.in_workspace(w), store, producer));
+    }
     let stop = crate::service::shutdown::on_signal();
     let filter = PollFilter::default();
     loop {
-        match feed_once(&mlflow, &store, &producer, &filter).await {
-            Ok(s) => {
-                if s.produced > 0 || s.failed > 0 {
-                    tracing::info!(
-                        detected = s.detected,
-                        produced = s.produced,
-                        failed = s.failed,
-                        gone = s.gone,
-                        "feed: pass"
-                    );
+        let mut total = FeedStats::default();
+        let mut failed_pass = None;
+        for (workspace, mlflow, store, producer) in &lanes {
+            match feed_once(mlflow, store, producer, &filter).await {
+                Ok(s) => {
+                    if s.produced > 0 || s.failed > 0 {
+                        tracing::info!(
+                            workspace = %workspace,
+                            detected = s.detected,
+                            produced = s.produced,
+                            failed = s.failed,
+                            gone = s.gone,
+                            "feed: pass"
+                        );
+                    }
+                    total.produced += s.produced;
+                    total.failed += s.failed;
+                    total.gone += s.gone;
                 }
-                if args.once {
-                    println!(
-                        "feed: {} produced, {} failed, {} gone",
-                        s.produced, s.failed, s.gone
-                    );
-                    return Ok(if s.failed == 0 {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    });
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "feed: pass failed; retrying");
-                if args.once {
-                    return Err(CmdError::failed(e));
+                Err(e) => {
+                    tracing::warn!(workspace = %workspace, error = %e, "feed: pass failed; retrying");
+                    failed_pass = Some(e);
                 }
             }
+        }
+        if args.once {
+            if let Some(e) = failed_pass {
+                return Err(CmdError::failed(e));
+            }
+            println!(
+                "feed: {} produced, {} failed, {} gone",
+                total.produced, total.failed, total.gone
+            );
+            return Ok(if total.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
         let pause = Duration::from_secs_f64(args.poll_interval.max(0.1));
         tokio::select! {
@@ -115,13 +143,16 @@ async fn run_producer(args: &FeedArgs) -> Result<ExitCode, CmdError> {
 /// `feed --from-debezium`: the re-keying stage alone, until stopped.
 async fn run_from_debezium(args: &FeedArgs) -> Result<ExitCode, CmdError> {
     let settings = kafka_settings(&args.kafka)?;
-    let mlflow = super::connect::mlflow_client(&args.mlflow)?;
-    let config = super::connect::rekey_config(
+    // The flags are checked before MLflow is asked anything.
+    let base = MlflowClient::new(super::connect::service_mlflow_config(&args.mlflow)?)?;
+    let mut config = super::connect::rekey_config(
         &settings,
         &args.to_kafka,
         args.kafka_mode,
-        mlflow.tracking_uri().to_string(),
+        base.tracking_uri().to_string(),
     )?;
+    let (mlflow, workspaces) = feed_workspaces(args).await?;
+    config.workspaces = workspaces;
     let rekeyer = Rekeyer::start(config, mlflow).await?;
     let stop = crate::service::shutdown::on_signal();
     while !stop.is_cancelled() {

@@ -21,6 +21,10 @@ pub struct RetryArgs {
     /// The sled state store.
     #[arg(long, env = "ARIO_MLFLOW_STATE_DIR", default_value = "ario-state")]
     pub state_dir: PathBuf,
+    /// The MLflow workspace whose store to open (`<state-dir>/workspaces/NAME`; the default
+    /// workspace's is the state directory itself).
+    #[arg(long, env = "MLFLOW_WORKSPACE", value_name = "NAME")]
+    pub workspace: Option<String>,
 }
 
 /// `retry`.
@@ -29,7 +33,11 @@ pub fn retry(args: &RetryArgs) -> ExitCode {
 }
 
 fn requeue(args: &RetryArgs) -> Result<ExitCode, CmdError> {
-    let store = Store::open(&args.state_dir)?;
+    super::connect::check_workspace_name(args.workspace.as_deref())?;
+    let store = Store::open(&super::connect::workspace_state_dir(
+        &args.state_dir,
+        args.workspace.as_ref(),
+    ))?;
     let key = if args.all_parked {
         None
     } else {

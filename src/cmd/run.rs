@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::connect::{kafka_settings, KafkaArgs};
+use super::connect::{anchored_workspaces, kafka_settings, workspace_state_dir, KafkaArgs};
 use super::error::{finish, CmdError};
 use super::settings::{anchorer_with, concurrency, parse_duration, parse_since, AnchorSettings};
 use super::surface::{load_guard, surface_config, GuardArgs, ServerArgs};
 use crate::anchor::pipeline::PipelineConfig;
 use crate::feed::poller::{poll_filtered, PollFilter};
-use crate::service::kafka::KafkaConfig;
+use crate::service::kafka::{KafkaConfig, KafkaLane};
 use crate::service::poll::{Lane, PollConfig, Progress, Quiet};
 use crate::service::shutdown;
 use crate::store::{Job, JobState, Store};
@@ -220,26 +220,8 @@ async fn start(
     let mut mlflow_config = super::connect::service_mlflow_config(&args.anchor.mlflow)?;
     mlflow_config.max_calls_per_sec = args.rate;
     let mut anchorer = anchorer_with(&args.anchor, mlflow_config.clone())?;
-    let workspaces = workspaces(&args, &anchorer.mlflow, kafka).await?;
-    // Without a workspace header; every workspace's client shares its pool and rate limit.
-    let base = anchorer.mlflow.clone();
-    if let Some(first) = workspaces.first() {
-        anchorer.mlflow = in_workspace(&base, first);
-    }
-    if let Err(e) = anchorer
-        .mlflow
-        .search_model_versions("name='__ario_probe__'")
-        .await
-    {
-        return Err(CmdError::Setup(
-            format!(
-                "MLflow is not usable at {}: {e}",
-                anchorer.mlflow.tracking_uri()
-            )
-            .into(),
-        ));
-    }
-    if kafka {
+    // Kafka's flags are checked before MLflow is asked anything.
+    let kafka_parts = if kafka {
         let settings = kafka_settings(&args.kafka)?;
         let rekey = if args.kafka.kafka_format == crate::feed::kafka::KafkaFormat::Debezium {
             if args.sources.contains(&Source::Poll) {
@@ -254,11 +236,33 @@ async fn start(
         } else {
             None
         };
-        let feed_store = if args.sources.contains(&Source::Poll) {
-            Some(Store::open(&args.state_dir)?)
-        } else {
-            None
-        };
+        Some((settings, rekey))
+    } else {
+        None
+    };
+    let workspaces = anchored_workspaces(&args.anchor.mlflow, &anchorer.mlflow).await?;
+    // Without a workspace header; every workspace's client shares its pool and rate limit.
+    let base = anchorer.mlflow.clone();
+    if let Some(first) = workspaces.first() {
+        anchorer.mlflow = base.in_workspace(first);
+    }
+    if let Err(e) = anchorer
+        .mlflow
+        .search_model_versions("name='__ario_probe__'")
+        .await
+    {
+        return Err(CmdError::Setup(
+            format!(
+                "MLflow is not usable at {}: {e}",
+                anchorer.mlflow.tracking_uri()
+            )
+            .into(),
+        ));
+    }
+    if let Some((settings, mut rekey)) = kafka_parts {
+        if let Some(rekey) = &mut rekey {
+            rekey.workspaces = workspaces.clone();
+        }
         if args.server.webhook_secret.iter().any(|s| !s.is_empty()) {
             tracing::warn!("webhooks are served with `--source poll` only; in Kafka mode the route answers 404 (run `feed` with the poller instead)");
         }
@@ -271,6 +275,32 @@ async fn start(
             &args.state_dir,
         )
         .await?;
+        let feed_store = |w: &String| -> Result<Option<Store>, CmdError> {
+            match args.sources.contains(&Source::Poll) {
+                true => Ok(Some(Store::open(&workspace_state_dir(
+                    &args.state_dir,
+                    Some(w),
+                ))?)),
+                false => Ok(None),
+            }
+        };
+        let default = crate::mlflow::DEFAULT_WORKSPACE.to_string();
+        let first = workspaces.first().unwrap_or(&default);
+        let mut lanes = vec![KafkaLane {
+            workspace: first.clone(),
+            feed_store: feed_store(first)?,
+            anchorer,
+        }];
+        for w in workspaces.iter().skip(1) {
+            // The same key and wallet (loaded again from the same place), another workspace.
+            let mut lane = anchorer_with(&args.anchor, mlflow_config.clone())?;
+            lane.mlflow = base.in_workspace(w);
+            lanes.push(KafkaLane {
+                workspace: w.clone(),
+                anchorer: lane,
+                feed_store: feed_store(w)?,
+            });
+        }
         let config = KafkaConfig {
             settings,
             rekey,
@@ -280,7 +310,7 @@ async fn start(
             surface,
         };
         let stop = shutdown::on_signal();
-        crate::service::kafka::run(config, anchorer, feed_store, guard, stop).await?;
+        crate::service::kafka::run_workspaces(config, lanes, guard, stop).await?;
         return Ok(ExitCode::SUCCESS);
     }
     let store = Store::open(&workspace_state_dir(&args.state_dir, workspaces.first()))?;
@@ -288,7 +318,7 @@ async fn start(
     for w in workspaces.iter().skip(1) {
         // The same key and wallet (loaded again from the same place), another workspace.
         let mut lane = anchorer_with(&args.anchor, mlflow_config.clone())?;
-        lane.mlflow = in_workspace(&base, w);
+        lane.mlflow = base.in_workspace(w);
         lanes.push(Lane {
             workspace: w.clone(),
             anchorer: lane,
@@ -341,88 +371,6 @@ async fn start(
     )
     .await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The workspaces `run`/`backfill` anchor, in order: the ones named (`--workspace`,
-/// `ARIO_MLFLOW_WORKSPACES`, `MLFLOW_WORKSPACE`), else every workspace the credentials can see;
-/// empty on a server without workspaces (no header is ever sent there). The default workspace
-/// comes first: it keeps the state directory and the webhook route.
-async fn workspaces(
-    args: &ServiceArgs,
-    mlflow: &crate::mlflow::MlflowClient,
-    kafka: bool,
-) -> Result<Vec<String>, CmdError> {
-    let named = super::connect::named_workspaces(&args.anchor.mlflow);
-    let mut list = if named.is_empty() {
-        match mlflow.list_workspaces().await {
-            Ok(Some(found)) => found,
-            Ok(None) => return Ok(Vec::new()),
-            // Credentials that may not list workspaces: the server's default, said loudly.
-            Err(crate::mlflow::MlflowError::Http {
-                status: status @ (401 | 403),
-                ..
-            }) => {
-                tracing::warn!(
-                    status,
-                    "these credentials may not list the MLflow workspaces: anchoring the default workspace only (name the others with --workspace)"
-                );
-                return Ok(Vec::new());
-            }
-            Err(e) => {
-                return Err(CmdError::Setup(
-                    format!(
-                        "cannot list the MLflow workspaces at {}: {e} (name them with --workspace)",
-                        mlflow.tracking_uri()
-                    )
-                    .into(),
-                ))
-            }
-        }
-    } else {
-        named
-    };
-    if let Some(bad) = list.iter().find(|w| {
-        w.as_str() == "."
-            || w.as_str() == ".."
-            || !w
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    }) {
-        return Err(CmdError::Usage(format!(
-            "{bad:?} is not an MLflow workspace name (letters, digits, '-', '_', '.')"
-        )));
-    }
-    list.sort_by_key(|w| w != crate::mlflow::DEFAULT_WORKSPACE);
-    if kafka && list.len() > 1 {
-        return Err(CmdError::Usage(format!(
-            "--source kafka anchors one MLflow workspace for now; {} are named or visible ({}): give one --workspace",
-            list.len(),
-            list.join(", ")
-        )));
-    }
-    Ok(list)
-}
-
-/// `mlflow` in `workspace`; the default workspace without a header (as before workspaces).
-fn in_workspace(
-    mlflow: &crate::mlflow::MlflowClient,
-    workspace: &str,
-) -> crate::mlflow::MlflowClient {
-    if workspace == crate::mlflow::DEFAULT_WORKSPACE {
-        mlflow.clone()
-    } else {
-        mlflow.in_workspace(workspace)
-    }
-}
-
-/// Where a workspace's store lives: the state directory itself for the default workspace (a
-/// store written before workspaces is the default workspace's), `<state-dir>/workspaces/NAME`
-/// for the others.
-fn workspace_state_dir(state_dir: &std::path::Path, workspace: Option<&String>) -> PathBuf {
-    match workspace {
-        Some(w) if w != crate::mlflow::DEFAULT_WORKSPACE => state_dir.join("workspaces").join(w),
-        _ => state_dir.to_path_buf(),
-    }
 }
 
 /// Says which jobs wait on a parked one (a backfill stops there).

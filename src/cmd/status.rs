@@ -19,11 +19,19 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// The MLflow workspace whose store to open (`<state-dir>/workspaces/NAME`; the default
+    /// workspace's is the state directory itself).
+    #[arg(long, env = "MLFLOW_WORKSPACE", value_name = "NAME")]
+    pub workspace: Option<String>,
 }
 
 /// `status`.
 pub fn status(args: &StatusArgs) -> ExitCode {
-    let store = match Store::open(&args.state_dir) {
+    if let Err(e) = super::connect::check_workspace_name(args.workspace.as_deref()) {
+        return finish(Err(e));
+    }
+    let dir = super::connect::workspace_state_dir(&args.state_dir, args.workspace.as_ref());
+    let store = match Store::open(&dir) {
         Ok(s) => s,
         Err(e) => return finish(Err(e.into())),
     };
@@ -56,11 +64,22 @@ pub fn status(args: &StatusArgs) -> ExitCode {
     let doc = serde_json::json!({
         "jobs": jobs.len(), "counts": counts, "parked": parked, "chain_heads": chains,
         "cursors": cursors, "store_bytes": store.size_on_disk(),
+        "workspace": args.workspace.as_deref().unwrap_or(crate::mlflow::DEFAULT_WORKSPACE),
+        "other_workspaces": other_workspaces(args),
     });
     if args.json {
         println!("{doc}");
     } else {
         println!("{} jobs, store {} bytes", jobs.len(), store.size_on_disk());
+        let others = &doc["other_workspaces"];
+        if let Some(list) = others.as_array().filter(|l| !l.is_empty()) {
+            let names: Vec<&str> = list.iter().filter_map(|v| v.as_str()).collect();
+            println!(
+                "  MLflow workspace {}; the stores of {} too (status --workspace NAME)",
+                doc["workspace"].as_str().unwrap_or(""),
+                names.join(", ")
+            );
+        }
         for (event, states) in &counts {
             println!("  {event:<18} {states:?}");
         }
@@ -76,4 +95,24 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The other MLflow workspaces with a store under the state directory (`status --workspace`).
+fn other_workspaces(args: &StatusArgs) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(args.state_dir.join("workspaces"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| Some(n) != args.workspace.as_ref())
+        .collect();
+    if args
+        .workspace
+        .as_ref()
+        .is_some_and(|w| w != crate::mlflow::DEFAULT_WORKSPACE)
+    {
+        names.push(crate::mlflow::DEFAULT_WORKSPACE.to_string());
+    }
+    names.sort();
+    names
 }

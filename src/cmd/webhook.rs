@@ -57,23 +57,35 @@ pub async fn register(args: RegisterArgs) -> ExitCode {
 
 async fn create(args: RegisterArgs) -> Result<ExitCode, CmdError> {
     let tracking = args.mlflow.tracking_uri.as_str();
+    // One workspace per webhook (MLflow scopes webhooks to workspaces): --workspace, else
+    // MLFLOW_WORKSPACE, else the default one (no header).
+    let config = super::connect::mlflow_config(&args.mlflow)?;
+    let workspace = config.workspace.clone();
     if args.print {
         println!(
             "{}",
-            register_command(tracking, args.receiver_url.as_str(), &args.name)
+            register_command(
+                tracking,
+                args.receiver_url.as_str(),
+                &args.name,
+                workspace.as_deref()
+            )
         );
         return Ok(ExitCode::SUCCESS);
     }
     let Some(secret) = args.webhook_secret.iter().find(|s| !s.is_empty()) else {
         return Err(CmdError::usage("set ARIO_MLFLOW_WEBHOOK_SECRET (the worker checks deliveries against it) or pass --print"));
     };
-    let mlflow = super::connect::mlflow_client(&args.mlflow)?;
+    let mlflow = crate::mlflow::MlflowClient::new(config)?;
     let id = mlflow
         .create_webhook(&args.name, args.receiver_url.as_str(), &EVENTS, secret)
         .await
         .map_err(|e| CmdError::failed(format!("{e} (MLflow 3.x with MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY set; an http:// or private receiver also needs MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https and MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true on the server)")))?;
+    let scope = workspace
+        .map(|w| format!(" (MLflow workspace {w})"))
+        .unwrap_or_default();
     println!(
-        "registered webhook {id} on {tracking} → {}",
+        "registered webhook {id} on {tracking}{scope} → {}",
         args.receiver_url
     );
     println!("note: MLflow caches its webhook list (MLFLOW_WEBHOOK_CACHE_TTL, 60 s by default); the poller covers that gap");

@@ -8,6 +8,12 @@
 //! * **structured mode**: `content-type: application/cloudevents+json`, the body one JSON
 //!   object with the context attributes and the same identities under `data`.
 //!
+//! An event of an MLflow workspace other than the default travels on that workspace's own topic
+//! (`KafkaSettings::in_workspace`) and says so: the extension attribute `mlflowworkspace`
+//! (`ce_mlflowworkspace`) and a `source` of `<tracking uri>/workspaces/<name>` — the same
+//! dedupe key (`id`) in two workspaces is two events. A consumer rejects a message of another
+//! workspace than its topic's (`WorkspaceMismatch`); no attribute means the default workspace.
+//!
 //! The message key is the event's [`ChangeEvent::partition_key`] (its chain key), so one chain
 //! lives in one partition; a message whose key disagrees is rejected — a run signed in the
 //! wrong partition could fork its chain. Pure: no Kafka client here, so the codec is tested
@@ -29,6 +35,10 @@ pub const TYPE_PREFIX: &str = "io.ario.mlflow.";
 
 /// `content-type` of a structured-mode message.
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// The CloudEvents extension attribute naming the event's MLflow workspace (absent: the
+/// default workspace).
+pub const WORKSPACE_ATTRIBUTE: &str = "mlflowworkspace";
 
 /// Default cap on a message's value (a change event is a few hundred bytes).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -91,31 +101,57 @@ pub fn data(event: &ChangeEvent) -> Value {
     v
 }
 
-/// Frames `event` as a message from `source` (a URI reference naming the producer), at `time`
-/// (RFC 3339). The event must have a partition key (a run's chain must be pinned).
-pub fn encode(event: &ChangeEvent, source: &str, time: &str, mode: Mode) -> Option<Message> {
+/// The workspace `workspace` names, `None` for the default one (which carries no attribute).
+fn non_default(workspace: Option<&str>) -> Option<&str> {
+    workspace.filter(|w| *w != crate::mlflow::DEFAULT_WORKSPACE)
+}
+
+/// The `source` of an event of `workspace` produced from the tracking server `source`.
+pub fn workspace_source(source: &str, workspace: Option<&str>) -> String {
+    match non_default(workspace) {
+        Some(w) => format!("{}/workspaces/{w}", source.trim_end_matches('/')),
+        None => source.to_string(),
+    }
+}
+
+/// Frames `event` of MLflow workspace `workspace` (`None`: the default) as a message from
+/// `source` (a URI reference naming the producer: the tracking URI), at `time` (RFC 3339). The
+/// event must have a partition key (a run's chain must be pinned).
+pub fn encode(
+    event: &ChangeEvent,
+    source: &str,
+    workspace: Option<&str>,
+    time: &str,
+    mode: Mode,
+) -> Option<Message> {
     let key = event.partition_key()?.into_bytes();
     let ce_type = format!("{TYPE_PREFIX}{}", event.event_type());
     let id = event.dedupe_key();
     let subject = event.subject();
+    let workspace = non_default(workspace);
+    let source = workspace_source(source, workspace);
     Some(match mode {
-        Mode::Binary => Message {
-            key,
-            headers: vec![
+        Mode::Binary => {
+            let mut headers: Vec<(String, Vec<u8>)> = vec![
                 ("ce_specversion".into(), SPEC_VERSION.into()),
                 ("ce_id".into(), id.into_bytes()),
-                ("ce_source".into(), source.as_bytes().to_vec()),
+                ("ce_source".into(), source.into_bytes()),
                 ("ce_type".into(), ce_type.into_bytes()),
                 ("ce_subject".into(), subject.into_bytes()),
                 ("ce_time".into(), time.as_bytes().to_vec()),
                 ("content-type".into(), b"application/json".to_vec()),
-            ],
-            value: data(event).to_string().into_bytes(),
-        },
-        Mode::Structured => Message {
-            key,
-            headers: vec![("content-type".into(), STRUCTURED_CONTENT_TYPE.into())],
-            value: json!({
+            ];
+            if let Some(w) = workspace {
+                headers.push((format!("ce_{WORKSPACE_ATTRIBUTE}"), w.as_bytes().to_vec()));
+            }
+            Message {
+                key,
+                headers,
+                value: data(event).to_string().into_bytes(),
+            }
+        }
+        Mode::Structured => {
+            let mut body = json!({
                 "specversion": SPEC_VERSION,
                 "id": id,
                 "source": source,
@@ -124,10 +160,16 @@ pub fn encode(event: &ChangeEvent, source: &str, time: &str, mode: Mode) -> Opti
                 "time": time,
                 "datacontenttype": "application/json",
                 "data": data(event),
-            })
-            .to_string()
-            .into_bytes(),
-        },
+            });
+            if let Some(w) = workspace {
+                body[WORKSPACE_ATTRIBUTE] = json!(w);
+            }
+            Message {
+                key,
+                headers: vec![("content-type".into(), STRUCTURED_CONTENT_TYPE.into())],
+                value: body.to_string().into_bytes(),
+            }
+        }
     })
 }
 
@@ -146,12 +188,14 @@ fn header_text<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Result<&'a s
         .map_err(|_| reject("InvalidAttribute", format!("header {name} is not UTF-8")))
 }
 
-/// Decodes and validates a message into the event it carries.
+/// Decodes and validates a message into the event it carries; the message must be of MLflow
+/// workspace `workspace` (`None`: the default), the one its topic carries.
 pub fn decode(
     key: Option<&[u8]>,
     headers: &[(String, Vec<u8>)],
     value: Option<&[u8]>,
     max_bytes: usize,
+    workspace: Option<&str>,
 ) -> Result<ChangeEvent, Rejection> {
     let value = value.ok_or_else(|| reject("EmptyMessage", "the message has no value"))?;
     if value.len() > max_bytes {
@@ -168,7 +212,7 @@ pub fn decode(
         .is_some_and(|ct| ct.trim().starts_with(STRUCTURED_CONTENT_TYPE));
     let parsed: Value = serde_json::from_slice(value)
         .map_err(|e| reject("InvalidJson", format!("the message value is not JSON: {e}")))?;
-    let (spec, ce_type, data) = if structured {
+    let (spec, ce_type, data, made_in) = if structured {
         let Value::Object(mut m) = parsed else {
             return Err(reject(
                 "InvalidEnvelope",
@@ -188,14 +232,43 @@ pub fn decode(
         let data = m
             .remove("data")
             .ok_or_else(|| reject("MissingIdentity", "the CloudEvent has no data"))?;
-        (spec, ce_type, data)
+        let made_in = m
+            .get(WORKSPACE_ATTRIBUTE)
+            .map(|w| w.as_str().map(str::to_string))
+            .map(|w| {
+                w.ok_or_else(|| {
+                    reject(
+                        "InvalidAttribute",
+                        format!("attribute {WORKSPACE_ATTRIBUTE} is not a string"),
+                    )
+                })
+            })
+            .transpose()?;
+        (spec, ce_type, data, made_in)
     } else {
         let spec = header_text(headers, "ce_specversion")?.to_string();
         let ce_type = header_text(headers, "ce_type")?.to_string();
         header_text(headers, "ce_id")?;
         header_text(headers, "ce_source")?;
-        (spec, ce_type, parsed)
+        let attribute = format!("ce_{WORKSPACE_ATTRIBUTE}");
+        let made_in = match header(headers, &attribute) {
+            Some(_) => Some(header_text(headers, &attribute)?.to_string()),
+            None => None,
+        };
+        (spec, ce_type, parsed, made_in)
     };
+    let made_in = non_default(made_in.as_deref());
+    if made_in != non_default(workspace) {
+        let name = |w: Option<&str>| w.unwrap_or(crate::mlflow::DEFAULT_WORKSPACE).to_string();
+        return Err(reject(
+            "WorkspaceMismatch",
+            format!(
+                "the event is of MLflow workspace {:?}, this topic carries workspace {:?}'s (each workspace has its own topic)",
+                name(made_in),
+                name(workspace)
+            ),
+        ));
+    }
     if spec != SPEC_VERSION {
         return Err(reject(
             "UnsupportedSpecVersion",
@@ -357,11 +430,70 @@ mod tests {
     fn both_modes_round_trip_every_event_kind() {
         for mode in [Mode::Binary, Mode::Structured] {
             for ev in events() {
-                let m = encode(&ev, "http://mlflow:5000", "2026-12-01T00:00:00Z", mode).unwrap();
+                let m = encode(
+                    &ev,
+                    "http://mlflow:5000",
+                    None,
+                    "2026-12-01T00:00:00Z",
+                    mode,
+                )
+                .unwrap();
                 assert_eq!(m.key, ev.partition_key().unwrap().into_bytes());
-                let back = decode(Some(&m.key), &m.headers, Some(&m.value), 1 << 16);
+                let back = decode(Some(&m.key), &m.headers, Some(&m.value), 1 << 16, None);
                 assert_eq!(back.as_ref(), Ok(&ev), "{mode:?} {ev:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_workspace_event_names_its_workspace_and_is_refused_on_another_topic() {
+        let ev = ChangeEvent::ModelVersionCreated {
+            name: "fraud".into(),
+            version: "3".into(),
+            created_ms: None,
+        };
+        for mode in [Mode::Binary, Mode::Structured] {
+            let m = encode(&ev, "http://mlflow:5000/", Some("team-b"), "t", mode).unwrap();
+            // Same key and id as the default workspace's fraud/3: the topic and the source
+            // tell them apart.
+            assert_eq!(m.key, b"rm/fraud");
+            let headers: Vec<String> = m
+                .headers
+                .iter()
+                .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
+                .collect();
+            let text = format!("{headers:?} {}", String::from_utf8_lossy(&m.value));
+            assert!(
+                text.contains("http://mlflow:5000/workspaces/team-b"),
+                "{mode:?}: {text}"
+            );
+            let read = |w| decode(Some(&m.key), &m.headers, Some(&m.value), 1 << 16, w);
+            assert_eq!(read(Some("team-b")), Ok(ev.clone()), "{mode:?}");
+            for other in [None, Some("default"), Some("team-a")] {
+                assert_eq!(
+                    read(other).unwrap_err().class,
+                    "WorkspaceMismatch",
+                    "{mode:?}"
+                );
+            }
+            // The default workspace's event (no attribute) is refused on team-b's topic.
+            let plain = encode(&ev, "http://mlflow:5000", Some("default"), "t", mode).unwrap();
+            assert!(!plain
+                .headers
+                .iter()
+                .any(|(k, _)| k.contains("mlflowworkspace")));
+            assert!(!String::from_utf8_lossy(&plain.value).contains("mlflowworkspace"));
+            let read = |w| {
+                decode(
+                    Some(&plain.key),
+                    &plain.headers,
+                    Some(&plain.value),
+                    1 << 16,
+                    w,
+                )
+            };
+            assert_eq!(read(Some("default")), Ok(ev.clone()));
+            assert_eq!(read(Some("team-b")).unwrap_err().class, "WorkspaceMismatch");
         }
     }
 
@@ -405,11 +537,11 @@ mod tests {
 
     #[test]
     fn a_run_without_a_pinned_chain_has_no_message() {
-        assert!(encode(&ChangeEvent::run("r"), "s", "t", Mode::Binary).is_none());
+        assert!(encode(&ChangeEvent::run("r"), "s", None, "t", Mode::Binary).is_none());
     }
 
     fn class_of(key: &[u8], headers: &[(String, Vec<u8>)], value: &[u8]) -> &'static str {
-        decode(Some(key), headers, Some(value), 1024)
+        decode(Some(key), headers, Some(value), 1024, None)
             .unwrap_err()
             .class
     }
@@ -421,7 +553,7 @@ mod tests {
             version: "1".into(),
             created_ms: None,
         };
-        let good = encode(&ev, "s", "t", Mode::Binary).unwrap();
+        let good = encode(&ev, "s", None, "t", Mode::Binary).unwrap();
         let with_header = |name: &str, value: &str| {
             let mut h: Vec<_> = good
                 .headers
@@ -498,7 +630,7 @@ mod tests {
         let big = vec![b' '; 2048];
         assert_eq!(class_of(&good.key, &good.headers, &big), "MessageTooLarge");
         assert_eq!(
-            decode(Some(&good.key), &good.headers, None, 1024)
+            decode(Some(&good.key), &good.headers, None, 1024, None)
                 .unwrap_err()
                 .class,
             "EmptyMessage"

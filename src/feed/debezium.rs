@@ -4,7 +4,8 @@
 //! A Debezium record (Kafka Connect's `JsonConverter`, with or without embedded schemas) is
 //! `{before, after, source{table, lsn, ts_ms, sequence, …}, op}`. Four of MLflow's tables carry
 //! what deserves a proof; their columns are the same in MLflow 2.x and 3.x (3.x adds the
-//! `workspace` key column):
+//! `workspace` key column to the registry's tables, which [`Decoded::workspace`] reports; runs
+//! and traces belong to a workspace through their experiment, [`Decoded::experiment_id`]):
 //!
 //! | table | event |
 //! |---|---|
@@ -55,6 +56,11 @@ pub struct Decoded {
     pub position: Option<CommitPosition>,
     /// `source.ts_ms`: when the change was committed (ms since the epoch).
     pub committed_ms: Option<i64>,
+    /// The row's MLflow workspace (its `workspace` column: registry tables of MLflow 3); `None`
+    /// for rows without one (MLflow 2.x, runs, traces).
+    pub workspace: Option<String>,
+    /// The experiment of a run or trace row (what places it in a workspace).
+    pub experiment_id: Option<String>,
 }
 
 impl Decoded {
@@ -73,7 +79,8 @@ impl Decoded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip {
     /// A stable reason, the metric label: `tombstone`, `heartbeat`, `no_event`, `deleted`,
-    /// `truncate`, `unknown_table`, `missing_column`, `no_before_image`, `other_workspace`,
+    /// `truncate`, `unknown_table`, `missing_column`, `no_before_image`, `other_workspace` (the
+    /// CDC stage: a workspace this service does not anchor),
     /// `renamed`.
     pub reason: &'static str,
     /// What exactly, for the log.
@@ -172,6 +179,8 @@ fn decode_value(
         skipped: Some(s),
         position: None,
         committed_ms: None,
+        workspace: None,
+        experiment_id: None,
     };
     let Some(value) = value else {
         return Ok(nothing(
@@ -266,7 +275,20 @@ fn decode_value(
         Ok((events, skipped)) => (events, skipped),
         Err(s) => (Vec::new(), Some(s)),
     };
+    let image = change.after.or(change.before);
+    let column = |name: &str| {
+        image.and_then(|r| match r.get(name) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(v @ Value::Number(_)) => Some(v.to_string()),
+            _ => None,
+        })
+    };
     Ok(Decoded {
+        workspace: column("workspace"),
+        experiment_id: match table.as_str() {
+            "runs" | "trace_info" => column("experiment_id"),
+            _ => None,
+        },
         table,
         events,
         skipped,
@@ -317,20 +339,6 @@ fn optional<'r>(row: &'r Map<String, Value>, column: &str) -> Option<&'r str> {
     row.get(column).and_then(Value::as_str)
 }
 
-/// MLflow 3's `workspace` key column: rows of another workspace than `default` are skipped (the
-/// REST calls the pipeline makes read the default workspace); MLflow 2.x rows have none.
-fn default_workspace(row: &Map<String, Value>, table: &str) -> Result<(), Skip> {
-    match optional(row, "workspace") {
-        Some(w) if w != "default" => Err(skip(
-            "other_workspace",
-            format!(
-                "{table} row of MLflow workspace {w:?} (only the default workspace is anchored)"
-            ),
-        )),
-        _ => Ok(()),
-    }
-}
-
 fn none(detail: impl Into<String>) -> Outcome {
     Err(skip("no_event", detail))
 }
@@ -347,7 +355,6 @@ impl<'a> Change<'a> {
                 format!("{table} change without an after image"),
             )
         })?;
-        default_workspace(row, table)?;
         Ok(row)
     }
 
@@ -481,7 +488,6 @@ impl<'a> Change<'a> {
                     ))
                 }
             };
-            default_workspace(before, TABLE)?;
             return Ok((vec![changed(before, None, Some(previous))?], None));
         }
         let after = self.after(TABLE)?;

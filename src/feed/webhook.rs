@@ -223,19 +223,26 @@ pub fn decode(body: &[u8]) -> Result<(String, Option<WebhookChange>), WebhookErr
     Ok((kind, change))
 }
 
-/// The receiver: secrets, the replay window, and the store the events go to.
+/// The receiver: secrets, the replay window, and per MLflow workspace the store its
+/// deliveries go to.
 #[derive(Debug)]
 pub struct WebhookReceiver {
     secrets: Vec<String>,
     tolerance: Duration,
+    /// Workspace → where its deliveries go (a delivery names its workspace; MLflow before 3.10
+    /// and a server without workspaces: the default).
+    lanes: BTreeMap<String, WebhookLane>,
+    seen: Mutex<Seen>,
+}
+
+/// Where one workspace's deliveries are recorded: its poller's store, lock and wake.
+#[derive(Debug)]
+struct WebhookLane {
     store: Store,
     /// Held while the poller runs a cycle, so an alias snapshot is never updated under it.
     detect_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Notified when events were recorded (the service drains at once).
     wake: std::sync::Arc<tokio::sync::Notify>,
-    seen: Mutex<Seen>,
-    /// The MLflow workspace whose deliveries this receiver records (its store's).
-    workspace: String,
 }
 
 #[derive(Debug, Default)]
@@ -257,21 +264,48 @@ impl WebhookReceiver {
         if secrets.is_empty() {
             return Err(WebhookError::NoSecret);
         }
-        Ok(WebhookReceiver {
-            secrets,
-            tolerance,
+        let lane = WebhookLane {
             store,
             detect_lock,
             wake,
+        };
+        Ok(WebhookReceiver {
+            secrets,
+            tolerance,
+            lanes: BTreeMap::from([(crate::mlflow::DEFAULT_WORKSPACE.to_string(), lane)]),
             seen: Mutex::new(Seen::default()),
-            workspace: crate::mlflow::DEFAULT_WORKSPACE.to_string(),
         })
     }
 
-    /// Records only the deliveries of `workspace` (MLflow 3.10+ names it in every payload);
-    /// another workspace's are acknowledged and ignored — its own poller covers them.
+    /// The store given to [`WebhookReceiver::new`] takes the deliveries of `workspace` (MLflow
+    /// 3.10+ names it in every payload) instead of the default workspace's.
     pub fn in_workspace(mut self, workspace: &str) -> WebhookReceiver {
-        self.workspace = workspace.to_string();
+        let lanes = std::mem::take(&mut self.lanes);
+        self.lanes = lanes
+            .into_values()
+            .map(|lane| (workspace.to_string(), lane))
+            .collect();
+        self
+    }
+
+    /// Records the deliveries of `workspace` too, in its own store (its poller's lock and
+    /// wake). A delivery of a workspace the receiver has no store for is acknowledged and
+    /// ignored.
+    pub fn with_workspace(
+        mut self,
+        workspace: &str,
+        store: Store,
+        detect_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+    ) -> WebhookReceiver {
+        self.lanes.insert(
+            workspace.to_string(),
+            WebhookLane {
+                store,
+                detect_lock,
+                wake,
+            },
+        );
         self
     }
 
@@ -349,33 +383,37 @@ impl WebhookReceiver {
 
     async fn record(&self, body: &[u8]) -> Result<Accepted, WebhookError> {
         let (kind, change) = decode(body)?;
-        if let Some(other) = delivery_workspace(body).filter(|w| *w != self.workspace) {
-            tracing::debug!(kind, workspace = %other, receiver = %self.workspace, "webhook: another workspace's delivery; ignored");
-            return Ok(Accepted::Ignored(format!("{kind} (workspace {other})")));
-        }
+        let workspace = delivery_workspace(body)
+            .unwrap_or_else(|| crate::mlflow::DEFAULT_WORKSPACE.to_string());
+        let Some(lane) = self.lanes.get(&workspace) else {
+            tracing::debug!(kind, workspace = %workspace, "webhook: a delivery of a workspace this worker does not anchor; ignored");
+            return Ok(Accepted::Ignored(format!("{kind} (workspace {workspace})")));
+        };
         let Some(change) = change else {
             return Ok(Accepted::Ignored(kind));
         };
-        let _poller_paused = self.detect_lock.lock().await;
-        let events = self.events(&change)?;
+        let _poller_paused = lane.detect_lock.lock().await;
+        let events = lane.events(&change)?;
         let mut recorded = Vec::new();
         for event in &events {
-            if self.store.detect(event)? {
+            if lane.store.detect(event)? {
                 crate::telemetry::detected(event.event_type(), "webhook");
                 recorded.push(event.dedupe_key());
             }
         }
-        self.update_snapshot(&change)?;
-        self.store.flush().await?;
+        lane.update_snapshot(&change)?;
+        lane.store.flush().await?;
         for key in &recorded {
-            tracing::info!(job = %key, "webhook: detected");
+            tracing::info!(job = %key, workspace = %workspace, "webhook: detected");
         }
         if !recorded.is_empty() {
-            self.wake.notify_one();
+            lane.wake.notify_one();
         }
         Ok(Accepted::Recorded(recorded))
     }
+}
 
+impl WebhookLane {
     /// The change events of a delivery; an alias change is judged against the poller's alias
     /// snapshot (the same state the poller diffs), so it is detected once by either source.
     fn events(&self, change: &WebhookChange) -> Result<Vec<ChangeEvent>, WebhookError> {
@@ -458,8 +496,14 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The REST call that registers this worker's webhook on an MLflow 3.x server, as `curl`.
-pub fn register_command(tracking_uri: &str, receiver_url: &str, name: &str) -> String {
+/// The REST call that registers this worker's webhook on an MLflow 3.x server, as `curl` — in
+/// MLflow workspace `workspace` when one is named (webhooks are registered per workspace).
+pub fn register_command(
+    tracking_uri: &str,
+    receiver_url: &str,
+    name: &str,
+    workspace: Option<&str>,
+) -> String {
     let body = json!({
         "name": name,
         "description": "ario-mlflow-worker: anchor registry events at once (the poller stays the safety net)",
@@ -474,8 +518,11 @@ pub fn register_command(tracking_uri: &str, receiver_url: &str, name: &str) -> S
     let body = body
         .to_string()
         .replace("\"__SECRET__\"", "\"'\"$ARIO_MLFLOW_WEBHOOK_SECRET\"'\"");
+    let workspace = workspace
+        .map(|w| format!("  -H '{}: {w}' \\\n", crate::mlflow::WORKSPACE_HEADER))
+        .unwrap_or_default();
     format!(
-        "curl -fsS -X POST {}/api/2.0/mlflow/webhooks \\\n  -H 'Content-Type: application/json' \\\n  -d '{}'",
+        "curl -fsS -X POST {}/api/2.0/mlflow/webhooks \\\n{workspace}  -H 'Content-Type: application/json' \\\n  -d '{}'",
         tracking_uri.trim_end_matches('/'),
         body
     )

@@ -231,12 +231,11 @@ impl Guard {
         let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CHECKS));
         let mut tasks = Vec::new();
         for (index, asset) in self.policy.assets.clone().into_iter().enumerate() {
-            let (guard, verifier, permits, stop) = (
-                self.clone(),
-                verifier.clone(),
-                permits.clone(),
-                stop.clone(),
-            );
+            let verifier = match &asset.workspace {
+                Some(w) => Arc::new(verifier.in_workspace(w)),
+                None => verifier.clone(),
+            };
+            let (guard, permits, stop) = (self.clone(), permits.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 loop {
                     let checked = async {
@@ -564,6 +563,7 @@ mod tests {
             assets: vec![AssetPolicy {
                 id: "m-prod".into(),
                 model: "m/1".into(),
+                workspace: None,
                 max_age: 60,
                 interval: 5,
             }],

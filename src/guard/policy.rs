@@ -47,6 +47,10 @@ pub struct AssetPolicy {
     pub id: String,
     /// What it names: `NAME/VERSION`, `NAME@alias` or `NAME:stage`.
     pub model: String,
+    /// The MLflow workspace the model is in (a server with workspaces); unset: the one the
+    /// guard's MLflow connection names (`--workspace` / `MLFLOW_WORKSPACE`), else the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
     /// Seconds a successful check stays fresh (`stale` after that).
     #[serde(default = "default_max_age")]
     pub max_age: u64,
@@ -168,6 +172,14 @@ pub enum InvalidPolicy {
     /// An asset checked every 0 s.
     #[error("asset {0:?}: `interval` must be at least 1 second")]
     ZeroInterval(String),
+    /// An asset whose `workspace` cannot name an MLflow workspace.
+    #[error("asset {id:?}: workspace = {workspace:?} is not an MLflow workspace name (2 to 63 lowercase letters, digits and inner hyphens)")]
+    Workspace {
+        /// The asset.
+        id: String,
+        /// What was written.
+        workspace: String,
+    },
 }
 
 /// Why a policy was refused.
@@ -201,7 +213,8 @@ impl GuardPolicy {
         Ok(Some(policy))
     }
 
-    /// Ids unique and not empty, every target parseable, intervals at least 1 s.
+    /// Ids unique and not empty, every target parseable, intervals at least 1 s, workspaces
+    /// named as MLflow names them.
     pub fn validate(&self) -> Result<(), InvalidPolicy> {
         let mut seen = std::collections::BTreeSet::new();
         for (i, a) in self.assets.iter().enumerate() {
@@ -217,6 +230,16 @@ impl GuardPolicy {
             })?;
             if a.interval == 0 {
                 return Err(InvalidPolicy::ZeroInterval(a.id.clone()));
+            }
+            if let Some(w) = a
+                .workspace
+                .as_ref()
+                .filter(|w| !crate::mlflow::is_workspace_name(w))
+            {
+                return Err(InvalidPolicy::Workspace {
+                    id: a.id.clone(),
+                    workspace: w.clone(),
+                });
             }
         }
         Ok(())
@@ -285,5 +308,28 @@ mod tests {
                 stage: "Production".into()
             }
         );
+    }
+
+    #[test]
+    fn an_asset_names_its_workspace_and_the_hash_of_a_policy_without_one_is_unchanged() {
+        let base = "[guard]\ntenant_id = \"t\"\nagent_id = \"a\"\n[[guard.asset]]\nid = \"x\"\nmodel = \"fraud/3\"\n";
+        let plain = GuardPolicy::load(file(base).path()).unwrap().unwrap();
+        assert_eq!(plain.assets[0].workspace, None);
+        // The policy hash of a file written before workspaces stays what it was.
+        let value = serde_json::to_value(&plain).unwrap();
+        assert!(value["asset"][0].get("workspace").is_none(), "{value}");
+        let named = GuardPolicy::load(file(&format!("{base}workspace = \"team-b\"\n")).path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(named.assets[0].workspace.as_deref(), Some("team-b"));
+        assert_ne!(plain.policy_hash(), named.policy_hash());
+        for bad in ["Team_B", "-b", "x", "a.b"] {
+            let e = GuardPolicy::load(file(&format!("{base}workspace = \"{bad}\"\n")).path())
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("not an MLflow workspace name"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

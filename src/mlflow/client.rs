@@ -91,6 +91,18 @@ pub const WORKSPACE_HEADER: &str = "X-MLFLOW-WORKSPACE";
 /// before workspaces belongs to.
 pub const DEFAULT_WORKSPACE: &str = "default";
 
+/// Whether `name` is a name MLflow gives a workspace: 2 to 63 lowercase letters, digits and
+/// inner hyphens (MLflow 3.17's `WorkspaceNameValidator`; a DNS label, as Kubernetes
+/// namespaces). Nothing else can name a store directory, a topic suffix or a metric label.
+pub fn is_workspace_name(name: &str) -> bool {
+    (2..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 /// A failed MLflow call. The `call` names the REST endpoint, so messages say what failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum MlflowError {
@@ -258,11 +270,28 @@ impl MlflowClient {
     }
 
     /// The same client (connection pool, artifact stores, rate limit) making its calls in
-    /// `workspace`.
+    /// `workspace`. The default workspace is asked without the header, as before workspaces —
+    /// the same answers on a multi-tenant server, and the only way on a server without them.
     pub fn in_workspace(&self, workspace: &str) -> MlflowClient {
         let mut client = self.clone();
-        client.config.workspace = Some(workspace.to_string());
+        client.config.workspace = Some(workspace.to_string()).filter(|w| w != DEFAULT_WORKSPACE);
         client
+    }
+
+    /// Whether experiment `id` exists in this client's workspace (another workspace's answers
+    /// "does not exist").
+    pub async fn experiment_exists(&self, id: &str) -> Result<bool, MlflowError> {
+        let asked: Result<serde_json::Value, MlflowError> = self
+            .call(
+                "experiments/get",
+                Request::get("api/2.0/mlflow/experiments/get", &[("experiment_id", id)]),
+            )
+            .await;
+        match asked {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The workspaces these credentials can see, in the server's order; `Ok(None)` when the

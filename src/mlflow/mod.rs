@@ -13,5 +13,7 @@ pub mod model_source;
 pub mod spans;
 pub mod types;
 
-pub use client::{MlflowClient, MlflowConfig, MlflowError, DEFAULT_WORKSPACE, WORKSPACE_HEADER};
+pub use client::{
+    is_workspace_name, MlflowClient, MlflowConfig, MlflowError, DEFAULT_WORKSPACE, WORKSPACE_HEADER,
+};
 pub use types::*;

@@ -1,7 +1,8 @@
 //! `run --source kafka[,poll]`: a consumer-group member. Each owned partition drives the
 //! pipeline over its journaled store (restored from the state topic); with `poll`, this
 //! process's poller also feeds the topic; with `--kafka-format debezium`, the CDC stage re-keys
-//! Debezium's records onto the event topic first.
+//! Debezium's records onto the event topic first. Several MLflow workspaces: a lane each
+//! ([`run_workspaces`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,21 +43,66 @@ pub struct KafkaConfig {
     pub surface: SurfaceConfig,
 }
 
+/// One MLflow workspace's part of Kafka mode: its anchoring parts (`anchorer.mlflow` in the
+/// workspace) and, with `--source poll,kafka`, its poller's store.
+pub struct KafkaLane {
+    /// The workspace (`default` on a server without workspaces).
+    pub workspace: String,
+    /// The anchoring parts.
+    pub anchorer: Anchorer,
+    /// The poller's store (`--source poll,kafka`).
+    pub feed_store: Option<Store>,
+}
+
 /// Runs Kafka mode until `stop` is cancelled; `feed_store` (with `--source poll,kafka`) is the
 /// poller's store. Every stage is stopped and awaited on the way out.
 pub async fn run(
-    mut config: KafkaConfig,
+    config: KafkaConfig,
     anchorer: Anchorer,
     feed_store: Option<Store>,
     guard: Option<GuardParts>,
     stop: CancellationToken,
 ) -> Result<(), ServiceError> {
+    let workspace = anchorer
+        .mlflow
+        .workspace()
+        .unwrap_or(crate::mlflow::DEFAULT_WORKSPACE)
+        .to_string();
+    let lane = KafkaLane {
+        workspace,
+        anchorer,
+        feed_store,
+    };
+    run_workspaces(config, vec![lane], guard, stop).await
+}
+
+/// A lane's running parts.
+struct Running {
+    workspace: String,
+    mlflow: MlflowClient,
+    consumer: KafkaConsumer,
+    feed: Option<(Store, FeedProducer)>,
+}
+
+/// [`run`] over several MLflow workspaces: each lane consumes its workspace's own topic in its
+/// own group ([`KafkaSettings::in_workspace`]; the default workspace keeps the names it had
+/// before workspaces), so dedupe keys, chains and partitions never mix workspaces. One CDC
+/// stage routes every workspace's rows to its topic; one listener serves them all.
+pub async fn run_workspaces(
+    mut config: KafkaConfig,
+    lanes: Vec<KafkaLane>,
+    guard: Option<GuardParts>,
+    stop: CancellationToken,
+) -> Result<(), ServiceError> {
     let start = |e: crate::feed::kafka::KafkaSetupError| ServiceError::Start(e.to_string());
-    let source = anchorer.mlflow.tracking_uri().to_string();
-    let mlflow = anchorer.mlflow.clone();
-    let turbo = anchorer.turbo.clone();
-    // Change data capture: the CDC stage re-keys Debezium's records onto the event topic, and
-    // this process consumes that topic like any member.
+    let Some(first) = lanes.first() else {
+        return Err(ServiceError::Start("no MLflow workspace to anchor".into()));
+    };
+    let source = first.anchorer.mlflow.tracking_uri().to_string();
+    let mlflow = first.anchorer.mlflow.clone();
+    let turbo = first.anchorer.turbo.clone();
+    // Change data capture: the CDC stage re-keys Debezium's records onto each workspace's
+    // event topic, and this process consumes those topics like any member.
     let rekeyer = match config.rekey.take() {
         Some(rekey) => {
             config.settings.topic = rekey.kafka.topic.clone();
@@ -64,85 +110,93 @@ pub async fn run(
         }
         None => None,
     };
-    let feed = match feed_store {
-        Some(store) => {
-            match FeedProducer::start(&config.settings, Default::default(), source.clone()).await {
-                Ok(p) => Some((store, p)),
-                Err(e) => {
-                    if let Some(r) = rekeyer {
-                        r.shutdown().await;
+    let mut running: Vec<Running> = Vec::new();
+    let mut failed = None;
+    for lane in lanes {
+        let settings = config.settings.in_workspace(&lane.workspace);
+        let feed = match lane.feed_store {
+            Some(store) => {
+                match FeedProducer::start(&settings, Default::default(), source.clone()).await {
+                    Ok(p) => Some((store, p)),
+                    Err(e) => {
+                        failed = Some(start(e));
+                        break;
                     }
-                    return Err(start(e));
                 }
             }
-        }
-        None => None,
-    };
-    let consumer = match KafkaConsumer::start(
-        config.settings.clone(),
-        partition_worker(anchorer, config.pipeline.clone(), config.retain_done),
-        source,
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            if let Some(r) = rekeyer {
-                r.shutdown().await;
+            None => None,
+        };
+        let lane_mlflow = lane.anchorer.mlflow.clone();
+        let consumer = match KafkaConsumer::start(
+            settings.clone(),
+            partition_worker(
+                lane.anchorer,
+                &lane.workspace,
+                config.pipeline.clone(),
+                config.retain_done,
+            ),
+            source.clone(),
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                failed = Some(start(e));
+                break;
             }
-            return Err(start(e));
+        };
+        tracing::info!(workspace = %lane.workspace, topic = %settings.topic, group = %settings.group, brokers = %settings.brokers, properties = ?settings.redacted_properties(), "consuming the change feed");
+        running.push(Running {
+            workspace: lane.workspace,
+            mlflow: lane_mlflow,
+            consumer,
+            feed,
+        });
+    }
+    let surface = match failed {
+        Some(e) => Err(e),
+        None => {
+            Surface::start(
+                &config.surface,
+                &mlflow,
+                SurfaceParts {
+                    turbo: Some(turbo),
+                    kafka: running.iter().map(|r| r.consumer.stats.clone()).collect(),
+                    workspaces: running
+                        .iter()
+                        .map(|r| (r.workspace.clone(), r.mlflow.clone()))
+                        .collect(),
+                    guard,
+                    ..Default::default()
+                },
+                &stop,
+            )
+            .await
         }
     };
-    let settings = &config.settings;
-    tracing::info!(topic = %settings.topic, group = %settings.group, brokers = %settings.brokers, properties = ?settings.redacted_properties(), "consuming the change feed");
-    let surface = match Surface::start(
-        &config.surface,
-        &mlflow,
-        SurfaceParts {
-            turbo: Some(turbo),
-            kafka: Some(consumer.stats.clone()),
-            guard,
-            ..Default::default()
-        },
-        &stop,
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            consumer.shutdown().await;
-            if let Some(r) = rekeyer {
-                r.shutdown().await;
-            }
-            return Err(e);
+    let watched = match surface {
+        Ok(surface) => {
+            let watched = watch(&config, &running, rekeyer.as_ref(), &surface, &stop).await;
+            surface.stop().await;
+            watched
         }
+        Err(e) => Err(e),
     };
-    let watched = watch(
-        &config,
-        &mlflow,
-        &consumer,
-        rekeyer.as_ref(),
-        feed.as_ref(),
-        &surface,
-        &stop,
-    )
-    .await;
     if let Some(r) = rekeyer {
         r.shutdown().await;
     }
-    consumer.shutdown().await;
-    surface.stop().await;
+    for r in running {
+        r.consumer.shutdown().await;
+    }
     watched
 }
 
-/// Until `stop`: ticks liveness, checks the consumer and the CDC stage, and polls into the
-/// topic on schedule (with `--source poll,kafka`).
+/// Until `stop`: ticks liveness, checks the consumers and the CDC stage, and polls each
+/// workspace into its topic on schedule (with `--source poll,kafka`).
 async fn watch(
     config: &KafkaConfig,
-    mlflow: &MlflowClient,
-    consumer: &KafkaConsumer,
+    running: &[Running],
     rekeyer: Option<&Rekeyer>,
-    feed: Option<&(Store, FeedProducer)>,
     surface: &Surface,
     stop: &CancellationToken,
 ) -> Result<(), ServiceError> {
@@ -150,10 +204,11 @@ async fn watch(
     let mut next_poll = Instant::now();
     while !stop.is_cancelled() {
         surface.health.tick();
-        if !consumer.is_running() {
-            return Err(ServiceError::Stopped(
-                "the Kafka consumer stopped unexpectedly".into(),
-            ));
+        if let Some(r) = running.iter().find(|r| !r.consumer.is_running()) {
+            return Err(ServiceError::Stopped(format!(
+                "the Kafka consumer of MLflow workspace {} stopped unexpectedly",
+                r.workspace
+            )));
         }
         if let Some(r) = rekeyer {
             if !r.is_running() {
@@ -163,13 +218,15 @@ async fn watch(
             }
             surface.health.report(Check::Cdc, r.stats.session());
         }
-        if let Some((store, producer)) = feed {
-            if Instant::now() >= next_poll {
-                if let Err(e) = feed_once(mlflow, store, producer, &filter).await {
-                    tracing::warn!(error = %e, "poll failed; retrying next cycle");
+        if Instant::now() >= next_poll {
+            for r in running {
+                if let Some((store, producer)) = &r.feed {
+                    if let Err(e) = feed_once(&r.mlflow, store, producer, &filter).await {
+                        tracing::warn!(workspace = %r.workspace, error = %e, "poll failed; retrying next cycle");
+                    }
                 }
-                next_poll = Instant::now() + config.poll_interval;
             }
+            next_poll = Instant::now() + config.poll_interval;
         }
         tokio::select! {
             _ = tokio::time::sleep(WATCH_EVERY) => {}
@@ -184,14 +241,17 @@ async fn watch(
 /// blocking thread of the runtime.
 fn partition_worker(
     anchorer: Anchorer,
+    workspace: &str,
     config: PipelineConfig,
     retain_done: Duration,
 ) -> PartitionWorker {
     let anchorer = Arc::new(anchorer);
+    let workspace = workspace.to_string();
     let runtime = tokio::runtime::Handle::current();
     Arc::new(move |owned: OwnedPartition| {
         let pipeline = Pipeline::shared(anchorer.clone(), owned.store, config.clone());
         let rt = runtime.clone();
+        let workspace = workspace.clone();
         runtime.spawn_blocking(move || {
             rt.block_on(async move {
                 // Retention per owned partition: compacted jobs are tombstoned on the state
@@ -207,6 +267,7 @@ fn partition_worker(
                         break;
                     }
                     crate::telemetry::partition_open_jobs(
+                        &workspace,
                         owned.partition,
                         pipeline.store.open_count(),
                     );
@@ -216,7 +277,7 @@ fn partition_worker(
                         _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                     }
                 }
-                crate::telemetry::partition_open_jobs(owned.partition, 0);
+                crate::telemetry::partition_open_jobs(&workspace, owned.partition, 0);
             })
         })
     })

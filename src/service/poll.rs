@@ -80,8 +80,9 @@ pub async fn run(
 }
 
 /// [`run`] over several MLflow workspaces: the first (`anchorer`, `store`: the default
-/// workspace when it is anchored) owns the listener's store gauges and the webhook route; each
-/// of `lanes` polls and drains its own pipeline beside it, on the same schedule and token.
+/// workspace when it is anchored) owns the listener's store gauges; each of `lanes` polls and
+/// drains its own pipeline beside it, on the same schedule and token. The webhook route
+/// records each delivery in its workspace's store.
 pub async fn run_workspaces(
     config: PollConfig,
     anchorer: Anchorer,
@@ -98,18 +99,28 @@ pub async fn run_workspaces(
         .workspace()
         .unwrap_or(crate::mlflow::DEFAULT_WORKSPACE)
         .to_string();
+    // Each other lane: its own detect lock and wake, shared with the webhook route.
+    let locks: Vec<(Arc<tokio::sync::Mutex<()>>, Arc<tokio::sync::Notify>)> =
+        lanes.iter().map(|_| Default::default()).collect();
     let webhook = if config.webhook_secrets.iter().any(|s| !s.is_empty()) {
-        Some(Arc::new(
-            WebhookReceiver::new(
-                config.webhook_secrets.clone(),
-                config.webhook_tolerance,
-                store.clone(),
-                detect_lock.clone(),
-                wake.clone(),
-            )
-            .map_err(|e| ServiceError::Start(e.to_string()))?
-            .in_workspace(&workspace),
-        ))
+        let mut receiver = WebhookReceiver::new(
+            config.webhook_secrets.clone(),
+            config.webhook_tolerance,
+            store.clone(),
+            detect_lock.clone(),
+            wake.clone(),
+        )
+        .map_err(|e| ServiceError::Start(e.to_string()))?
+        .in_workspace(&workspace);
+        for (lane, (lock, lane_wake)) in lanes.iter().zip(&locks) {
+            receiver = receiver.with_workspace(
+                &lane.workspace,
+                lane.store.clone(),
+                lock.clone(),
+                lane_wake.clone(),
+            );
+        }
+        Some(Arc::new(receiver))
     } else {
         None
     };
@@ -118,9 +129,18 @@ pub async fn run_workspaces(
         &anchorer.mlflow,
         SurfaceParts {
             turbo: Some(anchorer.turbo.clone()),
-            store: Some(store.clone()),
+            stores: std::iter::once((workspace.clone(), store.clone()))
+                .chain(lanes.iter().map(|l| (l.workspace.clone(), l.store.clone())))
+                .collect(),
+            workspaces: std::iter::once((workspace.clone(), anchorer.mlflow.clone()))
+                .chain(
+                    lanes
+                        .iter()
+                        .map(|l| (l.workspace.clone(), l.anchorer.mlflow.clone())),
+                )
+                .collect(),
             webhook,
-            kafka: None,
+            kafka: Vec::new(),
             guard,
         },
         &stop,
@@ -136,9 +156,7 @@ pub async fn run_workspaces(
             )
         })
         .collect();
-    // The other lanes: no webhook route (a lock and a wake nobody else takes), no progress.
-    let quiet_lock: Arc<tokio::sync::Mutex<()>> = Default::default();
-    let quiet_wake = tokio::sync::Notify::new();
+    // The other lanes: no progress.
     let mut quiet: Vec<Quiet> = others.iter().map(|_| Quiet).collect();
     let main = poll_loop(
         &config,
@@ -150,10 +168,11 @@ pub async fn run_workspaces(
         progress,
         &stop,
     );
-    let rest =
-        futures::future::try_join_all(others.iter().zip(quiet.iter_mut()).map(|((w, p), q)| {
-            poll_loop(&config, w, p, &surface, &quiet_lock, &quiet_wake, q, &stop)
-        }));
+    let rest = futures::future::try_join_all(others.iter().zip(&locks).zip(quiet.iter_mut()).map(
+        |(((w, p), (lock, lane_wake)), q)| {
+            poll_loop(&config, w, p, &surface, lock, lane_wake, q, &stop)
+        },
+    ));
     let result = futures::future::try_join(main, rest).await;
     progress.finish();
     surface.stop().await;

@@ -17,6 +17,7 @@ use crate::store::{Store, StoreError};
 /// The coverage gaps every `every`, as gauges (tags only, and only what is not anchored: its
 /// cost follows the gaps, not the registry; the `coverage` command counts and verifies all).
 pub(super) async fn coverage_gauges(
+    workspace: String,
     mlflow: MlflowClient,
     every: Duration,
     stop: CancellationToken,
@@ -57,11 +58,13 @@ pub(super) async fn coverage_gauges(
                         {
                             continue;
                         }
-                        crate::telemetry::coverage(event_type, standing, count);
+                        crate::telemetry::coverage(&workspace, event_type, standing, count);
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "coverage pass failed; retrying next interval"),
+            Err(e) => {
+                tracing::warn!(workspace = %workspace, error = %e, "coverage pass failed; retrying next interval")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -76,8 +79,8 @@ pub(super) struct Probe {
     pub interval: Duration,
     pub mlflow: MlflowClient,
     pub turbo: Option<TurboClient>,
-    pub store: Option<Store>,
-    pub kafka: Option<std::sync::Arc<ConsumerStats>>,
+    pub stores: Vec<(String, Store)>,
+    pub kafka: Vec<std::sync::Arc<ConsumerStats>>,
 }
 
 impl Probe {
@@ -125,16 +128,25 @@ impl Probe {
         if let Some(t) = t {
             health.report(Check::Turbo, t.map(|_| ()));
         }
-        if let Some(store) = &self.store {
+        if !self.stores.is_empty() {
             // The open-jobs index and the parked counter, read off the runtime (sled I/O).
-            let store = store.clone();
-            match tokio::task::spawn_blocking(move || store_gauges(&store)).await {
+            let stores = self.stores.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                stores
+                    .iter()
+                    .try_for_each(|(workspace, store)| store_gauges(workspace, store))
+            });
+            match read.await {
                 Ok(result) => health.report(Check::Store, result),
                 Err(e) => health.report(Check::Store, Err(e)),
             }
         }
-        if let Some(stats) = &self.kafka {
-            let owned = stats.owned.load(Ordering::Relaxed);
+        if !self.kafka.is_empty() {
+            let owned: usize = self
+                .kafka
+                .iter()
+                .map(|s| s.owned.load(Ordering::Relaxed) as usize)
+                .sum();
             health.report(
                 Check::Kafka,
                 if owned > 0 {
@@ -148,7 +160,7 @@ impl Probe {
 }
 
 /// The store's job gauges: open jobs per state, parked jobs, the oldest open job's age, size.
-fn store_gauges(store: &Store) -> Result<(), StoreError> {
+fn store_gauges(workspace: &str, store: &Store) -> Result<(), StoreError> {
     let open = store.open_jobs()?;
     let mut per_state: BTreeMap<&'static str, usize> = [
         "detected",
@@ -172,6 +184,6 @@ fn store_gauges(store: &Store) -> Result<(), StoreError> {
         .min()
         .map(|t| Duration::from_millis(now.saturating_sub(t)));
     let states: Vec<(&'static str, usize)> = per_state.into_iter().collect();
-    crate::telemetry::store_gauges(&states, oldest, store.size_on_disk());
+    crate::telemetry::store_gauges(workspace, &states, oldest, store.size_on_disk());
     Ok(())
 }

@@ -27,7 +27,7 @@ pub async fn compact_store(store: &Store, retain: Duration) {
     }
 }
 
-/// Compaction on a schedule: [`Retention::due`] says when a pass is due.
+/// Compaction on a schedule: [`Retention::run_if_due`] runs a pass when one is due.
 #[derive(Debug)]
 pub struct Retention {
     retain: Duration,

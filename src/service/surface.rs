@@ -49,12 +49,16 @@ pub struct SurfaceConfig {
 pub struct SurfaceParts {
     /// Turbo, probed for readiness.
     pub turbo: Option<TurboClient>,
-    /// The store, probed (and its gauges exported).
-    pub store: Option<Store>,
+    /// The stores, one per MLflow workspace, probed (and their gauges exported, labelled with
+    /// the workspace).
+    pub stores: Vec<(String, Store)>,
+    /// The MLflow workspaces whose coverage gauges are kept (each client in its workspace);
+    /// empty: the surface's own client's.
+    pub workspaces: Vec<(String, MlflowClient)>,
     /// The webhook receiver (poll mode with a secret).
     pub webhook: Option<Arc<WebhookReceiver>>,
-    /// Kafka mode's consumer, probed for owned partitions.
-    pub kafka: Option<Arc<ConsumerStats>>,
+    /// Kafka mode's consumers (one per MLflow workspace), probed for owned partitions.
+    pub kafka: Vec<Arc<ConsumerStats>>,
     /// The guard.
     pub guard: Option<GuardParts>,
 }
@@ -83,10 +87,10 @@ impl Surface {
         if parts.turbo.is_some() {
             required.push(Check::Turbo);
         }
-        if parts.store.is_some() {
+        if !parts.stores.is_empty() {
             required.push(Check::Store);
         }
-        if parts.kafka.is_some() {
+        if !parts.kafka.is_empty() {
             required.push(Check::Kafka);
         }
         let health = Arc::new(Health::new(config.stuck_after, interval * 3, &required));
@@ -125,7 +129,7 @@ impl Surface {
                 health: health.clone(),
                 webhook_off_reason: if parts.webhook.is_some() {
                     String::new()
-                } else if parts.store.is_none() {
+                } else if parts.stores.is_empty() {
                     "webhooks need the poller's store (`--source poll`)".into()
                 } else {
                     "webhooks are not enabled: set ARIO_MLFLOW_WEBHOOK_SECRET to the webhook's secret".into()
@@ -151,7 +155,16 @@ impl Surface {
                 }
             });
             if let Some(every) = config.coverage_interval {
-                tasks.spawn(coverage_gauges(mlflow.clone(), every, stop.clone()));
+                let mut workspaces = parts.workspaces.clone();
+                if workspaces.is_empty() {
+                    let name = mlflow
+                        .workspace()
+                        .unwrap_or(crate::mlflow::DEFAULT_WORKSPACE);
+                    workspaces.push((name.to_string(), mlflow.clone()));
+                }
+                for (workspace, client) in workspaces {
+                    tasks.spawn(coverage_gauges(workspace, client, every, stop.clone()));
+                }
             }
         }
         if let Some((guard, verifier, _)) = parts.guard {
@@ -162,7 +175,7 @@ impl Surface {
             interval,
             mlflow: mlflow.clone(),
             turbo: parts.turbo,
-            store: parts.store,
+            stores: parts.stores,
             kafka: parts.kafka,
         };
         tasks.spawn(probe.run(stop.clone()));

@@ -31,6 +31,11 @@ impl ChecksumMemo {
         }
     }
 
+    /// An empty memo with the same lifetime.
+    pub fn fresh(&self) -> ChecksumMemo {
+        ChecksumMemo::new(self.ttl)
+    }
+
     fn get(&self, key: &(String, String)) -> Option<Option<BTreeMap<String, String>>> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.retain(|_, (at, _)| at.elapsed() <= self.ttl);

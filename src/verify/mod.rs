@@ -60,6 +60,19 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// The same verifier asking MLflow in `workspace` (proofs made in another workspace fail
+    /// there): its gateways, pins and attestation, a memo of its own.
+    pub fn in_workspace(&self, workspace: &str) -> Verifier {
+        Verifier {
+            mlflow: self.mlflow.in_workspace(workspace),
+            gateways: self.gateways.clone(),
+            trusted_keys: self.trusted_keys.clone(),
+            attestation: self.attestation.clone(),
+            min_attestation_level: self.min_attestation_level,
+            checksum_memo: self.checksum_memo.as_ref().map(ChecksumMemo::fresh),
+        }
+    }
+
     /// Verifies the proof anchored as `tx_id`, expected to be about `entity`.
     pub async fn verify_tx(&self, tx_id: &str, entity: &Entity) -> ProofVerdict {
         let fetched = match self.fetch(tx_id).await {

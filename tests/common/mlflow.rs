@@ -338,3 +338,26 @@ impl Drop for MlflowServer {
         stop_child(&mut self.child);
     }
 }
+
+/// A Fernet key made by the venv's `cryptography` (MLflow encrypts webhook secrets with it).
+pub fn fernet_key(venv: &Path) -> String {
+    let out = std::process::Command::new(venv.join("bin/python"))
+        .args([
+            "-c",
+            "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// MLflow's settings for webhooks delivered to a loopback http receiver, secrets encrypted
+/// with `key`.
+pub fn webhook_env(key: &str) -> [(&'static str, &str); 4] {
+    [
+        ("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", key),
+        ("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https"),
+        ("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true"),
+        ("MLFLOW_WEBHOOK_CACHE_TTL", "1"),
+    ]
+}

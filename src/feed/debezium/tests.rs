@@ -241,11 +241,30 @@ fn mlflow2_rows_decode_the_same() {
 }
 
 #[test]
-fn other_workspaces_are_skipped() {
+fn a_row_names_its_workspace_and_a_run_or_trace_its_experiment() {
+    // The registry's rows carry MLflow 3's `workspace` column: the CDC stage routes on it.
     let d = edited("model_version_created", |v| {
         v["after"]["workspace"] = "team-b".into()
     });
-    assert_eq!(d.skipped.unwrap().reason, "other_workspace");
+    assert_eq!(d.skipped, None);
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(d.workspace.as_deref(), Some("team-b"));
+    assert_eq!(d.experiment_id, None);
+    // Runs and traces have no workspace column: their experiment places them.
+    let run = decode(Some(&captured("run_finished")), MAX).unwrap();
+    assert_eq!(run.workspace, None);
+    let experiment = run.experiment_id.expect("a run row names its experiment");
+    assert!(
+        experiment.bytes().all(|b| b.is_ascii_digit()),
+        "{experiment}"
+    );
+    let trace = decode(Some(&captured("trace_created_ok")), MAX).unwrap();
+    assert!(trace.experiment_id.is_some());
+    // A deleted alias is known by its before image, workspace included.
+    let gone = edited("alias_deleted", |v| {
+        v["before"]["workspace"] = "team-b".into()
+    });
+    assert_eq!(gone.workspace.as_deref(), Some("team-b"));
 }
 
 #[test]

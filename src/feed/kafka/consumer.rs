@@ -210,6 +210,7 @@ impl Inner {
                 generation: self.shared.generation(),
                 live: live.clone(),
                 source: self.source.clone(),
+                workspace: self.settings.workspace.clone(),
             };
             let store = Store::journaled(Arc::new(journal))?;
             taken.push((p, next, live, store));
@@ -363,6 +364,7 @@ impl Inner {
             &headers,
             m.payload(),
             self.settings.max_message_bytes,
+            self.settings.workspace.as_deref(),
         ) {
             Ok(event) => match same_change_seen(&run.store, &event).and_then(|seen| {
                 if seen {

@@ -241,6 +241,8 @@ pub struct PartitionJournal {
     pub live: Arc<AtomicBool>,
     /// `ce_source` of derived events.
     pub source: String,
+    /// Their MLflow workspace (`None`: the default).
+    pub workspace: Option<String>,
 }
 
 impl PartitionJournal {
@@ -288,7 +290,13 @@ impl Journal for PartitionJournal {
 
     fn derived(&self, event: &ChangeEvent) -> bool {
         let time = crate::profile::envelope::python_isoformat(time::OffsetDateTime::now_utc());
-        match cloudevents::encode(event, &self.source, &time, cloudevents::Mode::Binary) {
+        match cloudevents::encode(
+            event,
+            &self.source,
+            self.workspace.as_deref(),
+            &time,
+            cloudevents::Mode::Binary,
+        ) {
             Some(m) if self.current() => {
                 self.shared.push(vec![OutRecord {
                     topic: self.event_topic.clone(),

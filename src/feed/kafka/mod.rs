@@ -70,6 +70,9 @@ pub struct KafkaSettings {
     pub replication: i32,
     /// A stable name for this instance (its transactional id); default random per start.
     pub instance_id: Option<String>,
+    /// The MLflow workspace whose events these topics carry (`None`: the default workspace, or
+    /// a server without workspaces); set by [`KafkaSettings::in_workspace`].
+    pub workspace: Option<String>,
 }
 
 impl KafkaSettings {
@@ -78,6 +81,28 @@ impl KafkaSettings {
         self.dlq_topic
             .clone()
             .unwrap_or_else(|| format!("{}.dlq", self.topic))
+    }
+
+    /// The settings of MLflow workspace `workspace`'s lane: the same for the default workspace
+    /// (topics written before workspaces are its), else its own event topic
+    /// `<topic>.workspace.<name>`, group `<group>.workspace.<name>`, and the dead-letter and state
+    /// topics, instance id and any named topic suffixed the same way — so two workspaces'
+    /// `fraud/3` never share a key, a partition, a dedupe key or a chain. (MLflow's workspace
+    /// names are lowercase letters, digits and inner hyphens: no name makes another's suffix.)
+    pub fn in_workspace(&self, workspace: &str) -> KafkaSettings {
+        if workspace == crate::mlflow::DEFAULT_WORKSPACE {
+            return self.clone();
+        }
+        let suffix = |name: &str| format!("{name}.workspace.{workspace}");
+        KafkaSettings {
+            topic: suffix(&self.topic),
+            group: suffix(&self.group),
+            dlq_topic: self.dlq_topic.as_deref().map(suffix),
+            state_topic: self.state_topic.as_deref().map(suffix),
+            instance_id: self.instance_id.as_deref().map(suffix),
+            workspace: Some(workspace.to_string()),
+            ..self.clone()
+        }
     }
 
     /// The state topic: one per (event topic, group), co-partitioned with the event topic.

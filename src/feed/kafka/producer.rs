@@ -27,6 +27,7 @@ pub struct FeedProducer {
     producer: FutureProducer<Reporting>,
     reporting: Reporting,
     topic: String,
+    workspace: Option<String>,
     source: String,
     mode: Mode,
 }
@@ -95,6 +96,7 @@ impl FeedProducer {
             producer,
             reporting,
             topic: settings.topic.clone(),
+            workspace: settings.workspace.clone(),
             source,
             mode,
         })
@@ -103,8 +105,14 @@ impl FeedProducer {
     /// Produces one event (its chain pinned) and waits for the broker's ack.
     pub async fn publish(&self, event: &ChangeEvent) -> Result<(), KafkaRunError> {
         let time = crate::profile::envelope::python_isoformat(time::OffsetDateTime::now_utc());
-        let m = cloudevents::encode(event, &self.source, &time, self.mode)
-            .ok_or_else(|| KafkaRunError::NoPartitionKey(event.dedupe_key()))?;
+        let m = cloudevents::encode(
+            event,
+            &self.source,
+            self.workspace.as_deref(),
+            &time,
+            self.mode,
+        )
+        .ok_or_else(|| KafkaRunError::NoPartitionKey(event.dedupe_key()))?;
         let mut headers = OwnedHeaders::new();
         for (k, v) in &m.headers {
             headers = headers.insert(Header {

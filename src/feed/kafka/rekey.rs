@@ -22,10 +22,15 @@
 //!   and every event of one chain goes to one partition of the event topic.
 //! * **Rebalances.** A batch that saw its assignment change is discarded and the partitions are
 //!   rewound to their committed offsets before anything is produced.
+//! * **MLflow workspaces.** A registry row names its workspace (MLflow's `workspace` column), a
+//!   run or trace row its experiment, whose workspace is asked of MLflow once (`resolve`):
+//!   each anchored workspace's events go to its own event topic
+//!   (`KafkaSettings::in_workspace`) in the same transaction; rows of other workspaces are
+//!   skipped (`other_workspace`).
 //!
 //! [`debezium`]: crate::feed::debezium
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,25 +44,22 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::consumer::{dead_letter_record, seek_to, Origin};
 use super::journal::{new_producer, transaction_with_offsets, OutRecord};
-use super::producer::run_chain;
 use super::{
     create_topic, partition_count, Background, KafkaRunError, KafkaSettings, KafkaSetupError,
     Reporting,
 };
-use crate::event::ChangeEvent;
 use crate::feed::cloudevents::{self, Mode, Rejection};
 use crate::feed::debezium::{self, CommitPosition, Decoded};
 use crate::mlflow::MlflowClient;
+
+mod resolve;
+use resolve::{resolve, route};
 
 /// Records taken per transaction at most.
 const BATCH_MAX: usize = 500;
 
 /// How long a batch waits for more records once it has one.
 const BATCH_LINGER: Duration = Duration::from_millis(20);
-
-/// How long an MLflow read that keeps failing is retried before the batch is given up (the
-/// consumer would leave the group after `max.poll.interval.ms`, 300 s).
-const RESOLVE_PATIENCE: Duration = Duration::from_secs(240);
 
 /// What the stage reads and where it writes.
 #[derive(Debug, Clone)]
@@ -71,9 +73,22 @@ pub struct RekeyConfig {
     pub mode: Mode,
     /// The CloudEvents `source` (the tracking URI).
     pub source: String,
+    /// The MLflow workspaces anchored, each with its own event topic
+    /// ([`KafkaSettings::in_workspace`]); rows of any other workspace are skipped
+    /// (`other_workspace`). Empty: a server without workspaces (every row is the default's).
+    pub workspaces: Vec<String>,
 }
 
 impl RekeyConfig {
+    /// The workspaces whose topics this stage produces to.
+    pub fn lanes(&self) -> Vec<String> {
+        if self.workspaces.is_empty() {
+            vec![crate::mlflow::DEFAULT_WORKSPACE.to_string()]
+        } else {
+            self.workspaces.clone()
+        }
+    }
+
     /// The CDC consumer group.
     pub fn group(&self) -> String {
         format!("{}.cdc", self.kafka.group)
@@ -155,7 +170,10 @@ impl Rekeyer {
             )));
         }
         let settings = &config.kafka;
-        create_topic(settings, &settings.topic, settings.partitions, false, &[]).await?;
+        for workspace in config.lanes() {
+            let lane = settings.in_workspace(&workspace);
+            create_topic(&lane, &lane.topic, lane.partitions, false, &[]).await?;
+        }
         create_topic(
             settings,
             &settings.dlq_topic(),
@@ -176,11 +194,13 @@ impl Rekeyer {
             }
             probe.context().last_error()
         };
-        if partition_count(probe.client(), settings, &settings.topic, last)?.is_none() {
-            return Err(KafkaSetupError::Config(format!(
-                "the event topic {} could not be created",
-                settings.topic
-            )));
+        for workspace in config.lanes() {
+            let topic = settings.in_workspace(&workspace).topic;
+            if partition_count(probe.client(), settings, &topic, last)?.is_none() {
+                return Err(KafkaSetupError::Config(format!(
+                    "the event topic {topic} could not be created"
+                )));
+            }
         }
         for topic in &config.cdc_topics {
             if partition_count(probe.client(), settings, topic, last)?.is_none() {
@@ -362,6 +382,8 @@ impl Session {
         stats: &RekeyStats,
     ) -> Result<(), KafkaRunError> {
         let dlq = config.kafka.dlq_topic();
+        // Experiment id → the anchored workspace it is in (`None`: none of them).
+        let mut experiments: HashMap<String, Option<String>> = HashMap::new();
         while !stop.load(Ordering::SeqCst) {
             let batch = self.collect(config.kafka.max_message_bytes);
             if self
@@ -426,19 +448,37 @@ impl Session {
                         skipped += 1;
                     }
                 }
+                if decoded.events.is_empty() {
+                    continue;
+                }
+                let Some(workspace) =
+                    route(decoded, config, mlflow, handle, stop, &mut experiments)?
+                else {
+                    crate::telemetry::cdc_skipped(decoded.table_label(), "other_workspace");
+                    tracing::debug!(topic = %t.topic, offset = t.offset, "cdc: skipped: a row of an MLflow workspace this service does not anchor");
+                    skipped += 1;
+                    continue;
+                };
+                let client = mlflow.in_workspace(&workspace);
+                let lane = config.kafka.in_workspace(&workspace);
                 for event in &decoded.events {
-                    let Some(event) = resolve(event, mlflow, handle, stop)? else {
+                    let Some(event) = resolve(event, &client, handle, stop)? else {
                         continue;
                     };
                     let time = event_time(decoded.committed_ms);
-                    let Some(m) = cloudevents::encode(&event, &config.source, &time, config.mode)
-                    else {
+                    let Some(m) = cloudevents::encode(
+                        &event,
+                        &config.source,
+                        lane.workspace.as_deref(),
+                        &time,
+                        config.mode,
+                    ) else {
                         return Err(KafkaRunError::NoPartitionKey(event.dedupe_key()));
                     };
-                    tracing::debug!(job = %event.dedupe_key(), topic = %t.topic, offset = t.offset, "cdc: event");
+                    tracing::debug!(job = %event.dedupe_key(), workspace = %workspace, topic = %t.topic, offset = t.offset, "cdc: event");
                     by_type.push(event.event_type());
                     records.push(OutRecord {
-                        topic: config.kafka.topic.clone(),
+                        topic: lane.topic.clone(),
                         partition: None,
                         key: m.key,
                         value: Some(m.value),
@@ -566,54 +606,6 @@ fn commit_order(batch: Vec<Taken>) -> Vec<Taken> {
     }
 }
 
-/// What the row does not carry: a finished run's chain (`None`: the run is gone).
-fn resolve(
-    event: &ChangeEvent,
-    mlflow: &MlflowClient,
-    handle: &tokio::runtime::Handle,
-    stop: &AtomicBool,
-) -> Result<Option<ChangeEvent>, KafkaRunError> {
-    let ChangeEvent::RunFinished {
-        run_id,
-        chain: None,
-        end_time,
-    } = event
-    else {
-        return Ok(Some(event.clone()));
-    };
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(200);
-    loop {
-        match handle.block_on(run_chain(mlflow, run_id)) {
-            Ok(Some(chain)) => {
-                return Ok(Some(ChangeEvent::RunFinished {
-                    run_id: run_id.clone(),
-                    chain: Some(chain),
-                    end_time: *end_time,
-                }))
-            }
-            Ok(None) => {
-                tracing::info!(
-                    run_id,
-                    "cdc: the finished run no longer exists in MLflow; skipped"
-                );
-                return Ok(None);
-            }
-            Err(e) if started.elapsed() < RESOLVE_PATIENCE && !stop.load(Ordering::SeqCst) => {
-                tracing::warn!(run_id, error = %e, "cdc: cannot read the run's registered model from MLflow; retrying");
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => {
-                return Err(KafkaRunError::RunChain {
-                    run_id: run_id.clone(),
-                    cause: e.to_string(),
-                })
-            }
-        }
-    }
-}
-
 /// The CloudEvents `time`: when the database committed the change, else now.
 fn event_time(committed_ms: Option<i64>) -> String {
     let at = committed_ms
@@ -645,6 +637,8 @@ mod tests {
                     lsn: c,
                 }),
                 committed_ms: None,
+                workspace: None,
+                experiment_id: None,
             }),
         }
     }

@@ -151,6 +151,7 @@ pub fn main() -> ExitCode {
         Command::Coverage(args) => with_runtime(cmd::verify::coverage(*args)),
         Command::Guard(args) => with_runtime(cmd::guard::guard(*args, config.as_deref())),
         Command::Keys(KeysCommand::Show(args)) => cmd::keys_show::run(&args),
+        Command::Keys(KeysCommand::Import(args)) => cmd::keys_show::import(&args),
         Command::Wallet(WalletCommand::Show(args)) => cmd::wallet_show::run(&args),
         Command::Upload(args) => with_runtime(cmd::upload::run(args)),
         Command::Fetch(args) => with_runtime(cmd::fetch::run(args)),

@@ -363,7 +363,13 @@ fn warn_if_readable_secrets(path: &Path, text: &str) {
     #[cfg(unix)]
     if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         use std::os::unix::fs::PermissionsExt;
-        let secretish = ["signing_key", "password", "token", "webhook_secret"];
+        let secretish = [
+            "signing_key",
+            "password",
+            "token",
+            "webhook_secret",
+            "pkcs11_pin",
+        ];
         let has = text.lines().any(|l| {
             secretish
                 .iter()

@@ -15,12 +15,18 @@
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use ed25519_dalek::SigningKey;
 use serde_json::json;
+
+use crate::proof::{EnvelopeSigner, SignerFailure};
+
+mod pkcs11;
+pub use pkcs11::{import as import_into_token, Pkcs11Config, Pkcs11Error, Pkcs11Signer};
 
 /// Environment variable holding the base64 seed (the plugin's name).
 pub const SIGNING_KEY_ENV: &str = "ARIO_MLFLOW_SIGNING_KEY";
@@ -94,6 +100,15 @@ pub enum KeySource {
     File(PathBuf),
     /// Generated now and written to this file.
     Generated(PathBuf),
+    /// A PKCS#11 token holds it (the key never leaves the token).
+    Pkcs11 {
+        /// The PKCS#11 module (library) path.
+        module: PathBuf,
+        /// The token's label.
+        token: String,
+        /// The key's label.
+        key: String,
+    },
 }
 
 impl fmt::Display for KeySource {
@@ -102,14 +117,33 @@ impl fmt::Display for KeySource {
             KeySource::Env => write!(f, "environment variable {SIGNING_KEY_ENV}"),
             KeySource::File(p) => write!(f, "key file {}", p.display()),
             KeySource::Generated(p) => write!(f, "generated now, saved to {}", p.display()),
+            KeySource::Pkcs11 { module, token, key } => write!(
+                f,
+                "PKCS#11 token {token:?}, key {key:?} (module {})",
+                module.display()
+            ),
         }
     }
 }
 
-/// The Ed25519 key that signs envelopes. `Debug` never prints the secret.
+/// The Ed25519 key that signs envelopes, wherever it is held: every signature the service
+/// makes (envelopes, checkpoints, guard events) goes through it. Cheap to clone (one signer
+/// shared); `Debug` never prints a secret.
+#[derive(Clone)]
 pub struct EnvelopeKey {
-    key: SigningKey,
+    signer: Arc<dyn EnvelopeSigner + Send + Sync>,
+    public: [u8; 32],
     source: KeySource,
+}
+
+impl EnvelopeSigner for EnvelopeKey {
+    fn public_key(&self) -> [u8; 32] {
+        self.public
+    }
+
+    fn sign_message(&self, message: &[u8]) -> Result<[u8; 64], SignerFailure> {
+        self.signer.sign_message(message)
+    }
 }
 
 impl fmt::Debug for EnvelopeKey {
@@ -125,20 +159,33 @@ impl fmt::Debug for EnvelopeKey {
 impl EnvelopeKey {
     /// A key from a raw 32-byte seed (tests, and callers that manage their own secrets).
     pub fn from_seed(seed: &[u8; 32], source: KeySource) -> Self {
+        let key = SigningKey::from_bytes(seed);
         EnvelopeKey {
-            key: SigningKey::from_bytes(seed),
+            public: key.verifying_key().to_bytes(),
+            signer: Arc::new(key),
             source,
         }
     }
 
-    /// The signing key, for [`crate::proof::sign_envelope`].
-    pub fn signing_key(&self) -> &SigningKey {
-        &self.key
+    /// The key a PKCS#11 token holds (`ARIO_MLFLOW_SIGNER=pkcs11`): the module loaded, the
+    /// token found by label, logged in, the key pair found by label and checked by a signature.
+    pub fn from_pkcs11(config: Pkcs11Config) -> Result<Self, Pkcs11Error> {
+        let source = KeySource::Pkcs11 {
+            module: config.module.clone(),
+            token: config.token.clone(),
+            key: config.key.clone(),
+        };
+        let signer = Pkcs11Signer::open(config)?;
+        Ok(EnvelopeKey {
+            public: signer.public_key(),
+            signer: Arc::new(signer),
+            source,
+        })
     }
 
     /// Lowercase hex of the 32-byte public key, as it appears in envelopes.
     pub fn public_key_hex(&self) -> String {
-        hex::encode(self.key.verifying_key().as_bytes())
+        hex::encode(self.public)
     }
 
     /// Where the key came from.
@@ -170,6 +217,29 @@ impl EnvelopeKey {
         }
         generate_into(&dir, &private, &public)
     }
+}
+
+/// The seed of an existing file or environment key (never one generated now): what `keys
+/// import` moves into a token.
+pub fn existing_seed(env_seed: Option<&str>, key_dir: Option<&Path>) -> Result<[u8; 32], KeyError> {
+    if let Some(seed) = env_seed.map(str::trim).filter(|s| !s.is_empty()) {
+        return decode_seed(seed).map_err(KeyError::BadEnvSeed);
+    }
+    let dir = match key_dir {
+        Some(d) => d.to_path_buf(),
+        None => default_key_dir().ok_or(KeyError::NoKeyDir)?,
+    };
+    let private = dir.join(PRIVATE_KEY_FILE);
+    if !exists(&private)? {
+        return Err(KeyError::Io {
+            path: private,
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no key file to import (set ARIO_MLFLOW_SIGNING_KEY or --key-dir)",
+            ),
+        });
+    }
+    read_field(&private, "seed")
 }
 
 /// `~/.ario-mlflow/keys`, the plugin's default key directory.
@@ -229,14 +299,14 @@ fn load_pair(private: &Path, public: &Path) -> Result<EnvelopeKey, KeyError> {
     let key = EnvelopeKey::from_seed(&seed, KeySource::File(private.to_path_buf()));
     if exists(public)? {
         let stated = read_field(public, "key")?;
-        if stated != *key.key.verifying_key().as_bytes() {
+        if stated != key.public {
             return Err(KeyError::PairMismatch {
                 private: private.to_path_buf(),
                 public: public.to_path_buf(),
             });
         }
     } else {
-        let body = json!({ "key": B64.encode(key.key.verifying_key().as_bytes()) });
+        let body = json!({ "key": B64.encode(key.public) });
         write_new(public, body.to_string().as_bytes(), 0o644)?;
     }
     Ok(key)
@@ -252,7 +322,7 @@ fn generate_into(dir: &Path, private: &Path, public: &Path) -> Result<EnvelopeKe
         return load_pair(private, public);
     }
     let key = EnvelopeKey::from_seed(&seed, KeySource::Generated(private.to_path_buf()));
-    let pub_body = json!({ "key": B64.encode(key.key.verifying_key().as_bytes()) });
+    let pub_body = json!({ "key": B64.encode(key.public) });
     write_new(public, pub_body.to_string().as_bytes(), 0o644)?;
     Ok(key)
 }

@@ -290,7 +290,19 @@ fn feed_and_one_consumer_anchor_everything_once_and_dead_letter_the_bad_messages
             (r.status().as_u16(), r.text().await.unwrap())
         })
     };
-    let (status, ready) = get("/readyz");
+    // The readiness probe reads the owned count the lag report stores (every 5 s) on its own
+    // round (every 0.5 s here): ready within a round or two of the gauges.
+    let mut answer = (0, String::new());
+    wait_for(
+        "/readyz 200 with the partitions owned",
+        Duration::from_secs(15),
+        &[&log],
+        || {
+            answer = get("/readyz");
+            answer.0 == 200
+        },
+    );
+    let (status, ready) = answer;
     let ready: Value = serde_json::from_str(&ready).unwrap();
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["checks"]["kafka"]["ok"], true, "{ready}");

@@ -397,7 +397,7 @@ fn verify_and_audit_pass_for_honest_proofs_and_fail_each_tampering_for_its_reaso
         .try_into()
         .unwrap();
     let legit = EnvelopeKey::from_seed(&seed, KeySource::Env);
-    let v2 = sign_envelope(&unsigned, legit.signing_key()).unwrap();
+    let v2 = sign_envelope(&unsigned, &legit).unwrap();
     let v2_item = envelope_item(&v2, &wallet.signer, None).unwrap();
     rt.block_on(turbo.upload(&v2_item.to_bytes())).unwrap();
     set_tag(&v2_item.id());

@@ -39,9 +39,11 @@ use tracing::Instrument;
 use super::checkpoint::CheckpointConfig;
 use super::publish::Publisher;
 use super::resolve::{Context, Limits, Resolution, SignPlan, TrainingDraft};
+use super::sign::EventError;
 use super::{AnchorError, Anchorer};
 use crate::arweave::Receipt;
 use crate::event::ChangeEvent;
+use crate::proof::SignError;
 use crate::store::prepared::Prepared;
 use crate::store::{Job, JobState, Store, StoreError};
 
@@ -529,6 +531,9 @@ impl Pipeline {
         let permanent = match &e {
             AnchorError::Upload(t) => t.is_permanent(),
             AnchorError::Mlflow(m) => !m.is_transient(),
+            // A signer that cannot sign now (a token away) waits; one that needs an operator
+            // (a refused PIN, another key under the label) parks, naming it.
+            AnchorError::Event(EventError::Sign(SignError::Signer(f))) => !f.transient,
             AnchorError::Payload(_) | AnchorError::Event(_) | AnchorError::Inconsistent(_) => true,
             AnchorError::NotReady(_) => false,
         };

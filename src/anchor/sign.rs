@@ -63,7 +63,7 @@ pub fn sign_event(
         previous_hash,
         signed_at: &signed_at,
     });
-    let envelope = sign_envelope(&unsigned, key.signing_key())?;
+    let envelope = sign_envelope(&unsigned, key)?;
     let item = envelope_item(&envelope, signer, workspace)?;
     Ok(SignedEvent {
         envelope,
@@ -103,7 +103,7 @@ pub fn sign_checkpoint(
     let signed_at = rfc3339_ms(time::OffsetDateTime::now_utc());
     let unsigned =
         crate::profile::checkpoint::unsigned_envelope(&payload_hash, &event_id, &signed_at);
-    let envelope = sign_envelope(&unsigned, key.signing_key())?;
+    let envelope = sign_envelope(&unsigned, key)?;
     let data = jcs::canonicalize(&envelope)?;
     let workspace = workspace
         .filter(|w| *w != envelope::DEFAULT_WORKSPACE)

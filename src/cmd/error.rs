@@ -119,6 +119,7 @@ setup_errors!(
     crate::arweave::turbo::TurboError,
     crate::arweave::data_item::DataItemError,
     crate::keys::KeyError,
+    crate::keys::Pkcs11Error,
     crate::server::ListenError,
     crate::guard::GuardError,
     crate::guard::policy::PolicyError,

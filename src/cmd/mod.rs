@@ -13,6 +13,7 @@ pub mod keys_show;
 pub mod retry;
 pub mod run;
 pub mod settings;
+pub mod signer;
 pub mod status;
 pub mod surface;
 pub mod upload;

@@ -15,7 +15,9 @@ use clap::Args;
 
 use super::connect::{anchored_workspaces, kafka_settings, workspace_state_dir, KafkaArgs};
 use super::error::{finish, CmdError};
-use super::settings::{anchorer_with, concurrency, parse_duration, parse_since, AnchorSettings};
+use super::settings::{
+    anchorer_keyed, anchorer_with, concurrency, parse_duration, parse_since, AnchorSettings,
+};
 use super::surface::{load_guard, surface_config, GuardArgs, ServerArgs};
 use crate::anchor::pipeline::PipelineConfig;
 use crate::feed::poller::{poll_filtered, PollFilter};
@@ -286,6 +288,7 @@ async fn start(
         };
         let default = crate::mlflow::DEFAULT_WORKSPACE.to_string();
         let first = workspaces.first().unwrap_or(&default);
+        let key = anchorer.key.clone();
         let mut lanes = vec![KafkaLane {
             workspace: first.clone(),
             feed_store: feed_store(first)?,
@@ -293,7 +296,7 @@ async fn start(
         }];
         for w in workspaces.iter().skip(1) {
             // The same key and wallet (loaded again from the same place), another workspace.
-            let mut lane = anchorer_with(&args.anchor, mlflow_config.clone())?;
+            let mut lane = anchorer_keyed(&args.anchor, mlflow_config.clone(), key.clone())?;
             lane.mlflow = base.in_workspace(w);
             lanes.push(KafkaLane {
                 workspace: w.clone(),
@@ -317,7 +320,7 @@ async fn start(
     let mut lanes = Vec::new();
     for w in workspaces.iter().skip(1) {
         // The same key and wallet (loaded again from the same place), another workspace.
-        let mut lane = anchorer_with(&args.anchor, mlflow_config.clone())?;
+        let mut lane = anchorer_keyed(&args.anchor, mlflow_config.clone(), anchorer.key.clone())?;
         lane.mlflow = base.in_workspace(w);
         lanes.push(Lane {
             workspace: w.clone(),

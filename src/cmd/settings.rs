@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::connect::{ArweaveHttpArgs, MlflowArgs};
 use super::error::CmdError;
+use super::signer::SignerArgs;
 use crate::anchor::Anchorer;
 use crate::arweave::turbo::{RetryPolicy, TurboConfig};
 use crate::arweave::{TurboClient, Wallet};
@@ -103,17 +104,9 @@ pub struct AnchorSettings {
         default_value = "minimal"
     )]
     pub prediction_tags: crate::anchor::prediction::PredictionTags,
-    /// Directory of the plugin-format envelope key files [default: ~/.ario-mlflow/keys].
-    #[arg(long, global = true, env = "ARIO_MLFLOW_KEY_DIR")]
-    pub key_dir: Option<PathBuf>,
-    /// Base64 of the 32-byte Ed25519 envelope seed; wins over key files.
-    #[arg(
-        long = "signing-key",
-        env = "ARIO_MLFLOW_SIGNING_KEY",
-        hide_env_values = true,
-        hide = true
-    )]
-    pub signing_key: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub key: SignerArgs,
     /// Arweave JWK or Solana id.json that signs data items [default: ~/.ario-mlflow/wallet.json].
     #[arg(long, global = true, env = "ARIO_MLFLOW_ARWEAVE_WALLET")]
     pub wallet: Option<PathBuf>,
@@ -129,8 +122,17 @@ pub fn anchorer(s: &AnchorSettings) -> Result<Anchorer, CmdError> {
 
 /// The anchoring parts with MLflow configured as `mlflow` says.
 pub fn anchorer_with(s: &AnchorSettings, mlflow: MlflowConfig) -> Result<Anchorer, CmdError> {
+    anchorer_keyed(s, mlflow, s.key.load()?)
+}
+
+/// The anchoring parts signing with `key` (loaded once: another workspace's lane shares it —
+/// one token session pool, one key).
+pub fn anchorer_keyed(
+    s: &AnchorSettings,
+    mlflow: MlflowConfig,
+    key: EnvelopeKey,
+) -> Result<Anchorer, CmdError> {
     let mlflow = MlflowClient::new(mlflow)?;
-    let key = EnvelopeKey::load_or_create(s.signing_key.as_deref(), s.key_dir.as_deref())?;
     let wallet = Wallet::load_or_create(s.wallet.as_deref(), None)?;
     let http = super::connect::http_settings(&s.http)?;
     let turbo = TurboClient::new(TurboConfig {

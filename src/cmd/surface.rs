@@ -196,7 +196,7 @@ fn guard_signing(
     s: &AnchorSettings,
     turbo: &TurboClient,
 ) -> Result<(EnvelopeKey, Wallet, TurboClient), CmdError> {
-    let key = EnvelopeKey::load_or_create(s.signing_key.as_deref(), s.key_dir.as_deref())?;
+    let key = s.key.load()?;
     let wallet = Wallet::load_or_create(s.wallet.as_deref(), None)?;
     Ok((key, wallet, turbo.clone()))
 }

@@ -340,8 +340,8 @@ impl GuardEvents {
             "signed_at": now,
             "payload": payload,
         });
-        let envelope = sign_envelope(&unsigned, self.key.signing_key())
-            .map_err(|e| GuardError::Sign(e.to_string()))?;
+        let envelope =
+            sign_envelope(&unsigned, &self.key).map_err(|e| GuardError::Sign(e.to_string()))?;
         let item: DataItem = crate::anchor::sign::envelope_item(&envelope, &self.signer, None)
             .map_err(|e| GuardError::Sign(e.to_string()))?;
         Ok(KeptEvent {

@@ -50,6 +50,41 @@ pub enum SignError {
     /// The envelope (or its inline payload) cannot be canonicalized.
     #[error("cannot canonicalize the envelope: {0}")]
     Canonicalize(#[from] JcsError),
+    /// The signer could not sign (a token away, a refused PIN, a key that is not the one
+    /// expected).
+    #[error("{0}")]
+    Signer(#[from] SignerFailure),
+}
+
+/// Why a signer made no signature.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the signer could not sign: {message}")]
+pub struct SignerFailure {
+    /// What happened, for people (never a PIN or a key).
+    pub message: String,
+    /// Whether trying again later may succeed (a token removed, a session lost) rather than
+    /// needing an operator (a wrong key label, a refused PIN, a mechanism the token lacks).
+    pub transient: bool,
+}
+
+/// What makes an envelope's Ed25519 signature: a key in memory ([`SigningKey`]) or one held by
+/// a token (`keys::Pkcs11Signer`). Ed25519 is deterministic: one key gives the same bytes
+/// whichever holds it.
+pub trait EnvelopeSigner {
+    /// The 32-byte public key (what `public_key` carries).
+    fn public_key(&self) -> [u8; 32];
+    /// The signature over `message`.
+    fn sign_message(&self, message: &[u8]) -> Result<[u8; 64], SignerFailure>;
+}
+
+impl EnvelopeSigner for SigningKey {
+    fn public_key(&self) -> [u8; 32] {
+        self.verifying_key().to_bytes()
+    }
+
+    fn sign_message(&self, message: &[u8]) -> Result<[u8; 64], SignerFailure> {
+        Ok(self.sign(message).to_bytes())
+    }
 }
 
 /// The outcome of verifying one envelope.
@@ -80,7 +115,10 @@ pub struct Verdict {
 ///
 /// Computes `payload_hash` from an inline `payload` (or checks it against one), fills
 /// `public_key`, and adds `signature` over the signed scope. Absent fields are never invented.
-pub fn sign_envelope(unsigned: &Value, key: &SigningKey) -> Result<Value, SignError> {
+pub fn sign_envelope<S: EnvelopeSigner + ?Sized>(
+    unsigned: &Value,
+    key: &S,
+) -> Result<Value, SignError> {
     let Value::Object(map) = unsigned else {
         return Err(SignError::NotAnObject);
     };
@@ -105,7 +143,7 @@ pub fn sign_envelope(unsigned: &Value, key: &SigningKey) -> Result<Value, SignEr
     } else if !matches!(env.get("payload_hash"), Some(Value::String(_))) {
         return Err(SignError::MissingPayloadHash);
     }
-    let public_hex = hex::encode(key.verifying_key().as_bytes());
+    let public_hex = hex::encode(key.public_key());
     match env.get("public_key") {
         None => {
             env.insert("public_key".into(), Value::String(public_hex));
@@ -119,11 +157,8 @@ pub fn sign_envelope(unsigned: &Value, key: &SigningKey) -> Result<Value, SignEr
         }
     }
     let scope = jcs::canonicalize(&Value::Object(signed_scope(&env)))?;
-    let signature = key.sign(&scope);
-    env.insert(
-        "signature".into(),
-        Value::String(hex::encode(signature.to_bytes())),
-    );
+    let signature = key.sign_message(&scope)?;
+    env.insert("signature".into(), Value::String(hex::encode(signature)));
     Ok(Value::Object(env))
 }
 

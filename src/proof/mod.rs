@@ -16,7 +16,10 @@ pub mod jcs;
 pub mod merkle;
 pub mod spec_version;
 
-pub use envelope::{sign_envelope, verify_envelope, verify_envelope_text, SignError, Verdict};
+pub use envelope::{
+    sign_envelope, verify_envelope, verify_envelope_text, EnvelopeSigner, SignError, SignerFailure,
+    Verdict,
+};
 pub use hash::{sha256, sha256_hex};
 pub use jcs::{canonicalize, JcsError};
 pub use spec_version::{Profile, SpecVersion, SpecVersionStatus};

@@ -126,4 +126,6 @@ pub mod metrics;
 
 pub mod kafka;
 
+/// SoftHSM2: a token per test in a directory of its own.
+pub mod hsm;
 pub mod process;

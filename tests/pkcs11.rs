@@ -1,0 +1,351 @@
+//! The envelope key in a real PKCS#11 token (issue 28): Debian's SoftHSM2, a token per test in a
+//! directory of its own, keys generated in it with OpenSC's `pkcs11-tool` or imported with
+//! `keys import`.
+//!
+//! 1. Ed25519 is deterministic: the corpus seed imported into the token signs the family's
+//!    vectors (the `key_retired` hand-over among them) to the same bytes as the file key —
+//!    and the signatures per second of each are printed.
+//! 2. The service signs through the token: a lifecycle anchored with a key generated inside
+//!    the token; our `verify` and the plugin's `ar-io-mlflow verify` pass; the PIN appears in
+//!    no log and no `config check`.
+//! 3. The token taken away mid-run: the job waits (a transient failure, nothing signed with
+//!    another key) and is anchored once the token is back; a different key put under the same
+//!    label parks the job naming it.
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ario_mlflow_worker::keys::{EnvelopeKey, KeySource, Pkcs11Config};
+use ario_mlflow_worker::proof::{jcs, sign_envelope};
+use common::hsm::{Hsm, MODULE, PIN};
+use common::lab::{last_json_line, Lab, SEED_B64};
+use common::mlflow::venv;
+use common::process::Proc;
+use common::run::{mlflow_data, show, wait_for, worker};
+use serde_json::Value;
+
+/// A worker's environment for `lab` with the token's key instead of the file key.
+fn token_env(
+    lab: &Lab,
+    hsm: &Hsm,
+    state: &Path,
+    token: &str,
+    key: &str,
+) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&'static str, String)> = lab
+        .worker_env(state)
+        .into_iter()
+        .filter(|(k, _)| *k != "ARIO_MLFLOW_SIGNING_KEY")
+        .collect();
+    env.extend(hsm.env(token, key));
+    env
+}
+
+/// The public key `keys show` reads from the token.
+fn token_public_key(env: &[(&str, String)]) -> String {
+    let out = worker(env, &["keys", "show", "--json"]);
+    assert!(out.status.success(), "keys show: {}", show(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["source"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("PKCS#11 token"),
+        "{doc}"
+    );
+    doc["public_key"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_same_seed_in_the_token_signs_the_family_vectors_to_the_same_bytes() {
+    let Some(hsm) = Hsm::start() else { return };
+    hsm.init_token("same-seed");
+    let mut env = hsm.env("same-seed", "imported");
+    env.retain(|(k, _)| *k != "ARIO_MLFLOW_SIGNER");
+    env.push(("ARIO_MLFLOW_SIGNING_KEY", SEED_B64.to_string()));
+    let out = worker(&env, &["keys", "import", "--json"]);
+    assert!(out.status.success(), "keys import: {}", show(&out));
+    let imported: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(imported["public_key"], common::CORPUS_PUBLIC_HEX);
+    // The label is taken now: a second import writes nothing.
+    let again = worker(&env, &["keys", "import"]);
+    assert_eq!(again.status.code(), Some(2), "{}", show(&again));
+
+    // This test alone loads the module in-process (the others run the worker binary).
+    std::env::set_var("SOFTHSM2_CONF", &hsm.conf);
+    let token = EnvelopeKey::from_pkcs11(Pkcs11Config {
+        module: MODULE.into(),
+        token: "same-seed".into(),
+        key: "imported".into(),
+        pin: cryptoki::types::AuthPin::new(PIN.into()),
+    })
+    .expect("the imported key");
+    assert!(matches!(token.source(), KeySource::Pkcs11 { .. }));
+    let file = EnvelopeKey::load_or_create(Some(SEED_B64), None).unwrap();
+    assert_eq!(token.public_key_hex(), file.public_key_hex());
+    let mut vectors = 0;
+    for path in common::vector_files("vectors/ario-proof", "envelope-") {
+        let vector: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let Some(unsigned) = vector["inputs"]["envelope_pre_signature"].as_object() else {
+            continue;
+        };
+        let unsigned = Value::Object(unsigned.clone());
+        let by_token = sign_envelope(&unsigned, &token).unwrap();
+        let by_file = sign_envelope(&unsigned, &file).unwrap();
+        assert_eq!(
+            jcs::canonicalize(&by_token).unwrap(),
+            jcs::canonicalize(&by_file).unwrap(),
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            by_token["signature"],
+            vector["expected_outputs"]["signature_hex"],
+            "{}: the family's signature",
+            path.display()
+        );
+        vectors += 1;
+    }
+    assert!(
+        vectors >= 5,
+        "the family's envelope vectors, key_retired among them"
+    );
+
+    // Signatures per second, each signer over the same envelope (for the issue's note).
+    let unsigned = serde_json::json!({
+        "spec_version": "ario.mlflow/v1", "event_id": "e", "event_type": "prediction",
+        "subject": {"type": "x"}, "payload_hash": "00".repeat(32), "previous_hash": "GENESIS",
+        "signed_at": "2026-12-05T00:00:00.000000+00:00",
+    });
+    let rate = |key: &EnvelopeKey| {
+        let n = 2000;
+        let started = Instant::now();
+        for _ in 0..n {
+            sign_envelope(&unsigned, key).unwrap();
+        }
+        n as f64 / started.elapsed().as_secs_f64()
+    };
+    let (through_token, through_file) = (rate(&token), rate(&file));
+    println!(
+        "signatures per second over one envelope (JCS + Ed25519): SoftHSM2 {through_token:.0}, file key {through_file:.0} ({:.1}x)",
+        through_file / through_token
+    );
+}
+
+#[test]
+fn the_service_signs_through_the_token_and_both_verifiers_pass() {
+    let Some(hsm) = Hsm::start() else { return };
+    let Some(venv) = venv() else { return };
+    let lab = Lab::start(&venv);
+    hsm.init_token("prod");
+    hsm.generate("prod", "envelope-2026");
+    let ids = common::lab::scenario(&lab.server, &venv, "hsm");
+    let model = ids["model_name"].as_str().unwrap().to_string();
+    let state = lab.home.path().join("state");
+    let env = token_env(&lab, &hsm, &state, "prod", "envelope-2026");
+    let public = token_public_key(&env);
+    assert_ne!(public, common::CORPUS_PUBLIC_HEX, "a key made in the token");
+
+    let out = worker(&env, &["backfill"]);
+    assert!(out.status.success(), "backfill: {}", show(&out));
+    let items = lab.dn.handle.items();
+    assert!(items.len() >= 10, "the lifecycle anchored: {}", items.len());
+    for item in &items {
+        let bytes =
+            std::fs::read(lab.dn.handle.items_dir().join(format!("{}.bin", item.id))).unwrap();
+        let parsed = ario_mlflow_worker::arweave::DataItem::parse(&bytes).unwrap();
+        let envelope: Value = serde_json::from_slice(&parsed.data).unwrap();
+        assert_eq!(
+            envelope["public_key"],
+            public.as_str(),
+            "signed by the token's key"
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains(PIN), "the PIN in the log");
+
+    // Both verifiers, pinned to the token's key for ours.
+    let version = format!("{model}/1");
+    let run = ids["run"].as_str().unwrap();
+    for args in [
+        vec![
+            "verify",
+            "model",
+            version.as_str(),
+            "--trusted-key",
+            &public,
+        ],
+        vec!["verify", "run", run, "--trusted-key", &public],
+        vec!["audit", version.as_str()],
+    ] {
+        let out = worker(&env, &args);
+        assert!(out.status.success(), "{args:?}: {}", show(&out));
+    }
+    let mut plugin_env = common::plugin::lab_env(&lab);
+    plugin_env.retain(|(k, _)| *k != "ARIO_MLFLOW_SIGNING_KEY");
+    for (kind, target) in [("model", version.as_str()), ("run", run)] {
+        let out = common::plugin::run(&venv, &plugin_env, &["verify", kind, target]);
+        assert!(out.status.success(), "plugin verify {kind}: {}", show(&out));
+    }
+
+    // The PIN is never shown: not by `config check`, not by a PIN given inline.
+    let mut inline = env.clone();
+    inline.retain(|(k, _)| *k != "ARIO_MLFLOW_PKCS11_PIN_FILE");
+    inline.push(("ARIO_MLFLOW_PKCS11_PIN", PIN.to_string()));
+    let out = worker(&inline, &["config", "check", "--command", "run"]);
+    assert!(out.status.success(), "config check: {}", show(&out));
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!printed.contains(PIN), "{printed}");
+    assert!(
+        printed.contains("pkcs11_pin") && printed.contains("<redacted>"),
+        "{printed}"
+    );
+    // A wrong PIN: exit 2 naming the login, not the PIN.
+    let mut wrong = inline.clone();
+    wrong.retain(|(k, _)| *k != "ARIO_MLFLOW_PKCS11_PIN");
+    wrong.push(("ARIO_MLFLOW_PKCS11_PIN", "0000-wrong".to_string()));
+    let out = worker(&wrong, &["keys", "show"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("refused the login") && !said.contains("0000-wrong"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_token_taken_away_makes_jobs_wait_and_another_key_under_its_label_parks_them() {
+    let Some(hsm) = Hsm::start() else { return };
+    let Some(venv) = venv() else { return };
+    let lab = Lab::start(&venv);
+    let token_dir = hsm.init_token("away");
+    hsm.generate("away", "k");
+    let ids = common::lab::scenario(&lab.server, &venv, "away");
+    let model = ids["model_name"].as_str().unwrap().to_string();
+    let state = lab.home.path().join("state");
+    let port = common::process::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut env = token_env(&lab, &hsm, &state, "away", "k");
+    env.push(("ARIO_MLFLOW_LISTEN", listen.clone()));
+    let public = token_public_key(&env);
+    let log = lab.home.path().join("run.log");
+    let mut run = Proc::worker(
+        &env,
+        &["run", "--poll-interval", "1", "--health-interval", "0.5"],
+        &log,
+    );
+    common::metrics::settle(&listen, Duration::from_secs(180));
+    let before = lab.dn.handle.items().len();
+
+    // The token goes away (its directory moved out of SoftHSM's token directory).
+    let away = hsm.dir.path().join("away-token");
+    std::fs::rename(&token_dir, &away).unwrap();
+    let register = |run_id: &str| {
+        let out = lab.server.python(
+            &venv,
+            &mlflow_data("registry_actions.py"),
+            &[&lab.server.uri, "register", &model, run_id],
+            &[],
+        );
+        assert!(out.status.success(), "{}", show(&out));
+        last_json_line(&out.stdout)["version"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let version = register(ids["parity_run"].as_str().unwrap());
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for(
+        "the job waiting on the token",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        &[&log],
+        || logged().contains("transient failure") && logged().contains("PKCS#11 token \"away\""),
+    );
+    assert_eq!(
+        lab.dn.handle.items().len(),
+        before,
+        "nothing signed while the token is away"
+    );
+    assert!(run.alive(), "the service keeps running: {}", run.log());
+
+    // Back: the waiting job is anchored, by the token's key.
+    std::fs::rename(&away, &token_dir).unwrap();
+    let started = Instant::now();
+    wait_for(
+        "the version anchored once the token is back",
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        &[&log],
+        || lab.dn.handle.items().len() > before,
+    );
+    println!(
+        "token back → anchored in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    common::metrics::settle(&listen, Duration::from_secs(120));
+    let newest = newest_envelope(&lab);
+    assert_eq!(newest["public_key"], public.as_str());
+    assert_eq!(newest["subject"]["version"], version.as_str());
+
+    // Another key under the same label: every signature is checked against the key read at
+    // start, so the job parks naming it, and nothing signed by the other key leaves.
+    hsm.delete("away", "k");
+    hsm.generate("away", "k");
+    let anchored = lab.dn.handle.items().len();
+    let other = register(ids["run"].as_str().unwrap());
+    wait_for(
+        "the job parked on the other key",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        &[&log],
+        || logged().contains("does not verify under the public key") && logged().contains("parked"),
+    );
+    assert_eq!(
+        lab.dn.handle.items().len(),
+        anchored,
+        "nothing signed by another key left"
+    );
+    assert!(
+        logged().contains(&format!("mv/{model}/{other}")),
+        "the parked job named"
+    );
+    let parked = || {
+        common::metrics::scrape(&listen)
+            .map(|t| common::metrics::sum(&t, "ario_mlflow_worker_jobs", &[("state", "parked")]))
+            .unwrap_or(0.0)
+    };
+    wait_for(
+        "the parked gauge",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        &[&log],
+        || parked() >= 1.0,
+    );
+    assert!(
+        run.sigterm(Duration::from_secs(40)).success(),
+        "{}",
+        run.log()
+    );
+    assert!(!logged().contains(PIN), "the PIN in the log");
+}
+
+/// The envelope devnet accepted last.
+fn newest_envelope(lab: &Lab) -> Value {
+    let newest = lab
+        .dn
+        .handle
+        .items()
+        .into_iter()
+        .max_by_key(|i| i.first_seen_ms)
+        .unwrap();
+    let bytes =
+        std::fs::read(lab.dn.handle.items_dir().join(format!("{}.bin", newest.id))).unwrap();
+    let parsed = ario_mlflow_worker::arweave::DataItem::parse(&bytes).unwrap();
+    serde_json::from_slice(&parsed.data).unwrap()
+}

@@ -152,6 +152,8 @@ pub fn main() -> ExitCode {
         Command::Guard(args) => with_runtime(cmd::guard::guard(*args, config.as_deref())),
         Command::Keys(KeysCommand::Show(args)) => cmd::keys_show::run(&args),
         Command::Keys(KeysCommand::Import(args)) => cmd::keys_show::import(&args),
+        Command::Keys(KeysCommand::Rotate(args)) => with_runtime(cmd::keys_rotate::rotate(*args)),
+        Command::Keys(KeysCommand::History(args)) => cmd::keys_rotate::show(&args),
         Command::Wallet(WalletCommand::Show(args)) => cmd::wallet_show::run(&args),
         Command::Upload(args) => with_runtime(cmd::upload::run(args)),
         Command::Fetch(args) => with_runtime(cmd::fetch::run(args)),

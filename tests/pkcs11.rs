@@ -349,3 +349,160 @@ fn newest_envelope(lab: &Lab) -> Value {
     let parsed = ario_mlflow_worker::arweave::DataItem::parse(&bytes).unwrap();
     serde_json::from_slice(&parsed.data).unwrap()
 }
+
+/// Rotation end to end (issue 28): the old key signs the `key_retired` hand-over, anchored
+/// through Turbo; proofs made before and after verify against the key history; a proof made
+/// with the retired key after its retirement fails with that reason.
+#[test]
+fn a_rotation_hands_over_and_the_key_history_judges_proofs_by_when_they_were_signed() {
+    let Some(hsm) = Hsm::start() else { return };
+    let Some(venv) = venv() else { return };
+    let lab = Lab::start(&venv);
+    hsm.init_token("rot");
+    hsm.generate("rot", "k2026");
+    hsm.generate("rot", "k2027");
+    let ids = common::lab::scenario(&lab.server, &venv, "rot");
+    let model = ids["model_name"].as_str().unwrap().to_string();
+    let state = lab.home.path().join("state");
+    let history = lab.home.path().join("key-history.json");
+    let with_key = |key: &str| {
+        let mut env = token_env(&lab, &hsm, &state, "rot", key);
+        env.push(("ARIO_MLFLOW_KEY_HISTORY", history.display().to_string()));
+        env
+    };
+    let (old_env, new_env) = (with_key("k2026"), with_key("k2027"));
+    let (old_key, new_key) = (token_public_key(&old_env), token_public_key(&new_env));
+    let out = worker(&old_env, &["backfill"]);
+    assert!(out.status.success(), "backfill: {}", show(&out));
+    let before = lab.dn.handle.items().len();
+
+    // The hand-over, signed by the old key.
+    let out = worker(
+        &old_env,
+        &[
+            "keys",
+            "rotate",
+            "--to-pkcs11-key",
+            "k2027",
+            "--tenant-id",
+            "acme",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "keys rotate: {}", show(&out));
+    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rotated["retired_public_key"], old_key.as_str());
+    assert_eq!(rotated["new_public_key"], new_key.as_str());
+    assert_eq!(
+        lab.dn.handle.items().len(),
+        before + 1,
+        "the hand-over anchored"
+    );
+    let handover = newest_envelope(&lab);
+    assert_eq!(handover["event_type"], "key_retired");
+    assert_eq!(handover["spec_version"], "ario.agent/v1");
+    assert_eq!(
+        handover["public_key"],
+        old_key.as_str(),
+        "signed by the old key"
+    );
+    assert_eq!(handover["payload"]["new_public_key"], new_key.as_str());
+    assert_eq!(handover["subject"]["tenant_id"], "acme");
+    // Rotating again with the old key is refused: the history's current key is the new one.
+    let again = worker(&old_env, &["keys", "rotate", "--to-pkcs11-key", "k2027"]);
+    assert_eq!(again.status.code(), Some(2), "{}", show(&again));
+    let out = worker(&new_env, &["keys", "history"]);
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && listed.contains(&old_key) && listed.contains(&new_key),
+        "{}",
+        show(&out)
+    );
+    assert!(listed.contains(rotated["tx"].as_str().unwrap()), "{listed}");
+
+    // After: a version anchored by the new key.
+    let register = |run_id: &str| {
+        let out = lab.server.python(
+            &venv,
+            &mlflow_data("registry_actions.py"),
+            &[&lab.server.uri, "register", &model, run_id],
+            &[],
+        );
+        assert!(out.status.success(), "{}", show(&out));
+        last_json_line(&out.stdout)["version"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let v2 = register(ids["parity_run"].as_str().unwrap());
+    let out = worker(&new_env, &["backfill"]);
+    assert!(out.status.success(), "backfill after: {}", show(&out));
+    assert_eq!(newest_envelope(&lab)["public_key"], new_key.as_str());
+
+    // A "proof" made with the retired key after its retirement.
+    let v3 = register(ids["run"].as_str().unwrap());
+    let out = worker(&old_env, &["anchor", "model", &format!("{model}/{v3}")]);
+    assert!(
+        out.status.success(),
+        "anchor with the retired key: {}",
+        show(&out)
+    );
+    assert_eq!(newest_envelope(&lab)["public_key"], old_key.as_str());
+
+    let file = history.display().to_string();
+    let verify = |version: &str| {
+        worker(
+            &new_env,
+            &[
+                "verify",
+                "model",
+                &format!("{model}/{version}"),
+                "--trusted-keys-file",
+                &file,
+            ],
+        )
+    };
+    for version in ["1", v2.as_str()] {
+        let out = verify(version);
+        assert!(out.status.success(), "verify {version}: {}", show(&out));
+    }
+    let forged = verify(&v3);
+    assert_eq!(forged.status.code(), Some(1), "{}", show(&forged));
+    assert!(
+        String::from_utf8_lossy(&forged.stdout).contains("after its retirement"),
+        "{}",
+        show(&forged)
+    );
+    // A history naming a hand-over the gateways do not hold: refused before any verdict.
+    let mut doctored: Value = serde_json::from_slice(&std::fs::read(&history).unwrap()).unwrap();
+    let some_proof = lab
+        .dn
+        .handle
+        .items()
+        .into_iter()
+        .map(|i| i.id)
+        .find(|id| rotated["tx"] != id.as_str())
+        .unwrap();
+    doctored["handovers"][0]["tx"] = some_proof.as_str().into();
+    let doctored_file = lab.home.path().join("doctored-history.json");
+    std::fs::write(&doctored_file, doctored.to_string()).unwrap();
+    let out = worker(
+        &new_env,
+        &[
+            "verify",
+            "model",
+            &format!("{model}/1"),
+            "--trusted-keys-file",
+            &doctored_file.display().to_string(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another envelope"),
+        "{}",
+        show(&out)
+    );
+    // The same proof passes when only the signature counts: the history is what catches it.
+    let out = worker(&new_env, &["verify", "model", &format!("{model}/{v3}")]);
+    assert!(out.status.success(), "{}", show(&out));
+}

@@ -19,6 +19,15 @@ pub enum KeysCommand {
     /// public key stays the same, so every proof made so far still verifies; delete the key
     /// file afterwards and run with ARIO_MLFLOW_SIGNER=pkcs11.
     Import(KeyArgs),
+    /// Make a new envelope key current: the old key signs a `key_retired` hand-over (the
+    /// family's `ario.agent/v1` event), anchored through Turbo and added to the key history
+    /// that verifiers pin (`--trusted-keys-file`). File keys: the new key is generated and the
+    /// old files kept in `<key-dir>/retired/<key id>/`; PKCS#11: name the new pair with
+    /// `--to-pkcs11-key`.
+    Rotate(Box<super::keys_rotate::RotateArgs>),
+    /// The organisation's keys with their validity windows and hand-over TXs, the chain
+    /// checked (`--json`: the history file, what `--trusted-keys-file` takes).
+    History(super::keys_rotate::ShowHistoryArgs),
 }
 
 /// Where the signing key is looked up.

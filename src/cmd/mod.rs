@@ -9,6 +9,7 @@ pub mod error;
 pub mod feed;
 pub mod fetch;
 pub mod guard;
+pub mod keys_rotate;
 pub mod keys_show;
 pub mod retry;
 pub mod run;

@@ -92,6 +92,11 @@ pub struct GuardArgs {
         value_delimiter = ','
     )]
     pub trusted_keys: Vec<String>,
+    /// A trusted key history (`keys history --json`: a pinned root key and its signed
+    /// hand-overs): a proof passes when its signer was valid when it signed; one signed by a
+    /// retired key after its retirement fails, saying so.
+    #[arg(long, env = "ARIO_MLFLOW_TRUSTED_KEYS_FILE", value_name = "FILE")]
+    pub trusted_keys_file: Option<std::path::PathBuf>,
     /// ar.io Verify base URL: the guard's checks then need this attestation level too.
     #[arg(long, env = "ARIO_MLFLOW_ARIO_VERIFY_URL")]
     pub ario_verify_url: Option<String>,
@@ -131,12 +136,14 @@ pub(crate) async fn guard_from_config(
         mlflow: mlflow.clone(),
         gateways: reader,
         trusted_keys: trusted,
+        key_history: super::verify::key_history(args.trusted_keys_file.as_deref())?,
         attestation,
         min_attestation_level: args.min_attestation_level,
         checksum_memo: Some(crate::verify::ChecksumMemo::new(
             std::time::Duration::from_secs(1),
         )),
     };
+    super::verify::check_history_online(&verifier, args.trusted_keys_file.as_deref()).await?;
     let guard = crate::guard::Guard::new(policy.clone());
     // The secret and the kept events are files: read (or created) on the blocking pool.
     let dir = state_dir.to_path_buf();

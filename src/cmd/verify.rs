@@ -70,6 +70,11 @@ pub struct VerifierArgs {
         value_delimiter = ','
     )]
     pub trusted_keys: Vec<String>,
+    /// A trusted key history (`keys history --json`: a pinned root key and its signed
+    /// hand-overs): a proof passes when its signer was valid when it signed; one signed by a
+    /// retired key after its retirement fails, saying so.
+    #[arg(long, env = "ARIO_MLFLOW_TRUSTED_KEYS_FILE", value_name = "FILE")]
+    pub trusted_keys_file: Option<std::path::PathBuf>,
     /// ar.io Verify base URL (check 4); unset = not run.
     #[arg(long, env = "ARIO_MLFLOW_ARIO_VERIFY_URL")]
     pub ario_verify_url: Option<String>,
@@ -216,14 +221,46 @@ async fn verifier(a: &VerifierArgs) -> Result<Verifier, CmdError> {
         Some(url) => ArioVerifyClient::connect(url, &http).await?,
         None => None,
     };
-    Ok(Verifier {
+    let verifier = Verifier {
         mlflow,
         gateways: reader,
         trusted_keys: trusted,
+        key_history: key_history(a.trusted_keys_file.as_deref())?,
         attestation,
         min_attestation_level: a.min_attestation_level,
         checksum_memo: None,
-    })
+    };
+    check_history_online(&verifier, a.trusted_keys_file.as_deref()).await?;
+    Ok(verifier)
+}
+
+/// The key history's hand-overs, each checked against what the gateways serve.
+pub(crate) async fn check_history_online(
+    verifier: &Verifier,
+    file: Option<&std::path::Path>,
+) -> Result<(), CmdError> {
+    let Some(path) = file.filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let history = super::keys_rotate::read_history(path)?;
+    verifier
+        .check_handovers(&history)
+        .await
+        .map_err(|e| CmdError::Usage(format!("the key history {}: {e}", path.display())))
+}
+
+/// `--trusted-keys-file`: the key history's validity windows, the chain checked.
+pub(crate) fn key_history(
+    file: Option<&std::path::Path>,
+) -> Result<Option<std::sync::Arc<Vec<crate::profile::key_history::KeyWindow>>>, CmdError> {
+    let Some(path) = file.filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(None);
+    };
+    let history = super::keys_rotate::read_history(path)?;
+    let windows = history
+        .windows()
+        .map_err(|e| CmdError::Usage(format!("{}: {e}", path.display())))?;
+    Ok(Some(std::sync::Arc::new(windows)))
 }
 
 /// `--trusted-key` values: lowercase 64-hex Ed25519 public keys (blanks skipped).

@@ -33,6 +33,7 @@ pub(super) async fn coverage_gauges(
         mlflow,
         gateways: reader,
         trusted_keys: Vec::new(),
+        key_history: None,
         attestation: None,
         min_attestation_level: 2,
         checksum_memo: None,

@@ -87,10 +87,8 @@ impl Verifier {
             .as_str()
             .unwrap_or("")
             .to_ascii_lowercase();
-        if !self.trusted_keys.is_empty() && !self.trusted_keys.contains(&key) {
-            return Err(broken(format!(
-                "signed by {key}, which is not a pinned key"
-            )));
+        if let Err(reason) = self.pinned(env, &key) {
+            return Err(broken(reason));
         }
         if env["subject"]["name"].as_str() != Some(name) {
             return Err(broken("it is about another model".into()));
@@ -109,18 +107,67 @@ impl Verifier {
         Ok((tx, rename::former_names(&payload)))
     }
 
-    /// Pinned keys, else the entity's `ario.public_key` tag.
+    /// Checks a key history's hand-overs against what the gateways serve: each TX must be a
+    /// valid data item carrying exactly the hand-over the history holds (a history file cannot
+    /// claim a hand-over that was never anchored).
+    pub async fn check_handovers(
+        &self,
+        history: &crate::profile::key_history::KeyHistory,
+    ) -> Result<(), String> {
+        for h in &history.handovers {
+            let fetched = self
+                .fetch(&h.tx)
+                .await
+                .map_err(|c| format!("hand-over {}: {}", h.tx, c.reason))?;
+            if fetched.data_item.ok != Some(true) {
+                return Err(format!("hand-over {}: {}", h.tx, fetched.data_item.reason));
+            }
+            if fetched.envelope != h.envelope {
+                return Err(format!(
+                    "hand-over {}: the gateways serve another envelope than the history holds",
+                    h.tx
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `key` may have signed `env` when keys are pinned (`--trusted-key`, the key
+    /// history of `--trusted-keys-file`): `Ok` with what passed it, `Err` with why not.
+    /// `Ok("")` when nothing is pinned.
+    pub(super) fn pinned(&self, env: &Value, key: &str) -> Result<String, String> {
+        if self.trusted_keys.iter().any(|k| k == key) {
+            return Ok("signed by a pinned key".into());
+        }
+        if let Some(windows) = &self.key_history {
+            let signed_at = env["signed_at"].as_str().unwrap_or("");
+            return match crate::profile::key_history::judge(windows, key, signed_at) {
+                Ok(w) => Ok(format!(
+                    "signed by key {} of the trusted history, valid {} to {}",
+                    w.key_id,
+                    w.valid_from.as_deref().unwrap_or("the beginning"),
+                    w.retired_at.as_deref().unwrap_or("now")
+                )),
+                Err(reason) => Err(reason),
+            };
+        }
+        if self.trusted_keys.is_empty() {
+            Ok(String::new())
+        } else {
+            Err(format!("signed by {key}, which is not a pinned key"))
+        }
+    }
+
+    /// Pinned keys (or the trusted key history), else the entity's `ario.public_key` tag.
     pub(super) async fn key_binding(&self, env: &Value, entity: &Entity) -> Check {
         let Some(key) = env.get("public_key").and_then(Value::as_str) else {
             return Check::fail("envelope has no public_key");
         };
         let key = key.to_ascii_lowercase();
-        if !self.trusted_keys.is_empty() {
-            return if self.trusted_keys.contains(&key) {
-                Check::pass("signed by a pinned key").with("public_key", key)
-            } else {
-                Check::fail(format!("signed by {key}, which is not a pinned key"))
-                    .with("public_key", key)
+        if !self.trusted_keys.is_empty() || self.key_history.is_some() {
+            return match self.pinned(env, &key) {
+                Ok(why) => Check::pass(why).with("public_key", key),
+                Err(reason) => Check::fail(reason).with("public_key", key),
             };
         }
         match self.entity_key_tag(entity).await {

@@ -49,6 +49,9 @@ pub struct Verifier {
     pub gateways: GatewayReader,
     /// Pinned signer keys (lowercase hex); empty = not pinned.
     pub trusted_keys: Vec<String>,
+    /// A trusted key history's validity windows (`--trusted-keys-file`): a signer passes
+    /// when it was valid at the envelope's `signed_at`.
+    pub key_history: Option<std::sync::Arc<Vec<crate::profile::key_history::KeyWindow>>>,
     /// ar.io Verify, when configured and healthy.
     pub attestation: Option<ArioVerifyClient>,
     /// Attestation level needed to pass check 4.
@@ -67,6 +70,7 @@ impl Verifier {
             mlflow: self.mlflow.in_workspace(workspace),
             gateways: self.gateways.clone(),
             trusted_keys: self.trusted_keys.clone(),
+            key_history: self.key_history.clone(),
             attestation: self.attestation.clone(),
             min_attestation_level: self.min_attestation_level,
             checksum_memo: self.checksum_memo.as_ref().map(ChecksumMemo::fresh),

@@ -44,9 +44,14 @@ pub struct RotateArgs {
     /// there beforehand). The file signer generates the new key itself.
     #[arg(long, value_name = "LABEL")]
     pub to_pkcs11_key: Option<String>,
-    /// Why (the hand-over's `reason`).
+    /// Why (the hand-over's `reason`): `rotation`, or `compromised` for a revocation.
     #[arg(long, default_value = "rotation")]
     pub reason: String,
+    /// When the old key stops being valid (RFC 3339; default now). A revocation backdates it
+    /// to when the key may have been compromised: every proof it signed after that fails
+    /// against the history (re-anchor the legitimate ones with the new key).
+    #[arg(long, value_name = "TIME")]
+    pub retired_at: Option<String>,
     /// The hand-over's `subject.tenant_id`.
     #[arg(long, env = "ARIO_MLFLOW_TENANT_ID", default_value = "default")]
     pub tenant_id: String,
@@ -159,14 +164,31 @@ async fn rotate_keys(args: RotateArgs) -> Result<ExitCode, CmdError> {
     if new.public_key() == old.public_key() {
         return Err(CmdError::usage("the new key is the current key"));
     }
-    let now = crate::anchor::sign::rfc3339_ms(time::OffsetDateTime::now_utc());
+    let signed_at = time::OffsetDateTime::now_utc();
+    let retired_at = match &args.retired_at {
+        None => signed_at,
+        Some(text) => {
+            let at =
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| {
+                    CmdError::Usage(format!("--retired-at {text:?} is not an RFC 3339 time"))
+                })?;
+            if at > signed_at {
+                return Err(CmdError::usage(
+                    "--retired-at is in the future: a hand-over retires a key now or, for a revocation, earlier",
+                ));
+            }
+            at
+        }
+    };
+    let now = crate::anchor::sign::rfc3339_ms(retired_at);
     let unsigned = key_history::unsigned_handover(
         &uuid::Uuid::new_v4().to_string(),
         &old.public_key(),
         &new.public_key(),
         &args.reason,
         &now,
-        &now,
+        &crate::anchor::sign::rfc3339_ms(signed_at),
         &history.head(),
         &args.tenant_id,
         &args.agent_id,

@@ -1,6 +1,6 @@
-//! The envelope key in a real PKCS#11 token (issue 28): Debian's SoftHSM2, a token per test in a
-//! directory of its own, keys generated in it with OpenSC's `pkcs11-tool` or imported with
-//! `keys import`.
+//! Signing keys an organisation can govern (issue 28): the envelope key in a real PKCS#11 token
+//! — Debian's SoftHSM2, a token per test in a directory of its own, keys generated in it with
+//! OpenSC's `pkcs11-tool` or imported with `keys import` — and rotation with a signed hand-over.
 //!
 //! 1. Ed25519 is deterministic: the corpus seed imported into the token signs the family's
 //!    vectors (the `key_retired` hand-over among them) to the same bytes as the file key —
@@ -11,6 +11,11 @@
 //! 3. The token taken away mid-run: the job waits (a transient failure, nothing signed with
 //!    another key) and is anchored once the token is back; a different key put under the same
 //!    label parks the job naming it.
+//! 4. Rotation in the token: the hand-over anchored, proofs before and after verify against the
+//!    key history, a proof by the retired key after its retirement fails; a history naming a
+//!    hand-over the gateways do not serve is refused.
+//! 5. File keys: a revocation backdated to a suspected compromise moves the key files aside and
+//!    fails the proofs the key made after that time.
 mod common;
 
 use std::path::Path;
@@ -505,4 +510,82 @@ fn a_rotation_hands_over_and_the_key_history_judges_proofs_by_when_they_were_sig
     // The same proof passes when only the signature counts: the history is what catches it.
     let out = worker(&new_env, &["verify", "model", &format!("{model}/{v3}")]);
     assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn a_file_key_revoked_from_a_past_time_fails_what_it_signed_after_and_moves_aside() {
+    let Some(venv) = venv() else { return };
+    let lab = Lab::start(&venv);
+    let ids = common::lab::scenario(&lab.server, &venv, "revoke");
+    let model = ids["model_name"].as_str().unwrap().to_string();
+    let state = lab.home.path().join("state");
+    let key_dir = lab.home.path().join("keys");
+    let mut env: Vec<(&'static str, String)> = lab
+        .worker_env(&state)
+        .into_iter()
+        .filter(|(k, _)| *k != "ARIO_MLFLOW_SIGNING_KEY")
+        .collect();
+    env.push(("ARIO_MLFLOW_KEY_DIR", key_dir.display().to_string()));
+    let show_key = |env: &[(&str, String)]| {
+        let out = worker(env, &["keys", "show", "--json"]);
+        assert!(out.status.success(), "{}", show(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["public_key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let old_key = show_key(&env);
+    let before_anchoring = ario_mlflow_worker::anchor::sign::rfc3339_ms(
+        time::OffsetDateTime::now_utc() - time::Duration::seconds(1),
+    );
+    let out = worker(&env, &["backfill"]);
+    assert!(out.status.success(), "backfill: {}", show(&out));
+
+    // Revoked as of a moment before it anchored anything (the suspected compromise).
+    let out = worker(
+        &env,
+        &[
+            "keys",
+            "rotate",
+            "--reason",
+            "compromised",
+            "--retired-at",
+            &before_anchoring,
+        ],
+    );
+    assert!(out.status.success(), "keys rotate: {}", show(&out));
+    let new_key = show_key(&env);
+    assert_ne!(new_key, old_key, "the new key files are in place");
+    let retired_dir = key_dir.join("retired");
+    let kept: Vec<_> = std::fs::read_dir(&retired_dir).unwrap().collect();
+    assert_eq!(kept.len(), 1, "the old pair kept aside");
+    assert!(!key_dir.join("next").exists());
+    let handover = newest_envelope(&lab);
+    assert_eq!(handover["payload"]["reason"], "compromised");
+    assert_eq!(handover["payload"]["retired_at"], before_anchoring.as_str());
+    assert_eq!(handover["public_key"], old_key.as_str());
+
+    let history = key_dir.join("history.json").display().to_string();
+    let out = worker(
+        &env,
+        &[
+            "verify",
+            "model",
+            &format!("{model}/1"),
+            "--trusted-keys-file",
+            &history,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("after its retirement"),
+        "{}",
+        show(&out)
+    );
+    // A retirement in the future is refused.
+    let out = worker(
+        &env,
+        &["keys", "rotate", "--retired-at", "2999-01-01T00:00:00Z"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 }

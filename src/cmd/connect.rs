@@ -255,10 +255,10 @@ pub struct KafkaArgs {
     /// The consumer group (`run --source kafka`).
     #[arg(long, env = "ARIO_MLFLOW_KAFKA_GROUP", default_value = crate::feed::kafka::DEFAULT_GROUP)]
     pub kafka_group: String,
-    /// Dead-letter topic [default: `<topic>.dlq`].
+    /// Dead-letter topic (default: `<topic>.dlq`).
     #[arg(long, env = "ARIO_MLFLOW_KAFKA_DLQ_TOPIC")]
     pub kafka_dlq_topic: Option<String>,
-    /// Compacted state topic, co-partitioned with the event topic [default: `<topic>.state.<group>`].
+    /// Compacted state topic, co-partitioned with the event topic (default: `<topic>.state.<group>`).
     #[arg(long, env = "ARIO_MLFLOW_KAFKA_STATE_TOPIC")]
     pub kafka_state_topic: Option<String>,
     /// Largest message value taken; bigger ones are dead letters.

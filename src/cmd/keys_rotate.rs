@@ -26,7 +26,7 @@ use crate::proof::{sign_envelope, EnvelopeSigner};
 /// Where the key history is kept.
 #[derive(Debug, Clone, Args)]
 pub struct HistoryArgs {
-    /// The key history file [default: <key-dir>/history.json].
+    /// The key history file (default: `<key-dir>/history.json`).
     #[arg(long, env = "ARIO_MLFLOW_KEY_HISTORY", value_name = "FILE")]
     pub key_history: Option<PathBuf>,
 }

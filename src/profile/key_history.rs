@@ -264,39 +264,78 @@ impl KeyHistory {
     }
 }
 
-/// Judges a proof signed by `public_key` at `signed_at` (RFC 3339) against `windows`: `Ok`
-/// with the window it falls in, or why not.
+/// Why a proof's signer does not pass against a key history.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutsideHistory {
+    /// The key is not in the history.
+    #[error("signed by {key}, which is not in the trusted key history")]
+    UnknownKey {
+        /// The signer.
+        key: String,
+    },
+    /// The envelope's time cannot be placed.
+    #[error("signed_at {signed_at:?} is not a time the key history can place")]
+    NoTime {
+        /// What the envelope says.
+        signed_at: String,
+    },
+    /// Signed before the key's window opened.
+    #[error("signed by {key} at {signed_at}, before it became valid at {valid_from}")]
+    BeforeValid {
+        /// The signer.
+        key: String,
+        /// When.
+        signed_at: String,
+        /// Its window's start.
+        valid_from: String,
+    },
+    /// Signed by a retired key after its retirement.
+    #[error("signed by retired key {key} at {signed_at}, after its retirement at {retired_at} (hand-over TX {tx})")]
+    AfterRetirement {
+        /// The signer.
+        key: String,
+        /// When.
+        signed_at: String,
+        /// Its retirement.
+        retired_at: String,
+        /// The hand-over that retired it.
+        tx: String,
+    },
+}
+
+/// Judges a proof signed by `public_key` at `signed_at` (RFC 3339) against `windows`: the
+/// window it falls in, or why not.
 pub fn judge(
     windows: &[KeyWindow],
     public_key: &str,
     signed_at: &str,
-) -> Result<KeyWindow, String> {
+) -> Result<KeyWindow, OutsideHistory> {
     let key = public_key.to_ascii_lowercase();
     let Some(window) = windows.iter().find(|w| w.public_key == key) else {
-        return Err(format!(
-            "signed by {key}, which is not in the trusted key history"
-        ));
+        return Err(OutsideHistory::UnknownKey { key });
     };
     let Some(at) = parse_time(signed_at) else {
-        return Err(format!(
-            "signed_at {signed_at:?} is not a time the key history can place"
-        ));
+        return Err(OutsideHistory::NoTime {
+            signed_at: signed_at.to_string(),
+        });
     };
-    if let Some(from) = window.valid_from.as_deref().and_then(parse_time) {
-        if at < from {
-            return Err(format!(
-                "signed by {key} at {signed_at}, before it became valid at {}",
-                window.valid_from.as_deref().unwrap_or("")
-            ));
+    if let Some(from) = window.valid_from.as_deref() {
+        if parse_time(from).is_some_and(|from| at < from) {
+            return Err(OutsideHistory::BeforeValid {
+                key,
+                signed_at: signed_at.to_string(),
+                valid_from: from.to_string(),
+            });
         }
     }
-    if let Some(until) = window.retired_at.as_deref().and_then(parse_time) {
-        if at >= until {
-            return Err(format!(
-                "signed by retired key {key} at {signed_at}, after its retirement at {} (hand-over TX {})",
-                window.retired_at.as_deref().unwrap_or(""),
-                window.retired_by_tx.as_deref().unwrap_or("?")
-            ));
+    if let Some(until) = window.retired_at.as_deref() {
+        if parse_time(until).is_some_and(|until| at >= until) {
+            return Err(OutsideHistory::AfterRetirement {
+                key,
+                signed_at: signed_at.to_string(),
+                retired_at: until.to_string(),
+                tx: window.retired_by_tx.clone().unwrap_or_else(|| "?".into()),
+            });
         }
     }
     Ok(window.clone())
@@ -358,16 +397,21 @@ mod tests {
         assert_eq!(h.current().unwrap(), hexkey(&keys[2]));
         // Inside its window: passes; a retired key after its retirement: fails, saying so.
         assert!(judge(&w, &hexkey(&keys[0]), "2025-12-31T23:59:59Z").is_ok());
-        let late = judge(&w, &hexkey(&keys[0]), "2026-02-01T00:00:00Z").unwrap_err();
+        let late = judge(&w, &hexkey(&keys[0]), "2026-02-01T00:00:00Z")
+            .unwrap_err()
+            .to_string();
         assert!(
             late.contains("retired key") && late.contains("tx-1"),
             "{late}"
         );
-        let early = judge(&w, &hexkey(&keys[2]), "2026-03-01T00:00:00Z").unwrap_err();
+        let early = judge(&w, &hexkey(&keys[2]), "2026-03-01T00:00:00Z")
+            .unwrap_err()
+            .to_string();
         assert!(early.contains("before it became valid"), "{early}");
         assert!(judge(&w, &hexkey(&keys[1]), "2026-03-01T00:00:00Z").is_ok());
         assert!(judge(&w, &hexkey(&key(9)), "2026-03-01T00:00:00Z")
             .unwrap_err()
+            .to_string()
             .contains("not in the trusted key history"));
     }
 

@@ -31,6 +31,27 @@ pub(super) fn subject_mismatch(env: &Value, entity: &Entity) -> Option<String> {
     }
 }
 
+/// A key history's hand-over the gateways do not serve as the history holds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("hand-over {tx}: {reason}")]
+pub struct HandoverUnserved {
+    /// The hand-over's TX.
+    pub tx: String,
+    /// What the gateways answered.
+    pub reason: String,
+}
+
+/// Why a signer does not pass the pins.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotPinned {
+    /// Not one of the `--trusted-key`s.
+    #[error("signed by {0}, which is not a pinned key")]
+    Key(String),
+    /// Outside the trusted key history.
+    #[error(transparent)]
+    History(#[from] crate::profile::key_history::OutsideHistory),
+}
+
 impl Verifier {
     /// When `entity` is a model version whose proof names another model: the former name and
     /// the rename proof's TX, if the model's rename proof verifies (signature, the payload in
@@ -88,7 +109,7 @@ impl Verifier {
             .unwrap_or("")
             .to_ascii_lowercase();
         if let Err(reason) = self.pinned(env, &key) {
-            return Err(broken(reason));
+            return Err(broken(reason.to_string()));
         }
         if env["subject"]["name"].as_str() != Some(name) {
             return Err(broken("it is about another model".into()));
@@ -113,19 +134,19 @@ impl Verifier {
     pub async fn check_handovers(
         &self,
         history: &crate::profile::key_history::KeyHistory,
-    ) -> Result<(), String> {
+    ) -> Result<(), HandoverUnserved> {
         for h in &history.handovers {
-            let fetched = self
-                .fetch(&h.tx)
-                .await
-                .map_err(|c| format!("hand-over {}: {}", h.tx, c.reason))?;
+            let unserved = |reason: String| HandoverUnserved {
+                tx: h.tx.clone(),
+                reason,
+            };
+            let fetched = self.fetch(&h.tx).await.map_err(|c| unserved(c.reason))?;
             if fetched.data_item.ok != Some(true) {
-                return Err(format!("hand-over {}: {}", h.tx, fetched.data_item.reason));
+                return Err(unserved(fetched.data_item.reason));
             }
             if fetched.envelope != h.envelope {
-                return Err(format!(
-                    "hand-over {}: the gateways serve another envelope than the history holds",
-                    h.tx
+                return Err(unserved(
+                    "the gateways serve another envelope than the history holds".into(),
                 ));
             }
         }
@@ -135,7 +156,7 @@ impl Verifier {
     /// Whether `key` may have signed `env` when keys are pinned (`--trusted-key`, the key
     /// history of `--trusted-keys-file`): `Ok` with what passed it, `Err` with why not.
     /// `Ok("")` when nothing is pinned.
-    pub(super) fn pinned(&self, env: &Value, key: &str) -> Result<String, String> {
+    pub(super) fn pinned(&self, env: &Value, key: &str) -> Result<String, NotPinned> {
         if self.trusted_keys.iter().any(|k| k == key) {
             return Ok("signed by a pinned key".into());
         }
@@ -148,13 +169,13 @@ impl Verifier {
                     w.valid_from.as_deref().unwrap_or("the beginning"),
                     w.retired_at.as_deref().unwrap_or("now")
                 )),
-                Err(reason) => Err(reason),
+                Err(outside) => Err(NotPinned::History(outside)),
             };
         }
         if self.trusted_keys.is_empty() {
             Ok(String::new())
         } else {
-            Err(format!("signed by {key}, which is not a pinned key"))
+            Err(NotPinned::Key(key.to_string()))
         }
     }
 
@@ -167,7 +188,7 @@ impl Verifier {
         if !self.trusted_keys.is_empty() || self.key_history.is_some() {
             return match self.pinned(env, &key) {
                 Ok(why) => Check::pass(why).with("public_key", key),
-                Err(reason) => Check::fail(reason).with("public_key", key),
+                Err(reason) => Check::fail(reason.to_string()).with("public_key", key),
             };
         }
         match self.entity_key_tag(entity).await {

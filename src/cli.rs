@@ -72,6 +72,14 @@ pub enum Command {
     /// Exit status: 0 everything anchored and verifying, 1 something is not, 2 bad input or setup.
     #[command(disable_version_flag = true)]
     Coverage(Box<CoverageArgs>),
+    /// Export evidence that outlives MLflow: one signed `ario.evidence/v1` bundle of a model
+    /// version (`NAME/VERSION`), a run (`--run`) or a window (`--since --until`) holding every
+    /// envelope, payload byte, data item, receipt and checkpoint path its proofs rest on
+    /// (`verify evidence` checks it offline).
+    ///
+    /// Exit status: 0 written, 1 the upload (`--anchor`) failed, 2 bad input or setup.
+    #[command(disable_version_flag = true)]
+    Export(Box<crate::cmd::export::ExportArgs>),
     /// Inspect the envelope signing key.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -147,6 +155,10 @@ pub fn main() -> ExitCode {
         Command::Verify(VerifyCommand::Model(args)) => with_runtime(cmd::verify::model(*args)),
         Command::Verify(VerifyCommand::Trace(args)) => with_runtime(cmd::verify::trace(*args)),
         Command::Verify(VerifyCommand::Tx(args)) => with_runtime(cmd::verify::tx(*args)),
+        Command::Verify(VerifyCommand::Evidence(args)) => {
+            with_runtime(cmd::export::verify_evidence(*args))
+        }
+        Command::Export(args) => with_runtime(cmd::export::export(*args)),
         Command::Audit(args) => with_runtime(cmd::verify::audit(*args)),
         Command::Coverage(args) => with_runtime(cmd::verify::coverage(*args)),
         Command::Guard(args) => with_runtime(cmd::guard::guard(*args, config.as_deref())),

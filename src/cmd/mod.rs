@@ -6,6 +6,7 @@ pub mod anchor;
 pub mod connect;
 pub mod devnet;
 pub mod error;
+pub mod export;
 pub mod feed;
 pub mod fetch;
 pub mod guard;

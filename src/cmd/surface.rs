@@ -142,6 +142,7 @@ pub(crate) async fn guard_from_config(
         checksum_memo: Some(crate::verify::ChecksumMemo::new(
             std::time::Duration::from_secs(1),
         )),
+        evidence: None,
     };
     super::verify::check_history_online(&verifier, args.trusted_keys_file.as_deref()).await?;
     let guard = crate::guard::Guard::new(policy.clone());

@@ -38,6 +38,12 @@ pub enum VerifyCommand {
     Trace(Box<VerifyTraceArgs>),
     /// Verify the proof anchored as a TX, whatever it is about.
     Tx(Box<VerifyTxArgs>),
+    /// Verify an `ario.evidence/v1` bundle (`export`'s output) offline, without MLflow: the
+    /// wrapper, then every proof it carries, the verdict recomputed.
+    ///
+    /// Exit status: 0 verified, 1 failed, 2 malformed, 3 partial (withheld bytes, a body
+    /// type this tool does not verify, no gateway reachable with --online).
+    Evidence(Box<super::export::VerifyEvidenceArgs>),
 }
 
 /// What every MLflow-backed verification needs.
@@ -196,7 +202,9 @@ pub struct AuditArgs {
     pub verifier: VerifierArgs,
 }
 
-fn parse_predictions(text: &str) -> Result<crate::verify::audit::PredictionSample, CmdError> {
+pub(crate) fn parse_predictions(
+    text: &str,
+) -> Result<crate::verify::audit::PredictionSample, CmdError> {
     use crate::verify::audit::PredictionSample;
     if text == "all" {
         return Ok(PredictionSample::All);
@@ -207,7 +215,7 @@ fn parse_predictions(text: &str) -> Result<crate::verify::audit::PredictionSampl
 }
 
 /// Builds the verifier from flags; every error says what to fix.
-async fn verifier(a: &VerifierArgs) -> Result<Verifier, CmdError> {
+pub(crate) async fn verifier(a: &VerifierArgs) -> Result<Verifier, CmdError> {
     let mlflow = super::connect::mlflow_client(&a.mlflow)?;
     let gateways = gateway_list(
         &a.gateways,
@@ -229,6 +237,7 @@ async fn verifier(a: &VerifierArgs) -> Result<Verifier, CmdError> {
         attestation,
         min_attestation_level: a.min_attestation_level,
         checksum_memo: None,
+        evidence: None,
     };
     check_history_online(&verifier, a.trusted_keys_file.as_deref()).await?;
     Ok(verifier)
@@ -282,7 +291,7 @@ pub(crate) fn trusted_keys(keys: &[String]) -> Result<Vec<String>, CmdError> {
 }
 
 /// `NAME/VERSION` split at the last `/`, or `--name`/`--version`.
-fn model_target(
+pub(crate) fn model_target(
     model: Option<&str>,
     name: Option<&str>,
     version: Option<&str>,

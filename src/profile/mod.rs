@@ -19,6 +19,7 @@ pub mod alias;
 pub mod checkpoint;
 pub mod dataset;
 pub mod envelope;
+pub mod evidence;
 pub mod key_history;
 pub mod prediction;
 pub mod promotion;

@@ -37,6 +37,7 @@ pub(super) async fn coverage_gauges(
         attestation: None,
         min_attestation_level: 2,
         checksum_memo: None,
+        evidence: None,
     };
     loop {
         // The gaps only: a periodic pass must not read everything ever anchored.

@@ -195,6 +195,20 @@ impl Verifier {
                         )
                     }
                 };
+                if let Some(log) = &self.evidence {
+                    // The upload's receipt sits beside the payload it witnesses.
+                    let receipt = match path.rsplit_once('/') {
+                        Some((dir, _)) => format!("{dir}/{}", witness::RECEIPT_FILE),
+                        None => witness::RECEIPT_FILE.to_string(),
+                    };
+                    if let Ok(r) = self.mlflow.download_run_artifact(&run, &receipt).await {
+                        if let Ok(v) = serde_json::from_slice::<Value>(&r) {
+                            if v["id"].as_str() == Some(tx_id) {
+                                log.receipt(tx_id, v);
+                            }
+                        }
+                    }
+                }
                 if event_type == training::EVENT_TYPE && path != training::PAYLOAD_ARTIFACT {
                     let newer = run.tag(training::TX_TAG).unwrap_or("");
                     if newer != tx_id && !newer.is_empty() {

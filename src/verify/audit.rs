@@ -29,6 +29,8 @@ pub struct Stage {
     pub tx_id: Option<String>,
     /// The verdict, when anchored.
     pub verdict: Option<ProofVerdict>,
+    /// What the proof must be about.
+    pub entity: Entity,
 }
 
 impl Stage {
@@ -79,6 +81,8 @@ pub struct Audit {
     pub checkpoints: CheckpointSummary,
     /// Every anchored stage passed.
     pub overall_ok: bool,
+    /// The batch documents of the version's checkpoints (what `export` inlines).
+    pub checkpoint_documents: Vec<BatchDocument>,
 }
 
 impl Verifier {
@@ -108,37 +112,7 @@ impl Verifier {
         let entity = Entity::ModelVersion(name.to_string(), version.to_string());
         let mut stages: Vec<Stage> = Vec::new();
         if let Some(run) = &run {
-            let run_entity = Entity::Run(run.info.run_id.clone());
-            for (name, digest, tx) in self.dataset_proofs(run).await {
-                let e = Entity::Dataset(name.clone(), digest.clone());
-                let label = format!("{name} ({})", &digest[..digest.len().min(8)]);
-                stages.push(self.stage("dataset", &label, tx.as_deref(), &e).await);
-            }
-            // Earlier proofs of a run re-opened and finished again: superseded, not failed.
-            for event_dir in self
-                .subdirs(run, &format!("ario/{}", training::SUPERSEDED_DIR))
-                .await
-            {
-                let receipt = training::superseded_path(&event_dir, witness::RECEIPT_FILE);
-                let tx = self
-                    .json_artifact(run, &receipt)
-                    .await
-                    .and_then(|r| r["id"].as_str().map(str::to_owned));
-                let label = format!("(superseded) {}", run.info.run_id);
-                stages.push(
-                    self.stage("training", &label, tx.as_deref(), &run_entity)
-                        .await,
-                );
-            }
-            stages.push(
-                self.stage(
-                    "training",
-                    &run.info.run_id,
-                    run.tag(training::TX_TAG),
-                    &run_entity,
-                )
-                .await,
-            );
+            stages.extend(self.run_stages(run).await);
         }
         stages.push(
             self.stage(
@@ -172,6 +146,7 @@ impl Verifier {
             }
         }
         let mut checkpoints = CheckpointSummary::default();
+        let mut checkpoint_documents = Vec::new();
         if let Some(run) = &run {
             let docs = self.checkpoints(run, &mv).await;
             checkpoints.count = docs.len();
@@ -191,8 +166,10 @@ impl Verifier {
                     label: format!("{} predictions", doc.leaves.len()),
                     tx_id: Some(doc.checkpoint_tx.clone()),
                     verdict: Some(verdict),
+                    entity: Entity::Trace(first.trace_id.clone()),
                 });
             }
+            checkpoint_documents = docs;
         }
         let overall_ok = stages.iter().all(|s| s.ok() != Some(false))
             && stages.iter().any(|s| s.ok() == Some(true))
@@ -214,6 +191,72 @@ impl Verifier {
             predictions_found,
             checkpoints,
             overall_ok,
+            checkpoint_documents,
+        })
+    }
+
+    /// The stages of a run: its datasets, earlier (superseded) training proofs, its training.
+    async fn run_stages(&self, run: &Run) -> Vec<Stage> {
+        let mut stages = Vec::new();
+        let run_entity = Entity::Run(run.info.run_id.clone());
+        for (name, digest, tx) in self.dataset_proofs(run).await {
+            let e = Entity::Dataset(name.clone(), digest.clone());
+            let label = format!("{name} ({})", &digest[..digest.len().min(8)]);
+            stages.push(self.stage("dataset", &label, tx.as_deref(), &e).await);
+        }
+        // Earlier proofs of a run re-opened and finished again: superseded, not failed.
+        for event_dir in self
+            .subdirs(run, &format!("ario/{}", training::SUPERSEDED_DIR))
+            .await
+        {
+            let receipt = training::superseded_path(&event_dir, witness::RECEIPT_FILE);
+            let tx = self
+                .json_artifact(run, &receipt)
+                .await
+                .and_then(|r| r["id"].as_str().map(str::to_owned));
+            let label = format!("(superseded) {}", run.info.run_id);
+            stages.push(
+                self.stage("training", &label, tx.as_deref(), &run_entity)
+                    .await,
+            );
+        }
+        stages.push(
+            self.stage(
+                "training",
+                &run.info.run_id,
+                run.tag(training::TX_TAG),
+                &run_entity,
+            )
+            .await,
+        );
+        stages
+    }
+
+    /// Audits one run: its datasets and training (`export --run`).
+    pub async fn audit_run(&self, run_id: &str, gateway_host: &str) -> Result<Audit, VerifyError> {
+        let run = self
+            .mlflow
+            .get_run(run_id)
+            .await
+            .map_err(|e| VerifyError::mlflow(format!("run {run_id}"), e))?;
+        let stages = self.run_stages(&run).await;
+        let overall_ok = stages.iter().all(|s| s.ok() != Some(false))
+            && stages.iter().any(|s| s.ok() == Some(true));
+        Ok(Audit {
+            model: String::new(),
+            version: String::new(),
+            generated_at: now_rfc3339_micros(),
+            tracking_uri: self.mlflow.tracking_uri().to_string(),
+            run_id: Some(run.info.run_id.clone()),
+            current_stage: String::new(),
+            aliases: Vec::new(),
+            artifact_hash: run.tag(tags::ARTIFACT_HASH).map(str::to_owned),
+            gateway_host: gateway_host.to_string(),
+            stages,
+            predictions_found: 0,
+            checkpoints: CheckpointSummary::default(),
+            overall_ok,
+            checkpoint_documents: Vec::new(),
         })
     }
 
@@ -236,6 +279,7 @@ impl Verifier {
             label,
             tx_id: tx.map(str::to_owned),
             verdict,
+            entity: entity.clone(),
         }
     }
 
@@ -487,7 +531,7 @@ impl Verifier {
 
 /// Whether a version's checkpoints form one chain: exactly one first (`GENESIS`), every other
 /// record's `previous_hash` the hash of exactly one other record, none claimed twice.
-fn checkpoint_chain(docs: &[BatchDocument]) -> Result<(), CheckpointChainError> {
+pub fn checkpoint_chain(docs: &[BatchDocument]) -> Result<(), CheckpointChainError> {
     let mut previous_of: std::collections::BTreeMap<String, String> = Default::default();
     for d in docs {
         let unreadable = |reason: String| CheckpointChainError::Unreadable {

@@ -96,6 +96,9 @@ impl Verifier {
                 "batch document {path} is not the one of checkpoint {tx_id}"
             )));
         }
+        if let (Some(log), Ok(record)) = (&self.evidence, hex::decode(&doc.record_bytes)) {
+            log.payload(tx_id, &record);
+        }
         let included = checkpoint::check_inclusion(&doc, signed_hash, trace_id)
             .map_err(|e| Check::fail(e.to_string()))?;
         let leaf = &included.leaf;

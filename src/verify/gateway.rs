@@ -74,10 +74,11 @@ impl Verifier {
                     continue;
                 }
             };
-            let data_item = match self.gateways.fetch_data_item(gateway, tx_id).await {
+            let item_bytes = self.gateways.fetch_data_item(gateway, tx_id).await;
+            let data_item = match &item_bytes {
                 Ok(Some(item)) => data_item_check(
                     tx_id,
-                    &item,
+                    item,
                     &bytes,
                     self.mlflow
                         .workspace()
@@ -86,6 +87,12 @@ impl Verifier {
                 Ok(None) => Check::skipped("not checked: the gateway serves no signed data item"),
                 Err(e) => Check::skipped(format!("not checked: data item unreadable ({e})")),
             };
+            // Only an item that proves the served bytes is kept as evidence.
+            if let (Some(log), Ok(Some(item)), Some(true)) =
+                (&self.evidence, &item_bytes, data_item.ok)
+            {
+                log.data_item(tx_id, item);
+            }
             let envelope = jcs::parse(&bytes).ok().filter(Value::is_object);
             let problem = match (&envelope, data_item.ok) {
                 (None, _) => Some("served bytes that are not a JSON envelope".to_string()),

@@ -22,8 +22,10 @@ pub mod chain;
 pub mod checkpoint;
 pub mod coverage;
 pub mod error;
+pub mod evidence;
 mod gateway;
 mod live;
+pub mod offline;
 pub mod report;
 mod verdict;
 
@@ -60,6 +62,9 @@ pub struct Verifier {
     /// its run's training proof one after the other: one re-hash serves both). `None`: every
     /// check hashes afresh.
     pub checksum_memo: Option<ChecksumMemo>,
+    /// What `export` keeps of every proof verified (the data item, the payload bytes, the
+    /// receipt); `None`: nothing is kept.
+    pub evidence: Option<evidence::EvidenceLog>,
 }
 
 impl Verifier {
@@ -74,6 +79,7 @@ impl Verifier {
             attestation: self.attestation.clone(),
             min_attestation_level: self.min_attestation_level,
             checksum_memo: self.checksum_memo.as_ref().map(ChecksumMemo::fresh),
+            evidence: self.evidence.clone(),
         }
     }
 
@@ -129,6 +135,9 @@ impl Verifier {
         let (anchored_bytes, payload_bytes, superseded_by) = self
             .anchored_bytes(env, tx_id, lookup_name.as_deref())
             .await;
+        if let (Some(log), Some(bytes)) = (&self.evidence, &payload_bytes) {
+            log.payload(tx_id, bytes);
+        }
         let source_of_truth = match (&payload_bytes, &superseded_by) {
             (Some(_), Some(newer)) => Check::skipped(format!(
                 "superseded: the run was re-opened after this proof and its final state is proven by {newer}"

@@ -156,8 +156,11 @@ fn resign(bundle: &Value, recompute_verdict: bool) -> Value {
         .unwrap();
     let key = ed25519_dalek::SigningKey::from_bytes(&seed);
     let verdict = if recompute_verdict {
-        ario_mlflow_worker::verify::offline::recompute(&bundle["body"], &[])
-            .wrapper_verdict(bundle["generated_at"].as_str().unwrap())
+        ario_mlflow_worker::verify::offline::recompute(
+            &bundle["body"],
+            ario_mlflow_worker::verify::offline::Keys::default(),
+        )
+        .wrapper_verdict(bundle["generated_at"].as_str().unwrap())
     } else {
         bundle["verdict"].clone()
     };
@@ -424,6 +427,38 @@ fn a_lifecycle_exported_verifies_after_mlflow_is_gone_and_every_flip_fails() {
     assert_eq!(code, 1);
     assert!(
         reasons(&report).contains("not a pinned key"),
+        "{}",
+        reasons(&report)
+    );
+    // A key history: the lab key as its root passes; a history of another key fails.
+    let history = |root: &[u8; 32], path: &Path| {
+        let h = ario_mlflow_worker::profile::key_history::KeyHistory::new(root);
+        std::fs::write(path, serde_json::to_vec(&h).unwrap()).unwrap();
+    };
+    let ours: [u8; 32] = hex::decode(key).unwrap().try_into().unwrap();
+    let good = dir.path().join("history.json");
+    history(&ours, &good);
+    let (code, _, out) = verify(
+        &offline_env,
+        &file,
+        &["--trusted-keys-file", good.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "key history: {}", show(&out));
+    let other = dir.path().join("other-history.json");
+    history(
+        &ed25519_dalek::SigningKey::from_bytes(&[9u8; 32])
+            .verifying_key()
+            .to_bytes(),
+        &other,
+    );
+    let (code, report, _) = verify(
+        &offline_env,
+        &file,
+        &["--trusted-keys-file", other.to_str().unwrap()],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        reasons(&report).contains("not in the trusted key history"),
         "{}",
         reasons(&report)
     );

@@ -103,6 +103,10 @@ pub struct VerifyEvidenceArgs {
     /// Pinned key (64 hex), repeatable: the bundle and every proof in it must be signed by one.
     #[arg(long = "trusted-key", value_delimiter = ',')]
     pub trusted_keys: Vec<String>,
+    /// A trusted key history (`keys history --json`): the bundle and every proof in it must be
+    /// signed by a key valid when it signed (the hand-overs' signatures are checked offline).
+    #[arg(long, env = "ARIO_MLFLOW_TRUSTED_KEYS_FILE", value_name = "FILE")]
+    pub trusted_keys_file: Option<PathBuf>,
     /// The previous export of the scope: the bundle's `previous_hash` must link to it.
     #[arg(long, value_name = "FILE")]
     pub previous: Option<PathBuf>,
@@ -229,7 +233,8 @@ async fn run_export(args: ExportArgs) -> Result<ExitCode, CmdError> {
         )
     };
     let generated_at = now_rfc3339();
-    let verdict = offline::recompute(&body, &[]).wrapper_verdict(&generated_at);
+    let verdict =
+        offline::recompute(&body, offline::Keys::default()).wrapper_verdict(&generated_at);
     let status = verdict["status"].as_str().unwrap_or("").to_string();
     let previous_hash = match &previous {
         Some(p) => Some(
@@ -412,9 +417,12 @@ async fn judge(args: &VerifyEvidenceArgs) -> Result<ExitCode, CmdError> {
         None => None,
     };
     let bytes = std::fs::read(&args.file).map_err(|e| CmdError::read(&args.file, e))?;
+    let key_history =
+        super::verify::key_history(args.trusted_keys_file.as_deref())?.map(|w| w.as_ref().clone());
     let opts = offline::Options {
         trusted_keys: trusted,
         previous,
+        key_history,
     };
     let started = std::time::Instant::now();
     let mut report = offline::verify_bytes(&bytes, &opts);

@@ -103,8 +103,27 @@ pub(super) fn audits(body: &Value) -> Vec<&Value> {
     }
 }
 
+/// Which signers pass: pinned keys, a key history's windows, or (both empty) any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keys<'a> {
+    /// Pinned keys (lowercase hex).
+    pub pinned: &'a [String],
+    /// A trusted key history's windows.
+    pub history: Option<&'a [crate::profile::key_history::KeyWindow]>,
+}
+
+impl<'a> Keys<'a> {
+    /// The keys `opts` names.
+    pub fn of(opts: &'a super::Options) -> Keys<'a> {
+        Keys {
+            pinned: &opts.trusted_keys,
+            history: opts.key_history.as_deref(),
+        }
+    }
+}
+
 /// Recomputes an `ario.mlflow.audit/v1` body's verdict from its evidence alone.
-pub fn recompute(body: &Value, trusted: &[String]) -> BodyVerdict {
+pub fn recompute(body: &Value, trusted: Keys<'_>) -> BodyVerdict {
     let mut v = BodyVerdict {
         status: Status::NotFound,
         counts: Counts::default(),
@@ -136,7 +155,7 @@ pub(super) fn text<'a>(v: &'a Value, k: &str) -> &'a str {
 }
 
 /// A stage's checks from its evidence.
-fn stage_item(audit: &Value, stage: &Value, trusted: &[String]) -> Item {
+fn stage_item(audit: &Value, stage: &Value, trusted: Keys<'_>) -> Item {
     let kind = text(stage, "stage").to_string();
     let label = text(stage, "label").to_string();
     let tx = stage["tx_id"].as_str().map(str::to_owned);
@@ -233,7 +252,7 @@ fn failing_reason(stage: &Value) -> String {
 fn envelope_checks(
     envelope: &Value,
     payload: Option<&[u8]>,
-    trusted: &[String],
+    trusted: Keys<'_>,
     failed: &mut Vec<String>,
 ) {
     if !envelope.is_object() {
@@ -251,8 +270,15 @@ fn envelope_checks(
         failed.push("the payload bytes do not hash to the signed payload_hash".into());
     }
     let key = text(envelope, "public_key").to_ascii_lowercase();
-    if !trusted.is_empty() && !trusted.contains(&key) {
+    if !trusted.pinned.is_empty() && !trusted.pinned.contains(&key) {
         failed.push(format!("signed by {key}, not a pinned key"));
+    }
+    if let Some(windows) = trusted.history {
+        // The checkpoint envelope (ario.events/v1) carries its time as `signed_at` too.
+        let at = text(envelope, "signed_at");
+        if let Err(e) = crate::profile::key_history::judge(windows, &key, at) {
+            failed.push(e.to_string());
+        }
     }
 }
 
@@ -365,7 +391,7 @@ fn subject_check(
 }
 
 /// The checkpoints' batch documents: every leaf included under the signed root, the chain.
-fn checkpoints(audit: &Value, trusted: &[String], v: &mut BodyVerdict) {
+fn checkpoints(audit: &Value, trusted: Keys<'_>, v: &mut BodyVerdict) {
     let cp = &audit["checkpoints"];
     let docs = cp["documents"].as_array().cloned().unwrap_or_default();
     let mut parsed: Vec<BatchDocument> = Vec::new();

@@ -26,7 +26,7 @@ use crate::profile::evidence::{self as format, Malformed};
 use crate::proof::jcs;
 use audit_body::{audits, text};
 
-pub use audit_body::{recompute, BodyVerdict, Counts, Item};
+pub use audit_body::{recompute, BodyVerdict, Counts, Item, Keys};
 
 /// The rollup (evidence-bundle.md §3, plus `malformed` for what cannot be judged).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -111,6 +111,9 @@ pub struct Options {
     pub trusted_keys: Vec<String>,
     /// The previous export of the scope: `previous_hash` must link to it.
     pub previous: Option<Value>,
+    /// A trusted key history's windows: the bundle and every proof must be signed by a key
+    /// valid when it signed.
+    pub key_history: Option<Vec<crate::profile::key_history::KeyWindow>>,
 }
 
 fn finding(scope: &str, check: &str, ok: Option<bool>, reason: impl Into<String>) -> Finding {
@@ -199,6 +202,20 @@ pub fn verify_bundle(bundle: &Value, opts: &Options) -> EvidenceReport {
             },
         ));
     }
+    if let Some(windows) = &opts.key_history {
+        let at = bundle["generated_at"].as_str().unwrap_or("");
+        findings.push(
+            match crate::profile::key_history::judge(windows, &wrapper.public_key, at) {
+                Ok(_) => finding(
+                    "wrapper",
+                    "key_history",
+                    Some(true),
+                    "the signer was valid when the bundle was generated",
+                ),
+                Err(e) => finding("wrapper", "key_history", Some(false), e.to_string()),
+            },
+        );
+    }
     if let Some(previous) = &opts.previous {
         let stated = bundle["previous_hash"].as_str().unwrap_or("");
         findings.push(match format::chain_hash(previous) {
@@ -237,7 +254,7 @@ pub fn verify_bundle(bundle: &Value, opts: &Options) -> EvidenceReport {
     let body = bundle.get("body");
     match (wrapper.body_type.as_str(), body) {
         (format::AUDIT_BODY_TYPE, Some(body)) => {
-            let verdict = recompute(body, &opts.trusted_keys);
+            let verdict = recompute(body, Keys::of(opts));
             let agrees = asserted.as_deref() == Some(verdict.status.as_str())
                 && bundle["verdict"]
                     .get("counts")

@@ -190,3 +190,59 @@ fn backfill_anchors_every_event_once_and_the_plugin_verifies_them() {
     common::oracle::check_items(dn.handle.items_dir());
     rt.block_on(dn.handle.shutdown());
 }
+
+/// A reboot where MLflow starts after the worker: `run` waits, saying why, instead of exiting
+/// (the systemd unit would not restart an exit 2), and anchors once MLflow is up.
+#[test]
+fn run_waits_for_an_mlflow_that_starts_late() {
+    let Some(venv) = venv() else { return };
+    let mut lab = Lab::start(&venv);
+    let script = common::run::mlflow_data("registry_actions.py");
+    let out = lab
+        .server
+        .python(&venv, &script, &[&lab.server.uri, "run", "late"], &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    let run_id = common::lab::last_json_line(&out.stdout)["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lab.server.stop();
+    let state = lab.home.path().join("state-late");
+    let mut env = lab.worker_env(&state);
+    env.push(("ARIO_MLFLOW_LISTEN", "127.0.0.1:0".into()));
+    env.push(("RUST_LOG", "info".into()));
+    let log = lab.home.path().join("late.log");
+    let mut w = common::process::Proc::worker(&env, &["run", "--poll-interval", "1"], &log);
+    common::run::wait_for(
+        "the worker saying it waits for MLflow",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(200),
+        &[&log],
+        || w.log().contains("MLflow is not reachable yet"),
+    );
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    assert!(w.alive(), "the worker gave up: {}", w.log());
+    lab.server.restart();
+    let mlflow = ario_mlflow_worker::mlflow::MlflowClient::new(
+        ario_mlflow_worker::mlflow::MlflowConfig::new(lab.server.uri.parse().unwrap()),
+    )
+    .unwrap();
+    common::run::wait_for(
+        "the run anchored once MLflow is up",
+        std::time::Duration::from_secs(120),
+        std::time::Duration::from_millis(500),
+        &[&log],
+        || {
+            lab.rt
+                .block_on(mlflow.get_run(&run_id))
+                .ok()
+                .is_some_and(|r| r.tag("ario.training_tx").is_some())
+        },
+    );
+    assert!(
+        w.log().contains("MLflow is reachable: starting"),
+        "{}",
+        w.log()
+    );
+    assert!(w.sigterm(std::time::Duration::from_secs(30)).success());
+}

@@ -197,6 +197,40 @@ pub async fn run(
     finish(start(args, until_caught_up, config).await)
 }
 
+/// `run` waits for an MLflow that is not up yet (a reboot where it starts after the worker):
+/// connection refused, timeouts and 5xx answers are retried with backoff up to 30 s, each said in
+/// the log; a signal ends the wait (exit 0). What can never work (a bad URL, refused
+/// credentials, an answer that is not MLflow's) is still reported by `start` as exit 2.
+/// Returns false when stopped by a signal.
+async fn wait_for_mlflow(mlflow: &crate::mlflow::MlflowClient) -> bool {
+    let mut delay = Duration::from_secs(1);
+    let mut waited = false;
+    loop {
+        match mlflow.list_workspaces().await {
+            Err(e) if e.is_transient() => {
+                waited = true;
+                tracing::warn!(
+                    tracking_uri = %mlflow.tracking_uri(),
+                    error = %e,
+                    retry_in_secs = delay.as_secs(),
+                    "MLflow is not reachable yet: waiting for it (stop with a signal)"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = crate::service::shutdown::signal() => return false,
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            _ => {
+                if waited {
+                    tracing::info!(tracking_uri = %mlflow.tracking_uri(), "MLflow is reachable: starting");
+                }
+                return true;
+            }
+        }
+    }
+}
+
 async fn start(
     args: ServiceArgs,
     until_caught_up: bool,
@@ -242,6 +276,9 @@ async fn start(
     } else {
         None
     };
+    if !until_caught_up && !wait_for_mlflow(&anchorer.mlflow).await {
+        return Ok(ExitCode::SUCCESS);
+    }
     let workspaces = anchored_workspaces(&args.anchor.mlflow, &anchorer.mlflow).await?;
     // Without a workspace header; every workspace's client shares its pool and rate limit.
     let base = anchorer.mlflow.clone();

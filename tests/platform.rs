@@ -645,6 +645,30 @@ fn config_file_sits_under_env_and_flags_and_never_shows_a_secret() {
             );
         }
     }
+
+    // One meaning per key: `predictions` is run's mode, `prediction_sample` audit's sample.
+    let modes = d("modes.toml");
+    std::fs::write(
+        &modes,
+        "predictions = \"batched\"\nprediction_sample = \"all\"\n",
+    )
+    .unwrap();
+    for (command, line) in [
+        ("run", "predictions = \"batched\"  # file"),
+        ("audit", "prediction_sample = \"all\"  # file"),
+        ("export", "prediction_sample = \"all\"  # file"),
+    ] {
+        let out = run(
+            &[("ARIO_MLFLOW_CONFIG", modes.display().to_string())],
+            &["config", "check", "--command", command],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{command}: {}", show(&out));
+        assert!(
+            text.contains(line),
+            "{command}: missing {line:?} in:\n{text}"
+        );
+    }
 }
 
 #[test]

@@ -57,9 +57,9 @@ pub struct ExportArgs {
     /// hash (`GENESIS` without it).
     #[arg(long, value_name = "FILE")]
     pub previous: Option<PathBuf>,
-    /// Predictions to include per version: a number or `all`.
-    #[arg(long, default_value = "all", value_parser = super::verify::parse_predictions)]
-    pub predictions: PredictionSample,
+    /// Predictions to include per version: a number or `all` (config key `prediction_sample`).
+    #[arg(long = "prediction-sample", visible_alias = "predictions", default_value = "all", value_parser = super::verify::parse_predictions)]
+    pub prediction_sample: PredictionSample,
     /// Upload the bundle as a data item through Turbo too (its TX is printed).
     #[arg(long)]
     pub anchor: bool,
@@ -184,7 +184,7 @@ async fn run_export(args: ExportArgs) -> Result<ExitCode, CmdError> {
     let (body, scope) = if let Some(m) = &args.model {
         let (name, version) = super::verify::model_target(Some(m), None, None)?;
         let audit = verifier
-            .audit(&name, &version, args.predictions, &host)
+            .audit(&name, &version, args.prediction_sample, &host)
             .await?;
         (
             scoped(
@@ -350,7 +350,7 @@ async fn window_audits(
                 .audit(
                     &mv.name,
                     &mv.version,
-                    args.predictions,
+                    args.prediction_sample,
                     &args.verifier.gateway_host,
                 )
                 .await?,

@@ -194,9 +194,10 @@ pub struct AuditArgs {
     /// Write the report here instead of standard output.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
-    /// Predictions to verify: a number (the first N found) or `all`.
-    #[arg(long, default_value = "5", value_parser = parse_predictions)]
-    pub predictions: crate::verify::audit::PredictionSample,
+    /// Predictions to verify: a number (the first N found) or `all` (config key
+    /// `prediction_sample`: `predictions` is `run`'s per-trace|batched).
+    #[arg(long = "prediction-sample", visible_alias = "predictions", default_value = "5", value_parser = parse_predictions)]
+    pub prediction_sample: crate::verify::audit::PredictionSample,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub verifier: VerifierArgs,
@@ -514,7 +515,7 @@ async fn audit_version(args: AuditArgs) -> Result<ExitCode, CmdError> {
         .audit(
             &name,
             &version,
-            args.predictions,
+            args.prediction_sample,
             &args.verifier.gateway_host,
         )
         .await?;

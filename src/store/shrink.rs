@@ -175,6 +175,33 @@ fn copy_all(from: &sled::Db, to: &sled::Db) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Reopens `dir` once the dropped handle's file lock is released: sled's background flusher
+/// holds the handle a moment after the last drop (seen in CI as "could not acquire lock").
+fn reopen_when_released(
+    dir: &Path,
+    reopen: &impl Fn(&Path) -> Result<sled::Db, StoreError>,
+) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match reopen(dir) {
+            Err(e) if is_lock(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_lock(e: &StoreError) -> bool {
+    match e {
+        StoreError::Locked(_) => true,
+        StoreError::Sled(sled::Error::Io(io)) => {
+            io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock")
+        }
+        _ => false,
+    }
+}
+
 /// Rewrites the store at `dir` (held open as `db`) when its file is at least `min_bytes` and
 /// more than `ratio` times its live records. Returns the database to use: the same one, or the
 /// rewritten one reopened.
@@ -217,7 +244,7 @@ pub fn shrink_if_mostly_free(
     sync_dir(&copy_dir);
     drop(db);
     finish_swap(dir)?;
-    let db = reopen(dir)?;
+    let db = reopen_when_released(dir, &reopen)?;
     let after = db.size_on_disk()?;
     tracing::info!(
         before_bytes = before,

@@ -65,7 +65,7 @@ fn alert_rules_check_and_their_unit_tests_pass() {
         .args(["check", "rules", "alerts.yml"])
         .current_dir(&dir));
     let text = ok(&out, "promtool check rules");
-    assert!(text.contains("SUCCESS: 6 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 12 rules found"), "{text}");
     let out = run(Command::new(&promtool)
         .args(["test", "rules", "alerts.test.yml"])
         .current_dir(&dir));
@@ -81,7 +81,50 @@ fn alert_rules_check_and_their_unit_tests_pass() {
         "promtool check config: {}",
         show(&out)
     );
-    println!("promtool: 6 rules, unit tests pass");
+    println!("promtool: 12 rules, unit tests pass");
+}
+
+/// GitHub's anchor of a Markdown heading: lowercase, spaces to `-`, punctuation dropped.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_alert_has_a_runbook_section() {
+    let alerts = std::fs::read_to_string(repo().join("deploy/prometheus/alerts.yml")).unwrap();
+    let runbook = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
+    let sections: Vec<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## ").or_else(|| l.strip_prefix("### ")))
+        .map(slug)
+        .collect();
+    let names = alerts
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- alert:"))
+        .count();
+    let urls: Vec<&str> = alerts
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("runbook_url: "))
+        .collect();
+    assert_eq!(urls.len(), names, "every alert carries a runbook_url");
+    for url in urls {
+        let url = url.trim_matches('"');
+        let (page, section) = url.split_once('#').expect("a section anchor");
+        assert!(page.ends_with("docs/operations.md"), "{url}");
+        assert!(
+            sections.iter().any(|s| s == section),
+            "{url}: no such section in {sections:?}"
+        );
+    }
 }
 
 #[test]

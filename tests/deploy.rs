@@ -127,6 +127,27 @@ fn every_alert_has_a_runbook_section() {
     }
 }
 
+/// `config check` of the `config.toml` a rendered chart holds; its output.
+fn config_check(rendered: &str, what: &str) -> String {
+    let config: String = rendered
+        .split("config.toml: |\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &config).unwrap();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
+        .args(["config", "check", "--config"])
+        .arg(file.path()));
+    ok(
+        &out,
+        &format!("config check of the chart's config.toml ({what}):\n{config}"),
+    )
+}
+
 #[test]
 fn helm_chart_lints_and_renders_both_modes() {
     let Some(helm) = tool("helm") else { return };
@@ -169,6 +190,29 @@ fn helm_chart_lints_and_renders_both_modes() {
         assert!(poll.contains(needle), "poll mode lacks {needle:?}:\n{poll}");
     }
     assert!(!poll.contains("kind: ServiceMonitor"));
+    // Lists and tables reach the config file as TOML (toToml): the guard set from values.
+    let values = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        values.path(),
+        "config:\n  poll_interval: 3\n  publish_concurrency: 4\n  gateway: [\"g1.example\", \"g2.example:8443\"]\n  guard:\n    tenant_id: acme\n    agent_id: worker-1\n    asset:\n      - id: credit-prod\n        model: \"credit-scorer@champion\"\n        max_age: 900\n",
+    )
+    .unwrap();
+    let guarded = ok(
+        &run(Command::new(&helm)
+            .args(["template", "r"])
+            .arg(&chart)
+            .args(["--kube-version", "1.31.0", "-f"])
+            .arg(values.path())),
+        "helm template with a guard",
+    );
+    let text = config_check(&guarded, "a guard from values");
+    for line in [
+        "gateway = [\"g1.example\", \"g2.example:8443\"]  # file",
+        "publish_concurrency = \"4\"  # file",
+        "# [guard]: tenant \"acme\", agent \"worker-1\", 1 asset(s)",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
     let kafka = ok(
         &template(&[
             "mode=kafka",
@@ -196,23 +240,7 @@ fn helm_chart_lints_and_renders_both_modes() {
         );
     }
     // The rendered config file is one the worker accepts.
-    let config: String = kafka
-        .split("config.toml: |\n")
-        .nth(1)
-        .unwrap()
-        .lines()
-        .take_while(|l| l.starts_with("    "))
-        .map(|l| format!("{}\n", &l[4..]))
-        .collect();
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), &config).unwrap();
-    let out = run(Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
-        .args(["config", "check", "--config"])
-        .arg(file.path()));
-    let text = ok(
-        &out,
-        &format!("config check of the chart's config.toml:\n{config}"),
-    );
+    let text = config_check(&kafka, "kafka");
     assert!(
         text.contains("kafka_property = [\"security.protocol=SASL_SSL\"]  # file"),
         "{text}"

@@ -192,6 +192,19 @@ pub struct PolicyError {
     pub cause: String,
 }
 
+/// `900.0` read as `900`: Helm renders every number of its values as a float (`toToml`), and a
+/// number of seconds is one either way.
+fn whole_floats_as_integers(v: &mut toml::Value) {
+    match v {
+        toml::Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            *v = toml::Value::Integer(*f as i64);
+        }
+        toml::Value::Array(items) => items.iter_mut().for_each(whole_floats_as_integers),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| whole_floats_as_integers(v)),
+        _ => {}
+    }
+}
+
 impl GuardPolicy {
     /// The `[guard]` table of a configuration file; `Ok(None)` when it has none.
     pub fn load(path: &Path) -> Result<Option<GuardPolicy>, PolicyError> {
@@ -203,9 +216,10 @@ impl GuardPolicy {
         let mut table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| err(e.to_string()))?;
-        let Some(guard) = table.remove("guard") else {
+        let Some(mut guard) = table.remove("guard") else {
             return Ok(None);
         };
+        whole_floats_as_integers(&mut guard);
         let policy: GuardPolicy = guard
             .try_into()
             .map_err(|e: toml::de::Error| err(e.message().to_string()))?;

@@ -31,7 +31,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 ario \
  && useradd --system --uid 10001 --gid ario --home-dir /var/lib/ario-mlflow-worker --shell /usr/sbin/nologin ario \
- && install -d -o ario -g ario -m 0700 /var/lib/ario-mlflow-worker
+ && install -d -o ario -g ario -m 0700 /var/lib/ario-mlflow-worker /var/lib/ario-mlflow-wallet
 COPY --from=binary /out/ario-mlflow-worker /usr/local/bin/ario-mlflow-worker
 USER 10001:10001
 ENV HOME=/var/lib/ario-mlflow-worker \

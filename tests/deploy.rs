@@ -336,8 +336,21 @@ fn compose_file_validates() {
     let Some(compose) = tool("docker-compose") else {
         return;
     };
+    // Without a signing key it refuses to start, saying what to set (a key generated silently
+    // would differ per container).
     let out = run(Command::new(&compose)
         .args(["-f", "docker-compose.yml", "config", "-q"])
+        .env_remove("ARIO_MLFLOW_SIGNING_KEY")
+        .current_dir(repo()));
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("set ARIO_MLFLOW_SIGNING_KEY in .env"),
+        "{}",
+        show(&out)
+    );
+    let out = run(Command::new(&compose)
+        .args(["-f", "docker-compose.yml", "config", "-q"])
+        .env("ARIO_MLFLOW_SIGNING_KEY", SEED_B64)
         .current_dir(repo()));
     ok(&out, "docker-compose config -q");
     let out = run(Command::new(&compose)
@@ -349,6 +362,7 @@ fn compose_file_validates() {
             "config",
             "--services",
         ])
+        .env("ARIO_MLFLOW_SIGNING_KEY", SEED_B64)
         .current_dir(repo()));
     let services = ok(&out, "docker-compose config --services");
     for s in [
@@ -360,9 +374,56 @@ fn compose_file_validates() {
         "kafka",
         "feed",
         "kafka-worker",
+        "wallet-init",
     ] {
         assert!(services.lines().any(|l| l == s), "{s} missing: {services}");
     }
+    // Read as an operator would: the poller and the consumer group never run together, every
+    // long-running service restarts, `feed` has no healthcheck on a listener it does not run,
+    // devnet is read over http, one wallet is shared.
+    let out = run(Command::new(&compose)
+        .args(["-f", "docker-compose.yml", "config"])
+        .env("ARIO_MLFLOW_SIGNING_KEY", SEED_B64)
+        .current_dir(repo()));
+    let resolved = ok(&out, "docker-compose config");
+    let service = |name: &str| -> String {
+        let mut lines = resolved.lines().skip_while(|l| *l != format!("  {name}:"));
+        assert!(lines.next().is_some(), "{name} in:\n{resolved}");
+        lines
+            .take_while(|l| l.starts_with("    ") || l.trim().is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let worker = service("worker");
+    assert!(
+        worker.contains("- poll") && !worker.contains("- kafka"),
+        "{worker}"
+    );
+    let consumers = service("kafka-worker");
+    assert!(
+        consumers.contains("- kafka") && !consumers.contains("- poll"),
+        "{consumers}"
+    );
+    for (name, needle) in [
+        ("worker", "restart: unless-stopped"),
+        ("kafka-worker", "restart: unless-stopped"),
+        ("feed", "restart: unless-stopped"),
+        ("kafka-worker", "feed:"),
+        ("kafka-worker", "wallet-init:"),
+        (
+            "kafka-worker",
+            "ARIO_MLFLOW_ARWEAVE_WALLET: /var/lib/ario-mlflow-wallet/wallet.json",
+        ),
+        ("worker", "ARIO_MLFLOW_GATEWAYS: http://devnet:8080"),
+        ("feed", "- NONE"),
+    ] {
+        assert!(
+            service(name).contains(needle),
+            "{name} lacks {needle:?}:\n{}",
+            service(name)
+        );
+    }
+    assert!(!resolved.contains("change-me"), "no default webhook secret");
     println!(
         "docker-compose: config valid, {} services",
         services.lines().count()

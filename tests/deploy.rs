@@ -412,7 +412,7 @@ fn compose_file_validates() {
         ("kafka-worker", "wallet-init:"),
         (
             "kafka-worker",
-            "ARIO_MLFLOW_ARWEAVE_WALLET: /var/lib/ario-mlflow-wallet/wallet.json",
+            "ARIO_MLFLOW_ARWEAVE_WALLET: /var/lib/ario-mlflow-wallet/.ario-mlflow/wallet.json",
         ),
         ("worker", "ARIO_MLFLOW_GATEWAYS: http://devnet:8080"),
         ("feed", "- NONE"),

@@ -466,6 +466,10 @@ pub fn check(cmd: Command, config: Option<&Path>, command: &str) -> Result<Strin
             .unwrap_or_else(|| id.to_string());
         if raw.is_empty() {
             out.push_str(&format!("# {key} (unset)\n"));
+        } else if is_secret(a) {
+            // Commented out: the output stays a config file that loads (a `<redacted>` value
+            // would be taken as the secret).
+            out.push_str(&format!("# {key} = {value}  # {source}\n"));
         } else {
             out.push_str(&format!("{key} = {value}  # {source}\n"));
         }

@@ -16,8 +16,8 @@ ALTER TABLE public.registered_model_aliases REPLICA IDENTITY FULL;
 ALTER TABLE public.trace_info REPLICA IDENTITY FULL;
 -- registered_models: only renames are read (from the key-change headers); no before image needed.
 
--- publication.autocreate.mode=filtered makes the connector create the publication itself when
--- its role owns the tables; otherwise create it here (as the tables' owner):
--- CREATE PUBLICATION mlflow_cdc FOR TABLE public.runs, public.model_versions,
---   public.registered_model_aliases, public.trace_info, public.registered_models;
--- and set "publication.autocreate.mode": "disabled" in the connector.
+-- The publication, created here by the tables' owner: the connector's role does not own the
+-- tables, so it cannot create one itself (the connector files set
+-- publication.autocreate.mode=disabled and name this publication).
+CREATE PUBLICATION mlflow_cdc FOR TABLE public.runs, public.model_versions,
+  public.registered_model_aliases, public.trace_info, public.registered_models;

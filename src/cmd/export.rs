@@ -17,7 +17,6 @@ use super::connect::ArweaveHttpArgs;
 use super::error::{finish, CmdError};
 use super::signer::SignerArgs;
 use super::verify::{trusted_keys, VerifierArgs};
-use super::wallet_show::WalletArgs;
 use crate::arweave::gateway::gateway_list;
 use crate::arweave::turbo::{RetryPolicy, TurboConfig};
 use crate::arweave::{DataItem, GatewayReader, Tag, TurboClient, UploadOutcome, Wallet};
@@ -70,9 +69,10 @@ pub struct ExportArgs {
         default_value = "https://upload.ardrive.io"
     )]
     pub upload_url: url::Url,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub wallet: WalletArgs,
+    /// Arweave JWK or Solana id.json to sign the `--anchor` data item with [default:
+    /// ~/.ario-mlflow/wallet.json].
+    #[arg(long, env = "ARIO_MLFLOW_ARWEAVE_WALLET")]
+    pub wallet: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub key: SignerArgs,
@@ -361,7 +361,10 @@ async fn window_audits(
 
 /// Uploads the bundle as a data item; its id.
 async fn anchor_bundle(args: &ExportArgs, bytes: Vec<u8>) -> Result<String, CmdError> {
-    let wallet = Wallet::load_or_create(args.wallet.wallet.as_deref(), None)?;
+    if let Some(path) = args.wallet.as_deref().filter(|p| !p.as_os_str().is_empty()) {
+        super::signer::private_file(path, "the wallet file", args.key.allow_open_key_files)?;
+    }
+    let wallet = Wallet::load_or_create(args.wallet.as_deref(), None)?;
     let tags = vec![
         Tag::new("Content-Type", "application/json"),
         Tag::new("App-Name", crate::profile::APP_NAME),

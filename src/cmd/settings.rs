@@ -125,6 +125,17 @@ pub fn anchorer_with(s: &AnchorSettings, mlflow: MlflowConfig) -> Result<Anchore
     anchorer_keyed(s, mlflow, s.key.load()?)
 }
 
+impl AnchorSettings {
+    /// The funding wallet: the file named (refused when group or others may read it, unless
+    /// allowed) or the default one, created on first use.
+    pub fn wallet(&self) -> Result<Wallet, CmdError> {
+        if let Some(path) = self.wallet.as_deref().filter(|p| !p.as_os_str().is_empty()) {
+            super::signer::private_file(path, "the wallet file", self.key.allow_open_key_files)?;
+        }
+        Ok(Wallet::load_or_create(self.wallet.as_deref(), None)?)
+    }
+}
+
 /// The anchoring parts signing with `key` (loaded once: another workspace's lane shares it —
 /// one token session pool, one key).
 pub fn anchorer_keyed(
@@ -133,7 +144,7 @@ pub fn anchorer_keyed(
     key: EnvelopeKey,
 ) -> Result<Anchorer, CmdError> {
     let mlflow = MlflowClient::new(mlflow)?;
-    let wallet = Wallet::load_or_create(s.wallet.as_deref(), None)?;
+    let wallet = s.wallet()?;
     let http = super::connect::http_settings(&s.http)?;
     let turbo = TurboClient::new(TurboConfig {
         upload_url: s.upload_url.clone(),

@@ -58,6 +58,39 @@ pub struct SignerArgs {
     /// A file holding the token's user PIN (its first line).
     #[arg(long, env = "ARIO_MLFLOW_PKCS11_PIN_FILE", value_name = "PATH")]
     pub pkcs11_pin_file: Option<PathBuf>,
+    /// Accept a key or wallet file that group or others may read (refused by default: whoever
+    /// reads it can sign proofs or spend the wallet).
+    #[arg(long, env = "ARIO_MLFLOW_ALLOW_OPEN_KEY_FILES")]
+    pub allow_open_key_files: bool,
+}
+
+/// Refuses a secret file (the envelope key, the wallet) that group or others may read, unless
+/// `allow_open` says otherwise (then it is only a warning).
+pub(crate) fn private_file(
+    path: &std::path::Path,
+    what: &str,
+    allow_open: bool,
+) -> Result<(), CmdError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                if allow_open {
+                    tracing::warn!(file = %path.display(), mode = format!("{mode:03o}"), "{what} is readable by group or others (accepted: --allow-open-key-files)");
+                } else {
+                    return Err(CmdError::Usage(format!(
+                        "{what} {} is readable by group or others (mode {mode:03o}): `chmod 600` it, or accept it with --allow-open-key-files (ARIO_MLFLOW_ALLOW_OPEN_KEY_FILES=true)",
+                        path.display()
+                    )));
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, what, allow_open);
+    Ok(())
 }
 
 impl SignerArgs {
@@ -76,10 +109,14 @@ impl SignerArgs {
                         "PKCS#11 settings are given but ARIO_MLFLOW_SIGNER is `file`: set ARIO_MLFLOW_SIGNER=pkcs11 to sign with the token (a key file is never used in its place), or unset ARIO_MLFLOW_PKCS11_*",
                     ));
                 }
-                Ok(EnvelopeKey::load_or_create(
+                let key = EnvelopeKey::load_or_create(
                     self.signing_key.as_deref(),
                     self.key_dir.as_deref(),
-                )?)
+                )?;
+                if let crate::keys::KeySource::File(path) = key.source() {
+                    private_file(path, "the envelope key file", self.allow_open_key_files)?;
+                }
+                Ok(key)
             }
             SignerKind::Pkcs11 => {
                 if given(&self.signing_key) {
@@ -184,7 +221,31 @@ mod tests {
             pkcs11_key: Some("k".into()),
             pkcs11_pin: Some("1234".into()),
             pkcs11_pin_file: None,
+            allow_open_key_files: false,
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_may_read_is_refused_unless_allowed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args();
+        a.signer = SignerKind::File;
+        a.pkcs11_module = None;
+        a.pkcs11_token = None;
+        a.pkcs11_key = None;
+        a.key_dir = Some(dir.path().to_path_buf());
+        assert!(a.load().is_ok(), "generated 0600");
+        let private = dir.path().join("ed25519_private.json");
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = message(&a);
+        assert!(
+            e.contains("readable by group or others (mode 644)") && e.contains("chmod 600"),
+            "{e}"
+        );
+        a.allow_open_key_files = true;
+        assert!(a.load().is_ok());
     }
 
     fn message(a: &SignerArgs) -> String {

@@ -205,7 +205,7 @@ fn guard_signing(
     turbo: &TurboClient,
 ) -> Result<(EnvelopeKey, Wallet, TurboClient), CmdError> {
     let key = s.key.load()?;
-    let wallet = Wallet::load_or_create(s.wallet.as_deref(), None)?;
+    let wallet = s.wallet()?;
     Ok((key, wallet, turbo.clone()))
 }
 

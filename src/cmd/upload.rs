@@ -12,7 +12,7 @@ use super::wallet_show::WalletArgs;
 use std::process::ExitCode;
 
 use crate::arweave::turbo::{RetryPolicy, TurboConfig};
-use crate::arweave::{DataItem, Tag, TurboClient, UploadOutcome, Wallet};
+use crate::arweave::{DataItem, Tag, TurboClient, UploadOutcome};
 
 /// Arguments of `upload`.
 #[derive(Debug, Args)]
@@ -56,7 +56,7 @@ pub async fn run(args: UploadArgs) -> ExitCode {
 
 async fn upload(args: UploadArgs) -> Result<ExitCode, CmdError> {
     let data = std::fs::read(&args.file).map_err(|e| CmdError::read(&args.file, e))?;
-    let wallet = Wallet::load_or_create(args.wallet.wallet.as_deref(), None)?;
+    let wallet = args.wallet.load(true)?;
     let content_type = args.content_type.clone().unwrap_or_else(|| {
         if args.file.extension().is_some_and(|x| x == "json") {
             "application/json"

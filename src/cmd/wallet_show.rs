@@ -25,11 +25,30 @@ pub struct WalletArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Accept a wallet file that group or others may read (`upload` refuses one by default).
+    #[arg(long, env = "ARIO_MLFLOW_ALLOW_OPEN_KEY_FILES")]
+    pub allow_open_key_files: bool,
+}
+
+impl WalletArgs {
+    /// The wallet these flags name; a named file group or others may read is refused unless
+    /// allowed.
+    pub fn load(&self, refuse_open: bool) -> Result<Wallet, super::error::CmdError> {
+        if let Some(path) = self.wallet.as_deref().filter(|p| !p.as_os_str().is_empty()) {
+            super::signer::private_file(
+                path,
+                "the wallet file",
+                self.allow_open_key_files || !refuse_open,
+            )?;
+        }
+        Ok(Wallet::load_or_create(self.wallet.as_deref(), None)?)
+    }
 }
 
 /// Runs the command.
 pub fn run(args: &WalletArgs) -> ExitCode {
-    match Wallet::load_or_create(args.wallet.as_deref(), None) {
+    // Showing a wallet signs nothing: an open file is only warned about.
+    match args.load(false) {
         Ok(w) => {
             if args.json {
                 let doc = serde_json::json!({
@@ -60,6 +79,6 @@ pub fn run(args: &WalletArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => finish(Err(e.into())),
+        Err(e) => finish(Err(e)),
     }
 }

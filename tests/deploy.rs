@@ -190,6 +190,39 @@ fn helm_chart_lints_and_renders_both_modes() {
         assert!(poll.contains(needle), "poll mode lacks {needle:?}:\n{poll}");
     }
     assert!(!poll.contains("kind: ServiceMonitor"));
+    // A ServiceAccount whose token is never mounted, a PodDisruptionBudget by default; a
+    // NetworkPolicy and the alerts as a PrometheusRule when asked — the same rules as
+    // deploy/prometheus/alerts.yml (the chart's copy must not drift).
+    for needle in [
+        "kind: ServiceAccount",
+        "automountServiceAccountToken: false",
+        "kind: PodDisruptionBudget",
+    ] {
+        assert!(poll.contains(needle), "poll mode lacks {needle:?}");
+    }
+    assert!(!poll.contains("kind: NetworkPolicy") && !poll.contains("kind: PrometheusRule"));
+    let extras = ok(
+        &template(&["networkPolicy.enabled=true", "prometheusRule.enabled=true"]),
+        "helm template with a NetworkPolicy and a PrometheusRule",
+    );
+    assert!(extras.contains("kind: NetworkPolicy") && extras.contains("port: 9847"));
+    assert!(extras.contains("kind: PrometheusRule"));
+    let alerts = std::fs::read_to_string(repo().join("deploy/prometheus/alerts.yml")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(chart.join("files/alerts.yml")).unwrap(),
+        alerts,
+        "deploy/helm/ario-mlflow-worker/files/alerts.yml is a copy of deploy/prometheus/alerts.yml"
+    );
+    let rules = alerts.matches("- alert:").count();
+    assert_eq!(
+        extras.matches("- alert:").count(),
+        rules,
+        "every alert in the PrometheusRule"
+    );
+    assert!(
+        extras.contains("{{ $labels.instance }}"),
+        "alert templates kept verbatim"
+    );
     // Lists and tables reach the config file as TOML (toToml): the guard set from values.
     let values = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(

@@ -45,6 +45,9 @@ metadata:
     {{- toYaml . | nindent 4 }}
     {{- end }}
 spec:
+  serviceAccountName: {{ if .Values.serviceAccount.create }}{{ include "ario.fullname" . }}{{ else }}{{ .Values.serviceAccount.name | default "default" }}{{ end }}
+  # The worker never talks to the Kubernetes API: no token in the pod.
+  automountServiceAccountToken: false
   {{- with .Values.imagePullSecrets }}
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}

@@ -311,8 +311,25 @@ fn helm_chart_lints_and_renders_both_modes() {
     let out = template(&["mode=both"]);
     assert!(
         !out.status.success()
-            && String::from_utf8_lossy(&out.stderr).contains("mode must be poll or kafka")
+            && String::from_utf8_lossy(&out.stderr)
+                .contains("mode must be one of the following: \"poll\", \"kafka\"")
     );
+    // values.schema.json: wrong types and unknown keys are refused before rendering.
+    for (set, says) in [
+        ("replicas=0", "replicas: Must be greater than or equal to 1"),
+        (
+            "kafka.format=avro",
+            "kafka.format: kafka.format must be one of the following",
+        ),
+        (
+            "servicemonitor.enabled=true",
+            "Additional property servicemonitor is not allowed",
+        ),
+    ] {
+        let out = template(&[set]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success() && err.contains(says), "{set}: {err}");
+    }
     let out = template(&["signingKeySecret="]);
     assert!(
         !out.status.success()

@@ -19,7 +19,7 @@ use super::signer::SignerArgs;
 use super::verify::{trusted_keys, VerifierArgs};
 use crate::arweave::gateway::gateway_list;
 use crate::arweave::turbo::{RetryPolicy, TurboConfig};
-use crate::arweave::{DataItem, GatewayReader, Tag, TurboClient, UploadOutcome, Wallet};
+use crate::arweave::{DataItem, GatewayReader, Tag, TurboClient, UploadOutcome};
 use crate::keys::KeySource;
 use crate::profile::evidence::{self as format, Unsigned};
 use crate::proof::jcs;
@@ -361,10 +361,7 @@ async fn window_audits(
 
 /// Uploads the bundle as a data item; its id.
 async fn anchor_bundle(args: &ExportArgs, bytes: Vec<u8>) -> Result<String, CmdError> {
-    if let Some(path) = args.wallet.as_deref().filter(|p| !p.as_os_str().is_empty()) {
-        super::signer::private_file(path, "the wallet file", args.key.allow_open_key_files)?;
-    }
-    let wallet = Wallet::load_or_create(args.wallet.as_deref(), None)?;
+    let wallet = super::signer::load_wallet(args.wallet.as_deref(), args.key.allow_open_key_files)?;
     let tags = vec![
         Tag::new("Content-Type", "application/json"),
         Tag::new("App-Name", crate::profile::APP_NAME),

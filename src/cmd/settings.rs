@@ -129,10 +129,7 @@ impl AnchorSettings {
     /// The funding wallet: the file named (refused when group or others may read it, unless
     /// allowed) or the default one, created on first use.
     pub fn wallet(&self) -> Result<Wallet, CmdError> {
-        if let Some(path) = self.wallet.as_deref().filter(|p| !p.as_os_str().is_empty()) {
-            super::signer::private_file(path, "the wallet file", self.key.allow_open_key_files)?;
-        }
-        Ok(Wallet::load_or_create(self.wallet.as_deref(), None)?)
+        super::signer::load_wallet(self.wallet.as_deref(), self.key.allow_open_key_files)
     }
 }
 

@@ -64,6 +64,18 @@ pub struct SignerArgs {
     pub allow_open_key_files: bool,
 }
 
+/// The funding wallet: the file named (refused when group or others may read it, unless
+/// `allow_open`) or the default one, created on first use.
+pub(crate) fn load_wallet(
+    named: Option<&std::path::Path>,
+    allow_open: bool,
+) -> Result<crate::arweave::Wallet, CmdError> {
+    if let Some(path) = named.filter(|p| !p.as_os_str().is_empty()) {
+        private_file(path, "the wallet file", allow_open)?;
+    }
+    Ok(crate::arweave::Wallet::load_or_create(named, None)?)
+}
+
 /// Refuses a secret file (the envelope key, the wallet) that group or others may read, unless
 /// `allow_open` says otherwise (then it is only a warning).
 pub(crate) fn private_file(

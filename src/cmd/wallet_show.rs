@@ -34,14 +34,10 @@ impl WalletArgs {
     /// The wallet these flags name; a named file group or others may read is refused unless
     /// allowed.
     pub fn load(&self, refuse_open: bool) -> Result<Wallet, super::error::CmdError> {
-        if let Some(path) = self.wallet.as_deref().filter(|p| !p.as_os_str().is_empty()) {
-            super::signer::private_file(
-                path,
-                "the wallet file",
-                self.allow_open_key_files || !refuse_open,
-            )?;
-        }
-        Ok(Wallet::load_or_create(self.wallet.as_deref(), None)?)
+        super::signer::load_wallet(
+            self.wallet.as_deref(),
+            self.allow_open_key_files || !refuse_open,
+        )
     }
 }
 

@@ -174,8 +174,8 @@ pub fn main() -> ExitCode {
         Command::Run(args) => with_runtime(cmd::run::run(*args, false, config.as_deref())),
         Command::Feed(args) => with_runtime(cmd::feed::run(*args)),
         Command::Backfill(args) => with_runtime(cmd::run::run(*args, true, config.as_deref())),
-        Command::Status(args) => cmd::status::status(&args),
-        Command::Retry(args) => cmd::retry::retry(&args),
+        Command::Status(args) => with_runtime(cmd::status::status(args)),
+        Command::Retry(args) => with_runtime(cmd::retry::retry(args)),
         Command::Webhook(WebhookCommand::Register(args)) => {
             with_runtime(cmd::webhook::register(args))
         }

@@ -341,6 +341,79 @@ fn feed_and_one_consumer_anchor_everything_once_and_dead_letter_the_bad_messages
         "{metrics}"
     );
     println!("kafka e2e: /readyz ready with 6 partitions; /metrics: {want} anchored from kafka, {} dead letters, lag 0", bad.len());
+    // Job gauges in Kafka mode: summed over the owned partitions' stores (the NaN run parked).
+    wait_for(
+        "the job gauges: the parked NaN run",
+        Duration::from_secs(15),
+        &[&log],
+        || {
+            common::metrics::scrape(&addr).is_some_and(|t| {
+                common::metrics::sum(&t, "ario_mlflow_worker_jobs", &[("state", "parked")]) == 1.0
+            })
+        },
+    );
+    // `status` and `retry` from the running consumer: its state dir has no store (the stores
+    // are its partitions'), so both ask its listener, with the secret from its state dir.
+    let out = worker(&consumer_env, &["status", "--json"]);
+    assert!(out.status.success(), "status: {}", show(&out));
+    let live: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(live["mode"], "kafka", "{live}");
+    let stores = live["stores"].as_array().unwrap();
+    assert_eq!(stores.len(), 6, "one store per owned partition: {live}");
+    let done: u64 = stores
+        .iter()
+        .flat_map(|s| s["counts"].as_object().unwrap().values())
+        .map(|states| states["done"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(done, want as u64, "{live}");
+    let parked: Vec<&Value> = stores
+        .iter()
+        .flat_map(|s| s["parked"].as_array().unwrap())
+        .collect();
+    assert_eq!(parked.len(), 1, "the NaN run: {live}");
+    let text = worker(&consumer_env, &["status"]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(
+        text.contains("(kafka mode): 6 store(s)") && text.contains("PARKED"),
+        "{text}"
+    );
+    let out = worker(&consumer_env, &["retry", "--all-parked"]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("re-queued 1 job(s)"),
+        "retry: {}",
+        show(&out)
+    );
+    // A wrong secret is refused (401), named, exit 2.
+    let wrong = lab.home.path().join("wrong-secret");
+    std::fs::write(&wrong, "not-the-secret").unwrap();
+    let out = worker(
+        &consumer_env,
+        &[
+            "status",
+            "--management-secret-file",
+            wrong.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(show(&out).contains("401"), "{}", show(&out));
+    // The re-queued run is resolved again and parks again (its cause is in its payload).
+    wait_for(
+        "the retried NaN run parked again",
+        Duration::from_secs(30),
+        &[&log],
+        || {
+            let out = worker(&consumer_env, &["status", "--json"]);
+            serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|v| {
+                v["stores"].as_array().is_some_and(|s| {
+                    s.iter()
+                        .flat_map(|s| s["parked"].as_array().unwrap())
+                        .count()
+                        == 1
+                })
+            })
+        },
+    );
+    println!("kafka e2e: status from the running consumer: 6 partition stores, {done} done, 1 parked; retry re-queued it through the listener");
     sigterm(&mut run);
     let text = std::fs::read_to_string(&log).unwrap();
     let a = anchored(&lab);

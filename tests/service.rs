@@ -194,7 +194,7 @@ fn backfill_anchors_every_event_once_and_the_plugin_verifies_them() {
 /// A reboot where MLflow starts after the worker: `run` waits, saying why, instead of exiting
 /// (the systemd unit would not restart an exit 2), and anchors once MLflow is up.
 #[test]
-fn run_waits_for_an_mlflow_that_starts_late() {
+fn run_waits_for_a_late_mlflow_and_answers_status_and_retry_while_running() {
     let Some(venv) = venv() else { return };
     let mut lab = Lab::start(&venv);
     let script = common::run::mlflow_data("registry_actions.py");
@@ -209,7 +209,8 @@ fn run_waits_for_an_mlflow_that_starts_late() {
     lab.server.stop();
     let state = lab.home.path().join("state-late");
     let mut env = lab.worker_env(&state);
-    env.push(("ARIO_MLFLOW_LISTEN", "127.0.0.1:0".into()));
+    let port = common::process::free_port();
+    env.push(("ARIO_MLFLOW_LISTEN", format!("127.0.0.1:{port}")));
     env.push(("RUST_LOG", "info".into()));
     let log = lab.home.path().join("late.log");
     let mut w = common::process::Proc::worker(&env, &["run", "--poll-interval", "1"], &log);
@@ -244,5 +245,83 @@ fn run_waits_for_an_mlflow_that_starts_late() {
         "{}",
         w.log()
     );
+
+    // `status` and `retry` while it runs: the store is held, so both ask its listener.
+    let out = common::run::worker(&env, &["status", "--json"]);
+    assert!(out.status.success(), "status: {}", show(&out));
+    let live: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(live["mode"], "poll", "{live}");
+    assert_eq!(live["stores"][0]["workspace"], "default", "{live}");
+    assert_eq!(
+        live["stores"][0]["counts"]["training_complete"]["done"], 1,
+        "{live}"
+    );
+    // Turbo refuses uploads for a while: the next run's job parks, visible without a restart…
+    lab.dn
+        .handle
+        .add_fault(ario_mlflow_worker::devnet::faults::FaultRule::parse("upload:400").unwrap());
+    let out = lab
+        .server
+        .python(&venv, &script, &[&lab.server.uri, "run", "late-2"], &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    let second = common::lab::last_json_line(&out.stdout)["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let parked = || {
+        let out = common::run::worker(&env, &["status", "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["stores"][0]["parked"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    common::run::wait_for(
+        "the second run parked (Turbo answers 400)",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(500),
+        &[&log],
+        || parked().len() == 1,
+    );
+    let job = parked()[0]["job"].as_str().unwrap().to_string();
+    assert!(job.contains(&second), "{job}");
+    let text = common::run::worker(&env, &["status"]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(
+        text.contains("(poll mode): 1 store(s)") && text.contains(&format!("PARKED {job}")),
+        "{text}"
+    );
+    // …and, Turbo back, `retry` through the listener re-queues it and wakes the pipeline.
+    lab.dn.handle.clear_faults();
+    let out = common::run::worker(&env, &["retry", &job]);
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout)
+                .contains("re-queued 1 job(s); the worker at http://"),
+        "retry: {}",
+        show(&out)
+    );
+    common::run::wait_for(
+        "the retried run anchored by the running worker",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(500),
+        &[&log],
+        || {
+            lab.rt
+                .block_on(mlflow.get_run(&second))
+                .ok()
+                .is_some_and(|r| r.tag("ario.training_tx").is_some())
+        },
+    );
     assert!(w.sigterm(std::time::Duration::from_secs(30)).success());
+    // Stopped: the store is read directly again.
+    let out = common::run::worker(&env, &["status", "--json"]);
+    let offline: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        offline["counts"]["training_complete"]["done"], 2,
+        "{offline}"
+    );
+    assert!(
+        offline["parked"].as_array().unwrap().is_empty(),
+        "{offline}"
+    );
 }

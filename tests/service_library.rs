@@ -70,6 +70,7 @@ fn config(until_caught_up: bool, listen: Option<std::net::SocketAddr>) -> PollCo
             health_interval: Duration::from_millis(500),
             stuck_after: Duration::from_secs(60),
             coverage_interval: None,
+            management_secret: Some("library-secret".into()),
         },
         webhook_secrets: Vec::new(),
         webhook_tolerance: Duration::from_secs(300),

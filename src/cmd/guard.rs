@@ -38,7 +38,7 @@ async fn run_guard(
     args: GuardCommandArgs,
     config: Option<&std::path::Path>,
 ) -> Result<ExitCode, CmdError> {
-    let surface_config = surface_config(&args.server)?;
+    let surface_config = surface_config(&args.server, &args.state_dir)?;
     let anchorer = anchorer(&args.anchor)?;
     let parts = load_guard(
         config,
@@ -59,6 +59,7 @@ async fn run_guard(
         SurfaceParts {
             turbo: Some(anchorer.turbo.clone()),
             guard: Some(parts),
+            mode: "guard",
             ..Default::default()
         },
         &stop,

@@ -23,3 +23,4 @@ pub mod verify;
 pub mod verify_envelope;
 pub mod wallet_show;
 pub mod webhook;
+pub mod worker;

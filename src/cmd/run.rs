@@ -244,7 +244,7 @@ async fn start(
     if args.dry_run {
         return dry_run(&args, &filter).await;
     }
-    let surface = surface_config(&args.server)?;
+    let surface = surface_config(&args.server, &args.state_dir)?;
     let pipeline = pipeline_config(&args, until_caught_up)?;
     let poll_interval = poll_interval(&args)?;
     let kafka = args.sources.contains(&Source::Kafka);

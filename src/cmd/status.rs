@@ -1,14 +1,16 @@
 //! `status`: the store's jobs per event type and state, parked jobs with their errors, chain
-//! heads and cursors.
+//! heads and cursors — read from the state directory, or, while a worker runs (it holds the
+//! store; in Kafka mode its stores are its partitions'), asked of the worker's listener.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 
-use super::error::finish;
-use crate::store::{JobState, Store};
+use super::error::{finish, CmdError};
+use super::worker::{explain, open_local, LocalStore, WorkerArgs, WorkerClient};
+use crate::server::jobs::WorkerStatus;
+use crate::store::StoreReport;
 
 /// Arguments of `status`.
 #[derive(Debug, Args)]
@@ -23,78 +25,102 @@ pub struct StatusArgs {
     /// workspace's is the state directory itself).
     #[arg(long, env = "MLFLOW_WORKSPACE", value_name = "NAME")]
     pub workspace: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub worker: WorkerArgs,
 }
 
 /// `status`.
-pub fn status(args: &StatusArgs) -> ExitCode {
-    if let Err(e) = super::connect::check_workspace_name(args.workspace.as_deref()) {
-        return finish(Err(e));
-    }
+pub async fn status(args: StatusArgs) -> ExitCode {
+    finish(show(&args).await)
+}
+
+async fn show(args: &StatusArgs) -> Result<ExitCode, CmdError> {
+    super::connect::check_workspace_name(args.workspace.as_deref())?;
     let dir = super::connect::workspace_state_dir(&args.state_dir, args.workspace.as_ref());
-    let store = match Store::open(&dir) {
-        Ok(s) => s,
-        Err(e) => return finish(Err(e.into())),
-    };
-    let jobs = store.jobs().unwrap_or_default();
-    let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-    for j in &jobs {
-        *counts
-            .entry(j.event.event_type().to_string())
-            .or_default()
-            .entry(j.state.name().to_string())
-            .or_default() += 1;
-    }
-    let parked: Vec<serde_json::Value> = jobs
-        .iter()
-        .filter_map(|j| match &j.state {
-            JobState::Parked { error } => {
-                Some(serde_json::json!({"job": j.key, "error": error, "attempts": j.attempts}))
-            }
-            _ => None,
-        })
-        .collect();
-    let chains: BTreeMap<String, String> = store
-        .chain_heads()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, h)| (k, h.head))
-        .collect();
-    let cursors: BTreeMap<String, serde_json::Value> =
-        store.cursors().unwrap_or_default().into_iter().collect();
-    let doc = serde_json::json!({
-        "jobs": jobs.len(), "counts": counts, "parked": parked, "chain_heads": chains,
-        "cursors": cursors, "store_bytes": store.size_on_disk(),
-        "workspace": args.workspace.as_deref().unwrap_or(crate::mlflow::DEFAULT_WORKSPACE),
-        "other_workspaces": other_workspaces(args),
-    });
-    if args.json {
-        println!("{doc}");
+    let why = if args.worker.url.is_some() {
+        "--worker was given".to_string()
     } else {
-        println!("{} jobs, store {} bytes", jobs.len(), store.size_on_disk());
-        let others = &doc["other_workspaces"];
-        if let Some(list) = others.as_array().filter(|l| !l.is_empty()) {
-            let names: Vec<&str> = list.iter().filter_map(|v| v.as_str()).collect();
-            println!(
-                "  MLflow workspace {}; the stores of {} too (status --workspace NAME)",
-                doc["workspace"].as_str().unwrap_or(""),
-                names.join(", ")
-            );
+        match open_local(&dir)? {
+            LocalStore::Open(store) => {
+                let report = store.report()?;
+                print_local(args, &report);
+                return Ok(ExitCode::SUCCESS);
+            }
+            LocalStore::AskWorker(why) => why,
         }
-        for (event, states) in &counts {
-            println!("  {event:<18} {states:?}");
-        }
-        for p in &parked {
-            println!(
-                "  PARKED {} — {}",
-                p["job"].as_str().unwrap_or(""),
-                p["error"].as_str().unwrap_or("")
-            );
-        }
-        for (chain, head) in &chains {
-            println!("  chain {chain} → {head}");
-        }
+    };
+    let client = WorkerClient::new(&args.worker, &args.state_dir).map_err(|e| explain(&why, e))?;
+    let answer = client
+        .status(args.workspace.as_deref())
+        .await
+        .map_err(|e| explain(&why, e))?;
+    print_worker(args, client.base(), &answer);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(report: &StoreReport) {
+    for (event, states) in &report.counts {
+        println!("  {event:<18} {states:?}");
     }
-    ExitCode::SUCCESS
+    for p in &report.parked {
+        println!("  PARKED {} — {}", p.job, p.error);
+    }
+    for (chain, head) in &report.chain_heads {
+        println!("  chain {chain} → {head}");
+    }
+}
+
+fn print_local(args: &StatusArgs, report: &StoreReport) {
+    let workspace = args
+        .workspace
+        .as_deref()
+        .unwrap_or(crate::mlflow::DEFAULT_WORKSPACE);
+    let others = other_workspaces(args);
+    if args.json {
+        let mut doc = serde_json::to_value(report).unwrap_or_default();
+        doc["workspace"] = workspace.into();
+        doc["other_workspaces"] = others.into();
+        println!("{doc}");
+        return;
+    }
+    println!("{} jobs, store {} bytes", report.jobs, report.store_bytes);
+    if !others.is_empty() {
+        println!(
+            "  MLflow workspace {workspace}; the stores of {} too (status --workspace NAME)",
+            others.join(", ")
+        );
+    }
+    print_report(report);
+}
+
+fn print_worker(args: &StatusArgs, base: &str, answer: &WorkerStatus) {
+    if args.json {
+        let mut doc = serde_json::to_value(answer).unwrap_or_default();
+        doc["worker"] = base.into();
+        println!("{doc}");
+        return;
+    }
+    let jobs: usize = answer.stores.iter().map(|s| s.report.jobs).sum();
+    println!(
+        "worker at {base} ({} mode): {} store(s), {jobs} jobs",
+        answer.mode,
+        answer.stores.len()
+    );
+    if answer.stores.is_empty() && answer.mode == "kafka" {
+        println!("  no partition owned by this instance right now (ask another member, or wait for the group to assign)");
+    }
+    for s in &answer.stores {
+        let partition = s
+            .partition
+            .map(|p| format!(", partition {p}"))
+            .unwrap_or_default();
+        println!(
+            "MLflow workspace {}{partition}: {} jobs, store {} bytes",
+            s.workspace, s.report.jobs, s.report.store_bytes
+        );
+        print_report(&s.report);
+    }
 }
 
 /// The other MLflow workspaces with a store under the state directory (`status --workspace`).

@@ -45,11 +45,21 @@ pub struct ServerArgs {
     /// the gaps, not the registry; `coverage` counts and verifies all); 0 turns it off.
     #[arg(long, env = "ARIO_MLFLOW_COVERAGE_INTERVAL", default_value_t = 300)]
     pub coverage_interval: u64,
+    /// A file holding the management secret that `/v1/status`, `/v1/retry` and the guard's
+    /// verify-status endpoint require (e.g. a Kubernetes Secret mounted read-only); unset:
+    /// `<state-dir>/management-secret`, generated once.
+    #[arg(long, env = "ARIO_MLFLOW_MANAGEMENT_SECRET_FILE", value_name = "FILE")]
+    pub management_secret_file: Option<std::path::PathBuf>,
 }
 
 /// The listener and probe settings of `args`, checked: an address that does not parse is
-/// refused with what to write instead.
-pub(crate) fn surface_config(args: &ServerArgs) -> Result<SurfaceConfig, CmdError> {
+/// refused with what to write instead. With a listener, the management secret is read from
+/// `--management-secret-file` (which must exist) or from `<state_dir>/management-secret`
+/// (generated there once).
+pub(crate) fn surface_config(
+    args: &ServerArgs,
+    state_dir: &std::path::Path,
+) -> Result<SurfaceConfig, CmdError> {
     let listen = if args.listen.eq_ignore_ascii_case("off") {
         None
     } else {
@@ -66,7 +76,13 @@ pub(crate) fn surface_config(args: &ServerArgs) -> Result<SurfaceConfig, CmdErro
             args.health_interval
         )));
     }
+    let management_secret = match (&listen, &args.management_secret_file) {
+        (None, _) => None,
+        (Some(_), Some(file)) => Some(crate::guard::read_management_secret(file)?),
+        (Some(_), None) => Some(crate::guard::management_secret(state_dir)?),
+    };
     Ok(SurfaceConfig {
+        management_secret,
         listen,
         health_interval: Duration::from_secs_f64(args.health_interval.clamp(0.1, 3600.0)),
         stuck_after: Duration::from_secs(args.stuck_after.max(1)),
@@ -146,12 +162,11 @@ pub(crate) async fn guard_from_config(
     };
     super::verify::check_history_online(&verifier, args.trusted_keys_file.as_deref()).await?;
     let guard = crate::guard::Guard::new(policy.clone());
-    // The secret and the kept events are files: read (or created) on the blocking pool.
+    // The kept events are files: read (or created) on the blocking pool.
     let dir = state_dir.to_path_buf();
     let policy_hash = guard.policy_hash().to_string();
-    let (secret, events) = tokio::task::spawn_blocking(move || {
-        let secret = crate::guard::management_secret(&dir)?;
-        let events = signing
+    let events = tokio::task::spawn_blocking(move || {
+        signing
             .map(|(key, wallet, turbo)| {
                 crate::guard::events::GuardEvents::open(
                     &dir,
@@ -163,17 +178,16 @@ pub(crate) async fn guard_from_config(
                     &policy_hash,
                 )
             })
-            .transpose()?;
-        Ok::<_, crate::guard::GuardError>((secret, events))
+            .transpose()
     })
     .await
     .map_err(|e| CmdError::Setup(Box::new(crate::guard::GuardError::Task(e.to_string()))))??;
-    tracing::info!(assets = guard.policy().assets.len(), policy_hash = %guard.policy_hash(), secret_file = %state_dir.join("management-secret").display(), "guard: policy loaded");
+    tracing::info!(assets = guard.policy().assets.len(), policy_hash = %guard.policy_hash(), "guard: policy loaded");
     let guard = match events {
         Some(events) => guard.with_events(events),
         None => guard,
     };
-    Ok(Some((Arc::new(guard), Arc::new(verifier), secret)))
+    Ok(Some((Arc::new(guard), Arc::new(verifier))))
 }
 
 /// The guard of `config` with its signing parts (see [`guard_from_config`]).
@@ -221,11 +235,14 @@ mod tests {
             health_interval: health,
             stuck_after: 0,
             coverage_interval: coverage,
+            management_secret_file: None,
         }
     }
 
     #[test]
     fn the_listener_is_an_address_or_off_and_intervals_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let surface_config = |args: &ServerArgs| super::surface_config(args, dir.path());
         let c = surface_config(&server("127.0.0.1:9847", 10.0, 300)).unwrap();
         assert_eq!(c.listen.unwrap().port(), 9847);
         assert_eq!(c.health_interval, Duration::from_secs(10));
@@ -242,5 +259,26 @@ mod tests {
         assert!(e.to_string().contains("--health-interval"), "{e}");
         let tiny = surface_config(&server("off", 0.0, 0)).unwrap();
         assert_eq!(tiny.health_interval, Duration::from_millis(100));
+        assert!(tiny.management_secret.is_none(), "no listener, no secret");
+        assert_eq!(
+            c.management_secret.as_deref().map(str::len),
+            Some(64),
+            "generated in the state dir"
+        );
+    }
+
+    #[test]
+    fn a_management_secret_file_is_read_never_generated() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        let mut args = server("127.0.0.1:9847", 10.0, 0);
+        args.management_secret_file = Some(file.clone());
+        let e = surface_config(&args, dir.path()).unwrap_err();
+        assert!(e.to_string().contains(&file.display().to_string()), "{e}");
+        assert!(!file.exists(), "a missing secret file is not created");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let c = surface_config(&args, dir.path()).unwrap();
+        assert_eq!(c.management_secret.as_deref(), Some("s3cret"));
+        assert!(!dir.path().join("management-secret").exists());
     }
 }

@@ -299,6 +299,18 @@ pub fn management_secret(state_dir: &std::path::Path) -> Result<String, GuardErr
     Ok(secret)
 }
 
+/// The management secret in `path` (`--management-secret-file`, e.g. a mounted Secret): read,
+/// trimmed, never created — a missing or empty file is an error naming it.
+pub fn read_management_secret(path: &std::path::Path) -> Result<String, GuardError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        Ok(_) => Err(GuardError::EmptySecret {
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(GuardError::io("read", path, e)),
+    }
+}
+
 /// Whether `offered` is `secret`, compared in constant time (over their SHA-256 digests, so the
 /// length leaks nothing either).
 pub fn secret_matches(secret: &str, offered: &str) -> bool {

@@ -1,12 +1,13 @@
 //! The worker's one HTTP listener (`run --listen`, default `127.0.0.1:9847`): `/metrics`,
-//! `/healthz`, `/readyz`, `POST /v1/webhooks/mlflow` and the guard's `GET
-//! /v1/verify-status/{asset_id}`. It binds loopback by default; bodies
+//! `/healthz`, `/readyz`, `POST /v1/webhooks/mlflow`, the guard's `GET
+//! /v1/verify-status/{asset_id}` and the job endpoints `GET /v1/status`, `POST /v1/retry`. It binds loopback by default; bodies
 //! are capped, slow handlers time out, and it stops with the rest of the service.
 //!
 //! It is an edge like the clients: it reads the health state, renders the metrics recorder and
 //! hands webhook deliveries to [`crate::feed::webhook`]; it never anchors anything itself.
 
 pub mod health;
+pub mod jobs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,8 +47,13 @@ pub struct ServerState {
     /// The guard whose state `/v1/verify-status/{asset_id}` serves (`None`: no policy; every
     /// asset is unknown to it, 404).
     pub guard: Option<Arc<crate::guard::Guard>>,
-    /// The management secret that endpoint requires.
+    /// The management secret that endpoint, `/v1/status` and `/v1/retry` require (`None`:
+    /// they answer 401).
     pub management_secret: Option<String>,
+    /// The stores the worker holds (for `/v1/status` and `/v1/retry`).
+    pub stores: crate::store::LiveStores,
+    /// `poll`, `kafka` or `guard`: what `/v1/status` reports the worker runs.
+    pub mode: &'static str,
 }
 
 /// Why the listener could not start.
@@ -77,6 +83,8 @@ pub fn router(state: ServerState) -> Router {
         .route("/readyz", get(readyz))
         .route(WEBHOOK_PATH, post(webhook))
         .route("/v1/verify-status/{asset_id}", get(verify_status))
+        .route("/v1/status", get(jobs::status))
+        .route("/v1/retry", post(jobs::retry))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -137,20 +145,8 @@ async fn verify_status(
     headers: HeaderMap,
 ) -> Response {
     let no_store = [(header::CACHE_CONTROL, "no-store")];
-    let offered = headers
-        .get("x-ario-management-secret")
-        .and_then(|v| v.to_str().ok());
-    let authorized = match (&state.management_secret, offered) {
-        (Some(secret), Some(offered)) => crate::guard::secret_matches(secret, offered),
-        _ => false,
-    };
-    if !authorized {
-        return (
-            StatusCode::UNAUTHORIZED,
-            no_store,
-            Json(json!({"error": "missing or wrong X-Ario-Management-Secret (the value of <state-dir>/management-secret)"})),
-        )
-            .into_response();
+    if !jobs::authorized(&state, &headers) {
+        return jobs::unauthorized();
     }
     let body = state
         .guard

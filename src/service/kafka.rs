@@ -112,6 +112,9 @@ pub async fn run_workspaces(
     };
     let mut running: Vec<Running> = Vec::new();
     let mut failed = None;
+    // Owned partitions' stores, as the listener serves them to `status`/`retry` and the probe
+    // exports their job gauges.
+    let live = crate::store::LiveStores::default();
     for lane in lanes {
         let settings = config.settings.in_workspace(&lane.workspace);
         let feed = match lane.feed_store {
@@ -134,6 +137,7 @@ pub async fn run_workspaces(
                 &lane.workspace,
                 config.pipeline.clone(),
                 config.retain_done,
+                live.clone(),
             ),
             source.clone(),
         )
@@ -167,6 +171,9 @@ pub async fn run_workspaces(
                         .map(|r| (r.workspace.clone(), r.mlflow.clone()))
                         .collect(),
                     guard,
+                    stores: live.clone(),
+                    probe_stores: false,
+                    mode: "kafka",
                     ..Default::default()
                 },
                 &stop,
@@ -244,11 +251,19 @@ fn partition_worker(
     workspace: &str,
     config: PipelineConfig,
     retain_done: Duration,
+    live: crate::store::LiveStores,
 ) -> PartitionWorker {
     let anchorer = Arc::new(anchorer);
     let workspace = workspace.to_string();
     let runtime = tokio::runtime::Handle::current();
     Arc::new(move |owned: OwnedPartition| {
+        let scope = crate::store::StoreScope {
+            workspace: workspace.clone(),
+            partition: Some(owned.partition),
+        };
+        let registration =
+            live.insert(scope.clone(), owned.store.clone(), Some(owned.wake.clone()));
+        let live = live.clone();
         let pipeline = Pipeline::shared(anchorer.clone(), owned.store, config.clone());
         let rt = runtime.clone();
         let workspace = workspace.clone();
@@ -278,6 +293,7 @@ fn partition_worker(
                     }
                 }
                 crate::telemetry::partition_open_jobs(&workspace, owned.partition, 0);
+                live.remove(&scope, registration);
             })
         })
     })

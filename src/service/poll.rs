@@ -124,14 +124,28 @@ pub async fn run_workspaces(
     } else {
         None
     };
+    // The stores the listener serves to `status`/`retry` (a retry wakes the lane's loop).
+    let live = crate::store::LiveStores::default();
+    let scope = |workspace: &str| crate::store::StoreScope {
+        workspace: workspace.to_string(),
+        partition: None,
+    };
+    live.insert(scope(&workspace), store.clone(), Some(wake.clone()));
+    for (lane, (_, lane_wake)) in lanes.iter().zip(&locks) {
+        live.insert(
+            scope(&lane.workspace),
+            lane.store.clone(),
+            Some(lane_wake.clone()),
+        );
+    }
     let surface = Surface::start(
         &config.surface,
         &anchorer.mlflow,
         SurfaceParts {
             turbo: Some(anchorer.turbo.clone()),
-            stores: std::iter::once((workspace.clone(), store.clone()))
-                .chain(lanes.iter().map(|l| (l.workspace.clone(), l.store.clone())))
-                .collect(),
+            stores: live,
+            probe_stores: true,
+            mode: "poll",
             workspaces: std::iter::once((workspace.clone(), anchorer.mlflow.clone()))
                 .chain(
                     lanes

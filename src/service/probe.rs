@@ -12,7 +12,7 @@ use crate::arweave::TurboClient;
 use crate::feed::kafka::consumer::ConsumerStats;
 use crate::mlflow::MlflowClient;
 use crate::server::health::{Check, Health};
-use crate::store::{Store, StoreError};
+use crate::store::{LiveStores, Store, StoreError};
 
 /// The coverage gaps every `every`, as gauges (tags only, and only what is not anchored: its
 /// cost follows the gaps, not the registry; the `coverage` command counts and verifies all).
@@ -81,7 +81,10 @@ pub(super) struct Probe {
     pub interval: Duration,
     pub mlflow: MlflowClient,
     pub turbo: Option<TurboClient>,
-    pub stores: Vec<(String, Store)>,
+    pub stores: LiveStores,
+    pub probe_stores: bool,
+    /// Workspaces whose job gauges are kept (zero when no store of theirs is live).
+    pub gauge_workspaces: Vec<String>,
     pub kafka: Vec<std::sync::Arc<ConsumerStats>>,
 }
 
@@ -130,17 +133,34 @@ impl Probe {
         if let Some(t) = t {
             health.report(Check::Turbo, t.map(|_| ()));
         }
-        if !self.stores.is_empty() {
-            // The open-jobs index and the parked counter, read off the runtime (sled I/O).
-            let stores = self.stores.clone();
+        let stores = self.stores.snapshot();
+        if self.probe_stores || !stores.is_empty() {
+            // The open-jobs index and the parked counter, read off the runtime (sled I/O);
+            // per workspace, summed over its stores (Kafka mode: its owned partitions').
+            let mut by_workspace: BTreeMap<String, Vec<Store>> = self
+                .gauge_workspaces
+                .iter()
+                .map(|w| (w.clone(), Vec::new()))
+                .collect();
+            for (scope, live) in stores {
+                by_workspace
+                    .entry(scope.workspace)
+                    .or_default()
+                    .push(live.store);
+            }
             let read = tokio::task::spawn_blocking(move || {
-                stores
+                by_workspace
                     .iter()
-                    .try_for_each(|(workspace, store)| store_gauges(workspace, store))
+                    .try_for_each(|(workspace, stores)| store_gauges(workspace, stores))
             });
-            match read.await {
-                Ok(result) => health.report(Check::Store, result),
-                Err(e) => health.report(Check::Store, Err(e)),
+            let result = match read.await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if self.probe_stores {
+                health.report(Check::Store, result);
+            } else if let Err(e) = result {
+                tracing::warn!(error = %e, "job gauges: a partition's store could not be read");
             }
         }
         if !self.kafka.is_empty() {
@@ -161,9 +181,9 @@ impl Probe {
     }
 }
 
-/// The store's job gauges: open jobs per state, parked jobs, the oldest open job's age, size.
-fn store_gauges(workspace: &str, store: &Store) -> Result<(), StoreError> {
-    let open = store.open_jobs()?;
+/// The job gauges of a workspace's stores: open jobs per state, parked jobs, the oldest open
+/// job's age, size — summed over the stores (zero when it has none live).
+fn store_gauges(workspace: &str, stores: &[Store]) -> Result<(), StoreError> {
     let mut per_state: BTreeMap<&'static str, usize> = [
         "detected",
         "waiting",
@@ -175,17 +195,24 @@ fn store_gauges(workspace: &str, store: &Store) -> Result<(), StoreError> {
     .into_iter()
     .map(|s| (s, 0))
     .collect();
-    for job in &open {
-        *per_state.entry(job.state.name()).or_default() += 1;
-    }
-    per_state.insert("parked", store.parked_count());
     let now = crate::store::now_ms();
-    let oldest = open
-        .iter()
-        .map(|j| j.detected_ms)
-        .min()
-        .map(|t| Duration::from_millis(now.saturating_sub(t)));
+    let mut oldest: Option<u64> = None;
+    let mut parked = 0;
+    let mut bytes = 0;
+    for store in stores {
+        let open = store.open_jobs()?;
+        for job in &open {
+            *per_state.entry(job.state.name()).or_default() += 1;
+        }
+        parked += store.parked_count();
+        bytes += store.size_on_disk();
+        if let Some(t) = open.iter().map(|j| j.detected_ms).min() {
+            oldest = Some(oldest.map_or(t, |o| o.min(t)));
+        }
+    }
+    per_state.insert("parked", parked);
+    let oldest = oldest.map(|t| Duration::from_millis(now.saturating_sub(t)));
     let states: Vec<(&'static str, usize)> = per_state.into_iter().collect();
-    crate::telemetry::store_gauges(workspace, &states, oldest, store.size_on_disk());
+    crate::telemetry::store_gauges(workspace, &states, oldest, bytes);
     Ok(())
 }

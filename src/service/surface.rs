@@ -16,7 +16,7 @@ use crate::feed::kafka::consumer::ConsumerStats;
 use crate::feed::webhook::WebhookReceiver;
 use crate::mlflow::MlflowClient;
 use crate::server::health::{Check, Health};
-use crate::store::Store;
+use crate::store::LiveStores;
 
 /// Between drains of the metrics recorder's histogram samples.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
@@ -24,12 +24,8 @@ const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 /// How long the listener may take to finish its in-flight requests once stopped.
 const LISTENER_DRAIN: Duration = Duration::from_secs(5);
 
-/// The guard, the verifier it checks through, and the management secret.
-pub type GuardParts = (
-    Arc<crate::guard::Guard>,
-    Arc<crate::verify::Verifier>,
-    String,
-);
+/// The guard and the verifier it checks through.
+pub type GuardParts = (Arc<crate::guard::Guard>, Arc<crate::verify::Verifier>);
 
 /// The listener and the probes, as validated from flags.
 #[derive(Debug, Clone)]
@@ -42,6 +38,9 @@ pub struct SurfaceConfig {
     pub stuck_after: Duration,
     /// Between coverage passes; `None`: off.
     pub coverage_interval: Option<Duration>,
+    /// What `/v1/status`, `/v1/retry` and the guard's verify-status require
+    /// (`X-Ario-Management-Secret`); `None` (no listener): nothing to protect.
+    pub management_secret: Option<String>,
 }
 
 /// What the surface serves and probes.
@@ -49,9 +48,14 @@ pub struct SurfaceConfig {
 pub struct SurfaceParts {
     /// Turbo, probed for readiness.
     pub turbo: Option<TurboClient>,
-    /// The stores, one per MLflow workspace, probed (and their gauges exported, labelled with
-    /// the workspace).
-    pub stores: Vec<(String, Store)>,
+    /// The stores the service holds (one per MLflow workspace in poll mode; Kafka mode adds
+    /// and removes its partitions' as they are assigned): probed, their job gauges exported
+    /// (labelled with the workspace), and served to `status`/`retry` through the listener.
+    pub stores: LiveStores,
+    /// Whether the store check is part of readiness (poll mode: the stores exist from start).
+    pub probe_stores: bool,
+    /// `poll`, `kafka` or `guard`, as `/v1/status` reports it.
+    pub mode: &'static str,
     /// The MLflow workspaces whose coverage gauges are kept (each client in its workspace);
     /// empty: the surface's own client's.
     pub workspaces: Vec<(String, MlflowClient)>,
@@ -87,7 +91,7 @@ impl Surface {
         if parts.turbo.is_some() {
             required.push(Check::Turbo);
         }
-        if !parts.stores.is_empty() {
+        if parts.probe_stores {
             required.push(Check::Store);
         }
         if !parts.kafka.is_empty() {
@@ -129,14 +133,16 @@ impl Surface {
                 health: health.clone(),
                 webhook_off_reason: if parts.webhook.is_some() {
                     String::new()
-                } else if parts.stores.is_empty() {
+                } else if !parts.probe_stores {
                     "webhooks need the poller's store (`--source poll`)".into()
                 } else {
                     "webhooks are not enabled: set ARIO_MLFLOW_WEBHOOK_SECRET to the webhook's secret".into()
                 },
                 webhook: parts.webhook.clone(),
-                guard: parts.guard.as_ref().map(|(g, _, _)| g.clone()),
-                management_secret: parts.guard.as_ref().map(|(_, _, s)| s.clone()),
+                guard: parts.guard.as_ref().map(|(g, _)| g.clone()),
+                management_secret: config.management_secret.clone(),
+                stores: parts.stores.clone(),
+                mode: parts.mode,
             };
             tracing::info!(listen = %bound, webhooks = parts.webhook.is_some(), "HTTP listener up: /metrics /healthz /readyz");
             let shutdown = stop.clone();
@@ -167,7 +173,7 @@ impl Surface {
                 }
             }
         }
-        if let Some((guard, verifier, _)) = parts.guard {
+        if let Some((guard, verifier)) = parts.guard {
             tasks.spawn(guard.run(verifier, stop.clone()));
         }
         let probe = Probe {
@@ -176,6 +182,8 @@ impl Surface {
             mlflow: mlflow.clone(),
             turbo: parts.turbo,
             stores: parts.stores,
+            probe_stores: parts.probe_stores,
+            gauge_workspaces: parts.workspaces.iter().map(|(w, _)| w.clone()).collect(),
             kafka: parts.kafka,
         };
         tasks.spawn(probe.run(stop.clone()));

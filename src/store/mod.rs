@@ -36,14 +36,18 @@ mod error;
 mod job;
 mod jobs;
 mod journal;
+pub mod live;
 mod names;
 pub mod prepared;
 mod queries;
+pub mod report;
 pub mod shrink;
 
 pub use error::StoreError;
 pub use job::{ChainHead, Job, JobState, JobSummary};
 pub use journal::{Journal, JournalEntry};
+pub use live::{LiveStores, StoreScope};
+pub use report::{ParkedJob, StoreReport};
 
 /// Version of the on-disk layout.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -127,6 +127,9 @@ pub enum ConfigCommand {
         #[arg(long, default_value = "run")]
         command: String,
     },
+    /// Print every setting of every command (flag, environment variable, config file key,
+    /// default, values, meaning) as Markdown: docs/configuration-reference.md is this output.
+    Reference,
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit status.
@@ -178,6 +181,11 @@ pub fn main() -> ExitCode {
         Command::Retry(args) => with_runtime(cmd::retry::retry(args)),
         Command::Webhook(WebhookCommand::Register(args)) => {
             with_runtime(cmd::webhook::register(args))
+        }
+        Command::Config(ConfigCommand::Reference) => {
+            use clap::CommandFactory;
+            print!("{}", crate::config::reference(&Cli::command()));
+            ExitCode::SUCCESS
         }
         Command::Config(ConfigCommand::Check { command }) => {
             use clap::CommandFactory;

@@ -148,13 +148,61 @@ fn config_check(rendered: &str, what: &str) -> String {
     )
 }
 
+/// `kubeconform -strict` of a rendered chart against the Kubernetes 1.31 schemas
+/// `deploy/scripts/install-tools.sh` localizes (CRDs skipped); a document with an unknown field
+/// must fail, so the schemas are really read.
+fn kubeconform(rendered: &str, what: &str) {
+    let Some(bin) = tool("kubeconform") else {
+        return;
+    };
+    let schemas = bin.parent().unwrap().parent().unwrap().join("k8s-schemas");
+    assert!(
+        schemas.join("v1.31.0-local-strict").is_dir(),
+        "{} is missing (deploy/scripts/install-tools.sh writes it)",
+        schemas.display()
+    );
+    let check = |docs: &str| {
+        let mut child = Command::new(&bin)
+            .args(["-strict", "-summary", "-kubernetes-version", "1.31.0"])
+            .arg("-schema-location")
+            .arg(format!(
+                "{}/{{{{ .NormalizedKubernetesVersion }}}}-local{{{{ .StrictSuffix }}}}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json",
+                schemas.display()
+            ))
+            .args(["-ignore-missing-schemas", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), docs.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = check(rendered);
+    let summary = ok(&out, &format!("kubeconform {what}"));
+    assert!(
+        summary.contains("Invalid: 0, Errors: 0"),
+        "{what}: {summary}"
+    );
+    let bad = rendered.replacen("spec:\n", "spec:\n  replicaz: 1\n", 1);
+    assert!(
+        !check(&bad).status.success(),
+        "kubeconform accepted an unknown field: the schemas are not read"
+    );
+}
+
 #[test]
-fn helm_chart_lints_and_renders_both_modes() {
+fn helm_chart_lints_and_renders_every_mode() {
     let Some(helm) = tool("helm") else { return };
     let chart = repo().join("deploy/helm/ario-mlflow-worker");
-    for mode in ["poll", "kafka"] {
+    for mode in ["poll", "kafka", "kafka.feed=inline"] {
+        let set = if mode.contains('=') {
+            format!("mode=kafka,{mode}")
+        } else {
+            format!("mode={mode}")
+        };
         let out = run(Command::new(&helm)
-            .args(["lint", "--strict", "--set", &format!("mode={mode}")])
+            .args(["lint", "--strict", "--set", &set])
             .arg(&chart));
         ok(&out, &format!("helm lint {mode}"));
     }
@@ -253,24 +301,97 @@ fn helm_chart_lints_and_renders_both_modes() {
             "serviceMonitor.enabled=true",
             "kafka.saslSecret=kafka-user",
             "kafka.properties[0]=security.protocol=SASL_SSL",
+            "managementSecret=ario-mgmt",
         ]),
         "helm template kafka",
     );
-    assert!(
-        kafka.contains("kind: Deployment") && !kafka.contains("kind: StatefulSet"),
-        "{kafka}"
+    assert!(!kafka.contains("kind: Deployment"), "{kafka}");
+    assert_eq!(
+        kafka.matches("kind: StatefulSet").count(),
+        2,
+        "the members and the feed workload: {kafka}"
     );
     for needle in [
         "replicas: 3",
+        "podManagementPolicy: Parallel",
         "kind: ServiceMonitor",
         "ARIO_MLFLOW_KAFKA_BROKERS",
         "ARIO_MLFLOW_KAFKA_SASL_PASSWORD",
         "args: [\"run\", \"--source\", \"kafka\"]",
+        // Static membership and the transactional id from the (stable) pod name.
+        "name: ARIO_MLFLOW_KAFKA_INSTANCE_ID\n              valueFrom:\n                fieldRef:\n                  fieldPath: metadata.name",
+        // The feed workload fills the topic.
+        "args: [\"feed\", \"--to-kafka\", \"ario.mlflow.events\"]",
+        "app.kubernetes.io/component: feed",
+        // One management secret for every member, from a Secret.
+        "name: ARIO_MLFLOW_MANAGEMENT_SECRET_FILE",
+        "secretName: ario-mgmt",
     ] {
         assert!(
             kafka.contains(needle),
             "kafka mode lacks {needle:?}:\n{kafka}"
         );
+    }
+    // The Service, the PDB and the NetworkPolicy select the members only, never the feed.
+    assert!(kafka.matches("app.kubernetes.io/component: worker").count() >= 4);
+    let inline = ok(
+        &template(&["mode=kafka", "kafka.feed=inline"]),
+        "helm template kafka with an inline feed",
+    );
+    assert!(
+        inline.contains("args: [\"run\", \"--source\", \"poll,kafka\"]")
+            && inline.contains("volumeClaimTemplates")
+            && inline.matches("kind: StatefulSet").count() == 1,
+        "{inline}"
+    );
+    let external = ok(
+        &template(&["mode=kafka", "kafka.feed=none"]),
+        "helm template kafka fed by something else",
+    );
+    assert!(
+        external.matches("kind: StatefulSet").count() == 1
+            && !external.contains("volumeClaimTemplates"),
+        "{external}"
+    );
+    // Guard only: `guard` over the policy in values, its outcomes on a claim.
+    let guard_values = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        guard_values.path(),
+        "mode: guard\nconfig:\n  guard:\n    tenant_id: acme\n    agent_id: gate-1\n    asset:\n      - id: credit-prod\n        model: \"credit-scorer@champion\"\n        max_age: 900\n",
+    )
+    .unwrap();
+    let guard_only = ok(
+        &run(Command::new(&helm)
+            .args(["template", "r"])
+            .arg(&chart)
+            .args(["--kube-version", "1.31.0", "-f"])
+            .arg(guard_values.path())),
+        "helm template guard",
+    );
+    assert!(
+        guard_only.contains("args: [\"guard\"]") && guard_only.contains("volumeClaimTemplates"),
+        "{guard_only}"
+    );
+    assert!(config_check(&guard_only, "guard").contains("agent \"gate-1\", 1 asset(s)"));
+    let out = template(&["mode=guard"]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("mode guard needs a policy"),
+        "guard mode without a policy is refused"
+    );
+    // Every mode renders objects Kubernetes 1.31 accepts (strict: no unknown field), and a
+    // config file the worker accepts.
+    for (what, rendered) in [
+        ("poll", &poll),
+        ("poll with a NetworkPolicy and a PrometheusRule", &extras),
+        ("poll with a guard", &guarded),
+        ("kafka", &kafka),
+        ("kafka inline", &inline),
+        ("kafka none", &external),
+        ("guard", &guard_only),
+    ] {
+        kubeconform(rendered, what);
+        config_check(rendered, what);
     }
     // The rendered config file is one the worker accepts.
     let text = config_check(&kafka, "kafka");
@@ -300,6 +421,13 @@ fn helm_chart_lints_and_renders_both_modes() {
         !kafka.contains("ARIO_MLFLOW_KAFKA_FORMAT"),
         "cloudevents is the default"
     );
+    assert_eq!(
+        cdc.matches("kind: StatefulSet").count(),
+        1,
+        "Debezium fills the topic: no feed workload"
+    );
+    kubeconform(&cdc, "kafka debezium");
+    config_check(&cdc, "kafka debezium");
     let out = template(&["mode=kafka", "kafka.format=debezium"]);
     assert!(
         !out.status.success()
@@ -312,7 +440,7 @@ fn helm_chart_lints_and_renders_both_modes() {
     assert!(
         !out.status.success()
             && String::from_utf8_lossy(&out.stderr)
-                .contains("mode must be one of the following: \"poll\", \"kafka\"")
+                .contains("mode must be one of the following: \"poll\", \"kafka\", \"guard\"")
     );
     // values.schema.json: wrong types and unknown keys are refused before rendering.
     for (set, says) in [
@@ -335,7 +463,7 @@ fn helm_chart_lints_and_renders_both_modes() {
         !out.status.success()
             && String::from_utf8_lossy(&out.stderr).contains("signingKeySecret is required")
     );
-    println!("helm: lint --strict and template pass for poll, kafka and kafka with Debezium");
+    println!("helm: lint --strict, template, kubeconform -strict (Kubernetes 1.31) and config check pass for poll, kafka (feed workload, inline, none), kafka with Debezium and guard");
 }
 
 #[test]

@@ -58,7 +58,20 @@ if [ ! -x "$TOOLS/bin/helm" ]; then
     -ldflags "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=31" \
     helm.sh/helm/v3/cmd/helm@v3.16.4
 fi
+# kubeconform 0.7.0 and the Kubernetes 1.31 JSON schemas, offline: kubernetes-validate's bundled
+# copy made readable by kubeconform (localize-k8s-schemas.py).
+if [ ! -x "$TOOLS/bin/kubeconform" ]; then
+  echo "go install kubeconform v0.7.0"
+  GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install github.com/yannh/kubeconform/cmd/kubeconform@v0.7.0
+fi
+if [ ! -f "$TOOLS/k8s-schemas/v1.31.0-local-strict/statefulset-apps-v1.json" ]; then
+  echo "kubernetes-validate (schemas for kubeconform)"
+  python3 -m venv "$TOOLS/kubernetes-validate"
+  "$TOOLS/kubernetes-validate/bin/pip" install -q kubernetes-validate
+  "$TOOLS/kubernetes-validate/bin/python" "$(dirname "$0")/localize-k8s-schemas.py" 1.31.0 "$TOOLS/k8s-schemas"
+fi
 "$TOOLS/bin/helm" version --short
+"$TOOLS/bin/kubeconform" -v
 promtool --version 2>&1 | head -1
 podman --version
 docker-compose --version

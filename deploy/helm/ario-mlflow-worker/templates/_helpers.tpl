@@ -17,14 +17,48 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "ario.selector" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: worker
+{{- end -}}
+
+{{/* The `feed` workload's pods (kafka mode, kafka.feed = workload): not behind the Service. */}}
+{{- define "ario.feedSelector" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: feed
+{{- end -}}
+
+{{/* What the worker pods run. */}}
+{{- define "ario.args" -}}
+{{- if eq .Values.mode "guard" -}}
+["guard"]
+{{- else if eq .Values.mode "poll" -}}
+["run", "--source", "poll"]
+{{- else if and (eq .Values.kafka.feed "inline") (eq .Values.kafka.format "cloudevents") -}}
+["run", "--source", "poll,kafka"]
+{{- else -}}
+["run", "--source", "kafka"]
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the worker pods keep a store on a PersistentVolumeClaim: the poller's (poll mode,
+kafka with an inline feed) and the guard's. Kafka consumers keep theirs in the state topic. */}}
+{{- define "ario.persistent" -}}
+{{- if or (ne .Values.mode "kafka") (and (eq .Values.kafka.feed "inline") (eq .Values.kafka.format "cloudevents")) -}}true{{- end -}}
 {{- end -}}
 
 {{- define "ario.validate" -}}
-{{- if not (has .Values.mode (list "poll" "kafka")) -}}
-{{- fail (printf "mode must be poll or kafka, not %q" .Values.mode) -}}
+{{- if not (has .Values.mode (list "poll" "kafka" "guard")) -}}
+{{- fail (printf "mode must be poll, kafka or guard, not %q" .Values.mode) -}}
 {{- end -}}
+{{- if and (eq .Values.mode "guard") (not (and .Values.config .Values.config.guard)) -}}
+{{- fail "mode guard needs a policy: config.guard with tenant_id, agent_id and asset entries" -}}
+{{- end -}}
+
 {{- if not .Values.signingKeySecret -}}{{- fail "signingKeySecret is required (a Secret with key signing-key)" -}}{{- end -}}
 {{- if not .Values.walletSecret -}}{{- fail "walletSecret is required (a Secret with key wallet.json)" -}}{{- end -}}
+{{- if not (has .Values.kafka.feed (list "workload" "inline" "none")) -}}
+{{- fail (printf "kafka.feed must be workload, inline or none, not %q" .Values.kafka.feed) -}}
+{{- end -}}
 {{- if and (eq .Values.mode "kafka") (not .Values.kafka.brokers) -}}{{- fail "kafka.brokers is required in kafka mode" -}}{{- end -}}
 {{- if not (has .Values.kafka.format (list "cloudevents" "debezium")) -}}
 {{- fail (printf "kafka.format must be cloudevents or debezium, not %q" .Values.kafka.format) -}}
@@ -59,7 +93,7 @@ spec:
     - name: worker
       image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
       imagePullPolicy: {{ .Values.image.pullPolicy }}
-      args: ["run", "--source", "{{ .Values.mode }}"]
+      args: {{ include "ario.args" . }}
       ports:
         - name: http
           containerPort: 9847
@@ -95,7 +129,16 @@ spec:
               name: {{ .Values.webhookSecret }}
               key: webhook-secret
         {{- end }}
+        {{- if .Values.managementSecret }}
+        - name: ARIO_MLFLOW_MANAGEMENT_SECRET_FILE
+          value: /etc/ario-mlflow-worker/management/management-secret
+        {{- end }}
         {{- if eq .Values.mode "kafka" }}
+        # Static membership and a stable transactional id: the pod's own (stable) name.
+        - name: ARIO_MLFLOW_KAFKA_INSTANCE_ID
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
         - name: ARIO_MLFLOW_KAFKA_BROKERS
           value: {{ .Values.kafka.brokers | quote }}
         - name: ARIO_MLFLOW_KAFKA_TOPIC
@@ -153,6 +196,11 @@ spec:
         - name: wallet
           mountPath: /etc/ario-mlflow-worker/wallet
           readOnly: true
+        {{- if .Values.managementSecret }}
+        - name: management
+          mountPath: /etc/ario-mlflow-worker/management
+          readOnly: true
+        {{- end }}
         - name: tmp
           mountPath: /tmp
   volumes:
@@ -163,9 +211,15 @@ spec:
       secret:
         secretName: {{ .Values.walletSecret }}
         defaultMode: 0400
+    {{- if .Values.managementSecret }}
+    - name: management
+      secret:
+        secretName: {{ .Values.managementSecret }}
+        defaultMode: 0400
+    {{- end }}
     - name: tmp
       emptyDir: {}
-    {{- if eq .Values.mode "kafka" }}
+    {{- if not (include "ario.persistent" .) }}
     - name: state
       emptyDir: {}
     {{- end }}

@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, Command};
 
+mod reference;
+pub use reference::reference;
+
 /// The environment variable naming the file.
 pub const CONFIG_ENV: &str = "ARIO_MLFLOW_CONFIG";
 

@@ -699,14 +699,9 @@ fn a_broker_restart_mid_stream_is_survived_without_restarting_the_worker() {
     let lab = Lab::start(&venv);
     let mut broker = kafka::start();
     let topic = "events-restart";
-    broker.create_topic(topic, 6, &[]);
     let dir = lab.home.path().to_path_buf();
-    let feed_log = dir.join("feed.log");
-    let mut feed = spawn(
-        &worker_env(&lab, &broker, &dir.join("feed-state")),
-        &["feed", "--to-kafka", topic, "--poll-interval", "1"],
-        &feed_log,
-    );
+    // The consumer starts before the topic exists (the feed that creates it comes later, as
+    // in a compose or Helm start): it waits, and its listener says why.
     let log = dir.join("worker.log");
     let addr = format!("127.0.0.1:{}", free_port());
     let mut run_env = worker_env(&lab, &broker, &dir.join("run-state"));
@@ -715,6 +710,29 @@ fn a_broker_restart_mid_stream_is_survived_without_restarting_the_worker() {
         &run_env,
         &["run", "--source", "kafka", "--kafka-topic", topic],
         &log,
+    );
+    wait_for(
+        "the consumer waiting for its topic",
+        Duration::from_secs(60),
+        &[&log],
+        || run.log().contains("Kafka is not usable yet"),
+    );
+    let readyz = lab.rt.block_on(async {
+        let r = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    assert_eq!(readyz.0, 503, "{}", readyz.1);
+    assert!(
+        readyz.1.contains("does not exist") && readyz.1.contains(topic),
+        "{}",
+        readyz.1
+    );
+    assert!(run.alive(), "the consumer gave up: {}", run.log());
+    let feed_log = dir.join("feed.log");
+    let mut feed = spawn(
+        &worker_env(&lab, &broker, &dir.join("feed-state")),
+        &["feed", "--to-kafka", topic, "--poll-interval", "1"],
+        &feed_log,
     );
     let (chains, per_chain) = (6, 10);
     let seeder = seed_chains(&venv, &lab, chains, per_chain, "restart", "0.1");

@@ -221,6 +221,25 @@ fn run_waits_for_a_late_mlflow_and_answers_status_and_retry_while_running() {
         &[&log],
         || w.log().contains("MLflow is not reachable yet"),
     );
+    // While it waits, its listener says why: alive, not ready, waiting for MLflow.
+    let get = |path: &str| {
+        lab.rt.block_on(async {
+            let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let (code, body) = get("/readyz");
+    assert_eq!(code, 503, "{body}");
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        ready["waiting_for"]
+            .as_str()
+            .is_some_and(|w| w.contains("MLflow at") && w.contains("not reachable yet")),
+        "{ready}"
+    );
+    assert_eq!(get("/healthz").0, 200);
     std::thread::sleep(std::time::Duration::from_secs(8));
     assert!(w.alive(), "the worker gave up: {}", w.log());
     lab.server.restart();
@@ -244,6 +263,14 @@ fn run_waits_for_a_late_mlflow_and_answers_status_and_retry_while_running() {
         w.log().contains("MLflow is reachable: starting"),
         "{}",
         w.log()
+    );
+    // The service's own listener took the port over.
+    common::run::wait_for(
+        "/readyz from the running service",
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(300),
+        &[&log],
+        || get("/readyz").1.contains("\"checks\""),
     );
 
     // `status` and `retry` while it runs: the store is held, so both ask its listener.

@@ -199,16 +199,31 @@ pub async fn run(
 
 /// `run` waits for an MLflow that is not up yet (a reboot where it starts after the worker):
 /// connection refused, timeouts and 5xx answers are retried with backoff up to 30 s, each said in
-/// the log; a signal ends the wait (exit 0). What can never work (a bad URL, refused
-/// credentials, an answer that is not MLflow's) is still reported by `start` as exit 2.
+/// the log and — the listener serving meanwhile — by `/readyz` (503, what it waits for and the
+/// last error; `/healthz` 200); a signal ends the wait (exit 0). What can never work (a bad URL,
+/// refused credentials, an answer that is not MLflow's) is still reported by `start` as exit 2.
 /// Returns false when stopped by a signal.
-async fn wait_for_mlflow(mlflow: &crate::mlflow::MlflowClient) -> bool {
+async fn wait_for_mlflow(
+    mlflow: &crate::mlflow::MlflowClient,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<bool, CmdError> {
     let mut delay = Duration::from_secs(1);
-    let mut waited = false;
-    loop {
+    let mut starting: Option<crate::server::starting::StartingListener> = None;
+    let waiting = crate::server::starting::Waiting::default();
+    let ready = loop {
         match mlflow.list_workspaces().await {
             Err(e) if e.is_transient() => {
-                waited = true;
+                waiting.set(format!(
+                    "MLflow at {} is not reachable yet: {e}",
+                    mlflow.tracking_uri()
+                ));
+                if let (None, Some(addr)) = (&starting, listen) {
+                    starting = Some(
+                        crate::server::starting::StartingListener::start(addr, waiting.clone())
+                            .await
+                            .map_err(|e| CmdError::Setup(Box::new(e)))?,
+                    );
+                }
                 tracing::warn!(
                     tracking_uri = %mlflow.tracking_uri(),
                     error = %e,
@@ -217,18 +232,23 @@ async fn wait_for_mlflow(mlflow: &crate::mlflow::MlflowClient) -> bool {
                 );
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = crate::service::shutdown::signal() => return false,
+                    _ = crate::service::shutdown::signal() => break false,
                 }
                 delay = (delay * 2).min(Duration::from_secs(30));
             }
             _ => {
-                if waited {
+                if starting.is_some() {
                     tracing::info!(tracking_uri = %mlflow.tracking_uri(), "MLflow is reachable: starting");
                 }
-                return true;
+                break true;
             }
         }
+    };
+    // The service's own listener binds the same address next.
+    if let Some(listener) = starting {
+        listener.stop().await;
     }
+    Ok(ready)
 }
 
 async fn start(
@@ -276,7 +296,7 @@ async fn start(
     } else {
         None
     };
-    if !until_caught_up && !wait_for_mlflow(&anchorer.mlflow).await {
+    if !until_caught_up && !wait_for_mlflow(&anchorer.mlflow, surface.listen).await? {
         return Ok(ExitCode::SUCCESS);
     }
     let workspaces = anchored_workspaces(&args.anchor.mlflow, &anchorer.mlflow).await?;

@@ -8,6 +8,7 @@
 
 pub mod health;
 pub mod jobs;
+pub mod starting;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

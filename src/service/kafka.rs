@@ -130,25 +130,23 @@ pub async fn run_workspaces(
             None => None,
         };
         let lane_mlflow = lane.anchorer.mlflow.clone();
-        let consumer = match KafkaConsumer::start(
-            settings.clone(),
-            partition_worker(
-                lane.anchorer,
-                &lane.workspace,
-                config.pipeline.clone(),
-                config.retain_done,
-                live.clone(),
-            ),
-            source.clone(),
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                failed = Some(start(e));
-                break;
-            }
-        };
+        let worker = partition_worker(
+            lane.anchorer,
+            &lane.workspace,
+            config.pipeline.clone(),
+            config.retain_done,
+            live.clone(),
+        );
+        let consumer =
+            match start_consumer(&settings, worker, &source, config.surface.listen, &stop).await {
+                Ok(Some(c)) => c,
+                // Stopped by a signal while waiting for Kafka.
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(start(e));
+                    break;
+                }
+            };
         tracing::info!(workspace = %lane.workspace, topic = %settings.topic, group = %settings.group, brokers = %settings.brokers, properties = ?settings.redacted_properties(), "consuming the change feed");
         running.push(Running {
             workspace: lane.workspace,
@@ -156,6 +154,15 @@ pub async fn run_workspaces(
             consumer,
             feed,
         });
+    }
+    if failed.is_none() && stop.is_cancelled() {
+        for r in running {
+            r.consumer.shutdown().await;
+        }
+        if let Some(r) = rekeyer {
+            r.shutdown().await;
+        }
+        return Ok(());
     }
     let surface = match failed {
         Some(e) => Err(e),
@@ -196,6 +203,55 @@ pub async fn run_workspaces(
         r.consumer.shutdown().await;
     }
     watched
+}
+
+/// Joins the group. A cluster not reachable yet, or an event topic not created yet (the `feed`
+/// that creates it starting beside us), is waited for with backoff up to 30 s — each attempt
+/// logged, and `/readyz` (a starting listener on `listen`) answering 503 with the cause —
+/// instead of exiting; refused credentials, TLS failures and wrong settings end the start.
+/// `None`: stopped by `stop` while waiting.
+async fn start_consumer(
+    settings: &KafkaSettings,
+    worker: PartitionWorker,
+    source: &str,
+    listen: Option<std::net::SocketAddr>,
+    stop: &CancellationToken,
+) -> Result<Option<KafkaConsumer>, crate::feed::kafka::KafkaSetupError> {
+    let mut delay = Duration::from_secs(1);
+    let waiting = crate::server::starting::Waiting::default();
+    let mut starting: Option<crate::server::starting::StartingListener> = None;
+    let outcome = loop {
+        match KafkaConsumer::start(settings.clone(), worker.clone(), source.to_string()).await {
+            Err(e) if e.is_transient() => {
+                waiting.set(format!("Kafka is not usable yet: {e}"));
+                if let (None, Some(addr)) = (&starting, listen) {
+                    match crate::server::starting::StartingListener::start(addr, waiting.clone())
+                        .await
+                    {
+                        Ok(l) => starting = Some(l),
+                        Err(e) => tracing::warn!(error = %e, "no listener while waiting for Kafka"),
+                    }
+                }
+                tracing::warn!(error = %e, brokers = %settings.brokers, retry_in_secs = delay.as_secs(), "Kafka is not usable yet: waiting for it (stop with a signal)");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.cancelled() => break Ok(None),
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => break Err(e),
+            Ok(c) => {
+                if starting.is_some() {
+                    tracing::info!(brokers = %settings.brokers, "Kafka is usable: joining the group");
+                }
+                break Ok(Some(c));
+            }
+        }
+    };
+    if let Some(listener) = starting {
+        listener.stop().await;
+    }
+    outcome
 }
 
 /// Until `stop`: ticks liveness, checks the consumers and the CDC stage, and polls each

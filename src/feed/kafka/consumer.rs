@@ -499,11 +499,9 @@ impl KafkaConsumer {
             probe.context().last_error()
         };
         let n = partition_count(probe.client(), &settings, &settings.topic, last)?.ok_or_else(
-            || {
-                KafkaSetupError::Config(format!(
-                    "the event topic {} does not exist on {} (start `ario-mlflow-worker feed --to-kafka {}` — it creates it — or create it yourself)",
-                    settings.topic, settings.brokers, settings.topic
-                ))
+            || KafkaSetupError::MissingTopic {
+                topic: settings.topic.clone(),
+                brokers: settings.brokers.clone(),
             },
         )?;
         create_topic(&settings, &state_topic, n, true, &[]).await?;

@@ -23,6 +23,26 @@ pub enum KafkaSetupError {
     /// A client call failed.
     #[error("Kafka: {0}")]
     Client(#[from] KafkaError),
+    /// The topic to consume does not exist (yet: `feed` creates it).
+    #[error("the event topic {topic} does not exist on {brokers} (start `ario-mlflow-worker feed --to-kafka {topic}` — it creates it — or create it yourself)")]
+    MissingTopic {
+        /// The topic.
+        topic: String,
+        /// Bootstrap servers.
+        brokers: String,
+    },
+}
+
+impl KafkaSetupError {
+    /// Whether waiting may help: the cluster not reachable (yet), or the topic not created
+    /// (yet). Refused credentials, TLS failures and wrong settings never get better.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            KafkaSetupError::Unreachable { cause, .. } => !super::is_specific(cause),
+            KafkaSetupError::MissingTopic { .. } => true,
+            KafkaSetupError::Config(_) | KafkaSetupError::Client(_) => false,
+        }
+    }
 }
 
 /// A running Kafka session or transaction failed.
@@ -113,4 +133,26 @@ impl From<StoreError> for KafkaRunError {
 pub struct PropertyError {
     /// What came before the first `=`.
     pub key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_waiting_can_fix_is_transient() {
+        let unreachable = |cause: &str| KafkaSetupError::Unreachable {
+            brokers: "b:9092".into(),
+            cause: cause.into(),
+        };
+        assert!(unreachable("Connection refused").is_transient());
+        assert!(KafkaSetupError::MissingTopic {
+            topic: "t".into(),
+            brokers: "b:9092".into()
+        }
+        .is_transient());
+        assert!(!unreachable("SASL authentication error: Authentication failed").is_transient());
+        assert!(!unreachable("SSL handshake failed: certificate verify failed").is_transient());
+        assert!(!KafkaSetupError::Config("bad".into()).is_transient());
+    }
 }

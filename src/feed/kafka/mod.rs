@@ -227,7 +227,7 @@ impl rdkafka::producer::ProducerContext for Reporting {
 }
 
 /// Whether a client error names a cause worth keeping (authentication, TLS).
-fn is_specific(reason: &str) -> bool {
+pub(crate) fn is_specific(reason: &str) -> bool {
     let r = reason.to_ascii_lowercase();
     ["authentication", "ssl", "certificate", "sasl"]
         .iter()

@@ -15,35 +15,10 @@ use std::time::{Duration, Instant};
 use common::lab::SEED_B64;
 use common::mlflow::{venv, MlflowServer};
 use common::run::show;
+use common::tools::tool;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A tool on PATH or in `~/.cache/ario-tools/bin`; `None` (and a message) when absent outside
-/// CI, a failure under CI.
-fn tool(name: &str) -> Option<PathBuf> {
-    let cached = std::env::var("HOME")
-        .map(|h| PathBuf::from(h).join(".cache/ario-tools/bin").join(name))
-        .ok()
-        .filter(|p| p.exists());
-    let found = cached.or_else(|| {
-        let out = Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "{name} is missing under CI (deploy/scripts/install-tools.sh installs it)"
-        );
-        println!("{name} not installed: skipped (deploy/scripts/install-tools.sh installs it)");
-    }
-    found
 }
 
 fn run(cmd: &mut Command) -> Output {

@@ -3,7 +3,8 @@
 # images (../shared/DEPLOY.md): podman (+ buildah, runc, the settings that work without
 # CAP_SYS_RESOURCE), a local bookworm base image from debootstrap, docker-compose 1.29 for
 # `config -q`, promtool, yamllint, shellcheck, and helm 3.16.4 built with Go into
-# ~/.cache/ario-tools (reused when present). Idempotent; every step says what failed.
+# ~/.cache/ario-tools (reused when present). The CNI `dnsname` plugin lets compose's services find
+# each other by name on podman's bridge networks (tests/compose.rs starts docker-compose.yml). Idempotent; every step says what failed.
 set -euo pipefail
 TOOLS="${ARIO_TOOLS_DIR:-$HOME/.cache/ario-tools}"
 mkdir -p "$TOOLS/bin"
@@ -12,7 +13,8 @@ export DEBIAN_FRONTEND=noninteractive
 need_apt=()
 for pair in podman:podman buildah:buildah runc:runc debootstrap:debootstrap \
             docker-compose:docker-compose promtool:prometheus yamllint:yamllint shellcheck:shellcheck \
-            /usr/libexec/podman/catatonit:catatonit; do
+            /usr/libexec/podman/catatonit:catatonit \
+            /usr/lib/cni/dnsname:golang-github-containernetworking-plugin-dnsname; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then

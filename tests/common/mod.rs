@@ -129,3 +129,6 @@ pub mod kafka;
 /// SoftHSM2: a token per test in a directory of its own.
 pub mod hsm;
 pub mod process;
+
+/// Deploy tools (podman, helm, docker-compose, …) installed by `deploy/scripts/install-tools.sh`.
+pub mod tools;

@@ -1,0 +1,465 @@
+//! `docker compose up` for real: the shipped `docker-compose.yml` (poll profile) started with
+//! docker-compose 1.29 through podman's Docker API socket — MLflow on PostgreSQL, devnet, the
+//! worker and Prometheus — the demo lifecycle seeded into that MLflow from outside, every event
+//! anchored and audited, `status` and `retry` answered by the running worker (inside its
+//! container and from the host), Prometheus scraping it with the alerts loaded.
+//!
+//! This machine pulls no image: `deploy/compose/ci/ci.override.yml` swaps image sources only,
+//! for images built here from the local Debian base (deploy/compose/ci/README.md). Podman runs
+//! no HEALTHCHECK by itself, so the test runs each container's check every 2 s (as a
+//! systemd timer would), which `depends_on: condition: service_healthy` waits for.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::lab::SEED_B64;
+use common::mlflow::venv;
+use common::process::free_port;
+use common::run::show;
+use common::tools::tool;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(out.status.success(), "{what}: {}", show(out));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The images `ci.override.yml` names, built from `deploy/compose/ci/`; each is rebuilt only
+/// when its Dockerfile (and entrypoint) changed, recorded in a label.
+fn build_base_images(podman: &Path) {
+    let ci = repo().join("deploy/compose/ci");
+    let pip_cache = PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/ario-tools/pip");
+    std::fs::create_dir_all(&pip_cache).unwrap();
+    for (tag, dockerfile, extra) in [
+        (
+            "localhost/ario-ci/postgres:15",
+            "postgres.Dockerfile",
+            Some("postgres-entrypoint.sh"),
+        ),
+        (
+            "localhost/ario-ci/prometheus:debian",
+            "prometheus.Dockerfile",
+            None,
+        ),
+        ("localhost/ario-ci/mlflow:3.17.2", "mlflow.Dockerfile", None),
+    ] {
+        let mut source = std::fs::read(ci.join(dockerfile)).unwrap();
+        if let Some(extra) = extra {
+            source.extend(std::fs::read(ci.join(extra)).unwrap());
+        }
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&source));
+        let built = Command::new(podman)
+            .args([
+                "image",
+                "inspect",
+                tag,
+                "--format",
+                "{{index .Labels \"ario.ci.source\"}}",
+            ])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == hash);
+        if built {
+            continue;
+        }
+        let started = Instant::now();
+        let mut cmd = Command::new(podman);
+        cmd.args([
+            "build",
+            "--pull=never",
+            "--network",
+            "host",
+            "--format",
+            "docker",
+            "--label",
+            &format!("ario.ci.source={hash}"),
+            "-t",
+            tag,
+            "-f",
+        ])
+        .arg(ci.join(dockerfile))
+        .arg("--volume")
+        .arg(format!("{}:/root/.cache/pip", pip_cache.display()));
+        // A machine that reaches PyPI through a TLS-inspecting proxy: its CA bundle for pip.
+        let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+        if bundle.exists() {
+            cmd.arg("--volume")
+                .arg(format!("{}:/etc/ssl/host-ca.crt:ro", bundle.display()))
+                .args(["--build-arg", "PIP_CERT=/etc/ssl/host-ca.crt"]);
+        }
+        ok(
+            &cmd.arg(&ci).output().unwrap(),
+            &format!("podman build {tag}"),
+        );
+        println!(
+            "compose: built {tag} in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// The worker image: the repository's Dockerfile with this build's binary (`BINARY=prebuilt`).
+fn build_worker_image(podman: &Path, tag: &str) {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::copy(repo().join("Dockerfile"), ctx.path().join("Dockerfile")).unwrap();
+    std::fs::copy(
+        repo().join(".dockerignore"),
+        ctx.path().join(".dockerignore"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(ctx.path().join("dist")).unwrap();
+    let bin = ctx.path().join("dist/ario-mlflow-worker");
+    let stripped = Command::new("strip")
+        .arg("-o")
+        .arg(&bin)
+        .arg(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(env!("CARGO_BIN_EXE_ario-mlflow-worker"), &bin).unwrap();
+    }
+    let out = Command::new(podman)
+        .args([
+            "build",
+            "--pull=never",
+            "--network",
+            "host",
+            "--format",
+            "docker",
+            "--build-arg",
+            "BINARY=prebuilt",
+            "-t",
+            tag,
+        ])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    ok(&out, "podman build the worker image");
+}
+
+/// A compose project started through podman's API socket: stopped, its volumes removed and the
+/// socket's service killed when dropped.
+struct Project {
+    compose: PathBuf,
+    podman: PathBuf,
+    name: String,
+    env_file: PathBuf,
+    socket: PathBuf,
+    service: Child,
+    health_loop: Arc<AtomicBool>,
+    _dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn compose(&self, args: &[&str]) -> Output {
+        Command::new(&self.compose)
+            .arg("-p")
+            .arg(&self.name)
+            .arg("--env-file")
+            .arg(&self.env_file)
+            .args([
+                "-f",
+                "docker-compose.yml",
+                "-f",
+                "deploy/compose/ci/ci.override.yml",
+            ])
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .env_remove("COMPOSE_PROFILES")
+            .current_dir(repo())
+            .output()
+            .unwrap()
+    }
+
+    fn container(&self, service: &str) -> String {
+        format!("{}_{service}_1", self.name)
+    }
+
+    /// `podman exec` in a service's container.
+    fn exec(&self, service: &str, args: &[&str]) -> Output {
+        Command::new(&self.podman)
+            .arg("exec")
+            .arg(self.container(service))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn logs(&self, service: &str) -> String {
+        let out = Command::new(&self.podman)
+            .args(["logs", "--tail", "60"])
+            .arg(self.container(service))
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = self.compose(&["down", "-v", "--timeout", "20"]);
+        self.health_loop.store(false, Ordering::SeqCst);
+        let _ = self.service.kill();
+        let _ = self.service.wait();
+    }
+}
+
+/// Runs every running container's HEALTHCHECK of `project` every 2 s until `live` is false.
+fn run_healthchecks(podman: PathBuf, project: String, live: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        while live.load(Ordering::SeqCst) {
+            let names = Command::new(&podman)
+                .args([
+                    "ps",
+                    "--filter",
+                    &format!("label=com.docker.compose.project={project}"),
+                    "--format",
+                    "{{.Names}}",
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
+            for name in names.lines() {
+                let _ = Command::new(&podman)
+                    .args(["healthcheck", "run", name])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    });
+}
+
+fn wait_until(
+    what: &str,
+    timeout: Duration,
+    logs: impl Fn() -> String,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out: {what}\n{}", logs());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn compose_up_anchors_the_demo_lifecycle_and_the_running_worker_answers_status() {
+    let Some(podman) = tool("podman") else { return };
+    let Some(compose) = tool("docker-compose") else {
+        return;
+    };
+    let Some(venv) = venv() else { return };
+    let started = Instant::now();
+    build_base_images(&podman);
+    build_worker_image(&podman, "localhost/ario-ci/ario-mlflow-worker:test");
+    let images_s = started.elapsed().as_secs_f64();
+
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("podman.sock");
+    let service = Command::new(&podman)
+        .args(["system", "service", "--time=0"])
+        .arg(format!("unix://{}", socket.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mlflow_port, worker_port, prometheus_port) = (free_port(), free_port(), free_port());
+    let env_file = dir.path().join("compose.env");
+    std::fs::write(
+        &env_file,
+        format!(
+            "COMPOSE_PROFILES=poll\nARIO_MLFLOW_SIGNING_KEY={SEED_B64}\n\
+             # The test venv's runs carry the plugin's `ario.enabled`: no grace needed.\n\
+             ARIO_MLFLOW_PLUGIN_GRACE=0\nMLFLOW_PORT={mlflow_port}\nWORKER_PORT={worker_port}\n\
+             PROMETHEUS_PORT={prometheus_port}\n"
+        ),
+    )
+    .unwrap();
+    let name = format!("ario-ci-{}", std::process::id());
+    let live = Arc::new(AtomicBool::new(true));
+    run_healthchecks(podman.clone(), name.clone(), live.clone());
+    let project = Project {
+        compose,
+        podman: podman.clone(),
+        name,
+        env_file,
+        socket: socket.clone(),
+        service,
+        health_loop: live,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "podman's API socket never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let up = Instant::now();
+    let out = project.compose(&["up", "-d"]);
+    assert!(
+        out.status.success(),
+        "docker-compose up: {}\nmlflow:\n{}\nworker:\n{}",
+        show(&out),
+        project.logs("mlflow"),
+        project.logs("worker")
+    );
+    let uri = format!("http://127.0.0.1:{mlflow_port}");
+    let worker_logs = || project.logs("worker");
+    let readyz = || {
+        Command::new("curl")
+            .args(["-s", &format!("http://127.0.0.1:{worker_port}/readyz")])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+    };
+    wait_until(
+        "the worker ready (MLflow, Turbo on devnet, its store)",
+        Duration::from_secs(180),
+        worker_logs,
+        || readyz().contains("\"ready\":true"),
+    );
+    let up_s = up.elapsed().as_secs_f64();
+
+    // The demo lifecycle, from outside the stack: the client talks to the published MLflow.
+    let seeded = Command::new(venv.join("bin/python"))
+        .arg(repo().join("tests/data/mlflow/scenario.py"))
+        .args([&uri, "compose"])
+        .env("MLFLOW_TRACKING_URI", &uri)
+        .output()
+        .unwrap();
+    let ids = common::lab::last_json_line(&ok(&seeded, "scenario.py").into_bytes());
+    let model = ids["model_name"].as_str().unwrap().to_string();
+
+    // `status` inside the worker's container: the store is held, so it asks the listener.
+    let status = || -> Value {
+        let out = project.exec("worker", &["ario-mlflow-worker", "status", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let done = |s: &Value| -> u64 {
+        s["stores"][0]["counts"]
+            .as_object()
+            .map(|c| c.values().map(|v| v["done"].as_u64().unwrap_or(0)).sum())
+            .unwrap_or(0)
+    };
+    // 2 training runs, 2 datasets, registration, promotion, alias, 3 predictions; the run with
+    // a NaN metric parks with its cause.
+    wait_until(
+        "the demo lifecycle anchored",
+        Duration::from_secs(240),
+        worker_logs,
+        || done(&status()) >= 10,
+    );
+    let s = status();
+    assert_eq!(s["mode"], "poll", "{s}");
+    assert_eq!(done(&s), 10, "{s}");
+    let parked = s["stores"][0]["parked"].as_array().unwrap().clone();
+    assert_eq!(parked.len(), 1, "{s}");
+    assert!(
+        parked[0]["error"].as_str().unwrap().contains("NaN"),
+        "{parked:?}"
+    );
+    let text = ok(
+        &project.exec("worker", &["ario-mlflow-worker", "status"]),
+        "status in the container",
+    );
+    assert!(text.contains("(poll mode): 1 store(s)"), "{text}");
+
+    // Every stage of the version verifies: the worker's own audit against compose's MLflow and
+    // devnet (its gateway), inside the stack.
+    let audit = ok(
+        &project.exec(
+            "worker",
+            &["ario-mlflow-worker", "audit", &format!("{model}/1")],
+        ),
+        "audit",
+    );
+    assert!(audit.contains("PASS    audit verdict"), "{audit}");
+    assert_eq!(audit.matches("\nPASS ").count(), 10, "{audit}");
+
+    // From the host: the published listener, with the management secret the worker generated.
+    let secret = ok(
+        &project.exec(
+            "worker",
+            &["cat", "/var/lib/ario-mlflow-worker/state/management-secret"],
+        ),
+        "read the management secret",
+    );
+    let secret_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret_file.path(), secret.trim()).unwrap();
+    let host = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
+            .args(args)
+            .args(["--worker", &format!("http://127.0.0.1:{worker_port}")])
+            .arg("--management-secret-file")
+            .arg(secret_file.path())
+            .output()
+            .unwrap()
+    };
+    let from_host: Value =
+        serde_json::from_str(&ok(&host(&["status", "--json"]), "status from the host")).unwrap();
+    assert_eq!(done(&from_host), 10, "{from_host}");
+    let retried = ok(&host(&["retry", "--all-parked"]), "retry from the host");
+    assert!(retried.contains("re-queued 1 job(s)"), "{retried}");
+    wait_until(
+        "the retried NaN run parked again (its cause is in its data)",
+        Duration::from_secs(60),
+        worker_logs,
+        || {
+            status()["stores"][0]["parked"]
+                .as_array()
+                .is_some_and(|p| p.len() == 1)
+        },
+    );
+
+    // Prometheus (published) scrapes the worker by compose's DNS, with every alert loaded.
+    let prometheus = |path: &str| -> Value {
+        Command::new("curl")
+            .args(["-s", &format!("http://127.0.0.1:{prometheus_port}{path}")])
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+            .unwrap_or_default()
+    };
+    wait_until(
+        "Prometheus scraping the worker",
+        Duration::from_secs(90),
+        || project.logs("prometheus"),
+        || {
+            prometheus("/api/v1/targets")["data"]["activeTargets"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["health"] == "up"))
+        },
+    );
+    let rules: usize = prometheus("/api/v1/rules")["data"]["groups"]
+        .as_array()
+        .map(|g| {
+            g.iter()
+                .map(|g| g["rules"].as_array().map_or(0, |r| r.len()))
+                .sum()
+        })
+        .unwrap_or(0);
+    let alerts = std::fs::read_to_string(repo().join("deploy/prometheus/alerts.yml")).unwrap();
+    assert_eq!(rules, alerts.matches("- alert:").count());
+    println!(
+        "compose: images {images_s:.0} s, `docker-compose up` to ready {up_s:.0} s; the demo lifecycle anchored (10 events, the NaN run parked), audit PASS on 10 stages, `status`/`retry` answered by the running worker in its container and from the host, Prometheus up with {rules} alerts; total {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    drop(project);
+}

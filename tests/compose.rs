@@ -51,6 +51,11 @@ fn build_base_images(podman: &Path) {
             None,
         ),
         ("localhost/ario-ci/mlflow:3.17.2", "mlflow.Dockerfile", None),
+        (
+            "localhost/ario-ci/kafka:4.1.1",
+            "kafka.Dockerfile",
+            Some("kafka-entrypoint.sh"),
+        ),
     ] {
         let mut source = std::fs::read(ci.join(dockerfile)).unwrap();
         if let Some(extra) = extra {
@@ -95,8 +100,18 @@ fn build_base_images(podman: &Path) {
                 .arg(format!("{}:/etc/ssl/host-ca.crt:ro", bundle.display()))
                 .args(["--build-arg", "PIP_CERT=/etc/ssl/host-ca.crt"]);
         }
+        // Kafka's context: the broker's jars and its readiness tool, as kafka-local.sh installs
+        // them (../shared), beside the files of this directory.
+        let context = if dockerfile == "kafka.Dockerfile" {
+            kafka_context(&ci)
+        } else {
+            None
+        };
+        let dir = context
+            .as_ref()
+            .map_or(ci.clone(), |d| d.path().to_path_buf());
         ok(
-            &cmd.arg(&ci).output().unwrap(),
+            &cmd.arg(&dir).output().unwrap(),
             &format!("podman build {tag}"),
         );
         println!(
@@ -104,6 +119,35 @@ fn build_base_images(podman: &Path) {
             started.elapsed().as_secs_f64()
         );
     }
+}
+
+/// The Kafka image's build context: `libs/` and `tools/` from kafka-local.sh's cache (installed
+/// first), with the entrypoint, the healthcheck script and the log configuration.
+fn kafka_context(ci: &Path) -> Option<tempfile::TempDir> {
+    let script = common::shared_dir().join("tools/kafka/kafka-local.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("install")
+        .output()
+        .unwrap();
+    ok(&out, "kafka-local.sh install");
+    let cache = PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/kafka-4.1.1");
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to) in [(cache.join("lib"), "libs"), (cache.join("tools"), "tools")] {
+        let target = dir.path().join(to);
+        std::fs::create_dir_all(&target).unwrap();
+        for entry in std::fs::read_dir(&from).unwrap().flatten() {
+            std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+        }
+    }
+    for f in [
+        "kafka-entrypoint.sh",
+        "kafka-topics.sh",
+        "log4j2.properties",
+    ] {
+        std::fs::copy(ci.join(f), dir.path().join(f)).unwrap();
+    }
+    Some(dir)
 }
 
 /// The worker image: the repository's Dockerfile with this build's binary (`BINARY=prebuilt`).
@@ -160,6 +204,11 @@ struct Project {
 
 impl Project {
     fn compose(&self, args: &[&str]) -> Output {
+        self.compose_in("poll", args)
+    }
+
+    /// docker-compose with `COMPOSE_PROFILES=profile`.
+    fn compose_in(&self, profile: &str, args: &[&str]) -> Output {
         Command::new(&self.compose)
             .arg("-p")
             .arg(&self.name)
@@ -173,13 +222,17 @@ impl Project {
             ])
             .args(args)
             .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
-            .env_remove("COMPOSE_PROFILES")
+            .env("COMPOSE_PROFILES", profile)
             .current_dir(repo())
             .output()
             .unwrap()
     }
 
     fn container(&self, service: &str) -> String {
+        if service.ends_with(|c: char| c.is_ascii_digit()) && service.contains('_') {
+            // `kafka-worker_2`: a replica.
+            return format!("{}_{service}", self.name);
+        }
         format!("{}_{service}_1", self.name)
     }
 
@@ -209,7 +262,7 @@ impl Project {
 
 impl Drop for Project {
     fn drop(&mut self) {
-        let _ = self.compose(&["down", "-v", "--timeout", "20"]);
+        let _ = self.compose_in("poll,kafka", &["down", "-v", "--timeout", "20"]);
         self.health_loop.store(false, Ordering::SeqCst);
         let _ = self.service.kill();
         let _ = self.service.wait();
@@ -458,7 +511,96 @@ fn compose_up_anchors_the_demo_lifecycle_and_the_running_worker_answers_status()
     let alerts = std::fs::read_to_string(repo().join("deploy/prometheus/alerts.yml")).unwrap();
     assert_eq!(rules, alerts.matches("- alert:").count());
     println!(
-        "compose: images {images_s:.0} s, `docker-compose up` to ready {up_s:.0} s; the demo lifecycle anchored (10 events, the NaN run parked), audit PASS on 10 stages, `status`/`retry` answered by the running worker in its container and from the host, Prometheus up with {rules} alerts; total {:.0} s",
+        "compose (poll): images {images_s:.0} s, `docker-compose up` to ready {up_s:.0} s; the demo lifecycle anchored (10 events, the NaN run parked), audit PASS on 10 stages, `status`/`retry` answered by the running worker in its container and from the host, Prometheus up with {rules} alerts; {:.0} s so far",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The Kafka profile on the same MLflow: the poller removed first (never two pipelines on
+    // one registry), then Kafka, `feed` and two consumer-group members.
+    let kafka_started = Instant::now();
+    ok(
+        &project.compose(&["rm", "-sf", "worker"]),
+        "remove the poll worker",
+    );
+    let out = project.compose_in("kafka", &["up", "-d"]);
+    assert!(
+        out.status.success(),
+        "docker-compose up (kafka): {}\nkafka:\n{}\nfeed:\n{}",
+        show(&out),
+        project.logs("kafka"),
+        project.logs("feed")
+    );
+    let members = ["kafka-worker_1", "kafka-worker_2"];
+    let member_logs = || members.iter().map(|m| project.logs(m)).collect::<String>();
+    for member in members {
+        wait_until(
+            &format!("{member} ready (its partitions assigned)"),
+            Duration::from_secs(240),
+            member_logs,
+            || {
+                let out = project.exec(member, &["curl", "-s", "127.0.0.1:9847/readyz"]);
+                String::from_utf8_lossy(&out.stdout).contains("\"ready\":true")
+            },
+        );
+    }
+    let seeded = Command::new(venv.join("bin/python"))
+        .arg(repo().join("tests/data/mlflow/scenario.py"))
+        .args([&uri, "kafka"])
+        .env("MLFLOW_TRACKING_URI", &uri)
+        .output()
+        .unwrap();
+    let ids = common::lab::last_json_line(&ok(&seeded, "scenario.py (kafka)").into_bytes());
+    let kafka_model = ids["model_name"].as_str().unwrap().to_string();
+    // `status` in each member's container: mode kafka, one store per owned partition.
+    let member_status = |member: &str| -> Value {
+        let out = project.exec(member, &["ario-mlflow-worker", "status", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let audit_passes = || {
+        let out = project.exec(
+            "kafka-worker_1",
+            &["ario-mlflow-worker", "audit", &format!("{kafka_model}/1")],
+        );
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("PASS    audit verdict")
+    };
+    wait_until(
+        "the second lifecycle anchored through Kafka (audit passes)",
+        Duration::from_secs(300),
+        member_logs,
+        audit_passes,
+    );
+    let mut partitions = 0;
+    let mut parked = 0;
+    for member in members {
+        let s = member_status(member);
+        assert_eq!(s["mode"], "kafka", "{member}: {s}");
+        let stores = s["stores"].as_array().cloned().unwrap_or_default();
+        assert!(
+            stores.iter().all(|st| st["partition"].is_i64()),
+            "{member}: {s}"
+        );
+        partitions += stores.len();
+        for st in &stores {
+            for p in st["parked"].as_array().unwrap() {
+                assert!(p["error"].as_str().unwrap().contains("NaN"), "{p}");
+                parked += 1;
+            }
+        }
+    }
+    assert_eq!(
+        partitions, 6,
+        "the topic's 6 partitions between the two members"
+    );
+    assert!(parked >= 1, "the new NaN run parks in Kafka mode too");
+    let text = ok(
+        &project.exec("kafka-worker_1", &["ario-mlflow-worker", "status"]),
+        "status in a member",
+    );
+    assert!(text.contains("(kafka mode)"), "{text}");
+    println!(
+        "compose (kafka): Kafka, feed and 2 members up and the second lifecycle anchored and audited in {:.0} s; `status` in each member: mode kafka, {partitions} partition stores, {parked} parked (NaN); total {:.0} s",
+        kafka_started.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
     drop(project);

@@ -188,6 +188,136 @@ impl Cdc {
         self.read_env();
     }
 
+    /// Starts Connect the way an operator following deploy/debezium/ would: the shipped
+    /// `postgres-setup.sql` run once by the superuser (the connector's own role, grants,
+    /// `REPLICA IDENTITY FULL`, the publication), then the shipped
+    /// `postgres-connector.properties` with only the address and the replication factor of this
+    /// one-broker machine changed — the connector connects as `mlflow_cdc`, not as MLflow's
+    /// owner. Waits until the task runs and the slot is active. (`down` stops it: the worker
+    /// file is where cdc-local.sh keeps its own.)
+    fn connect_start_shipped(&mut self) {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/debezium");
+        let pg_port = self.get("PG_PORT");
+        let psql = |args: &[&str]| {
+            let out = Command::new("/usr/lib/postgresql/15/bin/psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &pg_port,
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "mlflow",
+                ])
+                .args(["-v", "ON_ERROR_STOP=1", "-qAtX"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "psql {args:?}: {}", show(&out));
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        psql(&["-f", deploy.join("postgres-setup.sql").to_str().unwrap()]);
+        assert_eq!(
+            psql(&[
+                "-c",
+                "SELECT rolsuper FROM pg_roles WHERE rolname = 'mlflow_cdc'"
+            ]),
+            "f",
+            "the connector's role is not a superuser"
+        );
+        let shipped =
+            std::fs::read_to_string(deploy.join("postgres-connector.properties")).unwrap();
+        let connector: String = shipped
+            .lines()
+            .map(|l| match l.split_once('=') {
+                Some(("database.hostname", _)) => "database.hostname=127.0.0.1".to_string(),
+                Some(("database.port", _)) => format!("database.port={pg_port}"),
+                Some(("topic.creation.default.replication.factor", _)) => {
+                    "topic.creation.default.replication.factor=1".to_string()
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let cd = self.home.path().join("connect");
+        std::fs::create_dir_all(&cd).unwrap();
+        let jars = PathBuf::from(std::env::var("HOME").unwrap())
+            .join(".cache/ario-cdc/connect-4.1.1-debezium-3.6.1.Final");
+        let rest = free_listen();
+        let rest_port = rest.rsplit(':').next().unwrap().to_string();
+        std::fs::write(cd.join("rest.port"), &rest_port).unwrap();
+        std::fs::write(
+            cd.join("worker.properties"),
+            format!(
+                "bootstrap.servers={}\nkey.converter=org.apache.kafka.connect.json.JsonConverter\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\nkey.converter.schemas.enable=false\nvalue.converter.schemas.enable=false\noffset.storage.file.filename={}/connect.offsets\noffset.flush.interval.ms=1000\nplugin.path={}/plugins\nplugin.discovery=service_load\nlisteners=http://127.0.0.1:{rest_port}\n",
+                self.get("KAFKA_BOOTSTRAP"),
+                cd.display(),
+                jars.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(cd.join("connector.properties"), connector).unwrap();
+        std::fs::write(
+            cd.join("log4j2.properties"),
+            format!("status = warn\nappender.file.type = File\nappender.file.name = FILE\nappender.file.fileName = {}/connect.log\nappender.file.layout.type = PatternLayout\nappender.file.layout.pattern = [%d] %p %m (%c)%n\nrootLogger.level = INFO\nrootLogger.appenderRef.file.ref = FILE\n", cd.display()),
+        )
+        .unwrap();
+        let child = Command::new("setsid")
+            .args([
+                "java",
+                "-Xms64m",
+                "-Xmx384m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+            ])
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}/log4j2.properties",
+                cd.display()
+            ))
+            .arg("-cp")
+            .arg(format!("{}/lib/*", jars.display()))
+            .arg("org.apache.kafka.connect.cli.ConnectStandalone")
+            .arg(cd.join("worker.properties"))
+            .arg(cd.join("connector.properties"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::fs::write(cd.join("pid"), child.id().to_string()).unwrap();
+        // `down` stops it (cdc-local.sh finds it by its pid file); reap it then.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        let started = Instant::now();
+        wait_for(
+            "the shipped connector streaming as mlflow_cdc",
+            Duration::from_secs(180),
+            &[&cd.join("connect.log")],
+            || {
+                let state = Command::new("curl")
+                    .args(["-sf", "--max-time", "3"])
+                    .arg(format!("http://{rest}/connectors/mlflow-cdc/status"))
+                    .output()
+                    .ok()
+                    .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok());
+                let running = state.is_some_and(|s| s["tasks"][0]["state"] == "RUNNING");
+                running
+                    && psql(&[
+                        "-c",
+                        "SELECT active FROM pg_replication_slots WHERE slot_name = 'mlflow_cdc'",
+                    ]) == "t"
+            },
+        );
+        eprintln!(
+            "shipped connector streaming in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        self.read_env();
+    }
+
     /// SIGKILL to Kafka Connect (no offset flush, no clean shutdown).
     fn connect_kill(&self) {
         let pid = std::fs::read_to_string(self.home.path().join("connect/pid")).unwrap();
@@ -888,13 +1018,14 @@ fn embedded_schemas_are_decoded_like_plain_json() {
 /// are not new events, and proofs made under the old name verify as the new one; a model
 /// deleted and re-created has its new version 1 anchored without a false "alias removed".
 #[test]
-fn cdc_follows_a_rename_and_a_recreated_model_without_false_events() {
+fn cdc_with_the_shipped_setup_and_connector_follows_a_rename_and_a_recreated_model() {
     let Some((_one_at_a_time, mut lab)) = Lab::start_with(false, Some(CDC_TABLES_WITH_MODELS))
     else {
         return;
     };
     let topics = format!("{CDC_TOPICS},mlflow.public.registered_models");
-    lab.cdc.connect_start();
+    // The files deploy/debezium ships, as an operator would use them.
+    lab.cdc.connect_start_shipped();
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("state");
     let log = work.path().join("worker.log");

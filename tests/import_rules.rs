@@ -76,8 +76,8 @@ const RULES: &[(&str, Rule, &str)] = &[
     ),
     (
         "server",
-        Rule::Never(&["anchor", "arweave", "mlflow", "store", "cmd"]),
-        "the listener serves state and hands webhooks to the feed; it never anchors",
+        Rule::Never(&["anchor", "arweave", "mlflow", "cmd"]),
+        "the listener serves state (the live stores' jobs for status, parked jobs re-queued for retry) and hands webhooks to the feed; it never anchors",
     ),
     (
         "telemetry",

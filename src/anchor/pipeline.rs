@@ -633,25 +633,3 @@ impl From<StoreError> for AnchorError {
         AnchorError::Inconsistent(e.to_string())
     }
 }
-
-/// Re-queues parked jobs: a job parked after signing resumes publishing its stored bytes; one
-/// parked before signing is resolved again. Returns how many were re-queued.
-pub fn retry(store: &Store, key: Option<&str>) -> Result<usize, StoreError> {
-    let mut n = 0;
-    for job in store.jobs()? {
-        if key.is_some_and(|k| k != job.key) || !matches!(job.state, JobState::Parked { .. }) {
-            continue;
-        }
-        store.update(&job.key, |j| {
-            j.state = if j.prepared.is_some() {
-                JobState::Signed
-            } else {
-                JobState::Detected
-            };
-            j.attempts = 0;
-            j.next_attempt_ms = 0;
-        })?;
-        n += 1;
-    }
-    Ok(n)
-}

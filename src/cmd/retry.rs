@@ -8,7 +8,6 @@ use clap::Args;
 
 use super::error::{finish, CmdError};
 use super::worker::{explain, open_local, LocalStore, WorkerArgs, WorkerClient};
-use crate::anchor::pipeline::retry as retry_jobs;
 use crate::server::jobs::RetryRequest;
 
 /// Arguments of `retry`.
@@ -50,7 +49,7 @@ async fn requeue(args: &RetryArgs) -> Result<ExitCode, CmdError> {
     } else {
         match open_local(&dir)? {
             LocalStore::Open(store) => {
-                let n = retry_jobs(&store, key)?;
+                let n = store.requeue_parked(key)?;
                 store.flush().await?;
                 return Ok(report(n, "the next run/backfill picks them up"));
             }

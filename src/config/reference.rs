@@ -197,14 +197,14 @@ mod tests {
             poll[0].contains("`DEMO_POLL`")
                 && poll[0].contains("`poll_interval`")
                 && poll[0].contains("`5`")
-                && poll[0].contains("`backfill` `run`")
-                && poll[0].contains("Seconds \\| between polls."),
+                && poll[0].contains("`run` `backfill`")
+                && poll[0].contains("Seconds \\| between polls"),
             "{}",
             poll[0]
         );
-        assert!(text.contains("*secret* The secret."), "{text}");
+        assert!(text.contains("*secret* The secret"), "{text}");
         assert!(
-            text.contains("*env/file only* Only in the environment."),
+            text.contains("*env/file only* Only in the environment"),
             "{text}"
         );
     }

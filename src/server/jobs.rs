@@ -160,7 +160,7 @@ pub(super) async fn retry(
             if !in_scope(&scope, request.workspace.as_deref()) {
                 continue;
             }
-            let n = crate::anchor::pipeline::retry(&live.store, request.job.as_deref())?;
+            let n = live.store.requeue_parked(request.job.as_deref())?;
             if n > 0 {
                 futures::executor::block_on(live.store.flush())?;
                 if let Some(wake) = &live.wake {

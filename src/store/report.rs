@@ -1,4 +1,4 @@
-//! What `status` shows of one store — jobs per event type and state, parked jobs with their
+//! What `status` shows of one store, and what `retry` does to it — jobs per event type and state, parked jobs with their
 //! errors, chain heads, cursors, size — built the same way offline (the CLI opening the store)
 //! and online (a running worker answering `GET /v1/status` over its listener).
 
@@ -37,6 +37,30 @@ pub struct StoreReport {
 }
 
 impl Store {
+    /// Re-queues parked jobs (`key`: that one only): a job parked after signing resumes
+    /// publishing its stored bytes (it is never signed again); one parked before signing is
+    /// resolved again. Returns how many were re-queued. The pipeline finds them on its next
+    /// pass (`retry`, offline or through a running worker's listener).
+    pub fn requeue_parked(&self, key: Option<&str>) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for job in self.jobs()? {
+            if key.is_some_and(|k| k != job.key) || !matches!(job.state, JobState::Parked { .. }) {
+                continue;
+            }
+            self.update(&job.key, |j| {
+                j.state = if j.prepared.is_some() {
+                    JobState::Signed
+                } else {
+                    JobState::Detected
+                };
+                j.attempts = 0;
+                j.next_attempt_ms = 0;
+            })?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The store's status (reads every job: a command's cost, not a periodic one).
     pub fn report(&self) -> Result<StoreReport, StoreError> {
         let jobs = self.jobs()?;

@@ -2,7 +2,9 @@
 //! docker-compose 1.29 through podman's Docker API socket — MLflow on PostgreSQL, devnet, the
 //! worker and Prometheus — the demo lifecycle seeded into that MLflow from outside, every event
 //! anchored and audited, `status` and `retry` answered by the running worker (inside its
-//! container and from the host), Prometheus scraping it with the alerts loaded.
+//! container and from the host), Prometheus scraping it with the alerts loaded. Then the `kafka`
+//! profile on the same MLflow (the poller removed first): Kafka, `feed` and two consumer-group
+//! members anchor a second lifecycle, and `status` in each member answers for its partitions.
 //!
 //! This machine pulls no image: `deploy/compose/ci/ci.override.yml` swaps image sources only,
 //! for images built here from the local Debian base (deploy/compose/ci/README.md). Podman runs

@@ -5,6 +5,8 @@
 //! container and from the host), Prometheus scraping it with the alerts loaded. Then the `kafka`
 //! profile on the same MLflow (the poller removed first): Kafka, `feed` and two consumer-group
 //! members anchor a second lifecycle, and `status` in each member answers for its partitions.
+//! Then the `cdc` profile (the Kafka pipeline removed): Debezium on MLflow's PostgreSQL set up
+//! with the shipped deploy/debezium files, a worker re-keying its topics anchors a third.
 //!
 //! This machine pulls no image: `deploy/compose/ci/ci.override.yml` swaps image sources only,
 //! for images built here from the local Debian base (deploy/compose/ci/README.md). Podman runs
@@ -58,6 +60,11 @@ fn build_base_images(podman: &Path) {
             "kafka.Dockerfile",
             Some("kafka-entrypoint.sh"),
         ),
+        (
+            "localhost/ario-ci/connect:4.1.1-debezium-3.6.1",
+            "connect.Dockerfile",
+            Some("connect-entrypoint.sh"),
+        ),
     ] {
         let mut source = std::fs::read(ci.join(dockerfile)).unwrap();
         if let Some(extra) = extra {
@@ -104,10 +111,10 @@ fn build_base_images(podman: &Path) {
         }
         // Kafka's context: the broker's jars and its readiness tool, as kafka-local.sh installs
         // them (../shared), beside the files of this directory.
-        let context = if dockerfile == "kafka.Dockerfile" {
-            kafka_context(&ci)
-        } else {
-            None
+        let context = match dockerfile {
+            "kafka.Dockerfile" => kafka_context(&ci),
+            "connect.Dockerfile" => connect_context(&ci),
+            _ => None,
         };
         let dir = context
             .as_ref()
@@ -147,6 +154,33 @@ fn kafka_context(ci: &Path) -> Option<tempfile::TempDir> {
         "kafka-topics.sh",
         "log4j2.properties",
     ] {
+        std::fs::copy(ci.join(f), dir.path().join(f)).unwrap();
+    }
+    Some(dir)
+}
+
+/// Kafka Connect's build context: `lib/` and `plugins/` as cdc-local.sh installs them
+/// (../shared; installed first), with the entrypoint and the log configuration.
+fn connect_context(ci: &Path) -> Option<tempfile::TempDir> {
+    let script = common::shared_dir().join("tools/cdc/cdc-local.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("install")
+        .output()
+        .unwrap();
+    ok(&out, "cdc-local.sh install");
+    let jars = PathBuf::from(std::env::var("HOME").unwrap())
+        .join(".cache/ario-cdc/connect-4.1.1-debezium-3.6.1.Final");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("cp")
+        .arg("-r")
+        .arg(jars.join("lib"))
+        .arg(jars.join("plugins"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    ok(&out, "copy the Connect jars");
+    for f in ["connect-entrypoint.sh", "connect-log4j2.properties"] {
         std::fs::copy(ci.join(f), dir.path().join(f)).unwrap();
     }
     Some(dir)
@@ -201,6 +235,7 @@ struct Project {
     socket: PathBuf,
     service: Child,
     health_loop: Arc<AtomicBool>,
+    worker_image: String,
     _dir: tempfile::TempDir,
 }
 
@@ -264,7 +299,10 @@ impl Project {
 
 impl Drop for Project {
     fn drop(&mut self) {
-        let _ = self.compose_in("poll,kafka", &["down", "-v", "--timeout", "20"]);
+        let _ = self.compose_in("poll,kafka,cdc", &["down", "-v", "--timeout", "20"]);
+        let _ = Command::new(&self.podman)
+            .args(["rmi", "-f", &self.worker_image])
+            .output();
         self.health_loop.store(false, Ordering::SeqCst);
         let _ = self.service.kill();
         let _ = self.service.wait();
@@ -320,7 +358,12 @@ fn compose_up_anchors_the_demo_lifecycle_and_the_running_worker_answers_status()
     let Some(venv) = venv() else { return };
     let started = Instant::now();
     build_base_images(&podman);
-    build_worker_image(&podman, "localhost/ario-ci/ario-mlflow-worker:test");
+    // A tag of this run's own: another run on the machine builds its binary into its own.
+    let tag = format!("t{}", std::process::id());
+    build_worker_image(
+        &podman,
+        &format!("localhost/ario-ci/ario-mlflow-worker:{tag}"),
+    );
     let images_s = started.elapsed().as_secs_f64();
 
     let dir = tempfile::tempdir().unwrap();
@@ -340,7 +383,8 @@ fn compose_up_anchors_the_demo_lifecycle_and_the_running_worker_answers_status()
             "COMPOSE_PROFILES=poll\nARIO_MLFLOW_SIGNING_KEY={SEED_B64}\n\
              # The test venv's runs carry the plugin's `ario.enabled`: no grace needed.\n\
              ARIO_MLFLOW_PLUGIN_GRACE=0\nMLFLOW_PORT={mlflow_port}\nWORKER_PORT={worker_port}\n\
-             PROMETHEUS_PORT={prometheus_port}\n"
+             PROMETHEUS_PORT={prometheus_port}\nMLFLOW_CDC_PASSWORD=cdc-{}\nARIO_CI_TAG={tag}\n",
+            std::process::id()
         ),
     )
     .unwrap();
@@ -355,6 +399,7 @@ fn compose_up_anchors_the_demo_lifecycle_and_the_running_worker_answers_status()
         socket: socket.clone(),
         service,
         health_loop: live,
+        worker_image: format!("localhost/ario-ci/ario-mlflow-worker:{tag}"),
         _dir: dir,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -604,6 +649,64 @@ fn compose_up_anchors_the_demo_lifecycle_and_the_running_worker_answers_status()
         "compose (kafka): Kafka, feed and 2 members up and the second lifecycle anchored and audited in {:.0} s; `status` in each member: mode kafka, {partitions} partition stores, {parked} parked (NaN); total {:.0} s",
         kafka_started.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
+    );
+
+    // The cdc profile: the Kafka pipeline removed, Debezium on MLflow's PostgreSQL instead
+    // (the shipped setup SQL and connector file), one worker re-keying its topics.
+    let cdc_started = Instant::now();
+    ok(
+        &project.compose_in("kafka", &["rm", "-sf", "feed", "kafka-worker"]),
+        "remove the kafka pipeline",
+    );
+    let out = project.compose_in("cdc", &["up", "-d"]);
+    assert!(
+        out.status.success(),
+        "docker-compose up (cdc): {}\ncdc-setup:\n{}\nconnect:\n{}\ncdc-register:\n{}",
+        show(&out),
+        project.logs("cdc-setup"),
+        project.logs("connect"),
+        project.logs("cdc-register")
+    );
+    let cdc_logs = || {
+        format!(
+            "{}\n{}",
+            project.logs("cdc-worker"),
+            project.logs("connect")
+        )
+    };
+    let seeded = Command::new(venv.join("bin/python"))
+        .arg(repo().join("tests/data/mlflow/scenario.py"))
+        .args([&uri, "cdc"])
+        .env("MLFLOW_TRACKING_URI", &uri)
+        .output()
+        .unwrap();
+    let ids = common::lab::last_json_line(&ok(&seeded, "scenario.py (cdc)").into_bytes());
+    let cdc_model = ids["model_name"].as_str().unwrap().to_string();
+    wait_until(
+        "the third lifecycle anchored through Debezium (audit passes)",
+        Duration::from_secs(300),
+        cdc_logs,
+        || {
+            let out = project.exec(
+                "cdc-worker",
+                &["ario-mlflow-worker", "audit", &format!("{cdc_model}/1")],
+            );
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout).contains("PASS    audit verdict")
+        },
+    );
+    let s: Value = serde_json::from_slice(
+        &project
+            .exec("cdc-worker", &["ario-mlflow-worker", "status", "--json"])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(s["mode"], "kafka", "{s}");
+    assert!(!s["stores"].as_array().unwrap().is_empty(), "{s}");
+    println!(
+        "compose (cdc): Debezium streaming MLflow's PostgreSQL with the shipped setup and connector, the third lifecycle anchored and audited in {:.0} s; `status` from the CDC worker: {} partition stores",
+        cdc_started.elapsed().as_secs_f64(),
+        s["stores"].as_array().unwrap().len()
     );
     drop(project);
 }

@@ -557,6 +557,16 @@ fn compose_file_validates() {
         consumers.contains("- kafka") && !consumers.contains("- poll"),
         "{consumers}"
     );
+    // The cdc profile: Debezium and its worker only there, set up with deploy/debezium's files.
+    for name in ["cdc-setup", "connect", "cdc-register", "cdc-worker"] {
+        let text = service(name);
+        assert!(
+            text.contains("- cdc") && !text.contains("- poll") && !text.contains("- kafka\n"),
+            "{name}: {text}"
+        );
+    }
+    assert!(service("cdc-setup").contains("deploy/debezium/postgres-setup.sql"));
+    assert!(service("cdc-register").contains("deploy/debezium/postgres-connector.json"));
     for (name, needle) in [
         ("worker", "restart: unless-stopped"),
         ("kafka-worker", "restart: unless-stopped"),

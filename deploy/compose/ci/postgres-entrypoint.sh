@@ -2,6 +2,12 @@
 # First start: initdb with POSTGRES_USER as the superuser (password POSTGRES_PASSWORD), network
 # access with scram-sha-256, UTF-8, and POSTGRES_DB created — as the official image does.
 set -euo pipefail
+# Like the official image: `postgres -c …` starts the server with those settings; any other
+# command (psql, a shell) is run as given.
+if [ "$#" -gt 0 ] && [ "$1" != "postgres" ] && [ "${1#-}" = "$1" ]; then
+  exec "$@"
+fi
+[ "${1:-}" = "postgres" ] && shift
 : "${POSTGRES_USER:=postgres}" "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}"
 : "${POSTGRES_DB:=$POSTGRES_USER}"
 if [ ! -s "$PGDATA/PG_VERSION" ]; then

@@ -130,99 +130,64 @@ fn build_base_images(podman: &Path) {
     }
 }
 
-/// The Kafka image's build context: `libs/` and `tools/` from kafka-local.sh's cache (installed
-/// first), with the entrypoint, the healthcheck script and the log configuration.
+/// A build context of the jars a ../shared recipe installs (`SCRIPT install`, idempotent and
+/// locked) under `~/.cache/CACHE`: its `dirs` (from, to) beside `files` of deploy/compose/ci.
+fn jar_context(
+    ci: &Path,
+    script: &str,
+    cache: &str,
+    dirs: &[(&str, &str)],
+    files: &[&str],
+) -> Option<tempfile::TempDir> {
+    let out = Command::new("bash")
+        .arg(common::shared_dir().join(script))
+        .arg("install")
+        .output()
+        .unwrap();
+    ok(&out, &format!("{script} install"));
+    let cache = PathBuf::from(std::env::var("HOME").unwrap())
+        .join(".cache")
+        .join(cache);
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to) in dirs {
+        let out = Command::new("cp")
+            .arg("-r")
+            .arg(cache.join(from))
+            .arg(dir.path().join(to))
+            .output()
+            .unwrap();
+        ok(&out, &format!("copy {from}"));
+    }
+    for f in files {
+        std::fs::copy(ci.join(f), dir.path().join(f)).unwrap();
+    }
+    Some(dir)
+}
+
+/// Kafka's build context: the broker's jars and kafka-local.sh's readiness tool.
 fn kafka_context(ci: &Path) -> Option<tempfile::TempDir> {
-    let script = common::shared_dir().join("tools/kafka/kafka-local.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("install")
-        .output()
-        .unwrap();
-    ok(&out, "kafka-local.sh install");
-    let cache = PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/kafka-4.1.1");
-    let dir = tempfile::tempdir().unwrap();
-    for (from, to) in [(cache.join("lib"), "libs"), (cache.join("tools"), "tools")] {
-        let target = dir.path().join(to);
-        std::fs::create_dir_all(&target).unwrap();
-        for entry in std::fs::read_dir(&from).unwrap().flatten() {
-            std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
-        }
-    }
-    for f in [
-        "kafka-entrypoint.sh",
-        "kafka-topics.sh",
-        "log4j2.properties",
-    ] {
-        std::fs::copy(ci.join(f), dir.path().join(f)).unwrap();
-    }
-    Some(dir)
-}
-
-/// Kafka Connect's build context: `lib/` and `plugins/` as cdc-local.sh installs them
-/// (../shared; installed first), with the entrypoint and the log configuration.
-fn connect_context(ci: &Path) -> Option<tempfile::TempDir> {
-    let script = common::shared_dir().join("tools/cdc/cdc-local.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("install")
-        .output()
-        .unwrap();
-    ok(&out, "cdc-local.sh install");
-    let jars = PathBuf::from(std::env::var("HOME").unwrap())
-        .join(".cache/ario-cdc/connect-4.1.1-debezium-3.6.1.Final");
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new("cp")
-        .arg("-r")
-        .arg(jars.join("lib"))
-        .arg(jars.join("plugins"))
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    ok(&out, "copy the Connect jars");
-    for f in ["connect-entrypoint.sh", "connect-log4j2.properties"] {
-        std::fs::copy(ci.join(f), dir.path().join(f)).unwrap();
-    }
-    Some(dir)
-}
-
-/// The worker image: the repository's Dockerfile with this build's binary (`BINARY=prebuilt`).
-fn build_worker_image(podman: &Path, tag: &str) {
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::copy(repo().join("Dockerfile"), ctx.path().join("Dockerfile")).unwrap();
-    std::fs::copy(
-        repo().join(".dockerignore"),
-        ctx.path().join(".dockerignore"),
+    jar_context(
+        ci,
+        "tools/kafka/kafka-local.sh",
+        "kafka-4.1.1",
+        &[("lib", "libs"), ("tools", "tools")],
+        &[
+            "kafka-entrypoint.sh",
+            "kafka-topics.sh",
+            "log4j2.properties",
+        ],
     )
-    .unwrap();
-    std::fs::create_dir_all(ctx.path().join("dist")).unwrap();
-    let bin = ctx.path().join("dist/ario-mlflow-worker");
-    let stripped = Command::new("strip")
-        .arg("-o")
-        .arg(&bin)
-        .arg(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
-        .status()
-        .is_ok_and(|s| s.success());
-    if !stripped {
-        std::fs::copy(env!("CARGO_BIN_EXE_ario-mlflow-worker"), &bin).unwrap();
-    }
-    let out = Command::new(podman)
-        .args([
-            "build",
-            "--pull=never",
-            "--network",
-            "host",
-            "--format",
-            "docker",
-            "--build-arg",
-            "BINARY=prebuilt",
-            "-t",
-            tag,
-        ])
-        .arg(ctx.path())
-        .output()
-        .unwrap();
-    ok(&out, "podman build the worker image");
+}
+
+/// Kafka Connect's build context: Connect's jars and the Debezium PostgreSQL plugin.
+fn connect_context(ci: &Path) -> Option<tempfile::TempDir> {
+    jar_context(
+        ci,
+        "tools/cdc/cdc-local.sh",
+        "ario-cdc/connect-4.1.1-debezium-3.6.1.Final",
+        &[("lib", "lib"), ("plugins", "plugins")],
+        &["connect-entrypoint.sh", "connect-log4j2.properties"],
+    )
 }
 
 /// A compose project started through podman's API socket: stopped, its volumes removed and the
@@ -360,10 +325,11 @@ fn compose_up_anchors_the_demo_lifecycle_and_the_running_worker_answers_status()
     build_base_images(&podman);
     // A tag of this run's own: another run on the machine builds its binary into its own.
     let tag = format!("t{}", std::process::id());
-    build_worker_image(
+    let out = common::tools::build_worker_image(
         &podman,
         &format!("localhost/ario-ci/ario-mlflow-worker:{tag}"),
     );
+    ok(&out, "podman build the worker image");
     let images_s = started.elapsed().as_secs_f64();
 
     let dir = tempfile::tempdir().unwrap();

@@ -657,42 +657,9 @@ impl Drop for Container {
 fn image_builds_runs_as_non_root_and_passes_its_healthcheck() {
     let Some(podman) = tool("podman") else { return };
     let Some(venv) = venv() else { return };
-    // The build context: the Dockerfile with the binary built here as `dist/` (the prebuilt
-    // path of the same Dockerfile; the `build` stage needs a Rust image this machine cannot pull).
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::copy(repo().join("Dockerfile"), ctx.path().join("Dockerfile")).unwrap();
-    std::fs::copy(
-        repo().join(".dockerignore"),
-        ctx.path().join(".dockerignore"),
-    )
-    .unwrap();
-    std::fs::create_dir_all(ctx.path().join("dist")).unwrap();
-    let bin = ctx.path().join("dist/ario-mlflow-worker");
-    let stripped = Command::new("strip")
-        .arg("-o")
-        .arg(&bin)
-        .arg(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
-        .status()
-        .is_ok_and(|s| s.success());
-    if !stripped {
-        std::fs::copy(env!("CARGO_BIN_EXE_ario-mlflow-worker"), &bin).unwrap();
-    }
     let tag = format!("localhost/ario-mlflow-worker:test-{}", std::process::id());
     let started = Instant::now();
-    let out = run(Command::new(&podman)
-        .args([
-            "build",
-            "--pull=never",
-            "--network",
-            "host",
-            "--format",
-            "docker",
-            "--build-arg",
-            "BINARY=prebuilt",
-            "-t",
-            &tag,
-        ])
-        .arg(ctx.path()));
+    let out = common::tools::build_worker_image(&podman, &tag);
     ok(&out, "podman build");
     println!("image built in {:.1} s", started.elapsed().as_secs_f64());
     let inspect = |format: &str| {

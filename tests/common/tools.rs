@@ -29,3 +29,38 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// Builds the worker image `tag` from the repository's Dockerfile with this build's binary
+/// (`--build-arg BINARY=prebuilt`: the `build` stage needs a Rust image this machine cannot
+/// pull), stripped when `strip` is there; returns podman's output.
+pub fn build_worker_image(podman: &std::path::Path, tag: &str) -> std::process::Output {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let ctx = tempfile::tempdir().unwrap();
+    for f in ["Dockerfile", ".dockerignore"] {
+        std::fs::copy(repo.join(f), ctx.path().join(f)).unwrap();
+    }
+    std::fs::create_dir_all(ctx.path().join("dist")).unwrap();
+    let bin = ctx.path().join("dist/ario-mlflow-worker");
+    let stripped = Command::new("strip")
+        .arg("-o")
+        .arg(&bin)
+        .arg(env!("CARGO_BIN_EXE_ario-mlflow-worker"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(env!("CARGO_BIN_EXE_ario-mlflow-worker"), &bin).unwrap();
+    }
+    Command::new(podman)
+        .args([
+            "build",
+            "--pull=never",
+            "--network",
+            "host",
+            "--format",
+            "docker",
+        ])
+        .args(["--build-arg", "BINARY=prebuilt", "-t", tag])
+        .arg(ctx.path())
+        .output()
+        .expect("podman build")
+}

@@ -79,6 +79,10 @@ pub const POLL_PASSES: &str = "ario_mlflow_worker_poll_passes_total";
 /// Open jobs (detected, waiting, signed, uploaded: not anchored yet and not parked) after the
 /// pipeline's last drain, by `workspace` (and, in Kafka mode, `partition`).
 pub const OPEN_JOBS: &str = "ario_mlflow_worker_open_jobs";
+/// Unix time of the `feed` process's last successful pass, by `stage` (`poll`: one per
+/// `workspace`, set after each pass of MLflow produced; `debezium`: set while the re-keying
+/// session is up). The dead-feed alert reads it.
+pub const FEED_LAST_PASS: &str = "ario_mlflow_worker_feed_last_pass_timestamp_seconds";
 /// Build information: value 1, labels `version`.
 pub const BUILD_INFO: &str = "ario_mlflow_worker_build_info";
 
@@ -187,6 +191,11 @@ fn describe() {
     describe_gauge!(STORE_BYTES, Unit::Bytes, "Size of the state store on disk.");
     describe_counter!(WEBHOOK_DELIVERIES, "MLflow webhook deliveries by outcome.");
     describe_gauge!(READY, "Readiness checks: 1 passing, 0 failing.");
+    describe_gauge!(
+        FEED_LAST_PASS,
+        Unit::Seconds,
+        "Unix time of the feed's last successful pass (poll: per workspace; debezium: while its session is up)."
+    );
     describe_counter!(
         POLL_PASSES,
         "Poll passes completed (MLflow polled, the pipeline drained), by outcome."
@@ -360,6 +369,15 @@ pub fn bytes_hashed(n: u64) {
 pub fn coverage(workspace: &str, event_type: &'static str, standing: &'static str, n: usize) {
     gauge!(COVERAGE, "workspace" => workspace.to_string(), "event_type" => event_type, "standing" => standing)
         .set(n as f64);
+}
+
+/// The `feed` process completed a pass of `stage` (`poll`, `debezium`) now.
+pub fn feed_pass(stage: &'static str, workspace: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    gauge!(FEED_LAST_PASS, "stage" => stage, "workspace" => workspace.to_string()).set(now);
 }
 
 /// One poll pass ended: `ok` when the poll itself succeeded.

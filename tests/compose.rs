@@ -611,8 +611,26 @@ fn compose_up_anchors_the_demo_lifecycle_and_the_running_worker_answers_status()
         "status in a member",
     );
     assert!(text.contains("(kafka mode)"), "{text}");
+    // The feed's own listener: healthy by the image's HEALTHCHECK, ready, and scraped by
+    // Prometheus with the gauge the dead-feed alert reads.
+    let feed_ready = ok(
+        &project.exec("feed", &["curl", "-fsS", "127.0.0.1:9847/readyz"]),
+        "the feed's /readyz",
+    );
+    assert!(feed_ready.contains("\"ready\":true"), "{feed_ready}");
+    wait_until(
+        "Prometheus scraping the feed's last-pass gauge",
+        Duration::from_secs(120),
+        || project.logs("prometheus"),
+        || {
+            prometheus("/api/v1/query?query=ario_mlflow_worker_feed_last_pass_timestamp_seconds")
+                ["data"]["result"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|s| s["metric"]["stage"] == "poll"))
+        },
+    );
     println!(
-        "compose (kafka): Kafka, feed and 2 members up and the second lifecycle anchored and audited in {:.0} s; `status` in each member: mode kafka, {partitions} partition stores, {parked} parked (NaN); total {:.0} s",
+        "compose (kafka): Kafka, feed and 2 members up and the second lifecycle anchored and audited in {:.0} s; `status` in each member: mode kafka, {partitions} partition stores, {parked} parked (NaN); the feed ready and scraped; total {:.0} s",
         kafka_started.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );

@@ -720,6 +720,8 @@ fn cdc_feed_alone_anchors_snapshot_and_stream_once_through_kills_with_true_stage
 
     // --- 3. Streaming, scaled-out topology: the re-keying stage and the anchoring group.
     worker.sigterm(STOP_WITHIN);
+    // The re-keyer with a listener: its session in /readyz, its heartbeat in /metrics.
+    let feed_listen = format!("127.0.0.1:{}", common::process::free_port());
     let feed_args = [
         "feed",
         "--from-debezium",
@@ -729,6 +731,8 @@ fn cdc_feed_alone_anchors_snapshot_and_stream_once_through_kills_with_true_stage
         EVENTS,
         "--kafka-instance-id",
         "w1",
+        "--listen",
+        &feed_listen,
     ];
     let run_args = [
         "run",
@@ -797,6 +801,26 @@ fn cdc_feed_alone_anchors_snapshot_and_stream_once_through_kills_with_true_stage
                 && of_type(&envs, profile::training::EVENT_TYPE).len() >= 3
                 && of_type(&envs, profile::registration::EVENT_TYPE).len() >= 3
                 && of_type(&envs, profile::prediction::EVENT_TYPE).len() >= 4
+        },
+    );
+    // The restarted re-keyer reports its session and keeps its dead-feed gauge fresh.
+    wait_for(
+        "the re-keyer's listener: session up, heartbeat fresh",
+        Duration::from_secs(30),
+        &[&log_feed],
+        || {
+            let text = common::metrics::scrape(&feed_listen).unwrap_or_default();
+            let beat = common::metrics::sum(
+                &text,
+                "ario_mlflow_worker_feed_last_pass_timestamp_seconds",
+                &[("stage", "debezium")],
+            );
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            common::metrics::sum(&text, "ario_mlflow_worker_ready", &[("check", "cdc")]) == 1.0
+                && (now - beat).abs() < 5.0
         },
     );
     // Let anything that would come twice (a redelivery, a replayed transaction) arrive.

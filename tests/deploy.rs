@@ -40,7 +40,15 @@ fn alert_rules_check_and_their_unit_tests_pass() {
         .args(["check", "rules", "alerts.yml"])
         .current_dir(&dir));
     let text = ok(&out, "promtool check rules");
-    assert!(text.contains("SUCCESS: 12 rules found"), "{text}");
+    let rules = std::fs::read_to_string(dir.join("alerts.yml"))
+        .unwrap()
+        .matches("- alert:")
+        .count();
+    assert!(rules >= 13, "the alerts, the dead-feed one included");
+    assert!(
+        text.contains(&format!("SUCCESS: {rules} rules found")),
+        "{text}"
+    );
     let out = run(Command::new(&promtool)
         .args(["test", "rules", "alerts.test.yml"])
         .current_dir(&dir));
@@ -56,7 +64,7 @@ fn alert_rules_check_and_their_unit_tests_pass() {
         "promtool check config: {}",
         show(&out)
     );
-    println!("promtool: 12 rules, unit tests pass");
+    println!("promtool: {rules} rules, unit tests pass");
 }
 
 /// GitHub's anchor of a Markdown heading: lowercase, spaces to `-`, punctuation dropped.
@@ -228,7 +236,8 @@ fn helm_chart_lints_and_renders_every_mode() {
         &template(&["networkPolicy.enabled=true", "prometheusRule.enabled=true"]),
         "helm template with a NetworkPolicy and a PrometheusRule",
     );
-    assert!(extras.contains("kind: NetworkPolicy") && extras.contains("port: 9847"));
+    // The policy admits the listener's pod port by name (a Service port of 80 changes nothing).
+    assert!(extras.contains("kind: NetworkPolicy") && extras.contains("        - port: http\n"));
     assert!(extras.contains("kind: PrometheusRule"));
     let alerts = std::fs::read_to_string(repo().join("deploy/prometheus/alerts.yml")).unwrap();
     assert_eq!(
@@ -307,8 +316,16 @@ fn helm_chart_lints_and_renders_every_mode() {
             "kafka mode lacks {needle:?}:\n{kafka}"
         );
     }
-    // The Service, the PDB and the NetworkPolicy select the members only, never the feed.
+    // The Service and the PDB select the members only; the feed has a headless Service of its
+    // own, and listens (probes, /metrics) like the members — the ServiceMonitor takes both.
     assert!(kafka.matches("app.kubernetes.io/component: worker").count() >= 4);
+    assert!(
+        kafka.contains("name: r-ario-mlflow-worker-feed\n")
+            && kafka.contains("clusterIP: None")
+            && kafka.matches("value: \"0.0.0.0:9847\"").count() == 2
+            && kafka.matches("path: /healthz").count() == 2,
+        "the feed's listener, probes and Service:\n{kafka}"
+    );
     let inline = ok(
         &template(&["mode=kafka", "kafka.feed=inline"]),
         "helm template kafka with an inline feed",
@@ -532,7 +549,7 @@ fn compose_file_validates() {
         assert!(services.lines().any(|l| l == s), "{s} missing: {services}");
     }
     // Read as an operator would: the poller and the consumer group never run together, every
-    // long-running service restarts, `feed` has no healthcheck on a listener it does not run,
+    // long-running service restarts, `feed` keeps the image's healthcheck (its listener),
     // devnet is read over http, one wallet is shared.
     let out = run(Command::new(&compose)
         .args(["-f", "docker-compose.yml", "config"])
@@ -578,7 +595,6 @@ fn compose_file_validates() {
             "ARIO_MLFLOW_ARWEAVE_WALLET: /var/lib/ario-mlflow-wallet/.ario-mlflow/wallet.json",
         ),
         ("worker", "ARIO_MLFLOW_GATEWAYS: http://devnet:8080"),
-        ("feed", "- NONE"),
     ] {
         assert!(
             service(name).contains(needle),
@@ -586,6 +602,10 @@ fn compose_file_validates() {
             service(name)
         );
     }
+    assert!(
+        !service("feed").contains("- NONE"),
+        "the feed's healthcheck is not disabled"
+    );
     assert!(!resolved.contains("change-me"), "no default webhook secret");
     println!(
         "docker-compose: config valid, {} services",

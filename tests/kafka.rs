@@ -729,9 +729,19 @@ fn a_broker_restart_mid_stream_is_survived_without_restarting_the_worker() {
     );
     assert!(run.alive(), "the consumer gave up: {}", run.log());
     let feed_log = dir.join("feed.log");
+    // The feed with its own listener: what the dead-feed alert scrapes.
+    let feed_addr = format!("127.0.0.1:{}", free_port());
     let mut feed = spawn(
         &worker_env(&lab, &broker, &dir.join("feed-state")),
-        &["feed", "--to-kafka", topic, "--poll-interval", "1"],
+        &[
+            "feed",
+            "--to-kafka",
+            topic,
+            "--poll-interval",
+            "1",
+            "--listen",
+            &feed_addr,
+        ],
         &feed_log,
     );
     let (chains, per_chain) = (6, 10);
@@ -742,6 +752,47 @@ fn a_broker_restart_mid_stream_is_survived_without_restarting_the_worker() {
         Duration::from_secs(120),
         &[&log],
         || lab.dn.handle.items().len() >= 10,
+    );
+    let last_pass = || {
+        let text = common::metrics::scrape(&feed_addr).unwrap_or_default();
+        let gauge = "ario_mlflow_worker_feed_last_pass_timestamp_seconds";
+        let v = common::metrics::sum(&text, gauge, &[("stage", "poll"), ("workspace", "default")]);
+        let ok_passes = common::metrics::sum(
+            &text,
+            "ario_mlflow_worker_poll_passes_total",
+            &[("outcome", "ok")],
+        );
+        (v, ok_passes)
+    };
+    let (first, passes) = last_pass();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (now - first).abs() < 30.0 && passes >= 1.0,
+        "the feed's last pass ({first}) is recent and counted ({passes}): {}",
+        feed.log()
+    );
+    wait_for(
+        "the feed's last-pass gauge to advance",
+        Duration::from_secs(30),
+        &[&feed_log],
+        || last_pass().0 > first,
+    );
+    let probe = |path: &str| {
+        lab.rt.block_on(async {
+            let r = reqwest::get(format!("http://{feed_addr}{path}"))
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let (healthz, readyz) = (probe("/healthz"), probe("/readyz"));
+    assert_eq!(healthz.0, 200, "{}", healthz.1);
+    assert!(
+        readyz.0 == 200 && readyz.1.contains("\"mlflow\""),
+        "the feed ready (MLflow checked): {readyz:?}"
     );
     let before = lab.dn.handle.items().len();
     broker.stop();

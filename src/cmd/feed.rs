@@ -1,11 +1,14 @@
 //! `feed --to-kafka TOPIC`: the poller as a Kafka producer (docs/kafka.md). Detection only:
 //! nothing is signed or uploaded here; `run --source kafka` instances anchor what it produces.
+//! With `--listen` it serves `/metrics`, `/healthz` and `/readyz` like `run`, so a feed that
+//! stops passing is seen (`ArioMlflowFeedStopped`, docs/operations.md).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use tokio_util::sync::CancellationToken;
 
 use super::connect::{
     anchored_workspaces, kafka_settings, workspace_state_dir, KafkaArgs, MlflowArgs,
@@ -17,6 +20,8 @@ use crate::feed::kafka::rekey::Rekeyer;
 use crate::feed::kafka::KafkaFormat;
 use crate::feed::poller::PollFilter;
 use crate::mlflow::MlflowClient;
+use crate::server::health::Check;
+use crate::service::surface::{Surface, SurfaceConfig, SurfaceParts};
 use crate::service::ServiceError;
 use crate::store::Store;
 
@@ -50,6 +55,47 @@ pub struct FeedArgs {
     /// with the CDC offsets (implies `--kafka-format debezium`).
     #[arg(long)]
     pub from_debezium: bool,
+    /// Address of an HTTP listener for `/metrics`, `/healthz` and `/readyz` (what the dead-feed
+    /// alert scrapes); `off`, the default outside the container image, runs none. Give the
+    /// feed its own address when it shares a host with `run`.
+    #[arg(long, env = "ARIO_MLFLOW_LISTEN", default_value = "off")]
+    pub listen: String,
+    /// Seconds without a completed pass after which the listener's `/healthz` answers 503.
+    #[arg(long, env = "ARIO_MLFLOW_STUCK_AFTER", default_value_t = 300)]
+    pub stuck_after: u64,
+}
+
+/// Between the listener's readiness probes of MLflow.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The listener of `--listen` (`None`: `off`, or `--once`), started before the first pass so
+/// `/healthz` answers while the feed works.
+async fn start_listener(
+    args: &FeedArgs,
+    mlflow: &MlflowClient,
+    stop: &CancellationToken,
+) -> Result<Option<Surface>, CmdError> {
+    if args.once || args.listen.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let addr = args.listen.parse().map_err(|_| {
+        CmdError::Usage(format!(
+            "--listen {:?} is not an address like 127.0.0.1:9848 (or `off`)",
+            args.listen
+        ))
+    })?;
+    let config = SurfaceConfig {
+        listen: Some(addr),
+        health_interval: HEALTH_INTERVAL,
+        stuck_after: Duration::from_secs(args.stuck_after.max(1)),
+        coverage_interval: None,
+        management_secret: None,
+    };
+    let parts = SurfaceParts {
+        mode: "feed",
+        ..SurfaceParts::default()
+    };
+    Ok(Some(Surface::start(&config, mlflow, parts, stop).await?))
 }
 
 /// Runs the feed until stopped (or one pass with `--once`).
@@ -91,6 +137,7 @@ async fn run_producer(args: &FeedArgs) -> Result<ExitCode, CmdError> {
         lanes.push((w.clone(), base.in_workspace(w), store, producer));
     }
     let stop = crate::service::shutdown::on_signal();
+    let surface = start_listener(args, &base, &stop).await?;
     let filter = PollFilter::default();
     loop {
         let mut total = FeedStats::default();
@@ -98,6 +145,8 @@ async fn run_producer(args: &FeedArgs) -> Result<ExitCode, CmdError> {
         for (workspace, mlflow, store, producer) in &lanes {
             match feed_once(mlflow, store, producer, &filter).await {
                 Ok(s) => {
+                    crate::telemetry::poll_pass(workspace, true);
+                    crate::telemetry::feed_pass("poll", workspace);
                     if s.produced > 0 || s.failed > 0 {
                         tracing::info!(
                             workspace = %workspace,
@@ -113,6 +162,7 @@ async fn run_producer(args: &FeedArgs) -> Result<ExitCode, CmdError> {
                     total.gone += s.gone;
                 }
                 Err(e) => {
+                    crate::telemetry::poll_pass(workspace, false);
                     tracing::warn!(workspace = %workspace, error = %e, "feed: pass failed; retrying");
                     failed_pass = Some(e);
                 }
@@ -132,12 +182,19 @@ async fn run_producer(args: &FeedArgs) -> Result<ExitCode, CmdError> {
                 ExitCode::from(1)
             });
         }
+        if let Some(surface) = &surface {
+            surface.health.tick();
+        }
         let pause = Duration::from_secs_f64(args.poll_interval.max(0.1));
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = stop.cancelled() => return Ok(ExitCode::SUCCESS),
+            _ = stop.cancelled() => break,
         }
     }
+    if let Some(surface) = surface {
+        surface.stop().await;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `feed --from-debezium`: the re-keying stage alone, until stopped.
@@ -153,19 +210,39 @@ async fn run_from_debezium(args: &FeedArgs) -> Result<ExitCode, CmdError> {
     )?;
     let (mlflow, workspaces) = feed_workspaces(args).await?;
     config.workspaces = workspaces;
-    let rekeyer = Rekeyer::start(config, mlflow).await?;
     let stop = crate::service::shutdown::on_signal();
-    while !stop.is_cancelled() {
+    let surface = start_listener(args, &mlflow, &stop).await?;
+    let rekeyer = Rekeyer::start(config, mlflow).await?;
+    let mut last_report = None::<std::time::Instant>;
+    let outcome = loop {
+        if stop.is_cancelled() {
+            break Ok(ExitCode::SUCCESS);
+        }
         if !rekeyer.is_running() {
-            return Err(CmdError::Service(ServiceError::Stopped(
+            break Err(CmdError::Service(ServiceError::Stopped(
                 "the CDC stage stopped unexpectedly".into(),
             )));
+        }
+        // Once a second: the listener's liveness, the stage's session, the dead-feed gauge.
+        if last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            last_report = Some(std::time::Instant::now());
+            let session = rekeyer.stats.session();
+            if session.is_ok() {
+                crate::telemetry::feed_pass("debezium", "");
+            }
+            if let Some(surface) = &surface {
+                surface.health.tick();
+                surface.health.report(Check::Cdc, session);
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = stop.cancelled() => {}
         }
-    }
+    };
     rekeyer.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    if let Some(surface) = surface {
+        surface.stop().await;
+    }
+    outcome
 }

@@ -53,7 +53,7 @@ pub struct ServerState {
     pub management_secret: Option<String>,
     /// The stores the worker holds (for `/v1/status` and `/v1/retry`).
     pub stores: crate::store::LiveStores,
-    /// `poll`, `kafka` or `guard`: what `/v1/status` reports the worker runs.
+    /// `poll`, `kafka`, `guard` or `feed`: what `/v1/status` reports the process runs.
     pub mode: &'static str,
 }
 

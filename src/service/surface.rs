@@ -54,7 +54,7 @@ pub struct SurfaceParts {
     pub stores: LiveStores,
     /// Whether the store check is part of readiness (poll mode: the stores exist from start).
     pub probe_stores: bool,
-    /// `poll`, `kafka` or `guard`, as `/v1/status` reports it.
+    /// `poll`, `kafka`, `guard` or `feed`, as `/v1/status` reports it.
     pub mode: &'static str,
     /// The MLflow workspaces whose coverage gauges are kept (each client in its workspace);
     /// empty: the surface's own client's.

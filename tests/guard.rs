@@ -683,6 +683,22 @@ fn coverage_counts_verifying_failing_signed_only_and_unanchored_entities() {
         println!("  {l}");
     }
     assert!(checks >= 1.0 && hashed > 0.0);
+    // `status` reaches the guard-only worker too (with the management secret of its state
+    // directory): guard mode, no job store.
+    let out = worker(
+        &env,
+        &["status", "--worker", &format!("http://127.0.0.1:{port}")],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("(guard mode): 0 store(s), 0 jobs"),
+        "status of the guard: {}",
+        show(&out)
+    );
+    println!(
+        "guard command: status answered: {}",
+        text.lines().next().unwrap_or("")
+    );
     assert!(
         metrics.contains("ario_mlflow_worker_coverage_entities{workspace=\"default\",event_type=\"training_complete\",standing=\"not_anchored\"} 2"),
         "coverage gauges: {metrics}"

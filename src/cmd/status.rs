@@ -110,6 +110,9 @@ fn print_worker(args: &StatusArgs, base: &str, answer: &WorkerStatus) {
     if answer.stores.is_empty() && answer.mode == "kafka" {
         println!("  no partition owned by this instance right now (ask another member, or wait for the group to assign)");
     }
+    if answer.mode == "guard" {
+        println!("  a guard-only worker anchors nothing, so it holds no job store: its verdicts are at /v1/verify-status/ASSET");
+    }
     for s in &answer.stores {
         let partition = s
             .partition

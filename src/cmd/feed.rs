@@ -15,7 +15,7 @@ use super::connect::{
 };
 use super::error::{finish, CmdError};
 use crate::feed::cloudevents::Mode;
-use crate::feed::kafka::producer::{feed_once, FeedProducer, FeedStats};
+use crate::feed::kafka::producer::{feed_once_with, FeedProducer, FeedStats};
 use crate::feed::kafka::rekey::Rekeyer;
 use crate::feed::kafka::KafkaFormat;
 use crate::feed::poller::PollFilter;
@@ -143,7 +143,13 @@ async fn run_producer(args: &FeedArgs) -> Result<ExitCode, CmdError> {
         let mut total = FeedStats::default();
         let mut failed_pass = None;
         for (workspace, mlflow, store, producer) in &lanes {
-            match feed_once(mlflow, store, producer, &filter).await {
+            // Liveness follows the pass, event by event: a large first pass is not "stuck".
+            let tick = || {
+                if let Some(surface) = &surface {
+                    surface.health.tick();
+                }
+            };
+            match feed_once_with(mlflow, store, producer, &filter, tick).await {
                 Ok(s) => {
                     crate::telemetry::poll_pass(workspace, true);
                     crate::telemetry::feed_pass("poll", workspace);

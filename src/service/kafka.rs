@@ -15,7 +15,7 @@ use super::ServiceError;
 use crate::anchor::pipeline::{Pipeline, PipelineConfig};
 use crate::anchor::Anchorer;
 use crate::feed::kafka::consumer::{KafkaConsumer, OwnedPartition, PartitionWorker};
-use crate::feed::kafka::producer::{feed_once, FeedProducer};
+use crate::feed::kafka::producer::{feed_once_with, FeedProducer};
 use crate::feed::kafka::rekey::{RekeyConfig, Rekeyer};
 use crate::feed::kafka::KafkaSettings;
 use crate::feed::poller::PollFilter;
@@ -284,7 +284,9 @@ async fn watch(
         if Instant::now() >= next_poll {
             for r in running {
                 if let Some((store, producer)) = &r.feed {
-                    if let Err(e) = feed_once(&r.mlflow, store, producer, &filter).await {
+                    let tick = || surface.health.tick();
+                    if let Err(e) = feed_once_with(&r.mlflow, store, producer, &filter, tick).await
+                    {
                         tracing::warn!(workspace = %r.workspace, error = %e, "poll failed; retrying next cycle");
                     }
                 }

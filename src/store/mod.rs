@@ -243,7 +243,9 @@ impl Store {
         // Held by another process: refused before anything in the directory is touched.
         let dir_lock = shrink::lock_dir(path)?;
         shrink::recover(path)?;
-        let db = open(path)?;
+        // This process may have just dropped a handle on `path` (a partition handed back and
+        // re-assigned, a store reopened): sled releases its file lock a moment later.
+        let db = shrink::reopen_when_released(path, &open)?;
         let (db, _) = shrink::shrink_if_mostly_free(
             db,
             path,

@@ -177,7 +177,10 @@ fn copy_all(from: &sled::Db, to: &sled::Db) -> Result<(), StoreError> {
 
 /// Reopens `dir` once the dropped handle's file lock is released: sled's background flusher
 /// holds the handle a moment after the last drop (seen in CI as "could not acquire lock").
-fn reopen_when_released(
+/// Called with the directory's own lock ([`lock_dir`]) held, so the sled lock can only be
+/// this process's lingering handle (or a process that does not take `store.lock`: it is
+/// refused as [`StoreError::Locked`] after the wait).
+pub(super) fn reopen_when_released(
     dir: &Path,
     reopen: &impl Fn(&Path) -> Result<sled::Db, StoreError>,
 ) -> Result<sled::Db, StoreError> {

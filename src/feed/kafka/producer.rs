@@ -162,12 +162,26 @@ pub async fn feed_once(
     producer: &FeedProducer,
     filter: &PollFilter,
 ) -> Result<FeedStats, FeedError> {
+    feed_once_with(mlflow, store, producer, filter, || {}).await
+}
+
+/// [`feed_once`], calling `progress` after the poll and after each event handled, so a long
+/// first pass (a large registry's history) keeps a liveness probe answering.
+pub async fn feed_once_with(
+    mlflow: &MlflowClient,
+    store: &Store,
+    producer: &FeedProducer,
+    filter: &PollFilter,
+    mut progress: impl FnMut(),
+) -> Result<FeedStats, FeedError> {
     let polled = poll_filtered(mlflow, store, filter).await?;
+    progress();
     let mut stats = FeedStats {
         detected: polled.new_jobs,
         ..FeedStats::default()
     };
     for job in store.open_jobs()? {
+        progress();
         let mut event = job.event.clone();
         if let ChangeEvent::RunFinished {
             run_id,

@@ -282,14 +282,8 @@ fn feed_and_one_consumer_anchor_everything_once_and_dead_letter_the_bad_messages
         },
     );
     // The listener of a consumer: ready with its partitions, and its counters match.
-    let get = |path: &str| {
-        lab.rt.block_on(async {
-            let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        })
-    };
+    let get =
+        |path: &str| common::run::http_get(&lab.rt, &format!("http://127.0.0.1:{port}{path}"));
     // The readiness probe reads the owned count the lag report stores (every 5 s) on its own
     // round (every 0.5 s here): ready within a round or two of the gauges.
     let mut answer = (0, String::new());
@@ -717,10 +711,7 @@ fn a_broker_restart_mid_stream_is_survived_without_restarting_the_worker() {
         &[&log],
         || run.log().contains("Kafka is not usable yet"),
     );
-    let readyz = lab.rt.block_on(async {
-        let r = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    });
+    let readyz = common::run::http_get(&lab.rt, &format!("http://{addr}/readyz"));
     assert_eq!(readyz.0, 503, "{}", readyz.1);
     assert!(
         readyz.1.contains("does not exist") && readyz.1.contains(topic),
@@ -780,14 +771,7 @@ fn a_broker_restart_mid_stream_is_survived_without_restarting_the_worker() {
         &[&feed_log],
         || last_pass().0 > first,
     );
-    let probe = |path: &str| {
-        lab.rt.block_on(async {
-            let r = reqwest::get(format!("http://{feed_addr}{path}"))
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        })
-    };
+    let probe = |path: &str| common::run::http_get(&lab.rt, &format!("http://{feed_addr}{path}"));
     let (healthz, readyz) = (probe("/healthz"), probe("/readyz"));
     assert_eq!(healthz.0, 200, "{}", healthz.1);
     assert!(

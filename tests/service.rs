@@ -222,14 +222,8 @@ fn run_waits_for_a_late_mlflow_and_answers_status_and_retry_while_running() {
         || w.log().contains("MLflow is not reachable yet"),
     );
     // While it waits, its listener says why: alive, not ready, waiting for MLflow.
-    let get = |path: &str| {
-        lab.rt.block_on(async {
-            let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        })
-    };
+    let get =
+        |path: &str| common::run::http_get(&lab.rt, &format!("http://127.0.0.1:{port}{path}"));
     let (code, body) = get("/readyz");
     assert_eq!(code, 503, "{body}");
     let ready: Value = serde_json::from_str(&body).unwrap();

@@ -75,15 +75,10 @@ async fn start_listener(
     mlflow: &MlflowClient,
     stop: &CancellationToken,
 ) -> Result<Option<Surface>, CmdError> {
-    if args.once || args.listen.eq_ignore_ascii_case("off") {
+    let listen = super::surface::parse_listen(&args.listen)?;
+    let Some(addr) = listen.filter(|_| !args.once) else {
         return Ok(None);
-    }
-    let addr = args.listen.parse().map_err(|_| {
-        CmdError::Usage(format!(
-            "--listen {:?} is not an address like 127.0.0.1:9848 (or `off`)",
-            args.listen
-        ))
-    })?;
+    };
     let config = SurfaceConfig {
         listen: Some(addr),
         health_interval: HEALTH_INTERVAL,

@@ -52,6 +52,19 @@ pub struct ServerArgs {
     pub management_secret_file: Option<std::path::PathBuf>,
 }
 
+/// A `--listen` value: an address, or `None` for `off`; anything else is refused with what to
+/// write instead.
+pub(crate) fn parse_listen(value: &str) -> Result<Option<std::net::SocketAddr>, CmdError> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|_| {
+        CmdError::Usage(format!(
+            "--listen {value:?} is not an address like 127.0.0.1:9847 (or `off`)"
+        ))
+    })
+}
+
 /// The listener and probe settings of `args`, checked: an address that does not parse is
 /// refused with what to write instead. With a listener, the management secret is read from
 /// `--management-secret-file` (which must exist) or from `<state_dir>/management-secret`
@@ -60,16 +73,7 @@ pub(crate) fn surface_config(
     args: &ServerArgs,
     state_dir: &std::path::Path,
 ) -> Result<SurfaceConfig, CmdError> {
-    let listen = if args.listen.eq_ignore_ascii_case("off") {
-        None
-    } else {
-        Some(args.listen.parse().map_err(|_| {
-            CmdError::Usage(format!(
-                "--listen {:?} is not an address like 127.0.0.1:9847 (or `off`)",
-                args.listen
-            ))
-        })?)
-    };
+    let listen = parse_listen(&args.listen)?;
     if !args.health_interval.is_finite() {
         return Err(CmdError::Usage(format!(
             "--health-interval must be a number of seconds, not {}",

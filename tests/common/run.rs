@@ -3,6 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// `GET url` on `rt`: the status code and the body (a listener's `/healthz`, `/readyz`, …).
+pub fn http_get(rt: &tokio::runtime::Runtime, url: &str) -> (u16, String) {
+    rt.block_on(async {
+        let r = reqwest::get(url).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
+}
+
 /// Exit status and both streams, for assertion messages.
 pub fn show(out: &Output) -> String {
     format!(
